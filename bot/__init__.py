@@ -1,0 +1,1 @@
+"""Telegram surface (aiogram): the merchant's admin bot: routers, keyboards, FSM states."""

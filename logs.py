@@ -1,0 +1,57 @@
+"""Structured logging: one JSON object per line, with the request id and phone numbers masked.
+
+`request_id` is a context variable the web middleware sets, so every line logged while a
+request is handled carries it. Phone numbers in E.164 form are masked in every message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+request_id: ContextVar[str] = ContextVar("request_id", default="")
+
+_E164 = re.compile(r"\+\d{7,15}\b")
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def mask_phone(text: str) -> str:
+    """Replace every E.164 number in `text` by its country part and last two digits."""
+    return _E164.sub(lambda m: m.group()[:3] + "*" * (len(m.group()) - 5) + m.group()[-2:], text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": mask_phone(record.getMessage()),
+        }
+        rid = request_id.get()
+        if rid:
+            entry["request_id"] = rid
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = mask_phone(value) if isinstance(value, str) else value
+        if record.exc_info:
+            entry["exc"] = mask_phone(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access log duplicates our request log line.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

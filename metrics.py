@@ -1,0 +1,48 @@
+"""Prometheus metrics of one process: HTTP requests and durable jobs, in their own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "ordertalk_http_requests",
+            "HTTP requests answered, by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "ordertalk_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.jobs = Gauge(
+            "ordertalk_jobs",
+            "Jobs in the jobs table, by state (read at scrape time).",
+            ["state"],
+            registry=self.registry,
+        )
+        self.job_backlog_age = Gauge(
+            "ordertalk_job_lag_seconds",
+            "How long the oldest due, queued job has waited past its due time.",
+            registry=self.registry,
+        )
+        self.job_start_lag = Histogram(
+            "ordertalk_job_start_lag_seconds",
+            "Delay from a job's due time to its start, in this process's workers.",
+            ["kind"],
+            buckets=_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.job_runs = Counter(
+            "ordertalk_job_runs",
+            "Job executions in this process's workers, by outcome (done, retry, dead).",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )

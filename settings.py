@@ -1,0 +1,291 @@
+"""Process settings: one TOML file plus `ORDERTALK_<SECTION>__<KEY>` environment overrides.
+
+Validated once at start-up (pydantic-settings, unknown keys rejected) and passed explicitly
+to whatever needs it. `load_settings` raises `ConfigError` with one line per problem, each
+naming the key, so the CLI can print them and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+
+# Used only in sandbox mode when no secret_key is configured: sandbox data is simulated.
+SANDBOX_SECRET_KEY = "ordertalk-sandbox-only-secret-key-do-not-use-in-production"
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    log_level: str = "INFO"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite+aiosqlite:///ordertalk.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL ({exc})") from None
+        backend = url.get_backend_name()
+        if backend not in _ASYNC_DRIVERS:
+            raise ValueError("only sqlite and postgresql databases are supported")
+        driver = url.drivername
+        if driver == backend:
+            driver = _ASYNC_DRIVERS[backend]
+        if driver != _ASYNC_DRIVERS[backend]:
+            raise ValueError(f"use the {_ASYNC_DRIVERS[backend]} driver, not {driver}")
+        if backend == "sqlite" and not url.database:
+            raise ValueError("a SQLite URL needs a file path (in-memory databases lose jobs)")
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+class RedisSettings(Section):
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty or start with redis://, rediss:// or unix://")
+        return value
+
+
+class SecuritySettings(Section):
+    secret_key: SecretStr = SecretStr("")
+    admin_token: SecretStr = SecretStr("")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+
+class ShopifySettings(Section):
+    api_key: str = ""
+    api_secret: SecretStr = SecretStr("")
+    api_version: str = "2025-10"
+    admin_url: str = "https://{shop}/admin/api/{version}/graphql.json"
+
+    @field_validator("admin_url")
+    @classmethod
+    def _admin_url(cls, value: str) -> str:
+        if "{shop}" not in value or "{version}" not in value:
+            raise ValueError("must contain the {shop} and {version} placeholders")
+        return value
+
+
+class TelegramSettings(Section):
+    token: SecretStr = SecretStr("")
+    api_url: str = "https://api.telegram.org"
+    webhook: bool = False
+
+
+class SandboxSettings(Section):
+    enabled: bool = True
+
+
+class JobsSettings(Section):
+    concurrency: int = Field(100, ge=1, le=1000)
+    poll_seconds: float = Field(1.0, gt=0, le=60)
+    lease_seconds: float = Field(30.0, ge=1, le=3600)
+    max_attempts: int = Field(8, ge=1, le=100)
+    backoff_base_seconds: float = Field(5.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(3600.0, gt=0, le=86400)
+    shutdown_grace_seconds: float = Field(10.0, ge=0, le=600)
+    keep_done_hours: float = Field(72.0, ge=0, le=24 * 365)
+
+
+class TwilioSettings(Section):
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+    api_url: str = "https://api.twilio.com"
+
+
+class ExotelSettings(Section):
+    account_sid: str = ""
+    api_key: str = ""
+    api_token: SecretStr = SecretStr("")
+    subdomain: str = "api.exotel.com"
+    api_url: str = "https://api.exotel.com"
+
+
+class GupshupSettings(Section):
+    api_key: SecretStr = SecretStr("")
+    app_name: str = ""
+    source: str = ""
+    api_url: str = "https://api.gupshup.io"
+
+
+class RingCentralSettings(Section):
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    jwt: SecretStr = SecretStr("")
+    api_url: str = "https://platform.ringcentral.com"
+
+
+class ProvidersSettings(Section):
+    twilio: TwilioSettings = TwilioSettings()
+    exotel: ExotelSettings = ExotelSettings()
+    gupshup: GupshupSettings = GupshupSettings()
+    ringcentral: RingCentralSettings = RingCentralSettings()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ORDERTALK_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    security: SecuritySettings = SecuritySettings()
+    shopify: ShopifySettings = ShopifySettings()
+    telegram: TelegramSettings = TelegramSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    jobs: JobsSettings = JobsSettings()
+    providers: ProvidersSettings = ProvidersSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init values; the environment overrides it.
+        return env_settings, init_settings
+
+    def secret_key(self) -> str:
+        """The key that encrypts secrets at rest (the sandbox's fixed key if none is set)."""
+        return self.security.secret_key.get_secret_value() or SANDBOX_SECRET_KEY
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one `key: reason` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read `path` (default `config.toml` if it exists, else built-in sandbox defaults)."""
+    data: dict[str, Any] = {}
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"config: file not found: {path}"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"config: cannot read {path}: {exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"config: {path} is not valid TOML: {exc}"]) from None
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+    problems = _cross_checks(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _describe(error: Any) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "config"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{key}: {message}"
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    problems = [
+        f"{name}: unknown key {'.'.join(path)}"
+        for name, path in _prefixed_environment()
+        if not _is_known(Settings, path)
+    ]
+    if not settings.sandbox.enabled and not settings.security.secret_key.get_secret_value():
+        problems.append("security.secret_key: required when sandbox.enabled is false")
+    return problems
+
+
+def _prefixed_environment() -> list[tuple[str, list[str]]]:
+    prefix = Settings.model_config["env_prefix"]
+    return [
+        (name, name[len(prefix) :].lower().split("__"))
+        for name in os.environ
+        if name.upper().startswith(prefix)
+    ]
+
+
+def _is_known(model: type[BaseModel], path: list[str]) -> bool:
+    field = model.model_fields.get(path[0])
+    if field is None:
+        return False
+    if len(path) == 1:
+        return True
+    annotation = field.annotation
+    return (
+        isinstance(annotation, type)
+        and issubclass(annotation, BaseModel)
+        and _is_known(annotation, path[1:])
+    )
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, with every secret and URL password masked."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return {name: walk(getattr(value, name)) for name in type(value).model_fields}
+        if isinstance(value, SecretStr):
+            return "********" if value.get_secret_value() else ""
+        return value
+
+    data = walk(settings)
+    data["database"]["url"] = make_url(settings.database.url).render_as_string(hide_password=True)
+    if settings.redis.url:
+        data["redis"]["url"] = make_url(settings.redis.url).render_as_string(hide_password=True)
+    return data

@@ -1,0 +1,22 @@
+"""Durable jobs: the transactional outbox that turns flow effects and timers into work.
+
+Enqueue inside the caller's transaction (`JobQueue.enqueue`); workers (`Worker`) claim due
+jobs in batches, run the handler registered for their kind, and retry failures with backoff.
+Delivery is at least once: a handler must use the job's idempotency key so that a second
+execution after a crash records no second effect.
+"""
+
+from storage.jobs.queue import ClaimedJob, JobQueue, NewJob, Outcome
+from storage.jobs.worker import Handler, PermanentJobError, RetryLater, Worker, backoff_seconds
+
+__all__ = [
+    "ClaimedJob",
+    "Handler",
+    "JobQueue",
+    "NewJob",
+    "Outcome",
+    "PermanentJobError",
+    "RetryLater",
+    "Worker",
+    "backoff_seconds",
+]

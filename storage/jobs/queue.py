@@ -1,0 +1,267 @@
+"""The jobs table's operations: enqueue, batch claim, finish, lease upkeep, counts.
+
+Every operation is one statement or one short transaction, shared by as many jobs as it
+can take: a claim takes up to `limit` jobs (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so any
+number of workers share the table), and results are written back in one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clock import Clock
+from settings import JobsSettings
+from storage.db import JOBS_CHANNEL, Database
+from storage.models import Job
+
+jobs = Job.__table__
+STATES = ("queued", "running", "done", "dead")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    due_at: datetime | None = None  # None: due now
+    idempotency_key: str | None = None
+    shop_id: int | None = None
+    max_attempts: int | None = None  # None: the configured default
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int  # including this one
+    max_attempts: int
+    idempotency_key: str | None
+    shop_id: int | None
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one execution: done, or retry at `retry_at`, or dead."""
+
+    job_id: int
+    status: str  # done | queued | dead
+    error: str = ""
+    retry_at: datetime | None = None
+
+
+class JobQueue:
+    def __init__(self, db: Database, clock: Clock, settings: JobsSettings) -> None:
+        self.db = db
+        self.clock = clock
+        self.settings = settings
+
+    async def enqueue(self, session: AsyncSession, *new_jobs: NewJob) -> int:
+        """Add jobs inside the caller's transaction; a known idempotency key is skipped.
+
+        Returns how many were added. Workers are woken when the transaction commits.
+        """
+        if not new_jobs:
+            return 0
+        now = self.clock.now()
+        rows = [
+            {
+                "kind": job.kind,
+                "payload": job.payload,
+                "due_at": job.due_at or now,
+                "idempotency_key": job.idempotency_key,
+                "shop_id": job.shop_id,
+                "max_attempts": job.max_attempts or self.settings.max_attempts,
+                "status": "queued",
+                "attempts": 0,
+                "last_error": "",
+                "created_at": now,
+            }
+            for job in new_jobs
+        ]
+        stmt = self.db.insert(jobs).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        result = await session.execute(stmt, rows)
+        if self.db.dialect == "postgresql":
+            await session.execute(
+                text("SELECT pg_notify(:channel, '')"), {"channel": JOBS_CHANNEL}
+            )
+        session.info["jobs_enqueued"] = True
+        return result.rowcount if result.rowcount >= 0 else len(rows)
+
+    async def claim(self, worker_id: str, limit: int) -> list[ClaimedJob]:
+        """Take up to `limit` due jobs, oldest due first, leased to `worker_id`."""
+        now = self.clock.now()
+        due = (
+            select(jobs.c.id)
+            .where(jobs.c.status == "queued", jobs.c.due_at <= now)
+            .order_by(jobs.c.due_at, jobs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id.in_(due.scalar_subquery()))
+            .values(
+                status="running",
+                locked_by=worker_id,
+                locked_until=now + timedelta(seconds=self.settings.lease_seconds),
+                attempts=jobs.c.attempts + 1,
+                started_at=now,
+            )
+            .returning(
+                jobs.c.id,
+                jobs.c.kind,
+                jobs.c.payload,
+                jobs.c.attempts,
+                jobs.c.max_attempts,
+                jobs.c.idempotency_key,
+                jobs.c.shop_id,
+                jobs.c.due_at,
+            )
+        )
+        async with self.db.transaction() as session:
+            rows = (await session.execute(stmt)).all()
+        claimed = [ClaimedJob(*row) for row in rows]
+        claimed.sort(key=lambda job: (job.due_at, job.id))
+        return claimed
+
+    async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> None:
+        """Record results; a job whose lease was taken over by another worker is left alone."""
+        now = self.clock.now()
+        done = [o.job_id for o in outcomes if o.status == "done"]
+        others = [
+            {
+                "b_id": o.job_id,
+                "b_status": o.status,
+                "b_error": o.error[:4000],
+                "b_due": o.retry_at or now,
+                "b_finished": now if o.status == "dead" else None,
+            }
+            for o in outcomes
+            if o.status != "done"
+        ]
+        async with self.db.transaction() as session:
+            if done:
+                await session.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(done), *self._held_by(worker_id))
+                    .values(status="done", finished_at=now, locked_by=None, locked_until=None)
+                )
+            if others:
+                await session.execute(
+                    update(jobs)
+                    .where(jobs.c.id == bindparam("b_id"), *self._held_by(worker_id))
+                    .values(
+                        status=bindparam("b_status"),
+                        last_error=bindparam("b_error"),
+                        due_at=bindparam("b_due"),
+                        finished_at=bindparam("b_finished"),
+                        locked_by=None,
+                        locked_until=None,
+                    ),
+                    others,
+                )
+                if any(o.status == "queued" for o in outcomes):
+                    session.info["jobs_enqueued"] = True
+
+    async def extend(self, worker_id: str, job_ids: Iterable[int]) -> None:
+        """Renew the lease of jobs this worker still holds."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        until = self.clock.now() + timedelta(seconds=self.settings.lease_seconds)
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(ids), *self._held_by(worker_id))
+                .values(locked_until=until)
+            )
+
+    async def release(self, worker_id: str, job_ids: Iterable[int]) -> None:
+        """Hand jobs back untouched (shutdown): queued again, the attempt not counted."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(ids), *self._held_by(worker_id))
+                .values(
+                    status="queued",
+                    attempts=jobs.c.attempts - 1,
+                    locked_by=None,
+                    locked_until=None,
+                    started_at=None,
+                )
+            )
+            session.info["jobs_enqueued"] = True
+
+    async def requeue_expired(self) -> int:
+        """Take back jobs whose worker died (lease expired): queued again, or dead if spent."""
+        now = self.clock.now()
+        expired = (jobs.c.status == "running", jobs.c.locked_until < now)
+        async with self.db.transaction() as session:
+            dead = await session.execute(
+                update(jobs)
+                .where(*expired, jobs.c.attempts >= jobs.c.max_attempts)
+                .values(
+                    status="dead",
+                    last_error="worker lost while running the last attempt",
+                    finished_at=now,
+                    locked_by=None,
+                    locked_until=None,
+                )
+            )
+            requeued = await session.execute(
+                update(jobs)
+                .where(*expired)
+                .values(
+                    status="queued",
+                    last_error="worker lost while running; lease expired",
+                    locked_by=None,
+                    locked_until=None,
+                )
+            )
+            if requeued.rowcount:
+                session.info["jobs_enqueued"] = True
+        return dead.rowcount + requeued.rowcount
+
+    async def prune_done(self, limit: int = 10_000) -> int:
+        """Delete done jobs older than the configured retention."""
+        before = self.clock.now() - timedelta(hours=self.settings.keep_done_hours)
+        old = (
+            select(jobs.c.id)
+            .where(jobs.c.status == "done", jobs.c.finished_at < before)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        async with self.db.transaction() as session:
+            result = await session.execute(delete(jobs).where(jobs.c.id.in_(old)))
+        return result.rowcount
+
+    async def counts(self) -> dict[str, int]:
+        async with self.db.sessions() as session:
+            rows = await session.execute(
+                select(jobs.c.status, func.count()).group_by(jobs.c.status)
+            )
+            found = dict(rows.all())
+        return {state: int(found.get(state, 0)) for state in STATES}
+
+    async def oldest_due_lag(self) -> float:
+        """Seconds the oldest due, queued job has been waiting (0 if none)."""
+        now = self.clock.now()
+        async with self.db.sessions() as session:
+            oldest = await session.scalar(
+                select(func.min(Job.due_at)).where(Job.status == "queued", Job.due_at <= now)
+            )
+        return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+
+    @staticmethod
+    def _held_by(worker_id: str) -> tuple[Any, ...]:
+        return (jobs.c.status == "running", jobs.c.locked_by == worker_id)

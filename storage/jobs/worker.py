@@ -1,0 +1,226 @@
+"""The job worker: claims due jobs in batches, runs their handlers, writes results in batches.
+
+A worker holds at most `concurrency` claimed jobs. Handlers run concurrently; finished
+results are written back in one transaction per loop turn. Held jobs have their lease
+renewed while they run; jobs of a dead worker are taken back once their lease expires.
+A failing job retries with exponential backoff and jitter, and is `dead` after its last
+attempt. On stop, running handlers get a grace period; what is still running is cancelled
+and handed back untouched. A database outage never ends the loop: it waits and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+
+from clock import Clock
+from metrics import Metrics
+from settings import JobsSettings
+from storage.jobs.queue import ClaimedJob, JobQueue, Outcome
+from storage.wakeup import Wakeup
+
+_LOGGER = logging.getLogger(__name__)
+
+Handler = Callable[[ClaimedJob], Awaitable[None]]
+
+
+class PermanentJobError(Exception):
+    """The job can never succeed: record why and do not retry."""
+
+
+class RetryLater(Exception):
+    """Retry after a delay the handler knows (e.g. a provider's Retry-After)."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry in {seconds:g}s")
+        self.seconds = seconds
+
+
+def backoff_seconds(attempts: int, settings: JobsSettings, rng: random.Random) -> float:
+    """Exponential backoff with jitter: half the delay fixed, half random."""
+    ceiling = min(
+        settings.backoff_max_seconds, settings.backoff_base_seconds * 2 ** (attempts - 1)
+    )
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: Mapping[str, Handler],
+        *,
+        clock: Clock,
+        settings: JobsSettings,
+        wakeup: Wakeup,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.clock = clock
+        self.settings = settings
+        self.wakeup = wakeup
+        self.metrics = metrics
+        self.rng = rng or random.Random()
+        self.id = f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._held: dict[int, ClaimedJob] = {}
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._results: list[Outcome] = []
+        self._stopping = False
+        self._nudge = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._nudge.set()
+
+    async def run(self) -> None:
+        """Work until `stop()`, then finish or hand back what is held."""
+        events = self.wakeup.subscribe()
+        loop = asyncio.get_running_loop()
+        next_upkeep = loop.time()
+        next_prune = loop.time()
+        _LOGGER.info("worker %s started", self.id)
+        try:
+            while not self._stopping:
+                try:
+                    await self._flush()
+                    if loop.time() >= next_upkeep:
+                        await self._upkeep()
+                        next_upkeep = loop.time() + self.settings.lease_seconds / 3
+                    if loop.time() >= next_prune:
+                        await self.queue.prune_done()
+                        next_prune = loop.time() + 600
+                    if await self._fill():
+                        continue
+                except Exception:
+                    _LOGGER.exception("worker %s: database step failed; retrying", self.id)
+                await self._idle(events)
+        finally:
+            self.wakeup.unsubscribe(events)
+            await self._shutdown()
+            _LOGGER.info("worker %s stopped", self.id)
+
+    async def run_until_idle(self) -> int:
+        """Run every job due now, including retries that fall due meanwhile; return the count.
+
+        For tests and the sandbox's time control, which move the clock themselves.
+        """
+        total = 0
+        while True:
+            claimed = await self.queue.claim(self.id, self.settings.concurrency)
+            if not claimed:
+                return total
+            total += len(claimed)
+            for job in claimed:
+                self._start(job)
+            await asyncio.gather(*self._running.values())
+            await self._flush()
+
+    async def _idle(self, events: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(e.wait()) for e in (events, self._nudge)]
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.settings.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        events.clear()
+        self._nudge.clear()
+
+    async def _fill(self) -> bool:
+        """Claim into the free slots; True if the claim came back full (more may be due)."""
+        free = self.settings.concurrency - len(self._held)
+        if free <= 0 or (self._held and free < max(1, self.settings.concurrency // 4)):
+            return False
+        claimed = await self.queue.claim(self.id, free)
+        for job in claimed:
+            self._start(job)
+        return len(claimed) == free
+
+    def _start(self, job: ClaimedJob) -> None:
+        self._held[job.id] = job
+        if self.metrics:
+            lag = (self.clock.now() - job.due_at).total_seconds()
+            self.metrics.job_start_lag.labels(job.kind).observe(max(lag, 0.0))
+        task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
+        self._running[job.id] = task
+
+    async def _execute(self, job: ClaimedJob) -> None:
+        try:
+            handler = self.handlers.get(job.kind)
+            if handler is None:
+                raise PermanentJobError(f"no handler for job kind {job.kind!r}")
+            await handler(job)
+        except asyncio.CancelledError:
+            # Shutdown ran out of grace: the job goes back untouched.
+            self._running.pop(job.id, None)
+            raise
+        except Exception as exc:
+            outcome = self._failure(job, exc)
+        else:
+            outcome = Outcome(job.id, "done")
+        self._running.pop(job.id, None)
+        self._results.append(outcome)
+        self._nudge.set()
+        if self.metrics:
+            self.metrics.job_runs.labels(job.kind, _metric_outcome(outcome)).inc()
+
+    def _failure(self, job: ClaimedJob, exc: Exception) -> Outcome:
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, PermanentJobError) or job.attempts >= job.max_attempts:
+            _LOGGER.warning("job %s (%s) is dead: %s", job.id, job.kind, error)
+            return Outcome(job.id, "dead", error)
+        if isinstance(exc, RetryLater):
+            delay = exc.seconds
+        else:
+            delay = backoff_seconds(job.attempts, self.settings, self.rng)
+        _LOGGER.info("job %s (%s) failed, retry in %.1fs: %s", job.id, job.kind, delay, error)
+        return Outcome(job.id, "queued", error, self.clock.now() + timedelta(seconds=delay))
+
+    async def _flush(self) -> None:
+        if not self._results:
+            return
+        results, self._results = self._results, []
+        try:
+            await self.queue.finish(self.id, results)
+        except BaseException:
+            self._results[:0] = results
+            raise
+        for outcome in results:
+            self._held.pop(outcome.job_id, None)
+
+    async def _upkeep(self) -> None:
+        await self.queue.extend(self.id, self._held)
+        recovered = await self.queue.requeue_expired()
+        if recovered:
+            _LOGGER.warning("took back %d jobs of a lost worker", recovered)
+
+    async def _shutdown(self) -> None:
+        running = list(self._running.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self.settings.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._flush()
+        reported = {outcome.job_id for outcome in self._results}
+        unfinished = [job_id for job_id in self._held if job_id not in reported]
+        try:
+            await self.queue.release(self.id, unfinished)
+        except Exception:
+            _LOGGER.exception("worker %s could not hand back %d jobs", self.id, len(unfinished))
+        self._held.clear()
+
+
+def _metric_outcome(outcome: Outcome) -> str:
+    return {"done": "done", "queued": "retry", "dead": "dead"}[outcome.status]

@@ -1,0 +1,326 @@
+"""SQLAlchemy models: every record the product keeps, one table each.
+
+Times are UTC (`UTCDateTime`) and always come from the injected clock, never from the
+database server. Phone numbers are E.164 strings. Money is a decimal string with its ISO
+currency. Provider credentials are stored only as ciphertext (see `storage.crypto`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.types import Json, UTCDateTime
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: Json,
+        list[Any]: Json,
+    }
+
+
+def shop_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+
+
+class Shop(Base):
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    country: Mapped[str] = mapped_column(String(2), default="")
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    status: Mapped[str] = mapped_column(String(32), default="partially_installed")
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Fernet ciphertext of a JSON document of the shop's own provider credentials.
+    credentials: Mapped[str] = mapped_column(Text, default="")
+    api_key_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("shop_id", "phone"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    phone: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    email: Mapped[str] = mapped_column(String(255), default="")
+    shopify_customer_id: Mapped[str | None] = mapped_column(String(64))
+    sms_consent: Mapped[str] = mapped_column(String(16), default="unknown")
+    whatsapp_consent: Mapped[str] = mapped_column(String(16), default="unknown")
+    consent_updated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "shopify_order_id"),
+        Index(None, "shop_id", "placed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL")
+    )
+    shopify_order_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    number: Mapped[int] = mapped_column(Integer)
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    total_amount: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_method: Mapped[str] = mapped_column(String(16))  # cod | prepaid
+    gateways: Mapped[list[Any]] = mapped_column(default=list)
+    financial_status: Mapped[str] = mapped_column(String(32), default="")
+    fulfillment_status: Mapped[str] = mapped_column(String(32), default="")
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    verification_status: Mapped[str] = mapped_column(String(32), default="none")
+    skip_reason: Mapped[str] = mapped_column(String(255), default="")
+    cancelled_at: Mapped[datetime | None]
+    placed_at: Mapped[datetime]
+    shopify_updated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Verification(Base):
+    """One order's verification conversation: the flow's state row."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (Index(None, "shop_id", "state"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
+    method: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    next_action_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Message(Base):
+    """An SMS or WhatsApp message, either way, with its delivery status and cost."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_message_id"),
+        Index(None, "shop_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL"), index=True
+    )
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL")
+    )
+    channel: Mapped[str] = mapped_column(String(16))  # sms | whatsapp
+    direction: Mapped[str] = mapped_column(String(8))  # out | in
+    provider: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(16), default="platform")  # shop | platform
+    to_phone: Mapped[str] = mapped_column(String(20))
+    from_phone: Mapped[str] = mapped_column(String(32), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    template: Mapped[str] = mapped_column(String(128), default="")
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    # The job effect that produced an outbound message: a retried job finds it here.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(32), default="queued")
+    error_code: Mapped[str] = mapped_column(String(64), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    encoding: Mapped[str] = mapped_column(String(8), default="")
+    segments: Mapped[int] = mapped_column(Integer, default=0)
+    credits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Call(Base):
+    """A verification call: its status, the customer's input and its duration."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_call_id"),
+        Index(None, "shop_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(16), default="platform")
+    provider_call_id: Mapped[str | None] = mapped_column(String(128))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    to_phone: Mapped[str] = mapped_column(String(20))
+    from_phone: Mapped[str] = mapped_column(String(32), default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(32), default="queued")
+    input_digits: Mapped[str] = mapped_column(String(16), default="")
+    duration_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class MissedCall(Base):
+    __tablename__ = "missed_calls"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_call_id"),
+        Index(None, "shop_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_call_id: Mapped[str] = mapped_column(String(128))
+    from_phone: Mapped[str] = mapped_column(String(20))
+    to_phone: Mapped[str] = mapped_column(String(32))
+    matched_order_ids: Mapped[list[Any]] = mapped_column(default=list)
+    received_at: Mapped[datetime]
+
+
+class Activity(Base):
+    """One line of an order's timeline: what happened and by which mode."""
+
+    __tablename__ = "activities"
+    __table_args__ = (Index(None, "order_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+class CreditEntry(Base):
+    """The credit ledger: every top-up and charge, with the balance after it."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (Index(None, "shop_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    delta: Mapped[int] = mapped_column(Integer)
+    balance_after: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class WebhookReceipt(Base):
+    """A webhook delivery already accepted, so a repeated delivery does nothing."""
+
+    __tablename__ = "webhook_receipts"
+    __table_args__ = (
+        UniqueConstraint("provider", "delivery_id"),
+        Index(None, "provider", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str] = mapped_column(String(255), default="")
+    topic: Mapped[str] = mapped_column(String(64), default="")
+    triggered_at: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+
+
+class BotLink(Base):
+    """A Telegram chat linked to a shop, with the role it acts in."""
+
+    __tablename__ = "bot_links"
+    __table_args__ = (UniqueConstraint("shop_id", "chat_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    role: Mapped[str] = mapped_column(String(16), default="owner")
+    alerts: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class Job(Base):
+    """A durable job: an effect to perform or a timer to fire (see `storage.jobs`)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # The claim query reads only queued rows in due order.
+        Index(
+            "ix_jobs_queued_due",
+            "due_at",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index(
+            "ix_jobs_running_lease",
+            "locked_until",
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+        Index(None, "status", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    shop_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    due_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]

@@ -1,0 +1,1 @@
+"""HTTP surface (aiohttp): webhooks, customer pages, admin API, health and metrics."""

@@ -1,0 +1,87 @@
+"""Request middlewares: request id, access log and metrics; errors as clear 4xx answers.
+
+Bad input never becomes a 500: unknown routes are 404, wrong methods 405, oversize bodies
+413 (checked from Content-Length before the handler runs, and by aiohttp while reading).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from logs import request_id
+from web.errors import json_error, wants_json
+from web.keys import metrics_key, settings_key
+
+_LOGGER = logging.getLogger("web.access")
+_ERRORS = logging.getLogger("web.errors")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-Id", "")
+    rid = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    token = request_id.set(rid)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = rid
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_name(request)
+        metrics = request.app[metrics_key]
+        metrics.http_requests.labels(request.method, route, str(status)).inc()
+        metrics.http_duration.labels(route).observe(elapsed)
+        _LOGGER.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            status,
+            extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+        )
+        request_id.reset(token)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limit = request.app[settings_key].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _answer(request, web.HTTPRequestEntityTooLarge(limit, request.content_length))
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _answer(request, exc)
+    except Exception:
+        _ERRORS.exception("unhandled error in %s %s", request.method, request.path)
+        if wants_json(request):
+            return json_error(500, "internal error")
+        return web.Response(status=500, text="Internal error")
+
+
+def _answer(request: web.Request, exc: web.HTTPException) -> web.Response:
+    if wants_json(request):
+        response = json_error(exc.status, exc.reason)
+        if exc.status == 405:
+            response.headers["Allow"] = exc.headers.get("Allow", "")
+        return response
+    return web.Response(
+        status=exc.status,
+        text=f"{exc.status}: {exc.reason}",
+        headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+    )
