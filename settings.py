@@ -222,11 +222,12 @@ def load_settings(path: Path | None = None) -> Settings:
             raise ConfigError([f"config: cannot read {path}: {exc}"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"config: {path} is not valid TOML: {exc}"]) from None
+    problems = _unknown_environment()
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError([_describe(error) for error in exc.errors()]) from None
-    problems = _cross_checks(settings)
+        raise ConfigError([_describe(error) for error in exc.errors()] + problems) from None
+    problems += _cross_checks(settings)
     if problems:
         raise ConfigError(problems)
     return settings
@@ -240,12 +241,16 @@ def _describe(error: Any) -> str:
     return f"{key}: {message}"
 
 
-def _cross_checks(settings: Settings) -> list[str]:
-    problems = [
+def _unknown_environment() -> list[str]:
+    return [
         f"{name}: unknown key {'.'.join(path)}"
         for name, path in _prefixed_environment()
         if not _is_known(Settings, path)
     ]
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    problems = []
     if not settings.sandbox.enabled and not settings.security.secret_key.get_secret_value():
         problems.append("security.secret_key: required when sandbox.enabled is false")
     return problems

@@ -85,14 +85,18 @@ class JobQueue:
             }
             for job in new_jobs
         ]
-        stmt = self.db.insert(jobs).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        result = await session.execute(stmt, rows)
+        stmt = (
+            self.db.insert(jobs)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(jobs.c.id)
+        )
+        added = len((await session.execute(stmt, rows)).all())
         if self.db.dialect == "postgresql":
             await session.execute(
                 text("SELECT pg_notify(:channel, '')"), {"channel": JOBS_CHANNEL}
             )
         session.info["jobs_enqueued"] = True
-        return result.rowcount if result.rowcount >= 0 else len(rows)
+        return added
 
     async def claim(self, worker_id: str, limit: int) -> list[ClaimedJob]:
         """Take up to `limit` due jobs, oldest due first, leased to `worker_id`."""

@@ -76,6 +76,8 @@ class Worker:
         self._results: list[Outcome] = []
         self._stopping = False
         self._nudge = asyncio.Event()
+        # Set while the worker waits for work (lets callers know it has caught up).
+        self.idle = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping = True
@@ -126,11 +128,13 @@ class Worker:
 
     async def _idle(self, events: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(e.wait()) for e in (events, self._nudge)]
+        self.idle.set()
         try:
             await asyncio.wait(
                 waiters, timeout=self.settings.poll_seconds, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            self.idle.clear()
             for waiter in waiters:
                 waiter.cancel()
         events.clear()

@@ -1,0 +1,1 @@
+"""The test suite: unit, integration against HTTP-level fakes, and process tests."""

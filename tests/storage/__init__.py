@@ -1,0 +1,1 @@
+"""Storage tests: migrations, durable jobs, encryption, on SQLite and PostgreSQL."""

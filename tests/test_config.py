@@ -1,0 +1,150 @@
+"""Configuration as a user meets it: `main.py` run as a subprocess, exit status and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from settings import SANDBOX_SECRET_KEY, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_main(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERTALK_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def assert_config_error(result, *expected_lines: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    for expected in expected_lines:
+        assert any(line.startswith(expected) for line in lines), (expected, lines)
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_example_config_is_valid_and_covers_every_key(tmp_path):
+    result = run_main("check-config", "--config", str(ROOT / "config.example.toml"))
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    example = load_settings(ROOT / "config.example.toml")
+    assert shown == json.loads(json.dumps(example.model_dump(mode="json")))
+    import tomllib
+
+    written = tomllib.loads((ROOT / "config.example.toml").read_text())
+
+    def keys(data: dict, prefix: str = "") -> set[str]:
+        found = set()
+        for key, value in data.items():
+            found |= keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+        return found
+
+    assert keys(written) == keys(shown)
+
+
+def test_invalid_values_and_unknown_keys_name_the_key(tmp_path):
+    config = write(
+        tmp_path,
+        '[server]\nport = "eighty"\nhots = "x"\n[database]\nurl = "mysql://db/x"\n'
+        "[jobs]\nmax_attempts = 0\n",
+    )
+    result = run_main("check-config", "--config", str(config))
+    assert_config_error(
+        result,
+        "server.port: ",
+        "server.hots: unknown key",
+        "database.url: only sqlite and postgresql databases are supported",
+        "jobs.max_attempts: ",
+    )
+    assert len(result.stderr.strip().splitlines()) == 4
+
+
+def test_environment_overrides_and_their_errors():
+    ok = run_main(
+        "check-config",
+        env={
+            "ORDERTALK_DATABASE__URL": "postgresql://app:pw@db.internal/ordertalk",
+            "ORDERTALK_PROVIDERS__TWILIO__API_URL": "http://127.0.0.1:9999",
+        },
+    )
+    assert ok.returncode == 0, ok.stderr
+    shown = json.loads(ok.stdout)
+    assert shown["database"]["url"] == "postgresql+asyncpg://app:***@db.internal/ordertalk"
+    assert shown["providers"]["twilio"]["api_url"] == "http://127.0.0.1:9999"
+
+    bad = run_main(
+        "serve",
+        env={"ORDERTALK_DATABASE__URL": "oracle://x", "ORDERTALK_SERVR__PORT": "1"},
+    )
+    assert_config_error(bad, "database.url: ", "ORDERTALK_SERVR__PORT: unknown key servr.port")
+
+
+def test_secrets_are_masked_in_check_config(tmp_path):
+    config = write(
+        tmp_path,
+        '[security]\nsecret_key = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t-42"\n'
+        '[providers.twilio]\naccount_sid = "AC42"\nauth_token = "tw-token-1234"\n'
+        '[redis]\nurl = "redis://:redispw@127.0.0.1:6379/0"\n',
+    )
+    result = run_main("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    for secret in ("s3cr3t", "tw-token-1234", "redispw"):
+        assert secret not in result.stdout
+    shown = json.loads(result.stdout)
+    assert shown["security"]["secret_key"] == "********"
+    assert shown["providers"]["twilio"] == {
+        "account_sid": "AC42",
+        "auth_token": "********",
+        "api_url": "https://api.twilio.com",
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("[server\nport=1", "config: "),
+        ('[security]\nsecret_key = "short"\n', "security.secret_key: must be at least 32"),
+        ("[sandbox]\nenabled = false\n", "security.secret_key: required when sandbox"),
+        ('[database]\nurl = "sqlite+aiosqlite://"\n', "database.url: a SQLite URL needs a file"),
+        ('[database]\nurl = "postgresql+psycopg2://h/db"\n', "database.url: use the "),
+        ('[redis]\nurl = "localhost:6379"\n', "redis.url: must be empty or start with"),
+        ('[shopify]\nadmin_url = "https://x/graphql"\n', "shopify.admin_url: must contain"),
+    ],
+)
+def test_each_kind_of_problem_exits_2(tmp_path, content, expected):
+    assert_config_error(
+        run_main("check-config", "--config", str(write(tmp_path, content))), expected
+    )
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    result = run_main("serve", "--config", str(tmp_path / "nope.toml"))
+    assert_config_error(result, "config: file not found")
+
+
+def test_defaults_are_the_sandbox(tmp_path):
+    result = run_main("check-config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["sandbox"]["enabled"] is True
+    assert shown["database"]["url"] == "sqlite+aiosqlite:///ordertalk.db"
+    assert load_settings(None).secret_key() == SANDBOX_SECRET_KEY

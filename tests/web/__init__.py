@@ -1,0 +1,1 @@
+"""HTTP surface tests: the real aiohttp app on loopback."""

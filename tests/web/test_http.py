@@ -1,0 +1,76 @@
+"""HTTP behaviour of the app factory: clear 4xx answers, request ids, structured logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from logs import JsonFormatter, mask_phone, request_id
+
+
+@pytest.fixture
+async def client(aiohttp_client, app_factory, db, queue):
+    return await aiohttp_client(app_factory(db, queue))
+
+
+async def test_unknown_api_route_is_json_404(client):
+    response = await client.get("/api/v1/nothing-here")
+    assert response.status == 404
+    assert await response.json() == {"error": {"status": 404, "message": "Not Found"}}
+
+
+async def test_wrong_method_is_405_with_allow(client):
+    response = await client.post("/healthz", data=b"{}")
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET,HEAD"
+    assert (await response.json())["error"]["status"] == 405
+
+
+async def test_oversize_body_is_413_before_any_handler(client, settings):
+    body = b"x" * (settings.server.max_body_bytes + 1)
+    response = await client.post("/webhooks/shopify", data=io.BytesIO(body))
+    assert response.status == 413
+    assert (await response.json())["error"]["status"] == 413
+
+
+async def test_unknown_page_is_plain_404(client):
+    response = await client.get("/no-such-page")
+    assert response.status == 404
+    assert response.content_type == "text/plain"
+
+
+async def test_request_id_is_echoed_or_made(client):
+    given = await client.get("/healthz", headers={"X-Request-Id": "abc-123"})
+    assert given.headers["X-Request-Id"] == "abc-123"
+    made = await client.get("/healthz", headers={"X-Request-Id": "bad id; with spaces"})
+    assert len(made.headers["X-Request-Id"]) == 32
+
+
+async def test_access_log_lines_carry_the_request_id(client, caplog):
+    caplog.set_level(logging.INFO, logger="web.access")
+    await client.get("/healthz", headers={"X-Request-Id": "trace-me"})
+    [record] = [r for r in caplog.records if r.name == "web.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "GET /healthz 200"
+    assert line["status"] == 200
+
+
+def test_phone_numbers_are_masked_in_logs():
+    assert mask_phone("call +919876543210 now") == "call +91********10 now"
+    assert mask_phone("order #1001 total 1299") == "order #1001 total 1299"
+    record = logging.LogRecord(
+        "flows", logging.INFO, __file__, 1, "sms to %s failed", ("+14155550123",), None
+    )
+    record.phone = "+14155550123"
+    token = request_id.set("rid-1")
+    try:
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id.reset(token)
+    assert line["msg"] == "sms to +14*******23 failed"
+    assert line["phone"] == "+14*******23"
+    assert line["request_id"] == "rid-1"
+    assert "4155550123" not in json.dumps(line)
