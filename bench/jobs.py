@@ -68,7 +68,7 @@ Workers = Callable[[int], AbstractAsyncContextManager[None]]
 class Row:
     scenario: str
     figure: str
-    note: str = ""
+    note: str
 
 
 async def noop(job: ClaimedJob) -> None:
@@ -310,8 +310,8 @@ async def bench_database(url: str, args: argparse.Namespace) -> list[Row]:
         print(f"{name}: claim {CLAIM_LIMIT} with {BACKLOG:,} jobs due tomorrow", flush=True)
         await load_backlog(queue)
         fresh = await claim_ms(queue)
-        # PostgreSQL's autovacuum gathers statistics some time after a bulk load; nothing
-        # gathers them for SQLite. Both states are measured.
+        # Planner statistics: autovacuum (when enabled) gathers PostgreSQL's a while after a
+        # bulk load; nothing in the service gathers SQLite's. Both states are measured.
         await analyze(queue.db)
         analysed = await claim_ms(queue)
         for state, claims in (("just loaded", fresh), ("analysed", analysed)):

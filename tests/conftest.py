@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ def missing_service(reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (REQUIRE_SERVICES=1)")
     pytest.skip(reason)
+
+
+def run_blocking(make_coro: Any) -> Any:
+    """Run a coroutine to completion on its own loop, even from inside a running loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coro())).result()
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -75,7 +82,7 @@ def pg_scratch(pg_server_url: str) -> Iterator[Any]:
 
     def create() -> str:
         name = f"ordertalk_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        run_blocking(lambda: admin(f'CREATE DATABASE "{name}"'))
         created.append(name)
         return server.set(drivername="postgresql+asyncpg", database=name).render_as_string(
             hide_password=False
@@ -83,7 +90,7 @@ def pg_scratch(pg_server_url: str) -> Iterator[Any]:
 
     yield create
     for name in created:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_blocking(lambda name=name: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
