@@ -2,7 +2,8 @@
 
 SQLite runs in WAL mode behind a single pooled connection: the process's writes queue in
 asyncio instead of spinning on SQLite's lock, and `BEGIN IMMEDIATE` keeps other processes
-sharing the file from failing a read-then-write transaction. PostgreSQL uses asyncpg.
+sharing the file from failing a read-then-write transaction. So code must never open a
+second session while it holds one. PostgreSQL uses asyncpg.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class Database:
 
 def _create_engine(url: str, dialect: str) -> AsyncEngine:
     if dialect != "sqlite":
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # No pre-ping: a connection broken by a server restart is invalidated on its first error
+        # and the job loop or the request retries, instead of a round trip on every checkout.
+        return create_async_engine(url, pool_size=10, max_overflow=10)
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
 
     @event.listens_for(engine.sync_engine, "connect")

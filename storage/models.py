@@ -304,7 +304,12 @@ class Job(Base):
             postgresql_where=text("status = 'running'"),
             sqlite_where=text("status = 'running'"),
         ),
-        Index(None, "status", "finished_at"),
+        Index(
+            "ix_jobs_done_finished",
+            "finished_at",
+            postgresql_where=text("status = 'done'"),
+            sqlite_where=text("status = 'done'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -22,6 +22,15 @@ from storage.models import Job
 
 jobs = Job.__table__
 STATES = ("queued", "running", "done", "dead")
+
+
+def _in_state(state: str) -> Any:
+    # The state is written into the SQL, not bound: a prepared statement's generic plan
+    # can then still use the partial indexes on status (ix_jobs_queued_due, ...).
+    return jobs.c.status == literal_column(f"'{state}'")
+
+
+QUEUED, RUNNING, DONE = _in_state("queued"), _in_state("running"), _in_state("done")
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ class JobQueue:
         now = self.clock.now()
         due = (
             select(jobs.c.id)
-            .where(jobs.c.status == "queued", jobs.c.due_at <= now)
+            .where(QUEUED, jobs.c.due_at <= now)
             .order_by(jobs.c.due_at, jobs.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -209,7 +218,7 @@ class JobQueue:
     async def requeue_expired(self) -> int:
         """Take back jobs whose worker died (lease expired): queued again, or dead if spent."""
         now = self.clock.now()
-        expired = (jobs.c.status == "running", jobs.c.locked_until < now)
+        expired = (RUNNING, jobs.c.locked_until < now)
         async with self.db.transaction() as session:
             dead = await session.execute(
                 update(jobs)
@@ -241,7 +250,7 @@ class JobQueue:
         before = self.clock.now() - timedelta(hours=self.settings.keep_done_hours)
         old = (
             select(jobs.c.id)
-            .where(jobs.c.status == "done", jobs.c.finished_at < before)
+            .where(DONE, jobs.c.finished_at < before)
             .limit(limit)
             .scalar_subquery()
         )
@@ -262,10 +271,10 @@ class JobQueue:
         now = self.clock.now()
         async with self.db.sessions() as session:
             oldest = await session.scalar(
-                select(func.min(Job.due_at)).where(Job.status == "queued", Job.due_at <= now)
+                select(func.min(jobs.c.due_at)).where(QUEUED, jobs.c.due_at <= now)
             )
         return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 
     @staticmethod
     def _held_by(worker_id: str) -> tuple[Any, ...]:
-        return (jobs.c.status == "running", jobs.c.locked_by == worker_id)
+        return (RUNNING, jobs.c.locked_by == worker_id)

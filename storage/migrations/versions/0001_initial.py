@@ -121,7 +121,12 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_jobs_shop_id"), "jobs", ["shop_id"], unique=False)
     op.create_index(
-        op.f("ix_jobs_status_finished_at"), "jobs", ["status", "finished_at"], unique=False
+        "ix_jobs_done_finished",
+        "jobs",
+        ["finished_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'done'"),
+        sqlite_where=sa.text("status = 'done'"),
     )
 
     op.create_table(
@@ -459,7 +464,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_missed_calls_shop_id"), table_name="missed_calls")
 
     op.drop_table("missed_calls")
-    op.drop_index(op.f("ix_jobs_status_finished_at"), table_name="jobs")
+    op.drop_index("ix_jobs_done_finished", table_name="jobs")
     op.drop_index(op.f("ix_jobs_shop_id"), table_name="jobs")
     op.drop_index(
         "ix_jobs_running_lease",
