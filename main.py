@@ -4,6 +4,7 @@
     python main.py worker [--config PATH]    job workers only
     python main.py migrate [--config PATH]   apply (or roll back) schema migrations
     python main.py check-config [--config PATH]
+    python main.py shop add --domain X.myshopify.com [--token TOKEN] [--config PATH]
 
 This is the only module that knows every concrete class. An invalid configuration exits
 with status 2 and one line per problem naming the key.
@@ -23,19 +24,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from clock import Clock, SystemClock
+from flows import onboarding
+from flows.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
+from flows.shopify_events import WEBHOOK_JOB, ShopifyEvents
 from logs import setup_logging
 from metrics import Metrics
+from providers.shopify.admin import ShopifyAdmin
+from providers.shopify.oauth import valid_shop_domain
 from settings import ConfigError, Settings, load_settings, masked
 from storage import migrate
+from storage.crypto import SecretBox
 from storage.db import JOBS_CHANNEL, Database
 from storage.jobs import Handler, JobQueue, Worker
+from storage.models import Shop
 from storage.wakeup import PostgresWakeup, RedisWakeup, Wakeup
-from web.app import build_app
+from web.app import AppDeps, build_app
 
 _LOGGER = logging.getLogger("ordertalk")
 
@@ -48,6 +58,9 @@ class Resources:
     queue: JobQueue
     metrics: Metrics
     redis: Redis | None
+    http: aiohttp.ClientSession
+    box: SecretBox
+    shopify: ShopifyAdmin
 
 
 @contextlib.asynccontextmanager
@@ -63,19 +76,47 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
     else:
         wakeup = Wakeup()
     db = Database(settings.database.url, wakeup)
+    http = aiohttp.ClientSession()
+    shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
     try:
         await wakeup.start()
-        yield Resources(settings, clock, db, JobQueue(db, clock, settings.jobs), Metrics(), redis)
+        yield Resources(
+            settings,
+            clock,
+            db,
+            JobQueue(db, clock, settings.jobs),
+            Metrics(),
+            redis,
+            http,
+            SecretBox(settings.secret_key()),
+            shopify,
+        )
     finally:
+        await http.close()
         await wakeup.stop()
         await db.close()
         if redis is not None:
             await redis.aclose()
 
 
-def job_handlers(resources: Resources) -> Mapping[str, Handler]:
+def job_handlers(res: Resources) -> Mapping[str, Handler]:
     """Every job kind the product knows, bound to its dependencies."""
-    return {}
+    webhook_url = f"{res.settings.server.public_url}/webhooks/shopify"
+    return {
+        WEBHOOK_JOB: ShopifyEvents(res.db, res.clock).handle,
+        onboarding.CONNECT_JOB: onboarding.ShopConnector(
+            res.db, res.queue, res.box, res.clock, res.shopify, webhook_url
+        ).handle,
+        RECONCILE_JOB: Reconciler(res.db, res.queue, res.box, res.clock, res.shopify).handle,
+    }
+
+
+async def schedule_reconciliation(res: Resources) -> None:
+    """At start, every connected shop gets its reconciliation run (once per interval)."""
+    async with res.db.transaction() as session:
+        shop_ids = await session.scalars(select(Shop.id).where(Shop.status != "uninstalled"))
+        now = res.clock.now()
+        await res.queue.enqueue(session, *(next_reconcile(i, now) for i in shop_ids))
 
 
 def make_worker(resources: Resources) -> Worker:
@@ -124,13 +165,9 @@ async def _until_signalled() -> None:
 async def serve(settings: Settings) -> None:
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
+        await schedule_reconciliation(res)
         app = build_app(
-            settings,
-            clock=res.clock,
-            db=res.db,
-            queue=res.queue,
-            metrics=res.metrics,
-            redis=res.redis,
+            AppDeps(settings, res.clock, res.db, res.queue, res.metrics, res.http, res.redis)
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -152,6 +189,7 @@ async def serve(settings: Settings) -> None:
 async def run_workers(settings: Settings) -> None:
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
+        await schedule_reconciliation(res)
         worker = make_worker(res)
         task = asyncio.create_task(worker.run(), name="worker")
         print(f"ordertalk worker {worker.id} ready", flush=True)
@@ -176,6 +214,24 @@ async def run_migrate(settings: Settings, downgrade_to: str | None) -> None:
         await db.close()
 
 
+async def add_shop(settings: Settings, domain: str, token: str | None) -> None:
+    if not valid_shop_domain(domain):
+        raise StartupError(f"--domain: {domain!r} is not a *.myshopify.com domain")
+    async with open_resources(settings, SystemClock()) as res:
+        await ensure_schema(res.db)
+        args = (res.db, res.queue, res.box, res.clock, domain)
+        if token:
+            done = await onboarding.connect_with_token(*args, token)
+        else:
+            done = await onboarding.create_shop(*args, None)
+    print(f"shop {done.domain} (id {done.shop_id}): {done.status}")
+    if done.api_key:
+        print(f"API key (shown once): {done.api_key}")
+        print(f"bot link code (24 h): {done.bot_link_code}")
+    if token:
+        print("the worker (serve or worker) now registers webhooks and reads the shop's details")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -190,6 +246,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     command("check-config", "validate the configuration and print it, secrets masked")
     migrate_cmd = command("migrate", "bring the database schema to this release")
     migrate_cmd.add_argument("--downgrade", metavar="REVISION", help="roll back to REVISION")
+    shop = commands.add_parser("shop", help="manage shops").add_subparsers(
+        dest="shop_command", required=True, metavar="ACTION"
+    )
+    add = shop.add_parser("add", help="register a shop (custom-app token: connect it)")
+    add.add_argument("--config", type=Path, help="TOML file (default: config.toml if any)")
+    add.add_argument("--domain", required=True, help="X.myshopify.com")
+    add.add_argument("--token", help="the custom app's Admin API access token")
     return parser.parse_args(argv)
 
 
@@ -209,9 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         "serve": lambda: serve(settings),
         "worker": lambda: run_workers(settings),
         "migrate": lambda: run_migrate(settings, args.downgrade),
+        "shop": lambda: add_shop(settings, args.domain.lower(), args.token),
     }
     try:
         asyncio.run(runs[args.command]())
+    except onboarding.ShopExists as exc:
+        print(f"--domain: shop {exc} already exists", file=sys.stderr)
+        return 1
     except StartupError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -67,6 +67,13 @@ class Shop(Base):
     # Fernet ciphertext of a JSON document of the shop's own provider credentials.
     credentials: Mapped[str] = mapped_column(Text, default="")
     api_key_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # A one-time code the merchant sends the bot to link a chat; stored hashed.
+    bot_link_code_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    bot_link_expires_at: Mapped[datetime | None]
+    # Orders updated up to this time are known (reconciliation resumes from here).
+    orders_synced_at: Mapped[datetime | None]
+    # Orders that reconciliation found but no webhook had delivered, since the last alert.
+    missed_webhooks: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -258,14 +265,15 @@ class WebhookReceipt(Base):
     __tablename__ = "webhook_receipts"
     __table_args__ = (
         UniqueConstraint("provider", "delivery_id"),
-        Index(None, "provider", "event_id"),
+        # Retries of one event may come with new delivery ids: the event is kept once.
+        UniqueConstraint("provider", "topic", "event_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     provider: Mapped[str] = mapped_column(String(32))
     delivery_id: Mapped[str] = mapped_column(String(255))
-    event_id: Mapped[str] = mapped_column(String(255), default="")
+    event_id: Mapped[str | None] = mapped_column(String(255))
     topic: Mapped[str] = mapped_column(String(64), default="")
     triggered_at: Mapped[datetime | None]
     received_at: Mapped[datetime]

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from redis.asyncio import Redis
@@ -28,7 +29,7 @@ from storage import migrate
 from storage.db import Database
 from storage.jobs import JobQueue
 from storage.models import Base
-from web.app import build_app
+from web.app import AppDeps, build_app
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,8 +193,17 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def app_factory(settings: Settings, clock: ManualClock, metrics: Metrics) -> Any:
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    session = aiohttp.ClientSession()
+    yield session
+    await session.close()
+
+
+@pytest.fixture
+def app_factory(
+    settings: Settings, clock: ManualClock, metrics: Metrics, http: aiohttp.ClientSession
+) -> Any:
     def make(db: Database, queue: JobQueue, redis: Any = None) -> Any:
-        return build_app(settings, clock=clock, db=db, queue=queue, metrics=metrics, redis=redis)
+        return build_app(AppDeps(settings, clock, db, queue, metrics, http, redis))
 
     return make

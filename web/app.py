@@ -2,37 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from clock import Clock
 from metrics import Metrics
 from settings import Settings
+from storage.crypto import SecretBox
 from storage.db import Database
+from storage.inbox import Inbox
 from storage.jobs import JobQueue
-from web import health
-from web.keys import clock_key, db_key, metrics_key, queue_key, redis_key, settings_key
+from web import api, health, shopify
+from web.keys import (
+    clock_key,
+    db_key,
+    http_key,
+    inbox_key,
+    metrics_key,
+    queue_key,
+    redis_key,
+    secret_box_key,
+    settings_key,
+)
 from web.middlewares import errors, observe
 
 
-def build_app(
-    settings: Settings,
-    *,
-    clock: Clock,
-    db: Database,
-    queue: JobQueue,
-    metrics: Metrics,
-    redis: Any = None,
-) -> web.Application:
+@dataclass(frozen=True)
+class AppDeps:
+    settings: Settings
+    clock: Clock
+    db: Database
+    queue: JobQueue
+    metrics: Metrics
+    http: aiohttp.ClientSession
+    redis: Any = None
+
+
+def build_app(deps: AppDeps) -> web.Application:
     app = web.Application(
-        client_max_size=settings.server.max_body_bytes, middlewares=[observe, errors]
+        client_max_size=deps.settings.server.max_body_bytes, middlewares=[observe, errors]
     )
-    app[settings_key] = settings
-    app[clock_key] = clock
-    app[db_key] = db
-    app[queue_key] = queue
-    app[metrics_key] = metrics
-    app[redis_key] = redis
+    app[settings_key] = deps.settings
+    app[clock_key] = deps.clock
+    app[db_key] = deps.db
+    app[queue_key] = deps.queue
+    app[metrics_key] = deps.metrics
+    app[http_key] = deps.http
+    app[redis_key] = deps.redis
+    app[secret_box_key] = SecretBox(deps.settings.secret_key())
+    app[inbox_key] = Inbox(deps.db, deps.queue, deps.clock)
+    app.cleanup_ctx.append(_run_inbox)
     health.setup_routes(app)
+    shopify.setup_routes(app)
+    api.setup_routes(app)
     return app
+
+
+async def _run_inbox(app: web.Application) -> AsyncIterator[None]:
+    await app[inbox_key].start()
+    yield
+    await app[inbox_key].stop()

@@ -1,20 +1,41 @@
-"""JSON error answers: one shape for every API and webhook error."""
+"""JSON error answers: one shape, `{"error": {"code", "message", "fields"?}}`, for every API
+and webhook error."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
-JSON_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/metrics")
+JSON_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/metrics", "/shopify/")
 
 
 def wants_json(request: web.Request) -> bool:
     return request.path.startswith(JSON_PREFIXES)
 
 
-def json_error(status: int, message: str, **details: Any) -> web.Response:
-    """`{"error": {"status": ..., "message": ..., **details}}` with that status."""
+def json_error(status: int, message: str, code: str = "", **details: Any) -> web.Response:
+    """An error answer; `code` defaults to the status phrase in snake case (`not_found`)."""
+    code = code or HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     return web.json_response(
-        {"error": {"status": status, "message": message, **details}}, status=status
+        {"error": {"code": code, "message": message, **details}}, status=status
     )
+
+
+def field_problem(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer with a JSON error (the error middleware renders it)."""
+
+    def __init__(self, status: int, message: str, code: str = "", **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.details = details
+
+    def response(self) -> web.Response:
+        return json_error(self.status, self.message, self.code, **self.details)

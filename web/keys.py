@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from clock import Clock
 from metrics import Metrics
 from settings import Settings
+from storage.crypto import SecretBox
 from storage.db import Database
+from storage.inbox import Inbox
 from storage.jobs import JobQueue
 
 settings_key = web.AppKey("settings", Settings)
 clock_key = web.AppKey("clock", Clock)
 db_key = web.AppKey("db", Database)
 queue_key = web.AppKey("queue", JobQueue)
+inbox_key = web.AppKey("inbox", Inbox)
 metrics_key = web.AppKey("metrics", Metrics)
+secret_box_key = web.AppKey("secret_box", SecretBox)
+# The shared outbound HTTP session (provider calls made inside a request, e.g. OAuth).
+http_key = web.AppKey("http", aiohttp.ClientSession)
 # A redis.asyncio.Redis client, or None when Redis is not configured.
 redis_key = web.AppKey("redis", Any)

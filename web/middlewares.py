@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from logs import request_id
-from web.errors import json_error, wants_json
+from web.errors import ApiError, json_error, wants_json
 from web.keys import metrics_key, settings_key
 
 _LOGGER = logging.getLogger("web.access")
@@ -63,6 +63,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _answer(request, web.HTTPRequestEntityTooLarge(limit, request.content_length))
     try:
         return await handler(request)
+    except ApiError as exc:
+        return exc.response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

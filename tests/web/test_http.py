@@ -19,21 +19,21 @@ async def client(aiohttp_client, app_factory, db, queue):
 async def test_unknown_api_route_is_json_404(client):
     response = await client.get("/api/v1/nothing-here")
     assert response.status == 404
-    assert await response.json() == {"error": {"status": 404, "message": "Not Found"}}
+    assert await response.json() == {"error": {"code": "not_found", "message": "Not Found"}}
 
 
 async def test_wrong_method_is_405_with_allow(client):
     response = await client.post("/healthz", data=b"{}")
     assert response.status == 405
     assert response.headers["Allow"] == "GET,HEAD"
-    assert (await response.json())["error"]["status"] == 405
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
 
 
 async def test_oversize_body_is_413_before_any_handler(client, settings):
     body = b"x" * (settings.server.max_body_bytes + 1)
     response = await client.post("/webhooks/shopify", data=io.BytesIO(body))
     assert response.status == 413
-    assert (await response.json())["error"]["status"] == 413
+    assert (await response.json())["error"]["code"] == "request_entity_too_large"
 
 
 async def test_unknown_page_is_plain_404(client):

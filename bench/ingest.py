@@ -1,0 +1,619 @@
+"""Benchmark of the Shopify webhook endpoint on SQLite and PostgreSQL: signed orders/create
+deliveries posted at fixed concurrency to `main.py serve`, then paced at 500 requests/s,
+beside a floor measured in the same run (a bare aiohttp handler that checks the HMAC and
+commits one row per request through SQLAlchemy, on the product's engine settings).
+
+    python bench/ingest.py [--requests N] [--concurrency C] [--pg URL]
+
+Every 100th request re-sends the delivery sent 50 requests before it (a Shopify retry); the
+service must answer it "duplicate" and store it once. The load comes from a separate process.
+--pg names a PostgreSQL server (default: $TEST_DATABASE_URL, else
+postgresql://postgres@127.0.0.1:5432/test); the scratch database `ordertalk_bench_ingest` is
+created there and dropped at the end. SQLite runs on a temporary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.fakes.shopify import order_payload
+
+from flows.shopify_events import WEBHOOK_JOB
+from providers.shopify.webhooks import (
+    API_VERSION_HEADER,
+    EVENT_ID_HEADER,
+    SHOP_HEADER,
+    TOPIC_HEADER,
+    TRIGGERED_AT_HEADER,
+    WEBHOOK_ID_HEADER,
+    verify_webhook,
+)
+from storage.db import Database
+from storage.models import Job, Order, WebhookReceipt
+
+SCRIPT = Path(__file__).resolve()
+MAIN = SCRIPT.parent.parent / "main.py"
+DEFAULT_PG = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+SCRATCH_DB = "ordertalk_bench_ingest"
+SECRET = "bench-shopify-api-secret"
+SHOP = "bench.myshopify.com"
+TOPIC = "orders/create"
+API_VERSION = "2025-10"
+HMAC_HEADER = "X-Shopify-Hmac-Sha256"
+PATH = "/webhooks/shopify"
+FIRST_ORDER_ID = 7_000_000_000_000
+DUPLICATE_EVERY = 100
+DUPLICATE_BACK = 50
+PACED_RATE = 500  # requests/s
+PACED_SECONDS = 5
+START_TIMEOUT_SECONDS = 60
+STOP_TIMEOUT_SECONDS = 30
+REQUEST_TIMEOUT_SECONDS = 30
+DRAIN_TIMEOUT_SECONDS = 90
+POLL_SECONDS = 0.1
+THROUGHPUT_TARGET = 2_000  # req/s
+PACED_P99_TARGET_MS = 50
+SERVING = re.compile(rb"serving on (http://\S+)")
+
+FLOOR = Table(
+    "floor_hits", MetaData(), Column("id", Integer, primary_key=True), Column("body_len", Integer)
+)
+sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    figure: str
+    note: str
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    url: str
+    requests: int
+    concurrency: int
+    first: int  # number of the first order, so every run posts orders of its own
+    rate: float | None = None  # None: closed loop; else requests/s, open loop
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    distinct: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    codes: dict[str, int]  # HTTP status (or "error") -> count
+    answers: dict[str, int]  # the JSON body's "status" of 2xx answers -> count
+    samples: list[str]  # the first few failures
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(n for code, n in self.codes.items() if not code.startswith("2"))
+
+    @property
+    def latency(self) -> str:
+        return f"p50 {self.p50_ms:.1f} / p99 {self.p99_ms:.1f} ms"
+
+
+@dataclass(frozen=True)
+class Floor:
+    closed: LoadResult
+    paced: LoadResult
+    stored: int  # rows committed
+
+
+# --- load generator (child process) ---
+
+
+def sign(body: bytes) -> str:
+    return base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def delivery(number: int) -> tuple[bytes, dict[str, str]]:
+    order_id = FIRST_ORDER_ID + number
+    body = json.dumps(
+        order_payload(
+            id=order_id,
+            admin_graphql_api_id=f"gid://shopify/Order/{order_id}",
+            name=f"#B{number}",
+            number=number,
+            order_number=number,
+        )
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        HMAC_HEADER: sign(body),
+        TOPIC_HEADER: TOPIC,
+        SHOP_HEADER: SHOP,
+        WEBHOOK_ID_HEADER: str(uuid.uuid4()),
+        EVENT_ID_HEADER: str(uuid.uuid4()),
+        TRIGGERED_AT_HEADER: datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        API_VERSION_HEADER: API_VERSION,
+    }
+    return body, headers
+
+
+def deliveries(spec: LoadSpec) -> list[tuple[bytes, dict[str, str]]]:
+    """The requests to send, with every DUPLICATE_EVERY-th a retry of an earlier one."""
+    sent: list[tuple[bytes, dict[str, str]]] = []
+    for index in range(spec.requests):
+        if index % DUPLICATE_EVERY == DUPLICATE_EVERY - 1:
+            sent.append(sent[index - DUPLICATE_BACK])
+        else:
+            sent.append(delivery(spec.first + index))
+    return sent
+
+
+async def send(
+    session: aiohttp.ClientSession, url: str, request: tuple[bytes, dict[str, str]], since: float
+) -> tuple[float, str, str]:
+    """(latency ms counted from `since`, HTTP status or "error", answer status or detail)."""
+    body, headers = request
+    try:
+        async with session.post(url, data=body, headers=headers) as response:
+            text = await response.text()
+            code = str(response.status)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return (time.perf_counter() - since) * 1000, "error", repr(exc)
+    elapsed = (time.perf_counter() - since) * 1000
+    if response.status // 100 != 2:
+        return elapsed, code, text[:200]
+    return elapsed, code, json.loads(text).get("status", "")
+
+
+async def closed_loop(
+    session: aiohttp.ClientSession, spec: LoadSpec, requests: list[Any]
+) -> list[tuple[float, str, str]]:
+    """`spec.concurrency` lanes, each sending its next request when the last is answered."""
+    results: list[Any] = [None] * len(requests)
+    indexes = iter(range(len(requests)))
+
+    async def lane() -> None:
+        for index in indexes:
+            results[index] = await send(session, spec.url, requests[index], time.perf_counter())
+
+    await asyncio.gather(*(lane() for _ in range(spec.concurrency)))
+    return results
+
+
+async def open_loop(
+    session: aiohttp.ClientSession, spec: LoadSpec, requests: list[Any], rate: float
+) -> list[tuple[float, str, str]]:
+    """Requests sent on a fixed schedule, whatever the answers; latency counts from the
+    scheduled time, so a stalled server is charged for the requests it held up."""
+    began = time.perf_counter()
+    tasks = []
+    for index, request in enumerate(requests):
+        due = began + index / rate
+        await asyncio.sleep(due - time.perf_counter())
+        tasks.append(asyncio.create_task(send(session, spec.url, request, due)))
+    return list(await asyncio.gather(*tasks))
+
+
+def percentile(values: list[float], pct: int) -> float:
+    return statistics.quantiles(values, n=100)[pct - 1]
+
+
+async def load_child(spec: LoadSpec) -> None:
+    requests = deliveries(spec)
+    connector = aiohttp.TCPConnector(limit=spec.concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        began = time.perf_counter()
+        if spec.rate is None:
+            results = await closed_loop(session, spec, requests)
+        else:
+            results = await open_loop(session, spec, requests, spec.rate)
+        seconds = time.perf_counter() - began
+    latencies = [latency for latency, _, _ in results]
+    failures = [f"{code}: {detail}" for _, code, detail in results if code[0] != "2"]
+    result = LoadResult(
+        requests=len(requests),
+        distinct=len({headers[WEBHOOK_ID_HEADER] for _, headers in requests}),
+        seconds=seconds,
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        codes=dict(Counter(code for _, code, _ in results)),
+        answers=dict(Counter(detail for _, code, detail in results if code[0] == "2")),
+        samples=failures[:3],
+    )
+    print(json.dumps(asdict(result)), flush=True)
+
+
+# --- floor server (child process) ---
+
+
+async def floor_hit(request: web.Request) -> web.Response:
+    body = await request.read()
+    if not verify_webhook(body, request.headers.get(HMAC_HEADER), SECRET):
+        return web.json_response({"status": "bad_signature"}, status=401)
+    async with request.app[sessions_key].begin() as session:
+        await session.execute(insert(FLOOR).values(body_len=len(body)))
+    return web.json_response({"status": "accepted"})
+
+
+async def floor_child(url: str) -> None:
+    db = Database(url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(FLOOR.metadata.create_all)
+    app = web.Application()
+    app[sessions_key] = db.sessions
+    app.router.add_post(PATH, floor_hit)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    print(f"floor serving on http://{host}:{port}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await db.close()
+
+
+# --- the bench (parent process) ---
+
+
+@asynccontextmanager
+async def child(*command: str, **options: Any) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A subprocess that is stopped (SIGTERM, then SIGKILL) however the block ends."""
+    process = await asyncio.create_subprocess_exec(*command, **options)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+def service_env(url: str) -> dict[str, str]:
+    """The environment without the caller's own ordertalk settings, plus the bench's."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ORDERTALK_")}
+    return env | {
+        "ORDERTALK_DATABASE__URL": url,
+        "ORDERTALK_SHOPIFY__API_SECRET": SECRET,
+        "ORDERTALK_SANDBOX__ENABLED": "true",
+        "ORDERTALK_SERVER__PORT": "0",
+        "ORDERTALK_SERVER__LOG_LEVEL": "WARNING",
+    }
+
+
+async def run_cli(env: dict[str, str], directory: str, *args: str) -> None:
+    async with child(
+        sys.executable,
+        str(MAIN),
+        *args,
+        env=env,
+        cwd=directory,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    ) as process:
+        out, err = await asyncio.wait_for(process.communicate(), START_TIMEOUT_SECONDS)
+    if process.returncode != 0:
+        raise RuntimeError(f"main.py {' '.join(args)} failed:\n{(out + err).decode()}")
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+async def announced_url(process: asyncio.subprocess.Process, log: Path) -> str:
+    """The URL in the server's "... serving on http://HOST:PORT" line."""
+    assert process.stdout is not None
+    while line := await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_SECONDS):
+        if found := SERVING.search(line):
+            return found.group(1).decode()
+    await process.wait()
+    raise RuntimeError(f"the server exited with status {process.returncode}:\n{tail(log)}")
+
+
+@asynccontextmanager
+async def serving(log: Path, *command: str, **options: Any) -> AsyncIterator[str]:
+    """A server subprocess, its stderr in `log`; yields its URL once it is listening."""
+    with log.open("wb") as stderr:
+        async with child(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=stderr, **options
+        ) as process:
+            yield await announced_url(process, log)
+
+
+async def load(spec: LoadSpec) -> LoadResult:
+    async with child(
+        sys.executable,
+        str(SCRIPT),
+        "--load-child",
+        json.dumps(asdict(spec)),
+        stdout=asyncio.subprocess.PIPE,
+    ) as process:
+        out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the load generator failed with status {process.returncode}")
+    return LoadResult(**json.loads(out))
+
+
+async def scalar(url: str, statement: Any) -> Any:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(statement)).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+async def webhook_jobs(url: str) -> Counter[str]:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(Job.status, func.count())
+                .where(Job.kind == WEBHOOK_JOB)
+                .group_by(Job.status)
+            )
+            return Counter(dict(rows.tuples().all()))
+    finally:
+        await engine.dispose()
+
+
+async def drain(url: str) -> tuple[Counter[str], float]:
+    """Wait until the worker has no webhook job left to run; (job counts, seconds waited)."""
+    began = time.perf_counter()
+    while (jobs := await webhook_jobs(url))["queued"] + jobs["running"]:
+        if time.perf_counter() - began > DRAIN_TIMEOUT_SECONDS:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    return jobs, time.perf_counter() - began
+
+
+def closed_spec(url: str, args: argparse.Namespace) -> LoadSpec:
+    return LoadSpec(url + PATH, args.requests, args.concurrency, first=1)
+
+
+def paced_spec(url: str, args: argparse.Namespace) -> LoadSpec:
+    count = PACED_RATE * PACED_SECONDS
+    return LoadSpec(url + PATH, count, args.concurrency, first=args.requests + 1, rate=PACED_RATE)
+
+
+def target_note(value: float, target: float, at_least: bool, unit: str) -> str:
+    met = value >= target if at_least else value <= target
+    return f"target {'>=' if at_least else '<='} {target:,} {unit}: {'met' if met else 'MISSED'}"
+
+
+def failures(*results: LoadResult) -> str:
+    return "; ".join(sample for result in results for sample in result.samples)[:300]
+
+
+async def bench_floor(url: str, directory: str, args: argparse.Namespace) -> Floor:
+    name = make_url(url).get_backend_name()
+    print(f"{name}: floor, {args.requests:,} requests at {args.concurrency} connections")
+    log = Path(directory) / f"floor-{name}.log"
+    async with serving(log, sys.executable, str(SCRIPT), "--floor-child", url) as base:
+        closed = await load(closed_spec(base, args))
+        print(f"{name}: floor, paced at {PACED_RATE}/s for {PACED_SECONDS} s", flush=True)
+        paced = await load(paced_spec(base, args))
+    return Floor(closed, paced, await scalar(url, select(func.count()).select_from(FLOOR)))
+
+
+def floor_rows(name: str, args: argparse.Namespace, floor: Floor) -> list[Row]:
+    closed, paced = floor.closed, floor.paced
+    note = f"1 commit per request; {floor.stored:,} rows for {closed.requests + paced.requests:,}"
+    if non_2xx := closed.non_2xx + paced.non_2xx:
+        note += f"; non-2xx {non_2xx}: {failures(closed, paced)}"
+    return [
+        Row(f"{name} floor, {args.concurrency} conn", f"{closed.rate:,.0f} req/s", closed.latency),
+        Row(f"{name} floor, paced @ {paced.rate:,.0f}/s", paced.latency, note),
+    ]
+
+
+async def bench_product(
+    url: str, directory: str, args: argparse.Namespace, floor: Floor
+) -> list[Row]:
+    name = make_url(url).get_backend_name()
+    env = service_env(url)
+    await run_cli(env, directory, "migrate")
+    await run_cli(env, directory, "shop", "add", "--domain", SHOP)
+    log = Path(directory) / f"serve-{name}.log"
+    print(f"{name}: main.py serve, {args.requests:,} requests at {args.concurrency} connections")
+    async with serving(log, sys.executable, str(MAIN), "serve", env=env, cwd=directory) as base:
+        closed = await load(closed_spec(base, args))
+        backlog = (await webhook_jobs(url))["queued"]
+        jobs, waited = await drain(url)
+        print(f"{name}: main.py serve, paced at {PACED_RATE}/s for {PACED_SECONDS} s", flush=True)
+        paced = await load(paced_spec(base, args))
+        jobs, _ = await drain(url)
+    receipts = await scalar(url, select(func.count()).select_from(WebhookReceipt))
+    orders = await scalar(url, select(func.count()).select_from(Order))
+    return [
+        *product_rows(name, args, floor, closed, paced),
+        processing_row(name, closed, backlog, waited),
+        dedup_row(name, closed, paced, receipts, orders, jobs),
+        log_row(name, log),
+    ]
+
+
+def product_rows(
+    name: str, args: argparse.Namespace, floor: Floor, closed: LoadResult, paced: LoadResult
+) -> list[Row]:
+    non_2xx = closed.non_2xx + paced.non_2xx
+    rate_note = f"floor x{closed.rate / floor.closed.rate:.1f}; "
+    rate_note += target_note(closed.rate, THROUGHPUT_TARGET, True, "req/s")
+    non_2xx_note = target_note(non_2xx, 0, False, "")
+    if non_2xx:
+        non_2xx_note += f"; {failures(closed, paced)}"
+    return [
+        Row(f"{name} product, {args.concurrency} conn", f"{closed.rate:,.0f} req/s", rate_note),
+        Row(
+            f"{name} product, {args.concurrency} conn",
+            closed.latency,
+            f"floor {floor.closed.latency}",
+        ),
+        Row(
+            f"{name} product, paced @ {paced.rate:,.0f}/s",
+            paced.latency,
+            f"floor {floor.paced.latency}; "
+            + target_note(paced.p99_ms, PACED_P99_TARGET_MS, False, "ms p99"),
+        ),
+        Row(
+            f"{name} product, non-2xx",
+            f"{non_2xx:,} of {closed.requests + paced.requests:,}",
+            non_2xx_note,
+        ),
+    ]
+
+
+def processing_row(name: str, closed: LoadResult, backlog: int, waited: float) -> Row:
+    processed = closed.distinct / (closed.seconds + waited)
+    return Row(
+        f"{name} product, stored + processed",
+        f"{processed:,.0f} webhooks/s",
+        f"worker jobs queued when the load ended: {backlog:,}, drained in {waited:.1f} s",
+    )
+
+
+def dedup_row(
+    name: str,
+    closed: LoadResult,
+    paced: LoadResult,
+    receipts: int,
+    orders: int,
+    jobs: Counter[str],
+) -> Row:
+    distinct = closed.distinct + paced.distinct
+    duplicates = closed.requests + paced.requests - distinct
+    answered = Counter(closed.answers) + Counter(paced.answers)
+    ok = (
+        receipts == distinct
+        and answered["accepted"] == distinct
+        and answered["duplicate"] == duplicates
+        and jobs["done"] == distinct
+    )
+    return Row(
+        f"{name} product, dedup + durability",
+        f"{receipts:,} receipts / {distinct:,} distinct",
+        f"{'ok' if ok else 'WRONG'}: answers {dict(answered)}, {duplicates} re-sent; "
+        f"jobs {dict(jobs)}; {orders:,} orders",
+    )
+
+
+def log_row(name: str, log: Path) -> Row:
+    lines = log.read_text(errors="replace").splitlines()
+    first = f"first: {lines[0][:200]}" if lines else ""
+    return Row(f"{name} product, serve log", f"{len(lines)} lines", first)
+
+
+async def admin(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def scratch_postgres(server_url: str) -> AsyncIterator[str]:
+    """A fresh, empty scratch database on the server; dropped afterwards."""
+    server = make_url(server_url)
+    dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    drop = f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)"
+    await admin(dsn, drop, f"CREATE DATABASE {SCRATCH_DB}")
+    try:
+        scratch = server.set(drivername="postgresql+asyncpg", database=SCRATCH_DB)
+        yield scratch.render_as_string(hide_password=False)
+    finally:
+        await admin(dsn, drop)
+
+
+async def bench_database(url: str, directory: str, args: argparse.Namespace) -> list[Row]:
+    floor = await bench_floor(url, directory, args)
+    rows = floor_rows(make_url(url).get_backend_name(), args, floor)
+    return rows + await bench_product(url, directory, args, floor)
+
+
+async def bench(args: argparse.Namespace) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="ordertalk-bench-") as directory:
+        rows = await bench_database(f"sqlite+aiosqlite:///{directory}/bench.db", directory, args)
+        async with scratch_postgres(args.pg) as url:
+            rows += await bench_database(url, directory, args)
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    table = [Row("scenario", "figure", "floor / target / check"), *rows]
+    first = max(len(row.scenario) for row in table)
+    second = max(len(row.figure) for row in table)
+    print()
+    for row in table:
+        print(f"{row.scenario:<{first}}  {row.figure:<{second}}  {row.note}".rstrip())
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000, help="requests per closed run")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections held open")
+    parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL server URL")
+    parser.add_argument("--load-child", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-child", metavar="URL", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.load_child:
+        asyncio.run(load_child(LoadSpec(**json.loads(args.load_child))))
+        return
+    if args.floor_child:
+        asyncio.run(floor_child(args.floor_child))
+        return
+    began = time.perf_counter()
+    print_table(asyncio.run(bench(args)))
+    print(f"\n(total {time.perf_counter() - began:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

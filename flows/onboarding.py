@@ -1,0 +1,146 @@
+"""Connecting a shop: create it (API key, bot link code), store its Shopify token, then a job
+registers the webhooks, reads the shop's name, currency, time zone and phone, and starts
+reconciliation. The same path serves the OAuth install, `main.py shop add` and the admin API.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from clock import Clock
+from flows import shop_config
+from flows.jobs import provider_failure
+from flows.reconcile import RECONCILE_JOB
+from providers.base import ProviderError
+from providers.shopify.admin import ShopifyAdmin
+from providers.shopify.webhooks import SUBSCRIBED_TOPICS
+from storage.crypto import SecretBox
+from storage.db import Database
+from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
+from storage.models import Activity, Shop
+from storage.shops import issue_secrets, read_secrets, shop_by_domain, write_secrets
+
+_LOGGER = logging.getLogger(__name__)
+
+CONNECT_JOB = "shopify.connect"
+
+
+class ShopExists(Exception):
+    """A shop with this domain is already registered."""
+
+
+@dataclass(frozen=True)
+class Connected:
+    shop_id: int
+    domain: str
+    status: str
+    api_key: str | None = None  # only when the shop was created now
+    bot_link_code: str | None = None
+
+
+async def create_shop(
+    db: Database, queue: JobQueue, box: SecretBox, clock: Clock, domain: str, token: str | None
+) -> Connected:
+    """Register a new shop; with a token, connecting to Shopify starts at once (as a job)."""
+    now = clock.now()
+    try:
+        async with db.transaction() as session:
+            if await shop_by_domain(session, domain) is not None:
+                raise ShopExists(domain)
+            shop = Shop(domain=domain, name=domain.split(".")[0], created_at=now, updated_at=now)
+            issued = issue_secrets(shop, now)
+            if token:
+                write_secrets(shop, box, shopify_access_token=token)
+            session.add(shop)
+            await session.flush()
+            if token:
+                await queue.enqueue(session, _connect_job(shop))
+    except IntegrityError:
+        raise ShopExists(domain) from None
+    return Connected(shop.id, domain, shop.status, issued.api_key, issued.bot_link_code)
+
+
+async def connect_with_token(
+    db: Database, queue: JobQueue, box: SecretBox, clock: Clock, domain: str, token: str
+) -> Connected:
+    """Store a (new) access token for the shop, creating the shop if it is new."""
+    try:
+        return await create_shop(db, queue, box, clock, domain, token)
+    except ShopExists:
+        pass
+    async with db.transaction() as session:
+        shop = await shop_by_domain(session, domain)
+        assert shop is not None
+        write_secrets(shop, box, shopify_access_token=token)
+        if shop.status == "uninstalled":
+            shop.status = "partially_installed"
+        shop.updated_at = clock.now()
+        await queue.enqueue(session, _connect_job(shop))
+    return Connected(shop.id, domain, shop.status)
+
+
+def _connect_job(shop: Shop) -> NewJob:
+    return NewJob(CONNECT_JOB, {"shop_id": shop.id}, shop_id=shop.id)
+
+
+class ShopConnector:
+    """The CONNECT_JOB handler."""
+
+    def __init__(
+        self,
+        db: Database,
+        queue: JobQueue,
+        box: SecretBox,
+        clock: Clock,
+        admin: ShopifyAdmin,
+        webhook_url: str,
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.box = box
+        self.clock = clock
+        self.admin = admin
+        self.webhook_url = webhook_url
+
+    async def handle(self, job: ClaimedJob) -> None:
+        async with self.db.sessions() as session:
+            shop = await session.get(Shop, job.payload["shop_id"])
+        if shop is None or shop.status == "uninstalled":
+            return
+        token = read_secrets(shop, self.box).get("shopify_access_token")
+        if not token:
+            raise PermanentJobError(f"shop {shop.domain} has no Shopify access token")
+        try:
+            info = await self.admin.shop_info(shop.domain, token)
+            for topic in SUBSCRIBED_TOPICS:
+                await self.admin.register_webhook(shop.domain, token, topic, self.webhook_url)
+        except ProviderError as exc:
+            raise provider_failure(exc) from exc
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            shop = await session.get(Shop, shop.id)
+            if shop is None:
+                return
+            shop.name = info.name or shop.name
+            shop.currency = info.currency or shop.currency
+            shop.timezone = info.iana_timezone or shop.timezone
+            shop.phone = info.phone or shop.phone
+            shop.country = info.country_code or shop.country
+            shop.status = shop_config.status_for(shop, shop_config.load(shop, self.box), self.box)
+            shop.updated_at = now
+            session.add(
+                Activity(
+                    shop_id=shop.id,
+                    kind="shop_connected",
+                    mode="shopify",
+                    detail={"webhooks": list(SUBSCRIBED_TOPICS)},
+                    created_at=now,
+                )
+            )
+            await self.queue.enqueue(
+                session, NewJob(RECONCILE_JOB, {"shop_id": shop.id}, shop_id=shop.id)
+            )
+        _LOGGER.info("shop %s connected: webhooks registered", shop.domain)

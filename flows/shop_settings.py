@@ -1,0 +1,431 @@
+"""The shop's settings document (seed 000's COD verification settings) as pydantic models, and
+its validation: a document is accepted whole or refused with every problem listed by field path.
+"""
+
+import copy
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache, reduce
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
+
+SECRET_MASK = "********"
+ORDER_PLACEHOLDERS = ("%ordernumber%", "%ordername%", "%orderamount%")
+_PLACEHOLDER = re.compile(r"%\w+%", re.ASCII)
+# Shopify limits a tag to 40 characters and separates tags with commas.
+_TAG_LENGTH = 40
+# Entries of the host's zone directory that are not IANA zone names.
+_NOT_ZONES = frozenset({"localtime", "Factory"})
+
+Encoding = Literal["plain", "unicode"]  # Exotel's SMS EncodingType values
+
+
+def _matching(pattern: str, message: str) -> AfterValidator:
+    regex = re.compile(pattern, re.ASCII)
+
+    def check(value: str) -> str:
+        if value and not regex.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _required(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _tag(value: str) -> str:
+    if len(value) > _TAG_LENGTH:
+        raise ValueError(f"must be at most {_TAG_LENGTH} characters")
+    if "," in value:
+        raise ValueError("must not contain a comma")
+    return value
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones() - _NOT_ZONES)
+
+
+def _timezone(value: str) -> str:
+    if value not in _zones():
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Kolkata")
+    return value
+
+
+def _template(mandatory: str | None, *extra: str) -> Any:
+    allowed = tuple(p for p in (*ORDER_PLACEHOLDERS, mandatory, *extra) if p)
+
+    def check(value: str) -> str:
+        problems = []
+        if mandatory is None and not value:
+            problems.append("must not be empty")
+        if mandatory is not None and mandatory not in value:
+            problems.append(f"must contain the {mandatory} placeholder")
+        unknown = sorted(set(_PLACEHOLDER.findall(value)) - set(allowed))
+        if unknown:
+            problems.append(
+                f"unknown placeholder {', '.join(unknown)} (allowed: {', '.join(allowed)})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    return Annotated[
+        str, AfterValidator(check), Field(description=f"placeholders: {', '.join(allowed)}")
+    ]
+
+
+Phone = Annotated[
+    str, _matching(r"\+\d{8,15}", "must be + and 8 to 15 digits, e.g. +919876543210")
+]
+ExoPhone = Annotated[str, _matching(r"\+?\d{6,15}", "must be a phone number, e.g. 08047112345")]
+Digits = Annotated[str, _matching(r"\d{1,30}", "must be digits only")]
+SenderId = Annotated[str, _matching(r"\+?[A-Za-z0-9]{1,20}", "must be letters and digits only")]
+AccountSid = Annotated[
+    str, _matching(r"[A-Za-z0-9_-]{1,64}", "must be letters, digits, '-' and '_' only")
+]
+Tag = Annotated[str, AfterValidator(_tag)]
+RequiredTag = Annotated[Tag, AfterValidator(_required)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+LinkTemplate = _template("%link%")
+MissedCallTemplate = _template("%exophone%")
+ConfirmationTemplate = _template(None, "%exophone%")
+OtpTemplate = _template("%otp%")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, validate_default=True
+    )
+
+
+class Verification(_Section):
+    """Which orders are verified, and how."""
+
+    for_orders: Literal["cod", "all"] = "cod"
+    type: Literal["ivr", "otp", "whatsapp"] = "ivr"
+
+
+class IvrSettings(_Section):
+    """The automated verification call through the merchant's Exotel flow."""
+
+    first_call: Literal["immediate", "after"] = "immediate"
+    first_call_after_minutes: int = Field(0, ge=0, le=1440)
+    caller_id: ExoPhone = ""
+    flow_id: Digits = ""
+    retries: int = Field(2, ge=0, le=5)
+    retry_interval_minutes: int = Field(30, ge=0, le=120)
+    timezone: TimeZone = "Asia/Kolkata"
+    window_start_hour: int = Field(9, ge=0, le=23)
+    window_end_hour: int = Field(21, ge=0, le=23)
+    confirm_tag: RequiredTag = "cod_confirmed"
+    cancel_tag: Tag = "cod_cancelled"
+    callback_tag: Tag = "cod_callback"
+    cancel_in_shopify: bool = False
+
+
+class SmsLinkFallback(_Section):
+    """Fallback SMS with a link to a page where the customer confirms or cancels."""
+
+    sender_id: SenderId = ""
+    dlt_entity_id: Digits = ""
+    dlt_template_id: Digits = ""
+    template: LinkTemplate = "Please confirm your order %ordername% of %orderamount%: %link%"
+    link_expiry_hours: int = Field(48, ge=1, le=72)
+    encoding: Encoding = "plain"
+    confirm_tag: RequiredTag = "cod_confirmed"
+    cancel_tag: Tag = "cod_cancelled"
+    callback_tag: Tag = "cod_callback"
+    retries: int = Field(1, ge=0, le=5)
+    retry_interval_minutes: int = Field(30, ge=0, le=60)
+    cancel_in_shopify: bool = False
+
+
+class MissedCallFallback(_Section):
+    """Fallback SMS asking the customer to confirm with a missed call on an ExoPhone."""
+
+    confirm_mode: Literal["latest", "latest_3_in_30_days"] = "latest"
+    sender_id: SenderId = ""
+    dlt_entity_id: Digits = ""
+    encoding: Encoding = "plain"
+    dlt_template_id: Digits = ""
+    template: MissedCallTemplate = (
+        "To confirm your pending order, give a missed call on %exophone%"
+    )
+    confirmation_dlt_template_id: Digits = ""
+    confirmation_template: ConfirmationTemplate = "Thank you, your order %ordername% is confirmed."
+    exophone: ExoPhone = ""
+    confirm_tag: RequiredTag = "cod_confirmed"
+    retries: int = Field(1, ge=0, le=5)
+    retry_interval_minutes: int = Field(30, ge=0, le=60)
+
+
+class Fallback(_Section):
+    """What follows an IVR verification that got no answer or reached a DND number."""
+
+    mode: Literal["none", "sms_link", "missed_call"] = "none"
+    sms_link: SmsLinkFallback = Field(default_factory=SmsLinkFallback)
+    missed_call: MissedCallFallback = Field(default_factory=MissedCallFallback)
+
+
+class OtpSettings(_Section):
+    """Verification by an OTP sent by SMS and entered on the post-purchase page."""
+
+    sender_id: SenderId = ""
+    dlt_entity_id: Digits = ""
+    dlt_template_id: Digits = ""
+    encoding: Encoding = "plain"
+    template: OtpTemplate = "%otp% is the code to verify your order %ordername% of %orderamount%."
+    resend_limit: int = Field(2, ge=0, le=5)
+    resend_after_seconds: int = Field(30, ge=10, le=600)
+    verified_tag: RequiredTag = "otp_verified"
+    wrong_attempts_limit: int = Field(3, ge=0, le=5)
+
+
+class ExotelCredentials(_Section):
+    """The shop's own Exotel account, which places the calls and sends the SMS."""
+
+    subdomain: Literal["api.exotel.com", "api.in.exotel.com"] = "api.exotel.com"
+    account_sid: AccountSid = ""
+    api_key: SecretStr = SecretStr("")
+    api_token: SecretStr = SecretStr("")
+
+
+class ShopSettings(_Section):
+    """The whole settings document of one shop."""
+
+    verification: Verification = Field(default_factory=Verification)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
+    fallback: Fallback = Field(default_factory=Fallback)
+    otp: OtpSettings = Field(default_factory=OtpSettings)
+    credentials: ExotelCredentials = Field(default_factory=ExotelCredentials)
+    contact_phone: Phone = ""
+
+    def public_document(self) -> dict[str, Any]:
+        """The document as JSON, every secret shown as SECRET_MASK when set and "" when empty."""
+        return self._document(lambda secret: SECRET_MASK if secret else "")
+
+    def stored_document(self) -> dict[str, Any]:
+        """The document as JSON with the secrets in clear, for the encrypted store only."""
+        return self._document(lambda secret: secret)
+
+    def _document(self, show: Callable[[str], str]) -> dict[str, Any]:
+        document = self.model_dump(mode="json")
+        for path in _SECRET_PATHS:
+            parent, name = _parent(document, path.split("."))
+            parent[name] = show(_get(self, path).get_secret_value())
+        return document
+
+
+def _secret_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        if field.annotation is SecretStr:
+            yield prefix + name
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _secret_paths(field.annotation, f"{prefix}{name}.")
+
+
+_SECRET_PATHS = tuple(_secret_paths(ShopSettings))
+SHOP_SETTINGS_DEFAULTS = ShopSettings()
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem of a settings document: the dotted field path and what is wrong."""
+
+    field: str
+    message: str
+
+
+class SettingsError(ValueError):
+    """A settings document was refused; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def sections_in_use(settings: ShopSettings) -> frozenset[str]:
+    """The sections that the selected verification type and fallback mode put to work."""
+    kind = settings.verification.type
+    used: set[str] = set()
+    if kind in ("ivr", "otp"):
+        used |= {"credentials", kind}
+    if kind == "ivr" and settings.fallback.mode != "none":
+        used.add(f"fallback.{settings.fallback.mode}")
+    return frozenset(used)
+
+
+# Required only for the sections in use; the document can be saved without them, but the shop
+# stays partially installed (see is_complete).
+_REQUIRED = {
+    "credentials": ("account_sid", "api_key", "api_token"),
+    "ivr": ("caller_id", "flow_id"),
+    "fallback.sms_link": ("sender_id",),
+    "fallback.missed_call": ("sender_id", "exophone"),
+    "otp": ("sender_id",),
+}
+# Required for shops in India (DLT registration), for the sections in use.
+_DLT_IDS = {
+    "otp": ("dlt_entity_id", "dlt_template_id"),
+    "fallback.sms_link": ("dlt_entity_id", "dlt_template_id"),
+    "fallback.missed_call": ("dlt_entity_id", "dlt_template_id", "confirmation_dlt_template_id"),
+}
+
+
+@dataclass(frozen=True)
+class _Rule:
+    field: str  # where the problem is reported
+    reads: tuple[str, ...]  # the other fields it depends on
+    problem: Callable[[ShopSettings, str], str | None]  # (settings, country) -> message
+
+
+def _first_call_delay(settings: ShopSettings, _country: str) -> str | None:
+    if settings.ivr.first_call == "after" and settings.ivr.first_call_after_minutes < 1:
+        return "must be at least 1 when the first call is 'after'"
+    return None
+
+
+def _window_end(settings: ShopSettings, _country: str) -> str | None:
+    if settings.ivr.window_end_hour <= settings.ivr.window_start_hour:
+        return "must be later than window_start_hour"
+    return None
+
+
+def _three_orders_template(settings: ShopSettings, _country: str) -> str | None:
+    section = settings.fallback.missed_call
+    used = [p for p in ORDER_PLACEHOLDERS if p in section.template]
+    if section.confirm_mode == "latest_3_in_30_days" and used:
+        return f"must not use {', '.join(used)} when confirming the latest 3 orders"
+    return None
+
+
+def _retry_interval_rule(section: str, longest: int) -> _Rule:
+    def problem(settings: ShopSettings, _country: str) -> str | None:
+        retries = _get(settings, f"{section}.retries")
+        interval = _get(settings, f"{section}.retry_interval_minutes")
+        if retries == 0 and interval != 0:
+            return "must be 0 when retries is 0"
+        if retries > 0 and not 10 <= interval <= longest:
+            return f"must be between 10 and {longest} when retries is above 0"
+        return None
+
+    return _Rule(f"{section}.retry_interval_minutes", (f"{section}.retries",), problem)
+
+
+def _dlt_rule(section: str, name: str) -> _Rule:
+    def problem(settings: ShopSettings, country: str) -> str | None:
+        if (
+            country == "IN"
+            and section in sections_in_use(settings)
+            and not _get(settings, f"{section}.{name}")
+        ):
+            return "required for shops in India (DLT)"
+        return None
+
+    modes = ("fallback.mode",) if section.startswith("fallback.") else ()
+    return _Rule(f"{section}.{name}", ("verification.type", *modes), problem)
+
+
+_RULES = (
+    _Rule("ivr.first_call_after_minutes", ("ivr.first_call",), _first_call_delay),
+    _Rule("ivr.window_end_hour", ("ivr.window_start_hour",), _window_end),
+    _Rule(
+        "fallback.missed_call.template",
+        ("fallback.missed_call.confirm_mode",),
+        _three_orders_template,
+    ),
+    _retry_interval_rule("ivr", 120),
+    _retry_interval_rule("fallback.sms_link", 60),
+    _retry_interval_rule("fallback.missed_call", 60),
+    *(_dlt_rule(section, name) for section, names in _DLT_IDS.items() for name in names),
+)
+
+
+def is_complete(settings: ShopSettings) -> list[str]:
+    """The field paths still missing before the shop can leave "partially_installed"."""
+    used = sections_in_use(settings)
+    paths = ["contact_phone"]
+    paths += [f"{s}.{name}" for s, names in _REQUIRED.items() if s in used for name in names]
+    return [path for path in paths if _blank(_get(settings, path))]
+
+
+def merge_secrets(incoming: dict[str, Any], stored: ShopSettings) -> dict[str, Any]:
+    """A copy of `incoming` where every secret given as SECRET_MASK keeps its stored value."""
+    merged = copy.deepcopy(incoming)
+    for path in _SECRET_PATHS:
+        parent, name = _parent(merged, path.split("."))
+        if parent is not None and parent.get(name) == SECRET_MASK:
+            parent[name] = _get(stored, path).get_secret_value()
+    return merged
+
+
+def validate_settings(document: dict[str, Any], *, country: str) -> ShopSettings:
+    """Parse a settings document for a shop in `country` (ISO code) or raise SettingsError."""
+    if not isinstance(document, dict):
+        raise SettingsError([FieldProblem("", "the settings document must be a JSON object")])
+    problems: list[FieldProblem] = []
+    try:
+        settings = ShopSettings.model_validate(document)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        problems = [FieldProblem(_path(e["loc"]), _message(e)) for e in errors]
+        # Without its invalid values (defaults instead) the document parses, so the rules that
+        # span fields still run on every value that is valid.
+        settings = ShopSettings.model_validate(_without(document, [e["loc"] for e in errors]))
+    failed = {problem.field for problem in problems}
+    for rule in _RULES:
+        if not _touches((rule.field, *rule.reads), failed):
+            message = rule.problem(settings, country.upper())
+            if message:
+                problems.append(FieldProblem(rule.field, message))
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _get(settings: ShopSettings, path: str) -> Any:
+    return reduce(getattr, path.split("."), settings)
+
+
+def _blank(value: Any) -> bool:
+    return not (value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+
+def _parent(document: dict[str, Any], keys: Sequence[Any]) -> tuple[dict[str, Any] | None, Any]:
+    *parents, last = keys
+    node: Any = document
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), last
+
+
+def _without(document: dict[str, Any], locs: list[tuple[Any, ...]]) -> dict[str, Any]:
+    pruned = copy.deepcopy(document)
+    for loc in locs:
+        parent, name = _parent(pruned, loc)
+        if parent is not None:
+            parent.pop(name, None)
+    return pruned
+
+
+def _touches(paths: Sequence[str], failed: set[str]) -> bool:
+    return any(path == f or path.startswith(f"{f}.") for path in paths for f in failed)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _message(error: ErrorDetails) -> str:
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return error["msg"]

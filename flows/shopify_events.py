@@ -1,0 +1,287 @@
+"""What a Shopify event does to our records: orders, customers, fulfilments, uninstall, privacy.
+
+One job per accepted webhook (and per order found by reconciliation) runs `handle`. An order
+payload that cannot be used is recorded with the reason and skipped, never retried; an event
+older than what we already hold (a stale retry) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clock import Clock
+from providers.shopify.orders import OrderData, parse_order
+from storage.db import Database
+from storage.jobs import ClaimedJob
+from storage.models import Activity, Call, Customer, Job, Message, MissedCall, Order, Shop
+
+_LOGGER = logging.getLogger(__name__)
+
+WEBHOOK_JOB = "shopify.webhook"
+ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled"}
+REDACTED = "redacted"
+
+
+class ShopifyEvents:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def handle(self, job: ClaimedJob) -> None:
+        topic = job.payload["topic"]
+        payload = job.payload["payload"]
+        triggered = job.payload.get("triggered_at")
+        triggered_at = datetime.fromisoformat(triggered) if triggered else None
+        async with self.db.transaction() as session:
+            if topic == "shop/redact":
+                await self._redact_shop(session, payload)
+                return
+            shop = await _event_shop(session, job.payload.get("shop_id"), payload)
+            if shop is None:
+                _LOGGER.info("shopify %s for a shop we do not hold; nothing to do", topic)
+                return
+            if topic == "customers/redact":
+                await self._redact_customer(session, shop, payload)
+            elif topic == "customers/data_request":
+                await self._record_data_request(session, shop, payload)
+            elif shop.status == "uninstalled":
+                _LOGGER.info("shopify %s for uninstalled shop %s ignored", topic, shop.domain)
+            elif topic in ORDER_TOPICS:
+                await apply_order(
+                    session, shop, payload, self.clock.now(), "webhook", triggered_at
+                )
+            elif topic.startswith("fulfillments/"):
+                await self._record_fulfillment(session, shop, topic, payload)
+            elif topic == "customers/update":
+                await self._update_customer(session, shop, payload)
+            elif topic == "app/uninstalled":
+                await self._uninstall(session, shop)
+
+    async def _record_fulfillment(
+        self, session: AsyncSession, shop: Shop, topic: str, payload: dict[str, Any]
+    ) -> None:
+        order = await session.scalar(
+            select(Order).where(
+                Order.shop_id == shop.id, Order.shopify_order_id == str(payload.get("order_id"))
+            )
+        )
+        if order is None:
+            _LOGGER.info("%s for unknown order %s", topic, payload.get("order_id"))
+            return
+        detail = {
+            key: payload.get(key)
+            for key in ("status", "shipment_status", "tracking_company", "tracking_number")
+        } | {"tracking_url": (payload.get("tracking_urls") or [None])[0]}
+        session.add(_activity(shop.id, order.id, "fulfillment", self.clock.now(), detail))
+
+    async def _update_customer(
+        self, session: AsyncSession, shop: Shop, payload: dict[str, Any]
+    ) -> None:
+        consent = (payload.get("sms_marketing_consent") or {}).get("state")
+        customers = await session.scalars(
+            select(Customer).where(
+                Customer.shop_id == shop.id, Customer.shopify_customer_id == str(payload.get("id"))
+            )
+        )
+        for customer in customers:
+            name = " ".join(filter(None, (payload.get("first_name"), payload.get("last_name"))))
+            customer.name = name or customer.name
+            customer.email = payload.get("email") or customer.email
+            if consent:
+                customer.sms_consent = consent
+                customer.consent_updated_at = self.clock.now()
+
+    async def _uninstall(self, session: AsyncSession, shop: Shop) -> None:
+        """Stop all work for the shop at once: no token, no queued job runs."""
+        now = self.clock.now()
+        shop.status = "uninstalled"
+        shop.updated_at = now
+        shop.credentials = ""
+        await session.execute(
+            update(Job)
+            .where(Job.shop_id == shop.id, Job.status == "queued")
+            .values(status="dead", last_error="shop uninstalled the app", finished_at=now)
+        )
+        session.add(_activity(shop.id, None, "app_uninstalled", now, {}))
+        _LOGGER.warning("shop %s uninstalled the app; its work is stopped", shop.domain)
+
+    async def _record_data_request(
+        self, session: AsyncSession, shop: Shop, payload: dict[str, Any]
+    ) -> None:
+        customer = payload.get("customer") or {}
+        held = await _customer_rows(session, shop, customer)
+        detail = {
+            "shopify_customer_id": str(customer.get("id", "")),
+            "customers_held": len(held),
+            "orders_requested": payload.get("orders_requested") or [],
+        }
+        session.add(_activity(shop.id, None, "privacy_data_request", self.clock.now(), detail))
+
+    async def _redact_customer(
+        self, session: AsyncSession, shop: Shop, payload: dict[str, Any]
+    ) -> None:
+        """Anonymise a customer: phone, name, email, message bodies; orders keep their totals."""
+        customers = await _customer_rows(session, shop, payload.get("customer") or {})
+        order_ids = [str(o) for o in payload.get("orders_to_redact") or []]
+        conditions = [Order.shopify_order_id.in_(order_ids)]
+        if customers:
+            conditions.append(Order.customer_id.in_([c.id for c in customers]))
+        orders = list(
+            await session.scalars(select(Order).where(Order.shop_id == shop.id, or_(*conditions)))
+        )
+        phones = {c.phone for c in customers} | {o.phone for o in orders if o.phone}
+        for customer in customers:
+            customer.phone = f"{REDACTED}-{customer.id}"
+            customer.name = customer.email = ""
+            customer.shopify_customer_id = None
+        for order in orders:
+            order.phone = ""
+        ids = [o.id for o in orders]
+        in_scope_messages = or_(
+            Message.order_id.in_(ids), Message.to_phone.in_(phones), Message.from_phone.in_(phones)
+        )
+        await session.execute(
+            update(Message)
+            .where(Message.shop_id == shop.id, in_scope_messages)
+            .values(body="", to_phone=REDACTED, from_phone=REDACTED)
+        )
+        await session.execute(
+            update(Call)
+            .where(Call.shop_id == shop.id, or_(Call.order_id.in_(ids), Call.to_phone.in_(phones)))
+            .values(to_phone=REDACTED)
+        )
+        await session.execute(
+            update(MissedCall)
+            .where(MissedCall.shop_id == shop.id, MissedCall.from_phone.in_(phones))
+            .values(from_phone=REDACTED)
+        )
+        await session.execute(update(Activity).where(Activity.order_id.in_(ids)).values(detail={}))
+        now = self.clock.now()
+        session.add(_activity(shop.id, None, "privacy_redacted", now, {"orders": len(ids)}))
+
+    async def _redact_shop(self, session: AsyncSession, payload: dict[str, Any]) -> None:
+        domain = str(payload.get("shop_domain", "")).lower()
+        result = await session.execute(delete(Shop).where(Shop.domain == domain))
+        _LOGGER.warning("shop/redact for %s: %d shop records deleted", domain, result.rowcount)
+
+
+async def apply_order(
+    session: AsyncSession,
+    shop: Shop,
+    payload: dict[str, Any],
+    now: datetime,
+    source: str,
+    triggered_at: datetime | None = None,
+) -> Order | None:
+    """Create or update our order from a Shopify order payload; None if unusable or stale."""
+    try:
+        data = parse_order(payload, default_region=shop.country or "US")
+    except ValueError as exc:
+        _LOGGER.warning("order payload from %s rejected: %s", shop.domain, exc)
+        session.add(_activity(shop.id, None, "order_rejected", now, {"error": str(exc)}))
+        return None
+    order = await session.scalar(
+        select(Order).where(
+            Order.shop_id == shop.id, Order.shopify_order_id == data.shopify_order_id
+        )
+    )
+    version = data.updated_at or triggered_at
+    if order is not None and _is_stale(version, order.shopify_updated_at):
+        _LOGGER.info("stale update of order %s ignored", data.name)
+        return None
+    customer = await _upsert_customer(session, shop, data, now)
+    kind = "order_updated"
+    if order is None:
+        kind = "order_received"
+        order = Order(shop_id=shop.id, shopify_order_id=data.shopify_order_id, created_at=now)
+        session.add(order)
+    if data.cancelled_at and order.cancelled_at is None:
+        kind = "order_cancelled"
+    order.customer_id = customer.id if customer else None
+    order.name, order.number = data.name, data.number
+    order.phone = data.phone or ""
+    order.skip_reason = data.phone_problem
+    order.total_amount, order.currency = data.total_amount, data.currency
+    order.payment_method, order.gateways = data.payment_method, data.gateways
+    order.financial_status = data.financial_status
+    order.fulfillment_status = data.fulfillment_status
+    order.tags = data.tags
+    order.cancelled_at = data.cancelled_at
+    order.placed_at = data.placed_at
+    order.shopify_updated_at = version or order.shopify_updated_at
+    order.updated_at = now
+    await session.flush()
+    detail = {"source": source, "financial_status": data.financial_status}
+    if data.phone_problem:
+        detail["skipped"] = data.phone_problem
+    session.add(_activity(shop.id, order.id, kind, now, detail))
+    return order
+
+
+def _is_stale(incoming: datetime | None, held: datetime | None) -> bool:
+    return incoming is not None and held is not None and incoming < held
+
+
+async def _upsert_customer(
+    session: AsyncSession, shop: Shop, data: OrderData, now: datetime
+) -> Customer | None:
+    if data.phone is None:
+        return None
+    customer = await session.scalar(
+        select(Customer).where(Customer.shop_id == shop.id, Customer.phone == data.phone)
+    )
+    if customer is None:
+        customer = Customer(shop_id=shop.id, phone=data.phone, created_at=now)
+        session.add(customer)
+    if data.customer is not None:
+        customer.name = data.customer.name or customer.name
+        customer.email = data.customer.email or customer.email
+        customer.shopify_customer_id = data.customer.shopify_customer_id
+        if data.customer.sms_consent:
+            customer.sms_consent = data.customer.sms_consent
+            customer.consent_updated_at = now
+    await session.flush()
+    return customer
+
+
+async def _event_shop(
+    session: AsyncSession, shop_id: int | None, payload: dict[str, Any]
+) -> Shop | None:
+    if shop_id is not None:
+        return await session.get(Shop, shop_id)
+    domain = str(payload.get("shop_domain", "")).lower()
+    return await session.scalar(select(Shop).where(Shop.domain == domain)) if domain else None
+
+
+async def _customer_rows(
+    session: AsyncSession, shop: Shop, customer: dict[str, Any]
+) -> list[Customer]:
+    conditions = []
+    if customer.get("id") is not None:
+        conditions.append(Customer.shopify_customer_id == str(customer["id"]))
+    if customer.get("phone"):
+        conditions.append(Customer.phone == str(customer["phone"]))
+    if not conditions:
+        return []
+    rows = await session.scalars(
+        select(Customer).where(Customer.shop_id == shop.id, or_(*conditions))
+    )
+    return list(rows)
+
+
+def _activity(
+    shop_id: int, order_id: int | None, kind: str, now: datetime, detail: dict[str, Any]
+) -> Activity:
+    return Activity(
+        shop_id=shop_id,
+        order_id=order_id,
+        kind=kind,
+        mode="shopify",
+        detail=detail,
+        created_at=now,
+    )

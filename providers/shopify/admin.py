@@ -1,0 +1,687 @@
+"""The Shopify Admin GraphQL client (aiohttp, no SDK): shop, webhooks, tags, orders, customers.
+
+Every failure is a `ProviderError` saying whether the job system should retry, and after how
+long. Written for API version 2025-10 or later (webhook `uri`, orderCancel `refundMethod`,
+`Customer.defaultPhoneNumber`). Values travel only as GraphQL variables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+
+from providers.base import ProviderError
+
+ORDER_FIELDS = """
+fragment OrderFields on Order {
+  id name number createdAt updatedAt cancelledAt currencyCode
+  totalPriceSet { shopMoney { amount currencyCode } }
+  displayFinancialStatus displayFulfillmentStatus paymentGatewayNames tags phone email
+  customer {
+    id firstName lastName
+    defaultPhoneNumber { phoneNumber }
+    defaultEmailAddress { emailAddress }
+    smsMarketingConsent { marketingState marketingOptInLevel consentUpdatedAt }
+    defaultAddress { phone countryCodeV2 }
+  }
+  shippingAddress { name address1 city province zip countryCodeV2 phone }
+  billingAddress { phone countryCodeV2 }
+  lineItems(first: 10) {
+    nodes { id title quantity originalUnitPriceSet { shopMoney { amount } } }
+  }
+}
+"""
+
+CUSTOMER_FIELDS = """
+fragment CustomerFields on Customer {
+  id firstName lastName
+  defaultPhoneNumber { phoneNumber }
+  defaultEmailAddress { emailAddress }
+  smsMarketingConsent { marketingState marketingOptInLevel consentUpdatedAt }
+  defaultAddress { phone countryCodeV2 }
+}
+"""
+
+SHOP_QUERY = """
+query ShopInfo {
+  shop { name email currencyCode ianaTimezone billingAddress { phone countryCodeV2 } }
+}
+"""
+
+WEBHOOK_CREATE = """
+mutation WebhookSubscriptionCreate(
+  $topic: WebhookSubscriptionTopic!, $webhookSubscription: WebhookSubscriptionInput!
+) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: $webhookSubscription) {
+    webhookSubscription { id topic }
+    userErrors { field message }
+  }
+}
+"""
+
+TAGS_ADD = """
+mutation TagsAdd($id: ID!, $tags: [String!]!) {
+  tagsAdd(id: $id, tags: $tags) { node { id } userErrors { field message } }
+}
+"""
+
+TAGS_REMOVE = """
+mutation TagsRemove($id: ID!, $tags: [String!]!) {
+  tagsRemove(id: $id, tags: $tags) { node { id } userErrors { field message } }
+}
+"""
+
+ORDER_CANCEL = """
+mutation OrderCancel(
+  $orderId: ID!, $notifyCustomer: Boolean, $refundMethod: OrderCancelRefundMethodInput!,
+  $restock: Boolean!, $reason: OrderCancelReason!, $staffNote: String
+) {
+  orderCancel(
+    orderId: $orderId, notifyCustomer: $notifyCustomer, refundMethod: $refundMethod,
+    restock: $restock, reason: $reason, staffNote: $staffNote
+  ) {
+    job { id done }
+    orderCancelUserErrors { field message code }
+    userErrors { field message }
+  }
+}
+"""
+
+ORDER_TRANSACTIONS = """
+query OrderTransactions($id: ID!) {
+  order(id: $id) {
+    id
+    transactions(first: 50) { id kind status gateway }
+  }
+}
+"""
+
+REFUND_CREATE = """
+mutation RefundCreate($input: RefundInput!) {
+  refundCreate(input: $input) {
+    refund { id totalRefundedSet { presentmentMoney { amount currencyCode } } }
+    userErrors { field message }
+  }
+}
+"""
+
+ORDER_QUERY = (
+    """
+query Order($id: ID!) {
+  order(id: $id) { ...OrderFields }
+}
+"""
+    + ORDER_FIELDS
+)
+
+ORDERS_QUERY = (
+    """
+query OrdersUpdatedSince($first: Int!, $after: String, $query: String!) {
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
+    nodes { ...OrderFields }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+    + ORDER_FIELDS
+)
+
+CUSTOMERS_QUERY = (
+    """
+query CustomerByPhone($query: String!) {
+  customers(first: 1, query: $query) { nodes { ...CustomerFields } }
+}
+"""
+    + CUSTOMER_FIELDS
+)
+
+SMS_CONSENT_UPDATE = """
+mutation CustomerSmsMarketingConsentUpdate($input: CustomerSmsMarketingConsentUpdateInput!) {
+  customerSmsMarketingConsentUpdate(input: $input) {
+    customer { id smsMarketingConsent { marketingState marketingOptInLevel consentUpdatedAt } }
+    userErrors { field message }
+  }
+}
+"""
+
+# Requested cost of one orders page: 2 + page_size x ~42 (10 line items). Shopify refuses a
+# single query above 1000 points, so a page holds at most 23 orders.
+MAX_ORDERS_PAGE = 23
+
+_FULFILLMENT_STATUS = {
+    "FULFILLED": "fulfilled",
+    "PARTIALLY_FULFILLED": "partial",
+    "RESTOCKED": "restocked",
+}
+_ALREADY_TAKEN = re.compile(r"already been taken", re.IGNORECASE)
+_ALREADY_CANCELLED = re.compile(r"already\s+(been\s+)?cancel", re.IGNORECASE)
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_REFUNDABLE_KINDS = frozenset({"SALE", "CAPTURE"})
+
+
+@dataclass(frozen=True)
+class ShopInfo:
+    """The shop's name, owner email, currency, time zone and billing phone and country."""
+
+    name: str
+    email: str
+    currency: str
+    iana_timezone: str
+    phone: str
+    country_code: str
+
+
+class ShopifyAdmin:
+    """Calls one Admin GraphQL endpoint per shop, with the shop's access token."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        admin_url_template: str,
+        api_version: str,
+        *,
+        timeout_seconds: float = 15.0,
+    ) -> None:
+        self._http = http
+        self._template = admin_url_template
+        self._version = api_version
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+
+    def endpoint(self, shop: str) -> str:
+        """The shop's GraphQL URL."""
+        return self._template.replace("{shop}", shop).replace("{version}", self._version)
+
+    async def graphql(
+        self, shop: str, token: str, query: str, variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Run one query or mutation and return its `data`; failures are ProviderError."""
+        body = {"query": query, "variables": variables or {}}
+        headers = {"X-Shopify-Access-Token": token}
+        try:
+            async with self._http.post(
+                self.endpoint(shop), json=body, headers=headers, timeout=self._timeout
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                text = (await response.read()).decode("utf-8", "replace")
+        except TimeoutError:
+            raise ProviderError(
+                f"shopify {shop}: timed out", retryable=True, code="TIMEOUT"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(
+                f"shopify {shop}: {exc}", retryable=True, code="CONNECTION"
+            ) from exc
+        return _data(shop, status, retry_after, text)
+
+    async def shop_info(self, shop: str, token: str) -> ShopInfo:
+        """The shop's own settings, read once when it connects."""
+        info = _field(await self.graphql(shop, token, SHOP_QUERY), "shop")
+        address = _dict(info.get("billingAddress"))
+        return ShopInfo(
+            name=_str(info.get("name")),
+            email=_str(info.get("email")),
+            currency=_str(info.get("currencyCode")),
+            iana_timezone=_str(info.get("ianaTimezone")),
+            phone=_str(address.get("phone")),
+            country_code=_str(address.get("countryCodeV2")),
+        )
+
+    async def register_webhook(self, shop: str, token: str, topic: str, uri: str) -> None:
+        """Subscribe `uri` to `topic` ("orders/create"); an existing subscription is success."""
+        variables = {
+            "topic": webhook_topic_enum(topic),
+            "webhookSubscription": {"uri": uri, "format": "JSON"},
+        }
+        data = await self.graphql(shop, token, WEBHOOK_CREATE, variables)
+        errors = _list(_field(data, "webhookSubscriptionCreate").get("userErrors"))
+        if errors and all(_ALREADY_TAKEN.search(_message(error)) for error in errors):
+            return
+        _raise_user_errors(errors, f"webhookSubscriptionCreate {topic}")
+
+    async def add_tags(self, shop: str, token: str, order_id: str, tags: list[str]) -> None:
+        """Add tags to an order (Shopify ignores tags it already has)."""
+        await self._tags(shop, token, TAGS_ADD, "tagsAdd", order_id, tags)
+
+    async def remove_tags(self, shop: str, token: str, order_id: str, tags: list[str]) -> None:
+        """Remove tags from an order (absent tags are no error)."""
+        await self._tags(shop, token, TAGS_REMOVE, "tagsRemove", order_id, tags)
+
+    async def _tags(
+        self, shop: str, token: str, mutation: str, root: str, order_id: str, tags: list[str]
+    ) -> None:
+        variables = {"id": order_gid(order_id), "tags": list(tags)}
+        data = await self.graphql(shop, token, mutation, variables)
+        _raise_user_errors(_list(_field(data, root).get("userErrors")), root)
+
+    async def cancel_order(
+        self,
+        shop: str,
+        token: str,
+        order_id: str,
+        *,
+        reason: str = "CUSTOMER",
+        refund: bool,
+        restock: bool,
+        notify_customer: bool,
+        staff_note: str = "",
+    ) -> None:
+        """Start cancelling an order (Shopify finishes it in a background job)."""
+        variables = {
+            "orderId": order_gid(order_id),
+            "notifyCustomer": notify_customer,
+            "refundMethod": {"originalPaymentMethodsRefund": refund},
+            "restock": restock,
+            "reason": reason,
+            "staffNote": staff_note[:255] or None,
+        }
+        payload = _field(await self.graphql(shop, token, ORDER_CANCEL, variables), "orderCancel")
+        errors = _list(payload.get("orderCancelUserErrors")) + _list(payload.get("userErrors"))
+        if any(_already_cancelled(error) for error in errors):
+            raise ProviderError(
+                f"shopify orderCancel: {_describe(errors)}",
+                retryable=False,
+                code="ALREADY_CANCELLED",
+            )
+        if any(_dict(error).get("code") == "NOT_FOUND" for error in errors):
+            raise ProviderError(
+                f"shopify orderCancel: {_describe(errors)}", retryable=False, code="NOT_FOUND"
+            )
+        _raise_user_errors(errors, "orderCancel")
+
+    async def refund_order(
+        self,
+        shop: str,
+        token: str,
+        order_id: str,
+        *,
+        amount: str,
+        currency: str,
+        note: str,
+        notify: bool,
+    ) -> str:
+        """Refund `amount` to the order's captured payment; returns the refund's id.
+
+        A REFUND transaction whose parent is the last successful SALE or CAPTURE: the
+        `RefundInput.transactions` shape of refundCreate. An order with no captured payment
+        (cash on delivery not yet paid) cannot be refunded through Shopify.
+        """
+        if not _AMOUNT.fullmatch(amount) or Decimal(amount) <= 0:
+            raise ProviderError(
+                f"refund amount {amount!r} is not a positive decimal",
+                retryable=False,
+                code="INVALID_AMOUNT",
+            )
+        gid = order_gid(order_id)
+        parent = await self._refund_parent(shop, token, gid)
+        refund_input = {
+            "orderId": gid,
+            "note": note,
+            "notify": notify,
+            "currency": currency,
+            "transactions": [
+                {
+                    "orderId": gid,
+                    "parentId": parent["id"],
+                    "gateway": parent["gateway"],
+                    "kind": "REFUND",
+                    "amount": amount,
+                }
+            ],
+        }
+        data = await self.graphql(shop, token, REFUND_CREATE, {"input": refund_input})
+        payload = _field(data, "refundCreate")
+        _raise_user_errors(_list(payload.get("userErrors")), "refundCreate")
+        return _str(_dict(payload.get("refund")).get("id"))
+
+    async def _refund_parent(self, shop: str, token: str, gid: str) -> dict[str, Any]:
+        data = await self.graphql(shop, token, ORDER_TRANSACTIONS, {"id": gid})
+        order = data.get("order")
+        if not isinstance(order, dict):
+            raise ProviderError(f"shopify: no order {gid}", retryable=False, code="NOT_FOUND")
+        captured = [
+            transaction
+            for transaction in map(_dict, _list(order.get("transactions")))
+            if transaction.get("kind") in _REFUNDABLE_KINDS
+            and transaction.get("status") == "SUCCESS"
+            and isinstance(transaction.get("id"), str)
+        ]
+        if not captured:
+            raise ProviderError(
+                f"shopify: order {gid} has no captured payment to refund",
+                retryable=False,
+                code="NOT_REFUNDABLE",
+            )
+        return captured[-1]
+
+    async def get_order(self, shop: str, token: str, order_id: str) -> dict[str, Any] | None:
+        """The order in the webhook / REST payload shape, or None if Shopify has none."""
+        data = await self.graphql(shop, token, ORDER_QUERY, {"id": order_gid(order_id)})
+        node = data.get("order")
+        return rest_order(node) if isinstance(node, dict) else None
+
+    async def orders_updated_since(
+        self,
+        shop: str,
+        token: str,
+        since: datetime,
+        cursor: str | None = None,
+        page_size: int = 20,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of orders updated after `since`, oldest first, and the next page's cursor.
+
+        Orders come in the webhook / REST payload shape, for the same path as webhooks.
+        """
+        if not 1 <= page_size <= MAX_ORDERS_PAGE:
+            raise ValueError(f"page_size must be 1..{MAX_ORDERS_PAGE}")
+        variables = {
+            "first": page_size,
+            "after": cursor,
+            "query": f"updated_at:>'{_search_time(since)}'",
+        }
+        orders = _field(await self.graphql(shop, token, ORDERS_QUERY, variables), "orders")
+        page = _dict(orders.get("pageInfo"))
+        next_cursor = page.get("endCursor") if page.get("hasNextPage") else None
+        nodes = [rest_order(node) for node in map(_dict, _list(orders.get("nodes")))]
+        return nodes, next_cursor if isinstance(next_cursor, str) else None
+
+    async def find_customer_by_phone(
+        self, shop: str, token: str, phone: str
+    ) -> dict[str, Any] | None:
+        """The customer with this E.164 phone, in the REST customer shape, or None."""
+        if not _E164.fullmatch(phone):
+            raise ProviderError(
+                f"{phone!r} is not an E.164 phone", retryable=False, code="INVALID_PHONE"
+            )
+        data = await self.graphql(shop, token, CUSTOMERS_QUERY, {"query": f"phone:{phone}"})
+        nodes = _list(_field(data, "customers").get("nodes"))
+        return rest_customer(nodes[0]) if nodes and isinstance(nodes[0], dict) else None
+
+    async def update_sms_consent(
+        self, shop: str, token: str, customer_id: str, *, subscribed: bool, updated_at: datetime
+    ) -> None:
+        """Record the customer's SMS marketing consent (single opt-in) in Shopify."""
+        consent = {
+            "marketingState": "SUBSCRIBED" if subscribed else "UNSUBSCRIBED",
+            "marketingOptInLevel": "SINGLE_OPT_IN",
+            "consentUpdatedAt": _graphql_time(updated_at),
+        }
+        variables = {
+            "input": {"customerId": customer_gid(customer_id), "smsMarketingConsent": consent}
+        }
+        data = await self.graphql(shop, token, SMS_CONSENT_UPDATE, variables)
+        payload = _field(data, "customerSmsMarketingConsentUpdate")
+        _raise_user_errors(_list(payload.get("userErrors")), "customerSmsMarketingConsentUpdate")
+
+
+def webhook_topic_enum(topic: str) -> str:
+    """The GraphQL enum of a webhook topic: "orders/create" -> "ORDERS_CREATE"."""
+    return topic.upper().replace("/", "_")
+
+
+def order_gid(order_id: str) -> str:
+    """An order's GraphQL id from its numeric id (a gid passes through)."""
+    return _gid("Order", order_id)
+
+
+def customer_gid(customer_id: str) -> str:
+    """A customer's GraphQL id from its numeric id (a gid passes through)."""
+    return _gid("Customer", customer_id)
+
+
+def _gid(kind: str, value: str) -> str:
+    prefix = f"gid://shopify/{kind}/"
+    number = value.removeprefix(prefix)
+    if not (number.isascii() and number.isdigit()):
+        raise ValueError(f"not a Shopify {kind} id: {value!r}")
+    return prefix + number
+
+
+def rest_order(node: dict[str, Any]) -> dict[str, Any]:
+    """A GraphQL Order node in the webhook / REST payload shape that parse_order reads."""
+    total = _dict(_dict(node.get("totalPriceSet")).get("shopMoney"))
+    number = node.get("number")
+    fulfillment = node.get("displayFulfillmentStatus")
+    financial = node.get("displayFinancialStatus")
+    customer = node.get("customer")
+    shipping = node.get("shippingAddress")
+    billing = node.get("billingAddress")
+    return {
+        "id": _legacy_id(node.get("id")),
+        "admin_graphql_api_id": node.get("id"),
+        "name": node.get("name"),
+        # GraphQL `number` is REST's order_number (#1001); REST `number` counts from 1.
+        "order_number": number,
+        "number": number - 1000 if isinstance(number, int) and number > 1000 else number,
+        "created_at": node.get("createdAt"),
+        "updated_at": node.get("updatedAt"),
+        "cancelled_at": node.get("cancelledAt"),
+        "currency": node.get("currencyCode"),
+        "total_price": _rest_money(total.get("amount")),
+        "financial_status": financial.lower() if isinstance(financial, str) else None,
+        "fulfillment_status": _FULFILLMENT_STATUS.get(str(fulfillment)),
+        "payment_gateway_names": _list(node.get("paymentGatewayNames")),
+        "tags": ", ".join(tag for tag in _list(node.get("tags")) if isinstance(tag, str)),
+        "phone": node.get("phone"),
+        "email": node.get("email"),
+        "customer": rest_customer(customer) if isinstance(customer, dict) else None,
+        "shipping_address": _rest_address(shipping) if isinstance(shipping, dict) else None,
+        "billing_address": _rest_address(billing) if isinstance(billing, dict) else None,
+        "line_items": [_rest_line_item(item) for item in map(_dict, _line_items(node))],
+    }
+
+
+def rest_customer(node: dict[str, Any]) -> dict[str, Any]:
+    """A GraphQL Customer node in the REST customer shape."""
+    consent = node.get("smsMarketingConsent")
+    address = node.get("defaultAddress")
+    return {
+        "id": _legacy_id(node.get("id")),
+        "admin_graphql_api_id": node.get("id"),
+        "first_name": node.get("firstName"),
+        "last_name": node.get("lastName"),
+        "phone": _dict(node.get("defaultPhoneNumber")).get("phoneNumber"),
+        "email": _dict(node.get("defaultEmailAddress")).get("emailAddress"),
+        "sms_marketing_consent": _rest_consent(consent) if isinstance(consent, dict) else None,
+        "default_address": _rest_address(address) if isinstance(address, dict) else None,
+    }
+
+
+def _rest_consent(consent: dict[str, Any]) -> dict[str, Any]:
+    state = consent.get("marketingState")
+    level = consent.get("marketingOptInLevel")
+    return {
+        "state": state.lower() if isinstance(state, str) else None,
+        "opt_in_level": level.lower() if isinstance(level, str) else None,
+        "consent_updated_at": consent.get("consentUpdatedAt"),
+    }
+
+
+def _rest_address(address: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": address.get("name"),
+        "address1": address.get("address1"),
+        "city": address.get("city"),
+        "province": address.get("province"),
+        "zip": address.get("zip"),
+        "country_code": address.get("countryCodeV2"),
+        "phone": address.get("phone"),
+    }
+
+
+def _rest_line_item(item: dict[str, Any]) -> dict[str, Any]:
+    price = _dict(_dict(item.get("originalUnitPriceSet")).get("shopMoney")).get("amount")
+    return {
+        "id": _legacy_id(item.get("id")),
+        "title": item.get("title"),
+        "quantity": item.get("quantity"),
+        "price": _rest_money(price),
+    }
+
+
+def _line_items(node: dict[str, Any]) -> list[Any]:
+    return _list(_dict(node.get("lineItems")).get("nodes"))
+
+
+def _legacy_id(gid: Any) -> int | None:
+    if not isinstance(gid, str):
+        return None
+    number = gid.rsplit("/", 1)[-1].split("?", 1)[0]
+    return int(number) if number.isascii() and number.isdigit() else None
+
+
+def _rest_money(amount: Any) -> Any:
+    # GraphQL writes "388.0" where REST writes "388.00".
+    if not isinstance(amount, str) or not _AMOUNT.fullmatch(amount):
+        return amount
+    value = Decimal(amount)
+    exponent = value.as_tuple().exponent
+    return f"{value:.2f}" if isinstance(exponent, int) and exponent > -2 else amount
+
+
+def _search_time(moment: datetime) -> str:
+    # Whole seconds round down, so `>` can only re-include an order, never skip one.
+    if moment.tzinfo is None:
+        raise ValueError("since must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _graphql_time(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("updated_at must be timezone-aware")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _data(shop: str, status: int, retry_after: str | None, text: str) -> dict[str, Any]:
+    body = _json_object(text)
+    errors = _errors(body)
+    where = f"shopify {shop}"
+    if status in (401, 403):
+        raise ProviderError(
+            f"{where}: HTTP {status}: {_describe(errors) or text[:200]}",
+            retryable=False,
+            code="UNAUTHORIZED",
+        )
+    if status == 429 or any(_error_code(error) == "THROTTLED" for error in errors):
+        wait = _seconds(retry_after) if status == 429 else None
+        raise ProviderError(
+            f"{where}: throttled",
+            retryable=True,
+            code="THROTTLED",
+            retry_after=wait if wait is not None else _throttle_wait(body),
+        )
+    if status >= 500:
+        raise ProviderError(f"{where}: HTTP {status}", retryable=True, code=f"HTTP_{status}")
+    if not 200 <= status < 300:
+        raise ProviderError(
+            f"{where}: HTTP {status}: {_describe(errors) or text[:200]}",
+            retryable=False,
+            code=f"HTTP_{status}",
+        )
+    if errors:
+        internal = any(_error_code(error) == "INTERNAL_SERVER_ERROR" for error in errors)
+        raise ProviderError(
+            f"{where}: {_describe(errors)}",
+            retryable=internal,
+            code="INTERNAL" if internal else "GRAPHQL",
+        )
+    data = body.get("data") if body is not None else None
+    if not isinstance(data, dict):
+        raise ProviderError(f"{where}: answer has no data", retryable=False, code="BAD_RESPONSE")
+    return data
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _errors(body: dict[str, Any] | None) -> list[dict[str, Any]]:
+    # A list of GraphQL errors, or (on 401 and friends) one string or object.
+    raw = (body or {}).get("errors")
+    if not raw:
+        return []
+    if isinstance(raw, list):
+        return [item if isinstance(item, dict) else {"message": str(item)} for item in raw]
+    return [{"message": raw if isinstance(raw, str) else json.dumps(raw)}]
+
+
+def _error_code(error: dict[str, Any]) -> Any:
+    return _dict(error.get("extensions")).get("code")
+
+
+def _throttle_wait(body: dict[str, Any] | None) -> float | None:
+    cost = _dict(_dict((body or {}).get("extensions")).get("cost"))
+    bucket = _dict(cost.get("throttleStatus"))
+    try:
+        requested = float(cost["requestedQueryCost"])
+        available = float(bucket["currentlyAvailable"])
+        restore_rate = float(bucket["restoreRate"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if restore_rate <= 0:
+        return None
+    return max(1.0, (requested - available) / restore_rate)
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        seconds = float(header) if header else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def _already_cancelled(error: Any) -> bool:
+    error = _dict(error)
+    return "ALREADY" in str(error.get("code", "")) or bool(
+        _ALREADY_CANCELLED.search(_message(error))
+    )
+
+
+def _raise_user_errors(errors: list[Any], operation: str) -> None:
+    if errors:
+        raise ProviderError(
+            f"shopify {operation}: {_describe(errors)}", retryable=False, code="USER_ERROR"
+        )
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for error in map(_dict, errors):
+        field = ".".join(str(part) for part in _list(error.get("field")))
+        parts.append(f"{field}: {_message(error)}" if field else _message(error))
+    return "; ".join(parts)
+
+
+def _message(error: Any) -> str:
+    return str(_dict(error).get("message", ""))
+
+
+def _field(data: dict[str, Any], root: str) -> dict[str, Any]:
+    value = data.get(root)
+    if not isinstance(value, dict):
+        raise ProviderError(f"shopify: answer has no {root}", retryable=False, code="BAD_RESPONSE")
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,159 @@
+"""Webhook inbox with group commit: many requests, one transaction per batch.
+
+A request hands in its delivery (receipt + job) and waits; one writer task takes everything
+waiting, resolves the shops, inserts the receipts (a known delivery or event is a duplicate),
+enqueues a job per new delivery and commits, then answers every request of the batch. So a
+webhook is acknowledged only once it is durable, and the cost of a commit is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+
+from clock import Clock
+from storage.db import Database
+from storage.jobs import JobQueue, NewJob
+from storage.models import Shop, WebhookReceipt
+
+_LOGGER = logging.getLogger(__name__)
+receipts = WebhookReceipt.__table__
+
+
+class Accepted(StrEnum):
+    NEW = "accepted"
+    DUPLICATE = "duplicate"
+    UNKNOWN_SHOP = "unknown_shop"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    provider: str
+    shop_domain: str
+    delivery_id: str
+    event_id: str | None
+    topic: str
+    triggered_at: datetime | None
+    job_kind: str
+    job_payload: dict[str, Any]
+    # Deliveries for shops we do not know are still accepted (e.g. privacy topics).
+    allow_unknown_shop: bool = False
+
+
+@dataclass
+class _Pending:
+    delivery: Delivery
+    answer: asyncio.Future[Accepted]
+
+
+class Inbox:
+    def __init__(self, db: Database, queue: JobQueue, clock: Clock, max_batch: int = 500) -> None:
+        self.db = db
+        self.queue = queue
+        self.clock = clock
+        self.max_batch = max_batch
+        self._waiting: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_forever(), name="inbox-writer")
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+
+    async def accept(self, delivery: Delivery) -> Accepted:
+        """Store the delivery durably (or find it already stored); raises if the DB fails."""
+        answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        await self._waiting.put(_Pending(delivery, answer))
+        return await answer
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._waiting.get()]
+            while len(batch) < self.max_batch and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            try:
+                results = await self._write(batch)
+            except Exception as exc:
+                _LOGGER.warning("inbox: batch of %d not stored: %s", len(batch), exc)
+                for pending in batch:
+                    if not pending.answer.done():
+                        pending.answer.set_exception(exc)
+                continue
+            for pending, result in zip(batch, results, strict=True):
+                if not pending.answer.done():
+                    pending.answer.set_result(result)
+
+    async def _write(self, batch: list[_Pending]) -> list[Accepted]:
+        now = self.clock.now()
+        deliveries = [p.delivery for p in batch]
+        async with self.db.transaction() as session:
+            domains = {d.shop_domain for d in deliveries}
+            shops = dict(
+                (
+                    await session.execute(
+                        select(Shop.domain, Shop.id).where(Shop.domain.in_(domains))
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            rows, keys = [], set()
+            for d in deliveries:
+                key = (d.provider, d.delivery_id)
+                if key in keys or (d.shop_domain not in shops and not d.allow_unknown_shop):
+                    continue
+                keys.add(key)
+                rows.append(
+                    {
+                        "provider": d.provider,
+                        "shop_id": shops.get(d.shop_domain),
+                        "delivery_id": d.delivery_id,
+                        "event_id": d.event_id,
+                        "topic": d.topic,
+                        "triggered_at": d.triggered_at,
+                        "received_at": now,
+                    }
+                )
+            stored: set[tuple[str, str]] = set()
+            if rows:
+                stmt = (
+                    self.db.insert(receipts)
+                    .on_conflict_do_nothing()
+                    .returning(receipts.c.provider, receipts.c.delivery_id)
+                )
+                stored = set((await session.execute(stmt, rows)).tuples().all())
+            jobs = []
+            results = []
+            for d in deliveries:
+                key = (d.provider, d.delivery_id)
+                if d.shop_domain not in shops and not d.allow_unknown_shop:
+                    results.append(Accepted.UNKNOWN_SHOP)
+                elif key in stored:
+                    stored.discard(key)  # a second copy in this batch is a duplicate
+                    shop_id = shops.get(d.shop_domain)
+                    jobs.append(
+                        NewJob(
+                            d.job_kind,
+                            {**d.job_payload, "shop_id": shop_id},
+                            idempotency_key=f"{d.provider}:{d.delivery_id}",
+                            shop_id=shop_id,
+                        )
+                    )
+                    results.append(Accepted.NEW)
+                else:
+                    results.append(Accepted.DUPLICATE)
+            await self.queue.enqueue(session, *jobs)
+        return results

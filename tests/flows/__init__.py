@@ -1,0 +1,1 @@
+"""Flow tests: pure, no I/O."""

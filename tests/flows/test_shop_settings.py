@@ -1,0 +1,332 @@
+"""The settings document: seed 000's fields, ranges, defaults; all problems reported at once."""
+
+import json
+from typing import Any
+
+import pytest
+
+from flows.shop_settings import (
+    ORDER_PLACEHOLDERS,
+    SECRET_MASK,
+    SHOP_SETTINGS_DEFAULTS,
+    SettingsError,
+    ShopSettings,
+    is_complete,
+    merge_secrets,
+    validate_settings,
+)
+
+COMPLETE = {
+    "contact_phone": "+919876543210",
+    "credentials.account_sid": "shop1",
+    "credentials.api_key": "key-1",
+    "credentials.api_token": "token-1",
+    "ivr.caller_id": "08047112345",
+    "ivr.flow_id": "123456",
+    "fallback.mode": "sms_link",
+    "fallback.sms_link.sender_id": "XYZSHP",
+    "fallback.sms_link.dlt_entity_id": "1101234567890123456",
+    "fallback.sms_link.dlt_template_id": "1107123456789012345",
+}
+SMS_LINK = "fallback.sms_link"
+MISSED_CALL = "fallback.missed_call"
+
+
+def doc(changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    document = SHOP_SETTINGS_DEFAULTS.stored_document()
+    for path, value in (changes or {}).items():
+        *parents, name = path.split(".")
+        node = document
+        for key in parents:
+            node = node[key]
+        node[name] = value
+    return document
+
+
+def problems(changes: dict[str, Any], country: str = "US") -> set[str]:
+    try:
+        validate_settings(doc(changes), country=country)
+    except SettingsError as exc:
+        return {problem.field for problem in exc.problems}
+    return set()
+
+
+def test_defaults_are_seed_000_defaults_and_valid():
+    for country in ("US", "IN"):
+        assert validate_settings(doc(), country=country) == SHOP_SETTINGS_DEFAULTS
+    defaults = SHOP_SETTINGS_DEFAULTS
+    assert (defaults.verification.for_orders, defaults.verification.type) == ("cod", "ivr")
+    assert defaults.fallback.sms_link.link_expiry_hours == 48
+    assert defaults.ivr.timezone == "Asia/Kolkata"
+    assert defaults.ivr.confirm_tag and defaults.otp.verified_tag
+    assert "{XYZ Shop}" not in json.dumps(defaults.public_document())
+
+
+def test_json_schema_carries_ranges_and_hides_secrets():
+    schema = ShopSettings.model_json_schema()
+    ivr = schema["$defs"]["IvrSettings"]["properties"]
+    assert (ivr["retries"]["minimum"], ivr["retries"]["maximum"]) == (0, 5)
+    assert schema["$defs"]["ExotelCredentials"]["properties"]["api_token"]["writeOnly"]
+
+
+def bounds(path: str, low: int, high: int, **extra: Any) -> list[Any]:
+    """Valid at both edges, invalid just outside them."""
+    return [
+        pytest.param({path: low, **extra}, set(), id=f"{path}={low}"),
+        pytest.param({path: high, **extra}, set(), id=f"{path}={high}"),
+        pytest.param({path: low - 1, **extra}, {path}, id=f"{path}={low - 1}"),
+        pytest.param({path: high + 1, **extra}, {path}, id=f"{path}={high + 1}"),
+    ]
+
+
+def retries_bounds(section: str) -> list[Any]:
+    """Retries 0 (with interval 0) and 5 are valid; -1 and 6 are not."""
+    path = f"{section}.retries"
+    return [
+        pytest.param({path: 0, f"{section}.retry_interval_minutes": 0}, set(), id=f"{path}=0"),
+        pytest.param({path: 5}, set(), id=f"{path}=5"),
+        pytest.param({path: -1}, {path}, id=f"{path}=-1"),
+        pytest.param({path: 6}, {path}, id=f"{path}=6"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        *retries_bounds("ivr"),
+        *bounds("ivr.retry_interval_minutes", 10, 120),
+        *bounds("ivr.first_call_after_minutes", 1, 1440, **{"ivr.first_call": "after"}),
+        ({"ivr.window_start_hour": 0}, set()),
+        ({"ivr.window_start_hour": -1}, {"ivr.window_start_hour"}),
+        ({"ivr.window_start_hour": 24}, {"ivr.window_start_hour"}),
+        ({"ivr.window_start_hour": 22, "ivr.window_end_hour": 23}, set()),
+        ({"ivr.window_end_hour": 24}, {"ivr.window_end_hour"}),
+        ({"ivr.window_end_hour": -1}, {"ivr.window_end_hour"}),
+        *retries_bounds(SMS_LINK),
+        *bounds(f"{SMS_LINK}.retry_interval_minutes", 10, 60),
+        *bounds(f"{SMS_LINK}.link_expiry_hours", 1, 72),
+        *retries_bounds(MISSED_CALL),
+        *bounds(f"{MISSED_CALL}.retry_interval_minutes", 10, 60),
+        *bounds("otp.resend_limit", 0, 5),
+        *bounds("otp.resend_after_seconds", 10, 600),
+        *bounds("otp.wrong_attempts_limit", 0, 5),
+    ],
+)
+def test_range_bounds(changes, expected):
+    assert problems(changes) == expected
+
+
+@pytest.mark.parametrize("section", ["ivr", SMS_LINK, MISSED_CALL])
+@pytest.mark.parametrize(
+    ("retries", "interval", "valid"),
+    [(0, 0, True), (0, 10, False), (1, 0, False), (1, 9, False), (1, 10, True)],
+)
+def test_retry_interval_is_zero_exactly_when_retries_are_zero(section, retries, interval, valid):
+    changes = {f"{section}.retries": retries, f"{section}.retry_interval_minutes": interval}
+    assert problems(changes) == (set() if valid else {f"{section}.retry_interval_minutes"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"ivr.first_call": "immediate", "ivr.first_call_after_minutes": 0}, set()),
+        ({"ivr.window_start_hour": 23, "ivr.window_end_hour": 23}, {"ivr.window_end_hour"}),
+        ({"ivr.window_start_hour": 21, "ivr.window_end_hour": 21}, {"ivr.window_end_hour"}),
+        ({"ivr.window_start_hour": 22, "ivr.window_end_hour": 21}, {"ivr.window_end_hour"}),
+    ],
+)
+def test_ivr_rules_spanning_fields(changes, expected):
+    assert problems(changes) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "template", "message"),
+    [
+        (f"{SMS_LINK}.template", "Confirm %ordername%", "must contain the %link% placeholder"),
+        (f"{MISSED_CALL}.template", "Call us for %ordername%", "%exophone%"),
+        ("otp.template", "Your code for %ordername%", "must contain the %otp% placeholder"),
+        (f"{SMS_LINK}.template", "%link% %shopname%", "unknown placeholder %shopname%"),
+        ("otp.template", "%otp% %link%", "unknown placeholder %link%"),
+        (f"{MISSED_CALL}.confirmation_template", "Confirmed: %link%", "unknown placeholder"),
+        (f"{MISSED_CALL}.confirmation_template", "  ", "must not be empty"),
+    ],
+)
+def test_template_placeholders(path, template, message):
+    with pytest.raises(SettingsError) as raised:
+        validate_settings(doc({path: template}), country="US")
+    [problem] = raised.value.problems
+    assert problem.field == path and message in problem.message
+
+
+def test_templates_accept_their_supported_placeholders():
+    changes = {
+        f"{SMS_LINK}.template": "%ordernumber% %ordername% %orderamount% %link% 100%",
+        f"{MISSED_CALL}.confirmation_template": "%ordername% %orderamount% %exophone%",
+        "otp.template": "%otp% for %ordernumber%",
+    }
+    assert problems(changes) == set()
+
+
+@pytest.mark.parametrize("placeholder", ORDER_PLACEHOLDERS)
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("latest_3_in_30_days", {f"{MISSED_CALL}.template"}), ("latest", set())]
+)
+def test_three_orders_mode_forbids_order_placeholders(placeholder, mode, expected):
+    changes = {
+        f"{MISSED_CALL}.confirm_mode": mode,
+        f"{MISSED_CALL}.template": f"Confirm {placeholder}: missed call on %exophone%",
+    }
+    assert problems(changes) == expected
+
+
+DLT = ("dlt_entity_id", "dlt_template_id")
+
+
+@pytest.mark.parametrize(
+    ("changes", "india"),
+    [
+        ({"verification.type": "otp"}, {f"otp.{name}" for name in DLT}),
+        ({"fallback.mode": "sms_link"}, {f"{SMS_LINK}.{name}" for name in DLT}),
+        (
+            {"fallback.mode": "missed_call"},
+            {f"{MISSED_CALL}.{name}" for name in (*DLT, "confirmation_dlt_template_id")},
+        ),
+        (
+            {"verification.type": "otp", "fallback.mode": "sms_link"},
+            {"otp.dlt_entity_id", "otp.dlt_template_id"},
+        ),
+        ({"verification.type": "whatsapp", "fallback.mode": "missed_call"}, set()),
+        (
+            {"verification.type": "otp", "otp.dlt_entity_id": "11", "otp.dlt_template_id": "12"},
+            set(),
+        ),
+    ],
+)
+def test_dlt_ids_are_required_in_india_for_the_sections_in_use(changes, india):
+    assert problems(changes, country="IN") == india
+    assert problems(changes, country="in") == india
+    assert problems(changes, country="US") == set()
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"ivr.confirm_tag": ""}, {"ivr.confirm_tag"}),
+        ({"ivr.confirm_tag": "   "}, {"ivr.confirm_tag"}),
+        ({f"{SMS_LINK}.confirm_tag": ""}, {f"{SMS_LINK}.confirm_tag"}),
+        ({f"{MISSED_CALL}.confirm_tag": ""}, {f"{MISSED_CALL}.confirm_tag"}),
+        ({"otp.verified_tag": ""}, {"otp.verified_tag"}),
+        ({"ivr.cancel_tag": "", "ivr.callback_tag": "", f"{SMS_LINK}.cancel_tag": ""}, set()),
+        ({"ivr.confirm_tag": "a,b"}, {"ivr.confirm_tag"}),
+        ({"ivr.confirm_tag": "x" * 40}, set()),
+        ({"ivr.confirm_tag": "x" * 41}, {"ivr.confirm_tag"}),
+        ({"ivr.timezone": "Mars/Olympus"}, {"ivr.timezone"}),
+        ({"ivr.timezone": "localtime"}, {"ivr.timezone"}),
+        ({"ivr.timezone": "Asia/Calcutta"}, set()),
+        ({"ivr.colour": "red"}, {"ivr.colour"}),
+        ({"colour": "red"}, {"colour"}),
+        ({"contact_phone": "+12025550123"}, set()),
+        ({"contact_phone": "9876543210"}, {"contact_phone"}),
+        ({"contact_phone": "+1234567"}, {"contact_phone"}),
+        ({"ivr.caller_id": "080-4711"}, {"ivr.caller_id"}),
+        ({"ivr.flow_id": "flow1"}, {"ivr.flow_id"}),
+        ({"otp.dlt_entity_id": "11a"}, {"otp.dlt_entity_id"}),
+        ({"otp.encoding": "gsm"}, {"otp.encoding"}),
+        ({"credentials.subdomain": "api.example.com"}, {"credentials.subdomain"}),
+        ({"verification.type": "email"}, {"verification.type"}),
+        ({"verification.for_orders": "prepaid"}, {"verification.for_orders"}),
+    ],
+)
+def test_field_rules(changes, expected):
+    assert problems(changes) == expected
+
+
+def test_every_problem_is_reported_at_once():
+    changes = {
+        "ivr.retries": 9,
+        "ivr.window_start_hour": 22,
+        f"{SMS_LINK}.retries": 0,
+        f"{SMS_LINK}.link_expiry_hours": 0,
+        "otp.template": "code %code%",
+        "verification.type": "otp",
+        f"{MISSED_CALL}.confirm_mode": "latest_3_in_30_days",
+        f"{MISSED_CALL}.template": "%ordername%: %exophone%",
+        "credentials.region": "x",
+    }
+    assert problems(changes, country="IN") == {
+        "ivr.retries",
+        "ivr.window_end_hour",
+        f"{SMS_LINK}.retry_interval_minutes",
+        f"{SMS_LINK}.link_expiry_hours",
+        "otp.template",
+        "otp.dlt_entity_id",
+        "otp.dlt_template_id",
+        f"{MISSED_CALL}.template",
+        "credentials.region",
+    }
+
+
+def test_rules_do_not_judge_values_that_failed_on_their_own():
+    # retries 9 is refused; its interval is not judged against a value that was never accepted
+    assert problems({"ivr.retries": 9, "ivr.retry_interval_minutes": 5}) == {"ivr.retries"}
+    # an unknown type is not read as the default "ivr", which would ask for the fallback's DLT ids
+    changes = {"verification.type": "sms", "fallback.mode": "sms_link"}
+    assert problems(changes, country="IN") == {"verification.type"}
+
+
+def test_a_document_that_is_not_an_object_is_refused():
+    with pytest.raises(SettingsError) as raised:
+        validate_settings([], country="US")  # type: ignore[arg-type]
+    assert [problem.field for problem in raised.value.problems] == [""]
+
+
+CREDENTIALS = ["credentials.account_sid", "credentials.api_key", "credentials.api_token"]
+IVR_MISSING = ["contact_phone", *CREDENTIALS, "ivr.caller_id", "ivr.flow_id"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "missing"),
+    [
+        ({}, IVR_MISSING),
+        (
+            {"fallback.mode": "missed_call"},
+            [*IVR_MISSING, f"{MISSED_CALL}.sender_id", f"{MISSED_CALL}.exophone"],
+        ),
+        (
+            {"verification.type": "otp", "fallback.mode": "sms_link"},
+            ["contact_phone", *CREDENTIALS, "otp.sender_id"],
+        ),
+        ({"verification.type": "whatsapp"}, ["contact_phone"]),
+        ({**COMPLETE, "credentials.api_token": ""}, ["credentials.api_token"]),
+        ({**COMPLETE, f"{SMS_LINK}.sender_id": ""}, [f"{SMS_LINK}.sender_id"]),
+        (COMPLETE, []),
+    ],
+)
+def test_is_complete_lists_what_is_missing(changes, missing):
+    assert is_complete(validate_settings(doc(changes), country="US")) == missing
+
+
+def test_public_document_masks_secrets_and_merge_keeps_stored_ones():
+    stored = validate_settings(doc(COMPLETE), country="IN")
+    public = stored.public_document()
+    assert public["credentials"]["api_key"] == public["credentials"]["api_token"] == SECRET_MASK
+    assert public["credentials"]["account_sid"] == "shop1"
+    assert "token-1" not in json.dumps(public) and "key-1" not in json.dumps(public)
+    assert SHOP_SETTINGS_DEFAULTS.public_document()["credentials"]["api_token"] == ""
+
+    public["ivr"]["retries"] = 4
+    public["credentials"]["api_key"] = "key-2"
+    merged = validate_settings(merge_secrets(public, stored), country="IN")
+    assert public["credentials"]["api_token"] == SECRET_MASK  # the incoming copy is untouched
+    assert merged.ivr.retries == 4
+    assert merged.credentials.api_token.get_secret_value() == "token-1"
+    assert merged.credentials.api_key.get_secret_value() == "key-2"
+
+    public["credentials"]["api_token"] = ""
+    cleared = validate_settings(merge_secrets(public, stored), country="IN")
+    assert is_complete(cleared) == ["credentials.api_token"]
+
+
+def test_stored_document_round_trips_with_secrets():
+    stored = validate_settings(doc(COMPLETE), country="IN")
+    assert ShopSettings.model_validate(stored.stored_document()) == stored

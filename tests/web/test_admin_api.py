@@ -1,0 +1,157 @@
+"""The admin API: creating shops, status, settings documents, errors, and shop isolation."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from flows import shop_config
+from settings import SANDBOX_SECRET_KEY, Settings
+from storage.crypto import SecretBox
+from storage.models import Shop
+
+ADMIN = "platform-admin-token-0123456789"
+
+
+@pytest.fixture
+def settings(database_url):
+    return Settings(database={"url": database_url}, security={"admin_token": ADMIN})
+
+
+@pytest.fixture
+async def client(aiohttp_client, app_factory, db, queue):
+    return await aiohttp_client(app_factory(db, queue))
+
+
+async def create(client, domain: str, **extra) -> dict:
+    response = await client.post(
+        "/api/v1/shops",
+        json={"domain": domain, **extra},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_create_shop_returns_key_once_and_stores_it_hashed(client, db):
+    body = await create(client, "Demo.myshopify.com")
+    assert body["shop"]["domain"] == "demo.myshopify.com"
+    assert body["shop"]["status"] == "partially_installed"
+    assert body["api_key"].startswith("otk_") and len(body["bot_link_code"]) == 10
+    async with db.sessions() as session:
+        shop = await session.scalar(select(Shop))
+    assert body["api_key"] not in (shop.api_key_hash, shop.credentials)
+    assert shop.api_key_hash and shop.bot_link_code_hash
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"Authorization": "Basic x"}, 401)],
+)
+async def test_create_shop_needs_the_admin_token(client, headers, status):
+    response = await client.post(
+        "/api/v1/shops", json={"domain": "a.myshopify.com"}, headers=headers
+    )
+    assert response.status == status
+    assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+async def test_create_shop_errors(client):
+    await create(client, "taken.myshopify.com")
+    duplicate = await client.post(
+        "/api/v1/shops", json={"domain": "taken.myshopify.com"}, headers=auth(ADMIN)
+    )
+    assert duplicate.status == 409
+    invalid = await client.post(
+        "/api/v1/shops", json={"domain": "evil.example.com", "extra": 1}, headers=auth(ADMIN)
+    )
+    assert invalid.status == 422
+    fields = {f["field"] for f in (await invalid.json())["error"]["fields"]}
+    assert fields == {"domain", "extra"}
+    not_json = await client.post("/api/v1/shops", data=b"{nope", headers=auth(ADMIN))
+    assert not_json.status == 400
+
+
+async def test_status_lists_what_is_missing(client):
+    key = (await create(client, "new.myshopify.com"))["api_key"]
+    response = await client.get("/api/v1/shop/status", headers=auth(key))
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "partially_installed"
+    assert "shopify.access_token" in body["missing"]
+    assert "contact_phone" in body["missing"]
+    assert (await client.get("/api/v1/shop/status")).status == 401
+    assert (await client.get("/api/v1/shop/status", headers=auth("otk_nope"))).status == 401
+
+
+async def test_settings_round_trip_keeps_secrets_hidden(client, db):
+    key = (await create(client, "cfg.myshopify.com"))["api_key"]
+    document = await (await client.get("/api/v1/shop/settings", headers=auth(key))).json()
+    document["contact_phone"] = "+919876543210"
+    document["credentials"] |= {
+        "account_sid": "acme1",
+        "api_key": "exo-key",
+        "api_token": "exo-token-secret",
+    }
+    saved = await client.put("/api/v1/shop/settings", json=document, headers=auth(key))
+    assert saved.status == 200, await saved.text()
+    shown = await saved.json()
+    assert shown["credentials"]["api_token"] == "********"
+    async with db.sessions() as session:
+        shop = await session.scalar(select(Shop))
+    assert "exo-token-secret" not in str(shop.settings) + shop.credentials
+
+    # Sending the masked value back keeps the stored secret.
+    shown["ivr"]["retries"] = 3
+    again = await client.put("/api/v1/shop/settings", json=shown, headers=auth(key))
+    assert again.status == 200
+    async with db.sessions() as session:
+        shop = await session.scalar(select(Shop))
+    stored = shop_config.load(shop, SecretBox(SANDBOX_SECRET_KEY))
+    assert stored.credentials.api_token.get_secret_value() == "exo-token-secret"
+    assert stored.ivr.retries == 3
+
+
+async def test_invalid_settings_are_refused_whole(client, db):
+    key = (await create(client, "bad.myshopify.com"))["api_key"]
+    document = await (await client.get("/api/v1/shop/settings", headers=auth(key))).json()
+    document["contact_phone"] = "+14155550123"
+    document["ivr"] |= {"retries": 9, "confirm_tag": ""}
+    document["fallback"]["sms_link"]["template"] = "Confirm your order"
+    response = await client.put("/api/v1/shop/settings", json=document, headers=auth(key))
+    assert response.status == 422
+    fields = {f["field"] for f in (await response.json())["error"]["fields"]}
+    assert {"ivr.retries", "ivr.confirm_tag", "fallback.sms_link.template"} <= fields
+    after = await (await client.get("/api/v1/shop/settings", headers=auth(key))).json()
+    assert after["contact_phone"] == ""  # nothing half-saved
+    not_object = await client.put("/api/v1/shop/settings", json=[1], headers=auth(key))
+    assert not_object.status == 422
+
+
+async def test_one_shop_key_never_reaches_another_shop(client):
+    first = (await create(client, "first.myshopify.com"))["api_key"]
+    second = (await create(client, "second.myshopify.com"))["api_key"]
+    document = await (await client.get("/api/v1/shop/settings", headers=auth(first))).json()
+    document["contact_phone"] = "+14155550100"
+    assert (
+        await client.put("/api/v1/shop/settings", json=document, headers=auth(first))
+    ).status == 200
+    theirs = await (await client.get("/api/v1/shop/settings", headers=auth(second))).json()
+    assert theirs["contact_phone"] == ""
+    status = await (await client.get("/api/v1/shop/status", headers=auth(second))).json()
+    assert status["domain"] == "second.myshopify.com"
+    # There is no way to name another shop: the key alone decides.
+    assert (await client.get("/api/v1/shops/1/settings", headers=auth(second))).status == 404
+
+
+async def test_openapi_document_describes_the_api(client):
+    response = await client.get("/api/v1/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert document["openapi"].startswith("3.")
+    assert {"/shops", "/shop/status", "/shop/settings"} <= set(document["paths"])
+    assert "ShopSettings" in document["components"]["schemas"]

@@ -1,0 +1,17 @@
+"""The admin JSON API under /api/v1 (OpenAPI document at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web.api import openapi, shops
+
+PREFIX = "/api/v1"
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post(f"{PREFIX}/shops", shops.create)
+    app.router.add_get(f"{PREFIX}/shop/status", shops.status)
+    app.router.add_get(f"{PREFIX}/shop/settings", shops.get_settings)
+    app.router.add_put(f"{PREFIX}/shop/settings", shops.put_settings)
+    app.router.add_get(f"{PREFIX}/openapi.json", openapi.document)

@@ -1,0 +1,112 @@
+"""Admin API handlers for shops: create (platform admin), status and settings (the shop's key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from flows import onboarding, shop_config
+from flows.shop_settings import SettingsError
+from providers.shopify.oauth import valid_shop_domain
+from storage.models import Shop
+from web.api.auth import require_admin, require_shop
+from web.errors import ApiError, field_problem
+from web.keys import clock_key, db_key, queue_key, secret_box_key
+
+
+class CreateShop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    access_token: str | None = None
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not valid_shop_domain(value):
+            raise ValueError("must be a *.myshopify.com domain")
+        return value
+
+
+async def read_json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be JSON", "bad_body") from None
+
+
+def unprocessable(problems: list[dict[str, str]]) -> ApiError:
+    return ApiError(422, "the request is invalid", "invalid", fields=problems)
+
+
+async def create(request: web.Request) -> web.Response:
+    require_admin(request)
+    try:
+        body = CreateShop.model_validate(await read_json(request))
+    except ValidationError as exc:
+        raise unprocessable(
+            [field_problem(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
+        ) from None
+    app = request.app
+    try:
+        issued = await onboarding.create_shop(
+            app[db_key],
+            app[queue_key],
+            app[secret_box_key],
+            app[clock_key],
+            body.domain,
+            body.access_token,
+        )
+    except onboarding.ShopExists:
+        raise ApiError(409, f"shop {body.domain} already exists", "exists") from None
+    return web.json_response(
+        {
+            "shop": {"id": issued.shop_id, "domain": issued.domain, "status": issued.status},
+            "api_key": issued.api_key,
+            "bot_link_code": issued.bot_link_code,
+        },
+        status=201,
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    shop = await require_shop(request)
+    box = request.app[secret_box_key]
+    missing = shop_config.missing(shop, shop_config.load(shop, box), box)
+    return web.json_response(_status_body(shop, missing))
+
+
+def _status_body(shop: Shop, missing: list[str]) -> dict[str, Any]:
+    return {
+        "domain": shop.domain,
+        "name": shop.name,
+        "status": shop.status,
+        "missing": missing,
+        "currency": shop.currency,
+        "timezone": shop.timezone,
+        "country": shop.country,
+    }
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    shop = await require_shop(request)
+    settings = shop_config.load(shop, request.app[secret_box_key])
+    return web.json_response(shop_config.public(settings))
+
+
+async def put_settings(request: web.Request) -> web.Response:
+    shop = await require_shop(request)
+    document = await read_json(request)
+    if not isinstance(document, dict):
+        raise unprocessable([field_problem("body", "must be a JSON object")])
+    app = request.app
+    try:
+        saved = await shop_config.save(
+            app[db_key], app[secret_box_key], app[clock_key], shop.id, document
+        )
+    except SettingsError as exc:
+        raise unprocessable([field_problem(p.field, p.message) for p in exc.problems]) from None
+    return web.json_response(shop_config.public(saved))

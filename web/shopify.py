@@ -1,0 +1,168 @@
+"""Shopify's HTTP surface: the webhook endpoint and the OAuth install round trip.
+
+Webhooks are verified over the raw body, stored with their receipt and job in the inbox's
+group commit, and answered; nothing here waits on an outside call. The OAuth callback is the
+one place that calls Shopify inline (the merchant's browser is waiting for the token).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from flows import onboarding
+from providers.base import ProviderError
+from providers.shopify.oauth import (
+    authorize_url,
+    exchange_code,
+    valid_shop_domain,
+    verify_query_hmac,
+)
+from providers.shopify.webhooks import (
+    PRIVACY_TOPICS,
+    SUBSCRIBED_TOPICS,
+    parse_delivery,
+    verify_webhook,
+)
+from storage.inbox import Accepted, Delivery
+from web.errors import json_error
+from web.keys import (
+    clock_key,
+    db_key,
+    http_key,
+    inbox_key,
+    queue_key,
+    secret_box_key,
+    settings_key,
+)
+
+_LOGGER = logging.getLogger(__name__)
+STATE_COOKIE = "ordertalk_oauth_state"
+SCOPES = "read_orders,write_orders,read_customers,write_customers"
+
+
+async def webhook(request: web.Request) -> web.Response:
+    settings = request.app[settings_key]
+    body = await request.read()
+    secret = settings.shopify.api_secret.get_secret_value()
+    if not verify_webhook(body, request.headers.get("X-Shopify-Hmac-Sha256"), secret):
+        return json_error(401, "missing or wrong X-Shopify-Hmac-Sha256", "bad_signature")
+    try:
+        delivery = parse_delivery(request.headers)
+    except ValueError as exc:
+        return json_error(400, str(exc), "bad_headers")
+    if delivery.topic not in SUBSCRIBED_TOPICS and delivery.topic not in PRIVACY_TOPICS:
+        _LOGGER.info("shopify webhook %s from %s ignored", delivery.topic, delivery.shop_domain)
+        return web.json_response({"status": "ignored"})
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return json_error(400, "body is not JSON", "bad_body")
+    if not isinstance(payload, dict):
+        return json_error(400, "body is not a JSON object", "bad_body")
+    triggered = delivery.triggered_at.isoformat() if delivery.triggered_at else None
+    try:
+        result = await request.app[inbox_key].accept(
+            Delivery(
+                provider="shopify",
+                shop_domain=delivery.shop_domain,
+                delivery_id=delivery.webhook_id,
+                event_id=delivery.event_id,
+                topic=delivery.topic,
+                triggered_at=delivery.triggered_at,
+                job_kind=onboarding.WEBHOOK_JOB,
+                job_payload={
+                    "topic": delivery.topic,
+                    "payload": payload,
+                    "triggered_at": triggered,
+                },
+                allow_unknown_shop=delivery.topic in PRIVACY_TOPICS,
+            )
+        )
+    except Exception:
+        _LOGGER.exception("shopify webhook not stored; Shopify will retry")
+        return json_error(503, "temporarily unable to store the webhook", "unavailable")
+    if result is Accepted.UNKNOWN_SHOP:
+        _LOGGER.warning(
+            "shopify webhook %s for unknown shop %s", delivery.topic, delivery.shop_domain
+        )
+    return web.json_response({"status": result.value})
+
+
+async def install(request: web.Request) -> web.Response:
+    settings = request.app[settings_key]
+    shop = request.query.get("shop", "").lower()
+    if not valid_shop_domain(shop):
+        return json_error(400, "shop must be a *.myshopify.com domain", "bad_shop")
+    state = secrets.token_urlsafe(24)
+    url = authorize_url(
+        settings.shopify.admin_url,
+        shop,
+        settings.shopify.api_key,
+        SCOPES,
+        f"{settings.server.public_url}/shopify/callback",
+        state,
+    )
+    response = web.HTTPFound(url)
+    response.set_cookie(
+        STATE_COOKIE,
+        state,
+        max_age=600,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.server.public_url.startswith("https://"),
+    )
+    return response
+
+
+async def callback(request: web.Request) -> web.Response:
+    settings = request.app[settings_key]
+    query = request.query
+    secret = settings.shopify.api_secret.get_secret_value()
+    shop = query.get("shop", "").lower()
+    if not verify_query_hmac(query, secret):
+        return json_error(403, "the request is not signed by Shopify", "bad_signature")
+    if not secrets.compare_digest(query.get("state", ""), request.cookies.get(STATE_COOKIE, "")):
+        return json_error(403, "state does not match this browser's install", "bad_state")
+    if not valid_shop_domain(shop) or not query.get("code"):
+        return json_error(400, "shop and code are required", "bad_request")
+    try:
+        grant = await exchange_code(
+            request.app[http_key],
+            settings.shopify.admin_url,
+            shop,
+            settings.shopify.api_key,
+            secret,
+            query["code"],
+        )
+    except ProviderError as exc:
+        _LOGGER.warning("shopify token exchange for %s failed: %s", shop, exc)
+        return json_error(502, "Shopify did not grant access; try installing again", "no_grant")
+    issued = await onboarding.connect_with_token(
+        request.app[db_key],
+        request.app[queue_key],
+        request.app[secret_box_key],
+        request.app[clock_key],
+        shop,
+        grant.access_token,
+    )
+    response = web.json_response(_issued_body(issued))
+    response.del_cookie(STATE_COOKIE)
+    return response
+
+
+def _issued_body(issued: onboarding.Connected) -> dict[str, Any]:
+    body: dict[str, Any] = {"shop": issued.domain, "status": issued.status}
+    if issued.api_key:
+        body |= {"api_key": issued.api_key, "bot_link_code": issued.bot_link_code}
+    return body
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/webhooks/shopify", webhook)
+    app.router.add_get("/shopify/install", install)
+    app.router.add_get("/shopify/callback", callback)
