@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -47,8 +44,6 @@ from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fakes.shopify import order_payload
-
 from flows.shopify_events import WEBHOOK_JOB
 from providers.shopify.webhooks import (
     API_VERSION_HEADER,
@@ -61,6 +56,7 @@ from providers.shopify.webhooks import (
 )
 from storage.db import Database
 from storage.models import Job, Order, WebhookReceipt
+from tests.fakes.shopify import API_VERSION, order_payload, webhook_hmac
 
 SCRIPT = Path(__file__).resolve()
 MAIN = SCRIPT.parent.parent / "main.py"
@@ -69,7 +65,6 @@ SCRATCH_DB = "ordertalk_bench_ingest"
 SECRET = "bench-shopify-api-secret"
 SHOP = "bench.myshopify.com"
 TOPIC = "orders/create"
-API_VERSION = "2025-10"
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 PATH = "/webhooks/shopify"
 FIRST_ORDER_ID = 7_000_000_000_000
@@ -82,6 +77,7 @@ STOP_TIMEOUT_SECONDS = 30
 REQUEST_TIMEOUT_SECONDS = 30
 DRAIN_TIMEOUT_SECONDS = 90
 POLL_SECONDS = 0.1
+FAILURE_KINDS = 3
 THROUGHPUT_TARGET = 2_000  # req/s
 PACED_P99_TARGET_MS = 50
 SERVING = re.compile(rb"serving on (http://\S+)")
@@ -117,7 +113,7 @@ class LoadResult:
     p99_ms: float
     codes: dict[str, int]  # HTTP status (or "error") -> count
     answers: dict[str, int]  # the JSON body's "status" of 2xx answers -> count
-    samples: list[str]  # the first few failures
+    failures: dict[str, int]  # the commonest non-2xx answers -> count
 
     @property
     def rate(self) -> float:
@@ -142,24 +138,12 @@ class Floor:
 # --- load generator (child process) ---
 
 
-def sign(body: bytes) -> str:
-    return base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
-
-
 def delivery(number: int) -> tuple[bytes, dict[str, str]]:
-    order_id = FIRST_ORDER_ID + number
-    body = json.dumps(
-        order_payload(
-            id=order_id,
-            admin_graphql_api_id=f"gid://shopify/Order/{order_id}",
-            name=f"#B{number}",
-            number=number,
-            order_number=number,
-        )
-    ).encode()
+    order = order_payload(id=FIRST_ORDER_ID + number, order_number=1000 + number)
+    body = json.dumps(order).encode()
     headers = {
         "Content-Type": "application/json",
-        HMAC_HEADER: sign(body),
+        HMAC_HEADER: webhook_hmac(body, SECRET),
         TOPIC_HEADER: TOPIC,
         SHOP_HEADER: SHOP,
         WEBHOOK_ID_HEADER: str(uuid.uuid4()),
@@ -243,7 +227,6 @@ async def load_child(spec: LoadSpec) -> None:
             results = await open_loop(session, spec, requests, spec.rate)
         seconds = time.perf_counter() - began
     latencies = [latency for latency, _, _ in results]
-    failures = [f"{code}: {detail}" for _, code, detail in results if code[0] != "2"]
     result = LoadResult(
         requests=len(requests),
         distinct=len({headers[WEBHOOK_ID_HEADER] for _, headers in requests}),
@@ -252,7 +235,11 @@ async def load_child(spec: LoadSpec) -> None:
         p99_ms=percentile(latencies, 99),
         codes=dict(Counter(code for _, code, _ in results)),
         answers=dict(Counter(detail for _, code, detail in results if code[0] == "2")),
-        samples=failures[:3],
+        failures=dict(
+            Counter(
+                f"{code} {detail}" for _, code, detail in results if code[0] != "2"
+            ).most_common(FAILURE_KINDS)
+        ),
     )
     print(json.dumps(asdict(result)), flush=True)
 
@@ -395,7 +382,7 @@ async def webhook_jobs(url: str) -> Counter[str]:
                 .where(Job.kind == WEBHOOK_JOB)
                 .group_by(Job.status)
             )
-            return Counter(dict(rows.tuples().all()))
+            return Counter(dict(rows.all()))
     finally:
         await engine.dispose()
 
@@ -425,7 +412,8 @@ def target_note(value: float, target: float, at_least: bool, unit: str) -> str:
 
 
 def failures(*results: LoadResult) -> str:
-    return "; ".join(sample for result in results for sample in result.samples)[:300]
+    seen = sum((Counter(result.failures) for result in results), Counter[str]())
+    return "; ".join(f"{count:,} x {answer[:150]}" for answer, count in seen.most_common())
 
 
 async def bench_floor(url: str, directory: str, args: argparse.Namespace) -> Floor:
@@ -482,7 +470,7 @@ def product_rows(
     non_2xx = closed.non_2xx + paced.non_2xx
     rate_note = f"floor x{closed.rate / floor.closed.rate:.1f}; "
     rate_note += target_note(closed.rate, THROUGHPUT_TARGET, True, "req/s")
-    non_2xx_note = target_note(non_2xx, 0, False, "")
+    non_2xx_note = target_note(non_2xx, 0, False, "non-2xx")
     if non_2xx:
         non_2xx_note += f"; {failures(closed, paced)}"
     return [
@@ -542,8 +530,18 @@ def dedup_row(
 
 def log_row(name: str, log: Path) -> Row:
     lines = log.read_text(errors="replace").splitlines()
-    first = f"first: {lines[0][:200]}" if lines else ""
-    return Row(f"{name} product, serve log", f"{len(lines)} lines", first)
+    first = f"first: {log_message(lines[0])}" if lines else ""
+    return Row(f"{name} product, serve log", f"{len(lines):,} lines", first)
+
+
+def log_message(line: str) -> str:
+    """A JSON log line as `LEVEL logger: message`, with the exception's last line."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return line[:200]
+    exception = entry.get("exc", "").strip().splitlines()[-1:]
+    return " | ".join([f"{entry['level']} {entry['logger']}: {entry['msg']}", *exception])
 
 
 async def admin(dsn: str, *statements: str) -> None:

@@ -78,7 +78,7 @@ class Reconciler:
         # The first run backfills: what it finds was not missed by webhooks.
         counting = shop.orders_synced_at is not None
         cursor: str | None = None
-        newest, missed = shop.orders_synced_at, 0
+        missed = 0
         while True:
             try:
                 page, cursor = await self.admin.orders_updated_since(
@@ -89,14 +89,13 @@ class Reconciler:
             for payload in page:
                 if _updated_at(payload) > now - GRACE:
                     continue
-                found, updated = await self._apply(shop.id, payload)
+                found = await self._apply(shop.id, payload)
                 missed += found if counting else 0
-                newest = max(filter(None, (newest, updated)), default=None)
             if cursor is None:
                 break
-        await self._finish(shop.id, newest, missed)
+        await self._finish(shop.id, now - GRACE, missed)
 
-    async def _apply(self, shop_id: int, payload: dict) -> tuple[int, datetime | None]:
+    async def _apply(self, shop_id: int, payload: dict) -> int:
         """Feed one order through the webhook path; 1 if no webhook had brought it."""
         now = self.clock.now()
         async with self.db.transaction() as session:
@@ -108,17 +107,17 @@ class Reconciler:
             )
             order = await apply_order(session, shop, payload, now, "reconcile")
             if order is None:
-                return 0, None
+                return 0
             updated = order.shopify_updated_at
-            return int(held is None or (updated is not None and held < updated)), updated
+            return int(held is None or (updated is not None and held < updated))
 
-    async def _finish(self, shop_id: int, newest: datetime | None, missed: int) -> None:
+    async def _finish(self, shop_id: int, synced_to: datetime, missed: int) -> None:
         now = self.clock.now()
         async with self.db.transaction() as session:
             shop = await session.get(Shop, shop_id)
             if shop is None:
                 return
-            shop.orders_synced_at = newest or shop.orders_synced_at
+            shop.orders_synced_at = synced_to
             if missed:
                 shop.missed_webhooks += missed
                 _LOGGER.warning(

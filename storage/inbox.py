@@ -101,15 +101,10 @@ class Inbox:
         deliveries = [p.delivery for p in batch]
         async with self.db.transaction() as session:
             domains = {d.shop_domain for d in deliveries}
-            shops = dict(
-                (
-                    await session.execute(
-                        select(Shop.domain, Shop.id).where(Shop.domain.in_(domains))
-                    )
-                )
-                .tuples()
-                .all()
+            found = await session.execute(
+                select(Shop.domain, Shop.id).where(Shop.domain.in_(domains))
             )
+            shops = {domain: shop_id for domain, shop_id in found}
             rows, keys = [], set()
             for d in deliveries:
                 key = (d.provider, d.delivery_id)
@@ -134,7 +129,7 @@ class Inbox:
                     .on_conflict_do_nothing()
                     .returning(receipts.c.provider, receipts.c.delivery_id)
                 )
-                stored = set((await session.execute(stmt, rows)).tuples().all())
+                stored = {(p, d) for p, d in await session.execute(stmt, rows)}
             jobs = []
             results = []
             for d in deliveries:

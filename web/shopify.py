@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from flows import onboarding
+from flows.shopify_events import WEBHOOK_JOB
 from providers.base import ProviderError
 from providers.shopify.oauth import (
     authorize_url,
@@ -65,24 +66,19 @@ async def webhook(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         return json_error(400, "body is not a JSON object", "bad_body")
     triggered = delivery.triggered_at.isoformat() if delivery.triggered_at else None
+    accepted = Delivery(
+        provider="shopify",
+        shop_domain=delivery.shop_domain,
+        delivery_id=delivery.webhook_id,
+        event_id=delivery.event_id,
+        topic=delivery.topic,
+        triggered_at=delivery.triggered_at,
+        job_kind=WEBHOOK_JOB,
+        job_payload={"topic": delivery.topic, "payload": payload, "triggered_at": triggered},
+        allow_unknown_shop=delivery.topic in PRIVACY_TOPICS,
+    )
     try:
-        result = await request.app[inbox_key].accept(
-            Delivery(
-                provider="shopify",
-                shop_domain=delivery.shop_domain,
-                delivery_id=delivery.webhook_id,
-                event_id=delivery.event_id,
-                topic=delivery.topic,
-                triggered_at=delivery.triggered_at,
-                job_kind=onboarding.WEBHOOK_JOB,
-                job_payload={
-                    "topic": delivery.topic,
-                    "payload": payload,
-                    "triggered_at": triggered,
-                },
-                allow_unknown_shop=delivery.topic in PRIVACY_TOPICS,
-            )
-        )
+        result = await request.app[inbox_key].accept(accepted)
     except Exception:
         _LOGGER.exception("shopify webhook not stored; Shopify will retry")
         return json_error(503, "temporarily unable to store the webhook", "unavailable")

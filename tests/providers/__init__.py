@@ -1,0 +1,1 @@
+"""Provider tests: our real clients against HTTP-level fakes on loopback."""
