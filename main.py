@@ -215,8 +215,6 @@ async def run_migrate(settings: Settings, downgrade_to: str | None) -> None:
 
 
 async def add_shop(settings: Settings, domain: str, token: str | None) -> None:
-    if not valid_shop_domain(domain):
-        raise StartupError(f"--domain: {domain!r} is not a *.myshopify.com domain")
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
         args = (res.db, res.queue, res.box, res.clock, domain)
@@ -258,6 +256,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "shop" and not valid_shop_domain(args.domain.lower()):
+        print(f"--domain: {args.domain!r} is not a *.myshopify.com domain", file=sys.stderr)
+        return 2
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

@@ -148,3 +148,17 @@ def test_defaults_are_the_sandbox(tmp_path):
     assert shown["sandbox"]["enabled"] is True
     assert shown["database"]["url"] == "sqlite+aiosqlite:///ordertalk.db"
     assert load_settings(None).secret_key() == SANDBOX_SECRET_KEY
+
+
+def test_shop_add_registers_a_shop_once(tmp_path):
+    env = {"ORDERTALK_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
+    first = run_main("shop", "add", "--domain", "Cli-Shop.myshopify.com", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "shop cli-shop.myshopify.com" in first.stdout
+    assert "API key (shown once): otk_" in first.stdout
+    again = run_main("shop", "add", "--domain", "cli-shop.myshopify.com", env=env)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr and "Traceback" not in again.stderr
+    bad = run_main("shop", "add", "--domain", "not-shopify.com", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("--domain: ")

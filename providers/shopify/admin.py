@@ -1,8 +1,6 @@
-"""The Shopify Admin GraphQL client (aiohttp, no SDK): shop, webhooks, tags, orders, customers.
+"""Shopify Admin GraphQL client (aiohttp, no SDK); failures are ProviderErrors with retry advice.
 
-Every failure is a `ProviderError` saying whether the job system should retry, and after how
-long. Written for API version 2025-10 or later (webhook `uri`, orderCancel `refundMethod`,
-`Customer.defaultPhoneNumber`). Values travel only as GraphQL variables.
+Written for API version 2025-10 and later; values travel only as GraphQL variables.
 """
 
 from __future__ import annotations
@@ -377,12 +375,13 @@ class ShopifyAdmin:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of orders updated after `since`, oldest first, and the next page's cursor.
 
-        Orders come in the webhook / REST payload shape, for the same path as webhooks.
+        Orders come in the webhook / REST payload shape, for the same path as webhooks. A page
+        holds at most MAX_ORDERS_PAGE orders, whatever `page_size` asks.
         """
-        if not 1 <= page_size <= MAX_ORDERS_PAGE:
-            raise ValueError(f"page_size must be 1..{MAX_ORDERS_PAGE}")
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
         variables = {
-            "first": page_size,
+            "first": min(page_size, MAX_ORDERS_PAGE),
             "after": cursor,
             "query": f"updated_at:>'{_search_time(since)}'",
         }

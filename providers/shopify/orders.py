@@ -1,7 +1,6 @@
 """Map a Shopify order payload (the webhook / REST shape) to the order fields ordertalk keeps.
 
-Only `ValueError` leaves `parse_order`, naming the malformed field, so a bad payload is one
-recorded failure and never a crash.
+Only ValueError, naming the malformed field, leaves parse_order: a bad payload never crashes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""A fake Shopify on 127.0.0.1: Admin GraphQL, the OAuth grant and token exchange, webhooks.
+"""A fake Shopify on 127.0.0.1: Admin GraphQL, OAuth and webhook deliveries, state in memory.
 
-It keeps shops, orders and customers in memory, answers in Shopify's wire shapes (cost
-extension, THROTTLED errors, userErrors) and records every request, for tests and the sandbox.
+Answers in Shopify's wire shapes (cost extension, THROTTLED, userErrors); records each request.
 """
 
 from __future__ import annotations
@@ -136,17 +135,17 @@ class FakeShopify:
         """The `shopify.admin_url` setting that points the client at this fake."""
         return f"{self.base_url}/{{shop}}/admin/api/{{version}}/graphql.json"
 
-    async def start(self) -> None:
-        """Listen on 127.0.0.1 on a free port."""
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen (by default on a free loopback port) and set `base_url`."""
         app = web.Application()
         app.router.add_post("/{shop}/admin/api/{version}/graphql.json", self._graphql)
         app.router.add_get("/{shop}/admin/oauth/authorize", self._authorize)
         app.router.add_post("/{shop}/admin/oauth/access_token", self._access_token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{host}:{port}"
+        await web.TCPSite(self._runner, host, port).start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
         self._http = aiohttp.ClientSession()
 
     async def close(self) -> None:
@@ -583,7 +582,7 @@ class FakeShopify:
             ]
         first = variables.get("first") or 10
         edges = [
-            {"cursor": str(customer["id"]), "node": self._customer_node(customer)}
+            {"cursor": str(customer["id"]), "node": _customer_node(customer)}
             for customer in customers[:first]
         ]
         return {
@@ -612,7 +611,7 @@ class FakeShopify:
             "consent_updated_at": consent.get("consentUpdatedAt") or _now(),
             "consent_collected_from": "OTHER",
         }
-        return {root: {"customer": self._customer_node(customer), "userErrors": []}}
+        return {root: {"customer": _customer_node(customer), "userErrors": []}}
 
     # REST -> GraphQL -------------------------------------------------------------------
 
@@ -641,7 +640,7 @@ class FakeShopify:
             "tags": _split_tags(order.get("tags")),
             "phone": order.get("phone"),
             "email": order.get("email"),
-            "customer": self._customer_node(customer) if isinstance(customer, dict) else None,
+            "customer": _customer_node(customer) if isinstance(customer, dict) else None,
             "shippingAddress": _address_node(order.get("shipping_address")),
             "billingAddress": _address_node(order.get("billing_address")),
             "lineItems": _connection(
@@ -656,30 +655,6 @@ class FakeShopify:
                 _transaction_node(transaction, currency)
                 for transaction in shop.transactions.get(int(order["id"]), [])
             ],
-        }
-
-    def _customer_node(self, customer: dict[str, Any]) -> dict[str, Any]:
-        consent = customer.get("sms_marketing_consent")
-        phone, email = customer.get("phone"), customer.get("email")
-        sms = None
-        if isinstance(consent, dict):
-            sms = {
-                "marketingState": str(consent.get("state") or "not_subscribed").upper(),
-                "marketingOptInLevel": (consent.get("opt_in_level") or "").upper() or None,
-                "consentUpdatedAt": _graphql_time(consent.get("consent_updated_at")),
-                "consentCollectedFrom": consent.get("consent_collected_from"),
-            }
-        return {
-            "id": _gid("Customer", customer["id"]),
-            "legacyResourceId": str(customer["id"]),
-            "firstName": customer.get("first_name"),
-            "lastName": customer.get("last_name"),
-            "phone": phone,
-            "email": email,
-            "defaultPhoneNumber": {"phoneNumber": phone} if phone else None,
-            "defaultEmailAddress": {"emailAddress": email} if email else None,
-            "smsMarketingConsent": sms,
-            "defaultAddress": _address_node(customer.get("default_address")),
         }
 
     # Helpers ---------------------------------------------------------------------------
@@ -989,6 +964,31 @@ def _connection(
             "startCursor": edges[0]["cursor"] if edges else None,
             "endCursor": edges[-1]["cursor"] if edges else None,
         },
+    }
+
+
+def _customer_node(customer: dict[str, Any]) -> dict[str, Any]:
+    consent = customer.get("sms_marketing_consent")
+    phone, email = customer.get("phone"), customer.get("email")
+    sms = None
+    if isinstance(consent, dict):
+        sms = {
+            "marketingState": str(consent.get("state") or "not_subscribed").upper(),
+            "marketingOptInLevel": (consent.get("opt_in_level") or "").upper() or None,
+            "consentUpdatedAt": _graphql_time(consent.get("consent_updated_at")),
+            "consentCollectedFrom": consent.get("consent_collected_from"),
+        }
+    return {
+        "id": _gid("Customer", customer["id"]),
+        "legacyResourceId": str(customer["id"]),
+        "firstName": customer.get("first_name"),
+        "lastName": customer.get("last_name"),
+        "phone": phone,
+        "email": email,
+        "defaultPhoneNumber": {"phoneNumber": phone} if phone else None,
+        "defaultEmailAddress": {"emailAddress": email} if email else None,
+        "smsMarketingConsent": sms,
+        "defaultAddress": _address_node(customer.get("default_address")),
     }
 
 

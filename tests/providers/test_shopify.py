@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, MultiDict
 
 from providers.base import ProviderError
-from providers.shopify.admin import ShopifyAdmin, ShopInfo
+from providers.shopify.admin import MAX_ORDERS_PAGE, ShopifyAdmin, ShopInfo
 from providers.shopify.oauth import (
     authorize_url,
     exchange_code,
@@ -490,6 +490,15 @@ async def test_orders_updated_since_pages_rest_shaped_orders(admin, fake):
     assert [order["id"] for order in orders] == [order["id"] for order in reversed(added)]
     for got, original in zip(orders, reversed(added), strict=True):
         assert parse_order(got, default_region="IN") == parse_order(original, default_region="IN")
+
+
+async def test_orders_page_is_capped_below_shopifys_query_cost_limit(admin, fake):
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    for _ in range(MAX_ORDERS_PAGE + 2):
+        fake.add_order(SHOP, order_payload())
+    page, cursor = await admin.orders_updated_since(SHOP, TOKEN, since, page_size=50)
+    assert len(page) == MAX_ORDERS_PAGE
+    assert cursor is not None
 
 
 async def test_get_order(admin, fake):

@@ -329,7 +329,7 @@ async def test_reconciliation_recovers_orders_no_webhook_brought(
 ):
     await connect(browser, server, worker)  # the first run backfills and schedules the next
     when = clock.now() + timedelta(minutes=5)
-    for n in range(3):
+    for _ in range(3):
         fake.add_order(
             DOMAIN, order_payload(updated_at=when.isoformat(), created_at=when.isoformat())
         )
