@@ -180,7 +180,8 @@ async def apply_order(
 ) -> Order | None:
     """Create or update our order from a Shopify order payload; None if unusable or stale."""
     try:
-        data = parse_order(payload, default_region=shop.country or "US")
+        # Without a known shop country only numbers written with +country code are usable.
+        data = parse_order(payload, default_region=shop.country or "ZZ")
     except ValueError as exc:
         _LOGGER.warning("order payload from %s rejected: %s", shop.domain, exc)
         session.add(_activity(shop.id, None, "order_rejected", now, {"error": str(exc)}))
