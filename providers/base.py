@@ -1,6 +1,10 @@
-"""What every provider shares: the typed error that tells the job system whether to retry."""
+"""What every provider shares: the typed error that tells the job system whether to retry,
+the requests and receipts of outbound messages and calls, and the sender protocols."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
 
 
 class ProviderError(Exception):
@@ -23,3 +27,113 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.code = code
         self.retry_after = retry_after
+
+
+# Codes of permanent failures the flows act on (ProviderError.code).
+OPTED_OUT = "OPTED_OUT"  # the customer unsubscribed (Twilio 21610, Gupshup 1012)
+INVALID_NUMBER = "INVALID_NUMBER"  # not a valid / reachable number for this channel
+DND = "DND"  # India do-not-disturb: no call, fall back at once
+TEMPLATE_NOT_APPROVED = "TEMPLATE_NOT_APPROVED"
+UNAUTHORIZED = "UNAUTHORIZED"  # the account's credentials were refused
+
+
+@dataclass(frozen=True)
+class SmsRequest:
+    to: str  # E.164
+    body: str
+    sender: str  # the from number or the sender id (DLT header)
+    status_callback: str = ""  # where the provider reports delivery ("" = nowhere)
+    unicode: bool = False  # UCS-2 body (providers.sms decides)
+    dlt_entity_id: str = ""
+    dlt_template_id: str = ""
+    reference: str = ""  # echoed back by providers that support it (Exotel CustomField)
+
+
+@dataclass(frozen=True)
+class Button:
+    postback: str  # what comes back when the customer presses it
+    title: str  # at most 20 characters on WhatsApp
+
+
+@dataclass(frozen=True)
+class WhatsAppTemplate:
+    to: str  # E.164
+    template_id: str
+    params: tuple[str, ...] = ()
+    # Postback texts for the template's quick-reply buttons, in button order.
+    postbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WhatsAppButtons:
+    """A session message (inside the 24 h window) with up to three quick-reply buttons."""
+
+    to: str  # E.164
+    text: str
+    buttons: tuple[Button, ...] = ()
+    header: str = ""
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    template_id: str
+    name: str
+    status: str  # APPROVED | PENDING | REJECTED | PAUSED | DISABLED ...
+    text: str
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    to: str  # E.164
+    caller_id: str  # the number the customer sees
+    answer_url: str = ""  # Twilio: our TwiML URL
+    flow_id: str = ""  # Exotel: the merchant's call flow (app) id
+    status_callback: str = ""
+    reference: str = ""  # the order reference (Exotel CustomField)
+    timeout_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    provider_message_id: str
+    status: str  # the provider's first status, normalised (queued, sent, ...)
+
+
+@dataclass(frozen=True)
+class CallReceipt:
+    provider_call_id: str
+    status: str
+
+
+class SmsSender(Protocol):
+    name: str
+
+    async def send_sms(self, request: SmsRequest) -> SendReceipt:
+        """Hand one SMS to the provider; raises ProviderError."""
+        ...
+
+
+class WhatsAppSender(Protocol):
+    name: str
+
+    async def send_template(self, request: WhatsAppTemplate) -> SendReceipt:
+        """Send an approved template message; raises ProviderError."""
+        ...
+
+    async def send_buttons(self, request: WhatsAppButtons) -> SendReceipt:
+        """Send a session message with quick-reply buttons; raises ProviderError."""
+        ...
+
+    async def template(self, template_id: str) -> TemplateInfo:
+        """Look up a template's approval status and text; raises ProviderError."""
+        ...
+
+
+class VoiceCaller(Protocol):
+    name: str
+
+    async def place_call(self, request: CallRequest) -> CallReceipt:
+        """Start a verification call; raises ProviderError (code DND when refused for DND)."""
+        ...

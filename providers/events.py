@@ -1,0 +1,77 @@
+"""Normalised inbound events: what a provider's webhook says happened, in one vocabulary.
+
+Providers only translate raw requests into these; they never touch storage or flows. Every
+event has a `dedup_key`, unique per provider, so a repeated callback is recognised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    provider: str
+    message_id: str
+    channel: str  # sms | whatsapp
+    from_phone: str  # E.164
+    to: str  # our number or sender, as the provider gave it
+    text: str
+    button: str = ""  # the pressed button's postback/payload, "" for typed text
+
+    @property
+    def dedup_key(self) -> str:
+        return f"in:{self.message_id}"
+
+
+@dataclass(frozen=True)
+class MessageStatus:
+    provider: str
+    message_id: str  # the id the provider gave when we sent it
+    status: str  # queued | sent | delivered | read | failed | undelivered
+    error_code: str = ""
+    error: str = ""
+
+    @property
+    def dedup_key(self) -> str:
+        return f"status:{self.message_id}:{self.status}"
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    provider: str
+    call_id: str
+    status: str  # ringing | in-progress | completed | busy | no-answer | failed | canceled
+    duration_seconds: int = 0
+    reference: str = ""
+
+    @property
+    def dedup_key(self) -> str:
+        return f"call:{self.call_id}:{self.status}"
+
+
+@dataclass(frozen=True)
+class KeypadInput:
+    provider: str
+    call_id: str
+    digits: str  # "" when the customer pressed nothing
+    reference: str = ""
+
+    @property
+    def dedup_key(self) -> str:
+        return f"keys:{self.call_id}:{self.digits}"
+
+
+@dataclass(frozen=True)
+class MissedCall:
+    provider: str
+    call_id: str
+    from_phone: str  # E.164
+    to: str  # the missed-call number
+
+    @property
+    def dedup_key(self) -> str:
+        return f"missed:{self.call_id}"
+
+
+Event = InboundMessage | MessageStatus | CallStatus | KeypadInput | MissedCall
