@@ -7,10 +7,18 @@ execution after a crash records no second effect.
 """
 
 from storage.jobs.queue import ClaimedJob, JobQueue, NewJob, Outcome
-from storage.jobs.worker import Handler, PermanentJobError, RetryLater, Worker, backoff_seconds
+from storage.jobs.worker import (
+    Deferred,
+    Handler,
+    PermanentJobError,
+    RetryLater,
+    Worker,
+    backoff_seconds,
+)
 
 __all__ = [
     "ClaimedJob",
+    "Deferred",
     "Handler",
     "JobQueue",
     "NewJob",

@@ -63,6 +63,7 @@ class Outcome:
     status: str  # done | queued | dead
     error: str = ""
     retry_at: datetime | None = None
+    deferred: bool = False  # not a failure: the attempt is not counted
 
 
 class JobQueue:
@@ -155,6 +156,7 @@ class JobQueue:
                 "b_error": o.error[:4000],
                 "b_due": o.retry_at or now,
                 "b_finished": now if o.status == "dead" else None,
+                "b_refund": int(o.deferred),
             }
             for o in outcomes
             if o.status != "done"
@@ -175,6 +177,7 @@ class JobQueue:
                         last_error=bindparam("b_error"),
                         due_at=bindparam("b_due"),
                         finished_at=bindparam("b_finished"),
+                        attempts=jobs.c.attempts - bindparam("b_refund"),
                         locked_by=None,
                         locked_until=None,
                     ),

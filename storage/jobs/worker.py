@@ -43,6 +43,14 @@ class RetryLater(Exception):
         self.seconds = seconds
 
 
+class Deferred(Exception):
+    """Not a failure (e.g. a rate limit is reached): run again later, attempt not counted."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        super().__init__(reason or f"deferred {seconds:g}s")
+        self.seconds = seconds
+
+
 def backoff_seconds(attempts: int, settings: JobsSettings, rng: random.Random) -> float:
     """Exponential backoff with jitter: half the delay fixed, half random."""
     ceiling = min(
@@ -180,6 +188,9 @@ class Worker:
 
     def _failure(self, job: ClaimedJob, exc: Exception) -> Outcome:
         error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, Deferred):
+            retry_at = self.clock.now() + timedelta(seconds=exc.seconds)
+            return Outcome(job.id, "queued", error, retry_at, deferred=True)
         if isinstance(exc, PermanentJobError) or job.attempts >= job.max_attempts:
             _LOGGER.warning("job %s (%s) is dead: %s", job.id, job.kind, error)
             return Outcome(job.id, "dead", error)
@@ -227,4 +238,6 @@ class Worker:
 
 
 def _metric_outcome(outcome: Outcome) -> str:
+    if outcome.deferred:
+        return "deferred"
     return {"done": "done", "queued": "retry", "dead": "dead"}[outcome.status]

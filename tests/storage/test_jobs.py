@@ -16,6 +16,7 @@ from settings import JobsSettings
 from storage.db import JOBS_CHANNEL, Database
 from storage.jobs import (
     ClaimedJob,
+    Deferred,
     JobQueue,
     NewJob,
     Outcome,
@@ -171,6 +172,25 @@ async def test_retry_later_honours_the_given_delay(db, queue, clock):
     assert job.status == "queued"
     assert job.due_at == clock.now() + timedelta(seconds=42)
     assert job.last_error == "RetryLater: 429 Too Many Requests"
+
+
+async def test_deferred_job_runs_later_without_spending_an_attempt(db, queue, clock):
+    runs: list[int] = []
+
+    async def limited(job: ClaimedJob) -> None:
+        runs.append(job.attempts)
+        if len(runs) < 3:
+            raise Deferred(0.5, "rate limit of +15550001 reached")
+
+    async with db.transaction() as session:
+        await queue.enqueue(session, NewJob("limited", max_attempts=1))
+    worker = make_worker(queue, {"limited": limited})
+    for _ in range(3):
+        await worker.run_until_idle()
+        clock.advance(timedelta(seconds=0.5))
+    [job] = await job_rows(db)
+    assert runs == [1, 1, 1]
+    assert (job.status, job.attempts) == ("done", 1)
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():

@@ -23,9 +23,13 @@ def limiter(request, clock):
 
 async def test_one_per_interval(limiter, clock):
     assert await limiter.try_acquire("twilio:+15550001", per_second=2) == 0
-    assert await limiter.try_acquire("twilio:+15550001", per_second=2) == pytest.approx(0.5, abs=1e-3)
+    assert await limiter.try_acquire("twilio:+15550001", per_second=2) == pytest.approx(
+        0.5, abs=1e-3
+    )
     # Waiting callers take nothing: the wait does not grow.
-    assert await limiter.try_acquire("twilio:+15550001", per_second=2) == pytest.approx(0.5, abs=1e-3)
+    assert await limiter.try_acquire("twilio:+15550001", per_second=2) == pytest.approx(
+        0.5, abs=1e-3
+    )
     clock.advance(timedelta(milliseconds=500))
     assert await limiter.try_acquire("twilio:+15550001", per_second=2) == 0
 
@@ -36,7 +40,9 @@ async def test_burst_then_steady_rate(limiter, clock):
     assert taken[3] == pytest.approx(1.0, abs=1e-3)
     clock.advance(timedelta(seconds=1))
     assert await limiter.try_acquire("exotel:calls", per_second=1, burst=3) == 0
-    assert await limiter.try_acquire("exotel:calls", per_second=1, burst=3) == pytest.approx(1.0, abs=1e-3)
+    assert await limiter.try_acquire("exotel:calls", per_second=1, burst=3) == pytest.approx(
+        1.0, abs=1e-3
+    )
 
 
 async def test_keys_are_independent(limiter):
