@@ -133,32 +133,47 @@ class JobsSettings(Section):
     keep_done_hours: float = Field(72.0, ge=0, le=24 * 365)
 
 
-class TwilioSettings(Section):
+class MessageRate(Section):
+    # Sends per second per sending identity (a number or sender id), shared by all processes.
+    messages_per_second: float = Field(1.0, gt=0, le=1000)
+
+
+class MessageAndCallRate(MessageRate):
+    calls_per_second: float = Field(1.0, gt=0, le=1000)
+
+
+class TwilioSettings(MessageAndCallRate):
     account_sid: str = ""
     auth_token: SecretStr = SecretStr("")
     api_url: str = "https://api.twilio.com"
+    sms_from: str = ""  # the platform's SMS number (E.164)
+    whatsapp_from: str = ""  # the platform's WhatsApp sender (E.164)
 
 
-class ExotelSettings(Section):
+class ExotelSettings(MessageAndCallRate):
     account_sid: str = ""
     api_key: str = ""
     api_token: SecretStr = SecretStr("")
     subdomain: str = "api.exotel.com"
     api_url: str = "https://api.exotel.com"
+    messages_per_second: float = Field(3.0, gt=0, le=1000)  # Exotel allows 200 requests/min
+    calls_per_second: float = Field(3.0, gt=0, le=1000)
 
 
-class GupshupSettings(Section):
+class GupshupSettings(MessageRate):
     api_key: SecretStr = SecretStr("")
     app_name: str = ""
     source: str = ""
     api_url: str = "https://api.gupshup.io"
+    messages_per_second: float = Field(10.0, gt=0, le=1000)
 
 
-class RingCentralSettings(Section):
+class RingCentralSettings(MessageRate):
     client_id: str = ""
     client_secret: SecretStr = SecretStr("")
     jwt: SecretStr = SecretStr("")
     api_url: str = "https://platform.ringcentral.com"
+    sms_from: str = ""  # an SMS-enabled number of the JWT user's extension (E.164)
 
 
 class ProvidersSettings(Section):

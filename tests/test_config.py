@@ -111,11 +111,8 @@ def test_secrets_are_masked_in_check_config(tmp_path):
         assert secret not in result.stdout
     shown = json.loads(result.stdout)
     assert shown["security"]["secret_key"] == "********"
-    assert shown["providers"]["twilio"] == {
-        "account_sid": "AC42",
-        "auth_token": "********",
-        "api_url": "https://api.twilio.com",
-    }
+    twilio = shown["providers"]["twilio"]
+    assert (twilio["account_sid"], twilio["auth_token"]) == ("AC42", "********")
 
 
 @pytest.mark.parametrize(
