@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from clock import Clock
 from storage.db import Database
@@ -36,14 +36,16 @@ class Accepted(StrEnum):
 @dataclass(frozen=True)
 class Delivery:
     provider: str
-    shop_domain: str
     delivery_id: str
     event_id: str | None
     topic: str
     triggered_at: datetime | None
     job_kind: str
     job_payload: dict[str, Any]
-    # Deliveries for shops we do not know are still accepted (e.g. privacy topics).
+    # The shop, by domain or by id; neither when the provider's account is the platform's.
+    shop_domain: str | None = None
+    shop_id: int | None = None
+    # Accept the delivery even if no known shop is named (privacy topics, platform accounts).
     allow_unknown_shop: bool = False
 
 
@@ -100,21 +102,17 @@ class Inbox:
         now = self.clock.now()
         deliveries = [p.delivery for p in batch]
         async with self.db.transaction() as session:
-            domains = {d.shop_domain for d in deliveries}
-            found = await session.execute(
-                select(Shop.domain, Shop.id).where(Shop.domain.in_(domains))
-            )
-            shops = {domain: shop_id for domain, shop_id in found}
+            shops = await self._resolve_shops(session, deliveries)
             rows, keys = [], set()
-            for d in deliveries:
+            for d, shop_id in zip(deliveries, shops, strict=True):
                 key = (d.provider, d.delivery_id)
-                if key in keys or (d.shop_domain not in shops and not d.allow_unknown_shop):
+                if key in keys or (shop_id is None and not d.allow_unknown_shop):
                     continue
                 keys.add(key)
                 rows.append(
                     {
                         "provider": d.provider,
-                        "shop_id": shops.get(d.shop_domain),
+                        "shop_id": shop_id,
                         "delivery_id": d.delivery_id,
                         "event_id": d.event_id,
                         "topic": d.topic,
@@ -132,13 +130,12 @@ class Inbox:
                 stored = {(p, d) for p, d in await session.execute(stmt, rows)}
             jobs = []
             results = []
-            for d in deliveries:
+            for d, shop_id in zip(deliveries, shops, strict=True):
                 key = (d.provider, d.delivery_id)
-                if d.shop_domain not in shops and not d.allow_unknown_shop:
+                if shop_id is None and not d.allow_unknown_shop:
                     results.append(Accepted.UNKNOWN_SHOP)
                 elif key in stored:
                     stored.discard(key)  # a second copy in this batch is a duplicate
-                    shop_id = shops.get(d.shop_domain)
                     jobs.append(
                         NewJob(
                             d.job_kind,
@@ -152,3 +149,20 @@ class Inbox:
                     results.append(Accepted.DUPLICATE)
             await self.queue.enqueue(session, *jobs)
         return results
+
+    @staticmethod
+    async def _resolve_shops(session: Any, deliveries: list[Delivery]) -> list[int | None]:
+        """The id of each delivery's shop, None where it names none or an unknown one."""
+        domains = {d.shop_domain for d in deliveries if d.shop_domain}
+        ids = {d.shop_id for d in deliveries if d.shop_id is not None}
+        found = await session.execute(
+            select(Shop.domain, Shop.id).where(or_(Shop.domain.in_(domains), Shop.id.in_(ids)))
+        )
+        by_domain = {domain: shop_id for domain, shop_id in found}
+        known = set(by_domain.values())
+        return [
+            by_domain.get(d.shop_domain)
+            if d.shop_domain
+            else (d.shop_id if d.shop_id in known else None)
+            for d in deliveries
+        ]

@@ -1,0 +1,51 @@
+"""The URLs providers call back, and the per-shop secret in those that cannot be signed.
+
+Exotel and Gupshup sign nothing, so their callback paths carry `{shop_id}.{mac}`: a keyed
+HMAC of the shop id that only this service can make. Nothing is stored; a wrong token is
+told apart in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+
+def _mac(secret_key: str, shop_id: int) -> str:
+    digest = hmac.new(secret_key.encode(), f"callbacks:{shop_id}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:18]).decode()
+
+
+def shop_token(secret_key: str, shop_id: int) -> str:
+    return f"{shop_id}.{_mac(secret_key, shop_id)}"
+
+
+def shop_from_token(secret_key: str, token: str) -> int | None:
+    """The shop a callback token belongs to, or None for a forged or malformed token."""
+    shop_part, _, mac = token.partition(".")
+    if not shop_part.isdigit() or len(shop_part) > 18:
+        return None
+    shop_id = int(shop_part)
+    return shop_id if hmac.compare_digest(mac, _mac(secret_key, shop_id)) else None
+
+
+@dataclass(frozen=True)
+class CallbackUrls:
+    public_url: str
+    secret_key: str
+
+    def twilio(self, kind: str) -> str:
+        """kind: messages | status | voice | voice/gather | voice/status."""
+        return f"{self.public_url}/webhooks/twilio/{kind}"
+
+    def exotel(self, shop_id: int, kind: str) -> str:
+        """kind: passthru | call-status | sms-status."""
+        return f"{self.public_url}/webhooks/exotel/{shop_token(self.secret_key, shop_id)}/{kind}"
+
+    def gupshup(self, shop_id: int) -> str:
+        return f"{self.public_url}/webhooks/gupshup/{shop_token(self.secret_key, shop_id)}"
+
+    def ringcentral(self) -> str:
+        return f"{self.public_url}/webhooks/ringcentral"

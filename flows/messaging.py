@@ -1,0 +1,224 @@
+"""Outbound messages: queue one (a message row and its send job, in the caller's transaction)
+and send it (the job): pick the provider and account, respect the sender's rate limit, and
+record the outcome. A transient provider failure is retried by the job system; a permanent
+one is recorded with its reason on the message and the order timeline, and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clock import Clock
+from flows.jobs import provider_failure
+from providers.base import (
+    Button,
+    ProviderError,
+    SendReceipt,
+    SmsRequest,
+    WhatsAppButtons,
+    WhatsAppTemplate,
+)
+from providers.sms import measure
+from storage.db import Database
+from storage.jobs import ClaimedJob, Deferred, JobQueue, NewJob
+from storage.models import Activity, Message, Shop
+from storage.ratelimit import RateLimiter
+
+_LOGGER = logging.getLogger(__name__)
+
+SEND_JOB = "message.send"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one message goes: the client, which account pays, who it is from."""
+
+    provider: str
+    account: str  # shop | platform
+    client: Any  # an SmsSender or WhatsAppSender
+    sender: str
+    per_second: float
+    status_callback: str = ""
+
+    @property
+    def rate_key(self) -> str:
+        return f"{self.provider}:{self.account}:{self.sender}"
+
+
+class NoRoute(Exception):
+    """No provider account can send on this channel for this shop."""
+
+
+async def queue_message(
+    session: AsyncSession,
+    queue: JobQueue,
+    now: datetime,
+    *,
+    shop_id: int,
+    channel: str,
+    to: str,
+    idempotency_key: str,
+    body: str = "",
+    sender: str = "",
+    order_id: int | None = None,
+    customer_id: int | None = None,
+    template: str = "",
+    details: dict[str, Any] | None = None,
+) -> Message:
+    """Record an outbound message and enqueue its send; a known key returns the first one.
+
+    `details` carries what the provider needs beyond the body: DLT ids, template params,
+    buttons ([{"postback", "title"}]).
+    """
+    existing = await session.scalar(
+        select(Message).where(Message.idempotency_key == idempotency_key)
+    )
+    if existing is not None:
+        return existing
+    shape = measure(body) if channel == "sms" else None
+    message = Message(
+        shop_id=shop_id,
+        order_id=order_id,
+        customer_id=customer_id,
+        channel=channel,
+        direction="out",
+        provider="",
+        to_phone=to,
+        from_phone=sender,
+        body=body,
+        template=template,
+        idempotency_key=idempotency_key,
+        status="queued",
+        encoding=shape.encoding if shape else "",
+        segments=shape.segments if shape else 0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    await queue.enqueue(
+        session,
+        NewJob(
+            SEND_JOB,
+            {"message_id": message.id, "details": details or {}},
+            idempotency_key=f"{SEND_JOB}:{idempotency_key}",
+            shop_id=shop_id,
+        ),
+    )
+    return message
+
+
+class MessageSender:
+    """The SEND_JOB handler. `route` picks the provider account for (shop, channel)."""
+
+    def __init__(self, db: Database, clock: Clock, limiter: RateLimiter, router: Any) -> None:
+        self.db = db
+        self.clock = clock
+        self.limiter = limiter
+        self.router = router
+
+    async def handle(self, job: ClaimedJob) -> None:
+        async with self.db.transaction() as session:
+            message = await session.get(Message, job.payload["message_id"])
+            if message is None or message.status not in ("queued", "sending"):
+                return  # already sent or settled by an earlier run
+            if message.status == "sending":
+                # An earlier run died while the provider had the request: it may have gone
+                # out. Never risk a second copy to the customer.
+                self._settle(session, message, "unconfirmed", "", "worker lost during send")
+                return
+            shop = await session.get(Shop, message.shop_id)
+            try:
+                route = self.router(shop, message.channel)
+            except NoRoute as exc:
+                self._settle(session, message, "failed", "NO_ROUTE", str(exc))
+                return
+        wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
+        if wait > 0:
+            raise Deferred(wait, f"rate limit of {route.rate_key}")
+        await self._mark(message.id, "sending", route)
+        try:
+            receipt = await self._send(route, message, job.payload.get("details") or {})
+        except ProviderError as exc:
+            if exc.retryable and job.attempts < job.max_attempts:
+                await self._mark(message.id, "queued", route)
+                raise provider_failure(exc) from exc
+            async with self.db.transaction() as session:
+                message = await session.get(Message, message.id)
+                self._settle(session, message, "failed", exc.code, str(exc))
+            return
+        async with self.db.transaction() as session:
+            message = await session.get(Message, message.id)
+            message.provider_message_id = receipt.provider_message_id
+            self._settle(session, message, "sent", "", "")
+
+    async def _send(self, route: Route, message: Message, details: dict[str, Any]) -> SendReceipt:
+        if message.channel == "sms":
+            shape = measure(message.body)
+            return await route.client.send_sms(
+                SmsRequest(
+                    to=message.to_phone,
+                    body=message.body,
+                    sender=message.from_phone or route.sender,
+                    status_callback=route.status_callback,
+                    unicode=shape.unicode,
+                    dlt_entity_id=details.get("dlt_entity_id", ""),
+                    dlt_template_id=details.get("dlt_template_id", ""),
+                    reference=str(message.id),
+                )
+            )
+        if message.template:
+            return await route.client.send_template(
+                WhatsAppTemplate(
+                    to=message.to_phone,
+                    template_id=message.template,
+                    params=tuple(details.get("params", ())),
+                    postbacks=tuple(details.get("postbacks", ())),
+                )
+            )
+        return await route.client.send_buttons(
+            WhatsAppButtons(
+                to=message.to_phone,
+                text=message.body,
+                buttons=tuple(
+                    Button(b["postback"], b["title"]) for b in details.get("buttons", ())
+                ),
+                reference=str(message.id),
+            )
+        )
+
+    async def _mark(self, message_id: int, status: str, route: Route) -> None:
+        async with self.db.transaction() as session:
+            message = await session.get(Message, message_id)
+            message.status = status
+            message.provider, message.account = route.provider, route.account
+            message.from_phone = message.from_phone or route.sender
+            message.updated_at = self.clock.now()
+
+    def _settle(
+        self, session: AsyncSession, message: Message, status: str, code: str, error: str
+    ) -> None:
+        now = self.clock.now()
+        message.status, message.error_code, message.error = status, code, error[:2000]
+        message.updated_at = now
+        if status != "sent":
+            _LOGGER.warning(
+                "message %s to %s %s: %s %s", message.id, message.to_phone, status, code, error
+            )
+        if message.order_id is not None and status != "sent":
+            session.add(
+                Activity(
+                    shop_id=message.shop_id,
+                    order_id=message.order_id,
+                    kind=f"message_{status}",
+                    mode=message.channel,
+                    detail={"message_id": message.id, "code": code, "error": error[:500]},
+                    created_at=now,
+                )
+            )
