@@ -26,24 +26,34 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from clock import Clock, SystemClock
 from flows import onboarding
+from flows.callback_urls import CallbackUrls
+from flows.messaging import SEND_JOB, MessageSender
+from flows.provider_events import EVENT_JOB, ProviderEvents
 from flows.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
+from flows.routing import PlatformClients, ProviderRouter
 from flows.shopify_events import WEBHOOK_JOB, ShopifyEvents
 from logs import setup_logging
 from metrics import Metrics
+from providers.exotel import ExotelClient
+from providers.gupshup import GupshupClient
+from providers.ringcentral import RingCentralClient
 from providers.shopify.admin import ShopifyAdmin
 from providers.shopify.oauth import valid_shop_domain
+from providers.twilio import TwilioClient
 from settings import ConfigError, Settings, load_settings, masked
 from storage import migrate
 from storage.crypto import SecretBox
 from storage.db import JOBS_CHANNEL, Database
 from storage.jobs import Handler, JobQueue, Worker
 from storage.models import Shop
+from storage.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from storage.wakeup import PostgresWakeup, RedisWakeup, Wakeup
 from web.app import AppDeps, build_app
 
@@ -61,6 +71,8 @@ class Resources:
     http: aiohttp.ClientSession
     box: SecretBox
     shopify: ShopifyAdmin
+    platform: PlatformClients
+    limiter: RateLimiter
 
 
 @contextlib.asynccontextmanager
@@ -78,6 +90,8 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
     db = Database(settings.database.url, wakeup)
     http = aiohttp.ClientSession()
     shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
+    platform = platform_clients(settings, http, clock)
+    limiter = RedisRateLimiter(redis, clock) if redis is not None else LocalRateLimiter(clock)
     try:
         await wakeup.start()
         yield Resources(
@@ -90,13 +104,82 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
             http,
             SecretBox(settings.secret_key()),
             shopify,
+            platform,
+            limiter,
         )
     finally:
+        if platform.twilio is not None:
+            await platform.twilio.aclose()
         await http.close()
         await wakeup.stop()
         await db.close()
         if redis is not None:
             await redis.aclose()
+
+
+def platform_clients(
+    settings: Settings, http: aiohttp.ClientSession, clock: Clock
+) -> PlatformClients:
+    """The platform's provider accounts that are configured."""
+    p = settings.providers
+    secret = SecretStr.get_secret_value
+    return PlatformClients(
+        twilio=TwilioClient(
+            p.twilio.account_sid,
+            secret(p.twilio.auth_token),
+            p.twilio.api_url,
+            whatsapp_from=p.twilio.whatsapp_from,
+            status_callback=f"{settings.server.public_url}/webhooks/twilio/status",
+        )
+        if p.twilio.account_sid and secret(p.twilio.auth_token)
+        else None,
+        exotel=ExotelClient(
+            http,
+            account_sid=p.exotel.account_sid,
+            api_key=p.exotel.api_key,
+            api_token=secret(p.exotel.api_token),
+            subdomain=p.exotel.subdomain,
+            api_url=p.exotel.api_url,
+        )
+        if p.exotel.account_sid and p.exotel.api_key and secret(p.exotel.api_token)
+        else None,
+        gupshup=GupshupClient(
+            http,
+            api_key=secret(p.gupshup.api_key),
+            app_name=p.gupshup.app_name,
+            source=p.gupshup.source,
+            api_url=p.gupshup.api_url,
+        )
+        if secret(p.gupshup.api_key) and p.gupshup.app_name and p.gupshup.source
+        else None,
+        ringcentral=RingCentralClient(
+            http,
+            clock,
+            client_id=p.ringcentral.client_id,
+            client_secret=secret(p.ringcentral.client_secret),
+            jwt=secret(p.ringcentral.jwt),
+            api_url=p.ringcentral.api_url,
+        )
+        if p.ringcentral.client_id and secret(p.ringcentral.jwt)
+        else None,
+    )
+
+
+def provider_router(res: Resources) -> ProviderRouter:
+    exotel = res.settings.providers.exotel
+
+    def shop_exotel(credentials: Any) -> ExotelClient:
+        return ExotelClient(
+            res.http,
+            account_sid=credentials.account_sid,
+            api_key=credentials.api_key.get_secret_value(),
+            api_token=credentials.api_token.get_secret_value(),
+            subdomain=credentials.subdomain,
+            api_url=exotel.api_url,
+        )
+
+    urls = CallbackUrls(res.settings.server.public_url, res.settings.secret_key())
+    return ProviderRouter(res.settings, res.box, urls, res.platform, shop_exotel)
 
 
 def job_handlers(res: Resources) -> Mapping[str, Handler]:
@@ -108,6 +191,8 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             res.db, res.queue, res.box, res.clock, res.shopify, webhook_url
         ).handle,
         RECONCILE_JOB: Reconciler(res.db, res.queue, res.box, res.clock, res.shopify).handle,
+        SEND_JOB: MessageSender(res.db, res.clock, res.limiter, provider_router(res)).handle,
+        EVENT_JOB: ProviderEvents(res.db, res.clock).handle,
     }
 
 

@@ -155,7 +155,7 @@ class ExotelSettings(MessageAndCallRate):
     api_key: str = ""
     api_token: SecretStr = SecretStr("")
     subdomain: str = "api.exotel.com"
-    api_url: str = "https://api.exotel.com"
+    api_url: str = ""  # empty: https://{subdomain}; set to reach a test or sandbox server
     messages_per_second: float = Field(3.0, gt=0, le=1000)  # Exotel allows 200 requests/min
     calls_per_second: float = Field(3.0, gt=0, le=1000)
 

@@ -5,8 +5,11 @@ commits one row per request through SQLAlchemy, on the product's engine settings
 
     python bench/ingest.py [--requests N] [--concurrency C] [--pg URL]
 
-Every 100th request re-sends the delivery sent 50 requests before it (a Shopify retry); the
-service must answer it "duplicate" and store it once. The load comes from a separate process.
+`serve` runs the job worker in the same process, so the product's figures include turning
+each webhook into an order. Every 100th request re-sends the delivery sent 50 requests before
+it (a Shopify retry): it must be answered "duplicate" and stored once. The load comes from a
+separate process; a closed run stops sending after 30 s, and a slower service is measured on
+the requests sent by then.
 --pg names a PostgreSQL server (default: $TEST_DATABASE_URL, else
 postgresql://postgres@127.0.0.1:5432/test); the scratch database `ordertalk_bench_ingest` is
 created there and dropped at the end. SQLite runs on a temporary file.
@@ -39,7 +42,12 @@ import asyncpg
 from aiohttp import web
 from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,6 +85,7 @@ STOP_TIMEOUT_SECONDS = 30
 REQUEST_TIMEOUT_SECONDS = 30
 DRAIN_TIMEOUT_SECONDS = 90
 POLL_SECONDS = 0.1
+CLOSED_LIMIT_SECONDS = 30
 FAILURE_KINDS = 3
 THROUGHPUT_TARGET = 2_000  # req/s
 PACED_P99_TARGET_MS = 50
@@ -106,9 +115,10 @@ class LoadSpec:
 
 @dataclass(frozen=True)
 class LoadResult:
-    requests: int
+    requests: int  # sent
     distinct: int
     seconds: float
+    offered: float  # requests/s sent
     p50_ms: float
     p99_ms: float
     codes: dict[str, int]  # HTTP status (or "error") -> count
@@ -185,30 +195,34 @@ async def send(
 async def closed_loop(
     session: aiohttp.ClientSession, spec: LoadSpec, requests: list[Any]
 ) -> list[tuple[float, str, str]]:
-    """`spec.concurrency` lanes, each sending its next request when the last is answered."""
+    """`spec.concurrency` lanes, each sending its next request when the last is answered,
+    until all are sent or CLOSED_LIMIT_SECONDS have passed (the first ones are sent)."""
     results: list[Any] = [None] * len(requests)
     indexes = iter(range(len(requests)))
+    deadline = time.perf_counter() + CLOSED_LIMIT_SECONDS
 
     async def lane() -> None:
-        for index in indexes:
+        while time.perf_counter() < deadline and (index := next(indexes, None)) is not None:
             results[index] = await send(session, spec.url, requests[index], time.perf_counter())
 
     await asyncio.gather(*(lane() for _ in range(spec.concurrency)))
-    return results
+    return [result for result in results if result is not None]
 
 
 async def open_loop(
     session: aiohttp.ClientSession, spec: LoadSpec, requests: list[Any], rate: float
-) -> list[tuple[float, str, str]]:
-    """Requests sent on a fixed schedule, whatever the answers; latency counts from the
-    scheduled time, so a stalled server is charged for the requests it held up."""
+) -> tuple[list[tuple[float, str, str]], float]:
+    """Requests sent on a fixed schedule, whatever the answers, and the rate achieved;
+    latency counts from the scheduled time, so a stalled server is charged for the requests
+    it held up."""
     began = time.perf_counter()
     tasks = []
     for index, request in enumerate(requests):
         due = began + index / rate
         await asyncio.sleep(due - time.perf_counter())
         tasks.append(asyncio.create_task(send(session, spec.url, request, due)))
-    return list(await asyncio.gather(*tasks))
+    offered = (len(requests) - 1) / (time.perf_counter() - began)
+    return list(await asyncio.gather(*tasks)), offered
 
 
 def percentile(values: list[float], pct: int) -> float:
@@ -223,14 +237,17 @@ async def load_child(spec: LoadSpec) -> None:
         began = time.perf_counter()
         if spec.rate is None:
             results = await closed_loop(session, spec, requests)
+            offered = len(results) / (time.perf_counter() - began)
         else:
-            results = await open_loop(session, spec, requests, spec.rate)
+            results, offered = await open_loop(session, spec, requests, spec.rate)
         seconds = time.perf_counter() - began
+    requests = requests[: len(results)]
     latencies = [latency for latency, _, _ in results]
     result = LoadResult(
         requests=len(requests),
         distinct=len({headers[WEBHOOK_ID_HEADER] for _, headers in requests}),
         seconds=seconds,
+        offered=offered,
         p50_ms=percentile(latencies, 50),
         p99_ms=percentile(latencies, 99),
         codes=dict(Counter(code for _, code, _ in results)),
@@ -364,27 +381,28 @@ async def load(spec: LoadSpec) -> LoadResult:
     return LoadResult(**json.loads(out))
 
 
-async def scalar(url: str, statement: Any) -> Any:
+@asynccontextmanager
+async def connection(url: str) -> AsyncIterator[AsyncConnection]:
+    """A plain connection of its own, so the bench's reads never wait on the service's pool."""
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
-            return (await conn.execute(statement)).scalar_one()
+            yield conn
     finally:
         await engine.dispose()
+
+
+async def count(url: str, table: Any) -> int:
+    async with connection(url) as conn:
+        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
 
 
 async def webhook_jobs(url: str) -> Counter[str]:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                select(Job.status, func.count())
-                .where(Job.kind == WEBHOOK_JOB)
-                .group_by(Job.status)
-            )
-            return Counter(dict(rows.all()))
-    finally:
-        await engine.dispose()
+    statement = (
+        select(Job.status, func.count()).where(Job.kind == WEBHOOK_JOB).group_by(Job.status)
+    )
+    async with connection(url) as conn:
+        return Counter(dict((await conn.execute(statement)).all()))
 
 
 async def drain(url: str) -> tuple[Counter[str], float]:
@@ -418,13 +436,19 @@ def failures(*results: LoadResult) -> str:
 
 async def bench_floor(url: str, directory: str, args: argparse.Namespace) -> Floor:
     name = make_url(url).get_backend_name()
-    print(f"{name}: floor, {args.requests:,} requests at {args.concurrency} connections")
+    print(
+        f"{name}: floor, {args.requests:,} requests at {args.concurrency} connections", flush=True
+    )
     log = Path(directory) / f"floor-{name}.log"
     async with serving(log, sys.executable, str(SCRIPT), "--floor-child", url) as base:
         closed = await load(closed_spec(base, args))
         print(f"{name}: floor, paced at {PACED_RATE}/s for {PACED_SECONDS} s", flush=True)
         paced = await load(paced_spec(base, args))
-    return Floor(closed, paced, await scalar(url, select(func.count()).select_from(FLOOR)))
+    return Floor(closed, paced, await count(url, FLOOR))
+
+
+def closed_run(result: LoadResult, args: argparse.Namespace) -> str:
+    return f"{result.requests:,} req @ {args.concurrency} conn"
 
 
 def floor_rows(name: str, args: argparse.Namespace, floor: Floor) -> list[Row]:
@@ -433,8 +457,12 @@ def floor_rows(name: str, args: argparse.Namespace, floor: Floor) -> list[Row]:
     if non_2xx := closed.non_2xx + paced.non_2xx:
         note += f"; non-2xx {non_2xx}: {failures(closed, paced)}"
     return [
-        Row(f"{name} floor, {args.concurrency} conn", f"{closed.rate:,.0f} req/s", closed.latency),
-        Row(f"{name} floor, paced @ {paced.rate:,.0f}/s", paced.latency, note),
+        Row(
+            f"{name} floor, {closed_run(closed, args)}",
+            f"{closed.rate:,.0f} req/s",
+            closed.latency,
+        ),
+        Row(f"{name} floor, paced @ {paced.offered:,.0f}/s", paced.latency, note),
     ]
 
 
@@ -446,16 +474,18 @@ async def bench_product(
     await run_cli(env, directory, "migrate")
     await run_cli(env, directory, "shop", "add", "--domain", SHOP)
     log = Path(directory) / f"serve-{name}.log"
-    print(f"{name}: main.py serve, {args.requests:,} requests at {args.concurrency} connections")
+    print(
+        f"{name}: serve, {args.requests:,} requests at {args.concurrency} connections", flush=True
+    )
     async with serving(log, sys.executable, str(MAIN), "serve", env=env, cwd=directory) as base:
         closed = await load(closed_spec(base, args))
         backlog = (await webhook_jobs(url))["queued"]
         jobs, waited = await drain(url)
-        print(f"{name}: main.py serve, paced at {PACED_RATE}/s for {PACED_SECONDS} s", flush=True)
+        print(f"{name}: serve, paced at {PACED_RATE}/s for {PACED_SECONDS} s", flush=True)
         paced = await load(paced_spec(base, args))
         jobs, _ = await drain(url)
-    receipts = await scalar(url, select(func.count()).select_from(WebhookReceipt))
-    orders = await scalar(url, select(func.count()).select_from(Order))
+    receipts = await count(url, WebhookReceipt)
+    orders = await count(url, Order)
     return [
         *product_rows(name, args, floor, closed, paced),
         processing_row(name, closed, backlog, waited),
@@ -474,14 +504,14 @@ def product_rows(
     if non_2xx:
         non_2xx_note += f"; {failures(closed, paced)}"
     return [
-        Row(f"{name} product, {args.concurrency} conn", f"{closed.rate:,.0f} req/s", rate_note),
+        Row(f"{name} product, {closed_run(closed, args)}", f"{closed.rate:,.0f} req/s", rate_note),
         Row(
-            f"{name} product, {args.concurrency} conn",
+            f"{name} product, {closed_run(closed, args)}",
             closed.latency,
             f"floor {floor.closed.latency}",
         ),
         Row(
-            f"{name} product, paced @ {paced.rate:,.0f}/s",
+            f"{name} product, paced @ {paced.offered:,.0f}/s",
             paced.latency,
             f"floor {floor.paced.latency}; "
             + target_note(paced.p99_ms, PACED_P99_TARGET_MS, False, "ms p99"),

@@ -18,6 +18,14 @@ def _mac(secret_key: str, shop_id: int) -> str:
     return base64.urlsafe_b64encode(digest.digest()[:18]).decode()
 
 
+PLATFORM = 0  # the shop id in tokens of callbacks configured once for the platform's account
+
+
+def ringcentral_token(secret_key: str) -> str:
+    """The verification token of the platform's RingCentral webhook subscription."""
+    return _mac(secret_key, PLATFORM).replace("-", "").replace("_", "")[:24]
+
+
 def shop_token(secret_key: str, shop_id: int) -> str:
     return f"{shop_id}.{_mac(secret_key, shop_id)}"
 
@@ -44,7 +52,8 @@ class CallbackUrls:
         """kind: passthru | call-status | sms-status."""
         return f"{self.public_url}/webhooks/exotel/{shop_token(self.secret_key, shop_id)}/{kind}"
 
-    def gupshup(self, shop_id: int) -> str:
+    def gupshup(self, shop_id: int = PLATFORM) -> str:
+        """To be set as the Gupshup app's callback URL (once, for the platform's app)."""
         return f"{self.public_url}/webhooks/gupshup/{shop_token(self.secret_key, shop_id)}"
 
     def ringcentral(self) -> str:

@@ -16,7 +16,7 @@ from storage.crypto import SecretBox
 from storage.db import Database
 from storage.inbox import Inbox
 from storage.jobs import JobQueue
-from web import api, health, shopify
+from web import api, callbacks, health, shopify, twilio
 from web.keys import (
     clock_key,
     db_key,
@@ -58,6 +58,8 @@ def build_app(deps: AppDeps) -> web.Application:
     app.cleanup_ctx.append(_run_inbox)
     health.setup_routes(app)
     shopify.setup_routes(app)
+    twilio.setup_routes(app)
+    callbacks.setup_routes(app)
     api.setup_routes(app)
     return app
 

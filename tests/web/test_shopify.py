@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from flows.routing import PlatformClients
 from main import Resources, job_handlers
 from providers.shopify.admin import ShopifyAdmin
 from providers.shopify.webhooks import SUBSCRIBED_TOPICS
@@ -19,6 +20,7 @@ from settings import Settings
 from storage.crypto import SecretBox
 from storage.jobs import Worker
 from storage.models import Activity, Customer, Job, Message, Order, Shop, WebhookReceipt
+from storage.ratelimit import LocalRateLimiter
 from storage.shops import read_secrets
 from tests.fakes.shopify import FakeShopify, order_payload
 
@@ -75,7 +77,8 @@ async def server(aiohttp_server, app_factory, db, queue, port):
 def resources(settings, clock, db, queue, metrics, http):
     shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
     return Resources(
-        settings, clock, db, queue, metrics, None, http, SecretBox(settings.secret_key()), shopify
+        settings, clock, db, queue, metrics, None, http, SecretBox(settings.secret_key()),
+        shopify, PlatformClients(), LocalRateLimiter(clock),
     )
 
 

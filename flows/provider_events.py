@@ -1,0 +1,183 @@
+"""What a provider's callback does to our records: message statuses, inbound messages, call
+ends, keypad input and missed calls. One job per accepted (deduplicated) event runs `handle`.
+
+Statuses only move forward (a late "sent" never overwrites "delivered"). An inbound message
+from a number no shop knows is logged and dropped; routing replies into conversations and to
+the merchant's chat is the verification, notification and bot flows' work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clock import Clock
+from providers.events import (
+    CallStatus,
+    Event,
+    InboundMessage,
+    KeypadInput,
+    MessageStatus,
+    MissedCall,
+)
+from storage.db import Database
+from storage.jobs import ClaimedJob
+from storage.models import Activity, Call, Customer, Message, Order
+from storage.models import MissedCall as MissedCallRow
+
+_LOGGER = logging.getLogger(__name__)
+
+EVENT_JOB = "provider.event"
+EVENT_TYPES = {
+    cls.__name__: cls
+    for cls in (InboundMessage, MessageStatus, CallStatus, KeypadInput, MissedCall)
+}
+_RANK = {
+    "queued": 0,
+    "sending": 0,
+    "sent": 1,
+    "delivered": 2,
+    "undelivered": 2,
+    "failed": 2,
+    "read": 3,
+}
+CALL_ENDS = {"completed", "busy", "no-answer", "failed", "canceled"}
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    return {"kind": type(event).__name__, "event": dataclasses.asdict(event)}
+
+
+def event_from_payload(payload: dict[str, Any]) -> Event:
+    return EVENT_TYPES[payload["kind"]](**payload["event"])
+
+
+class ProviderEvents:
+    """The EVENT_JOB handler."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def handle(self, job: ClaimedJob) -> None:
+        event = event_from_payload(job.payload)
+        shop_id = job.payload.get("shop_id")
+        async with self.db.transaction() as session:
+            if isinstance(event, MessageStatus):
+                await self._message_status(session, event)
+            elif isinstance(event, InboundMessage):
+                await self._inbound(session, event, shop_id)
+            elif isinstance(event, CallStatus):
+                await self._call_status(session, event)
+            elif isinstance(event, KeypadInput):
+                await self._keypad(session, event)
+            elif isinstance(event, MissedCall):
+                await self._missed_call(session, event, shop_id)
+
+    async def _message_status(self, session: AsyncSession, event: MessageStatus) -> None:
+        message = await session.scalar(
+            select(Message).where(
+                Message.provider == event.provider,
+                Message.provider_message_id == event.message_id,
+            )
+        )
+        if message is None:
+            _LOGGER.info("%s status for unknown message %s", event.provider, event.message_id)
+            return
+        if _RANK.get(event.status, 0) <= _RANK.get(message.status, 0):
+            return
+        message.status = event.status
+        message.error_code, message.error = event.error_code, event.error
+        message.updated_at = self.clock.now()
+
+    async def _inbound(
+        self, session: AsyncSession, event: InboundMessage, shop_id: int | None
+    ) -> None:
+        query = select(Customer).where(Customer.phone == event.from_phone)
+        if shop_id is not None:
+            query = query.where(Customer.shop_id == shop_id)
+        # A number known to several shops belongs to the one it bought from last.
+        customer = await session.scalar(query.order_by(Customer.created_at.desc()).limit(1))
+        if customer is None:
+            _LOGGER.info(
+                "%s message from an unknown number %s dropped", event.provider, event.from_phone
+            )
+            return
+        order = await session.scalar(
+            select(Order)
+            .where(Order.shop_id == customer.shop_id, Order.customer_id == customer.id)
+            .order_by(Order.placed_at.desc())
+            .limit(1)
+        )
+        now = self.clock.now()
+        message = Message(
+            shop_id=customer.shop_id,
+            order_id=order.id if order else None,
+            customer_id=customer.id,
+            channel=event.channel,
+            direction="in",
+            provider=event.provider,
+            to_phone=event.to,
+            from_phone=event.from_phone,
+            body=event.text,
+            provider_message_id=event.message_id,
+            status="received",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(message)
+        await session.flush()
+        if order is not None:
+            session.add(
+                Activity(
+                    shop_id=customer.shop_id,
+                    order_id=order.id,
+                    kind="message_received",
+                    mode=event.channel,
+                    detail={"message_id": message.id, "button": event.button},
+                    created_at=now,
+                )
+            )
+
+    async def _call(self, session: AsyncSession, provider: str, call_id: str) -> Call | None:
+        call = await session.scalar(
+            select(Call).where(Call.provider == provider, Call.provider_call_id == call_id)
+        )
+        if call is None:
+            _LOGGER.info("%s event for unknown call %s", provider, call_id)
+        return call
+
+    async def _call_status(self, session: AsyncSession, event: CallStatus) -> None:
+        call = await self._call(session, event.provider, event.call_id)
+        if call is None or call.status in CALL_ENDS:
+            return
+        call.status = event.status
+        call.duration_seconds = event.duration_seconds
+        if event.status in CALL_ENDS:
+            call.ended_at = self.clock.now()
+
+    async def _keypad(self, session: AsyncSession, event: KeypadInput) -> None:
+        call = await self._call(session, event.provider, event.call_id)
+        if call is not None:
+            call.input_digits = event.digits
+
+    async def _missed_call(
+        self, session: AsyncSession, event: MissedCall, shop_id: int | None
+    ) -> None:
+        if shop_id is None:
+            _LOGGER.info("missed call %s for no known shop dropped", event.call_id)
+            return
+        session.add(
+            MissedCallRow(
+                shop_id=shop_id,
+                provider=event.provider,
+                provider_call_id=event.call_id,
+                from_phone=event.from_phone,
+                to_phone=event.to,
+                received_at=self.clock.now(),
+            )
+        )

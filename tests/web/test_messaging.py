@@ -1,0 +1,403 @@
+"""Messaging end to end against the providers' fakes over HTTP: sends with retries, permanent
+failures and rate limits, signed/forged callbacks with deduplication, and the Twilio IVR."""
+
+from __future__ import annotations
+
+import socket
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from flows.callback_urls import PLATFORM, ringcentral_token, shop_token
+from flows.messaging import queue_message
+from main import make_worker, open_resources
+from settings import Settings
+from storage.models import Activity, Call, Customer, Job, Message, Order, Shop, WebhookReceipt
+from tests.fakes.gupshup import FakeGupshup
+from tests.fakes.ringcentral import FakeRingCentral
+from tests.fakes.twilio import FakeTwilio
+from web.app import AppDeps, build_app
+
+CUSTOMER = "+919876543210"
+SMS_FROM = "+15005550006"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+async def fakes(clock):
+    started = {
+        "twilio": FakeTwilio(),
+        "gupshup": FakeGupshup(),
+        "ringcentral": FakeRingCentral(clock=clock),
+    }
+    for fake in started.values():
+        await fake.start()
+    yield started
+    for fake in started.values():
+        await fake.close()
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def settings(database_url, fakes, port):
+    twilio, gupshup, ringcentral = fakes["twilio"], fakes["gupshup"], fakes["ringcentral"]
+    return Settings(
+        database={"url": database_url},
+        server={"public_url": f"http://127.0.0.1:{port}"},
+        providers={
+            "twilio": {
+                "account_sid": twilio.account_sid,
+                "auth_token": twilio.auth_token,
+                "api_url": twilio.base_url,
+                "sms_from": SMS_FROM,
+                "messages_per_second": 1,
+            },
+            "gupshup": {
+                "api_key": gupshup.api_key,
+                "app_name": gupshup.app_name,
+                "source": gupshup.source,
+                "api_url": gupshup.base_url,
+            },
+            "ringcentral": {
+                "client_id": ringcentral.client_id,
+                "client_secret": ringcentral.client_secret,
+                "jwt": ringcentral.jwt,
+                "api_url": ringcentral.base_url,
+                "sms_from": "+16505550100",
+            },
+        },
+    )
+
+
+@pytest.fixture
+async def res(settings, clock, db):
+    async with open_resources(settings, clock) as resources:
+        yield resources
+
+
+@pytest.fixture
+async def server(aiohttp_server, res, port):
+    app = build_app(
+        AppDeps(res.settings, res.clock, res.db, res.queue, res.metrics, res.http, res.redis)
+    )
+    return await aiohttp_server(app, port=port)
+
+
+@pytest.fixture
+def worker(res):
+    return make_worker(res)
+
+
+@pytest.fixture
+async def order(res, clock):
+    now = clock.now()
+    async with res.db.transaction() as session:
+        shop = Shop(domain="demo.myshopify.com", name="Demo", created_at=now, updated_at=now)
+        session.add(shop)
+        await session.flush()
+        customer = Customer(shop_id=shop.id, phone=CUSTOMER, name="Asha", created_at=now)
+        session.add(customer)
+        await session.flush()
+        row = Order(
+            shop_id=shop.id,
+            customer_id=customer.id,
+            shopify_order_id="1",
+            name="#1001",
+            number=1001,
+            phone=CUSTOMER,
+            total_amount="1499.00",
+            currency="INR",
+            payment_method="cod",
+            placed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+    return row
+
+
+async def send(
+    res, order, *, channel="sms", body="Your order #1001 is on its way", key="k1", details=None
+) -> int:
+    async with res.db.transaction() as session:
+        message = await queue_message(
+            session,
+            res.queue,
+            res.clock.now(),
+            shop_id=order.shop_id,
+            channel=channel,
+            to=CUSTOMER,
+            idempotency_key=key,
+            body=body,
+            order_id=order.id,
+            details=details,
+        )
+    return message.id
+
+
+async def message(res, message_id: int) -> Message:
+    async with res.db.sessions() as session:
+        return await session.get(Message, message_id)
+
+
+async def count(res, model, *where) -> int:
+    async with res.db.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+async def test_sms_goes_out_through_twilio_and_delivery_is_recorded_once(
+    res, server, worker, fakes, order
+):
+    twilio = fakes["twilio"]
+    message_id = await send(res, order)
+    await worker.run_until_idle()
+    [sent] = twilio.messages
+    assert sent["To"] == CUSTOMER and sent["From"] == SMS_FROM
+    assert sent["Body"] == "Your order #1001 is on its way"
+    assert sent["StatusCallback"] == f"{res.settings.server.public_url}/webhooks/twilio/status"
+    row = await message(res, message_id)
+    assert (row.status, row.provider, row.account) == ("sent", "twilio", "platform")
+    assert (row.encoding, row.segments) == ("GSM-7", 1)
+
+    url = str(server.make_url("/webhooks/twilio/status"))
+    for _ in range(2):
+        status, _ = await twilio.send_status(url, row.provider_message_id, "delivered")
+        assert status == 204
+    late, _ = await twilio.send_status(url, row.provider_message_id, "sent")
+    assert late == 204
+    await worker.run_until_idle()
+    assert (await message(res, message_id)).status == "delivered"
+    assert await count(res, WebhookReceipt, WebhookReceipt.provider == "twilio") == 2
+
+
+async def test_transient_failure_is_retried_then_succeeds(res, worker, fakes, order, clock):
+    fakes["twilio"].fail_next(1, status=503)
+    message_id = await send(res, order)
+    await worker.run_until_idle()
+    assert (await message(res, message_id)).status == "queued"
+    async with res.db.sessions() as session:
+        job = await session.scalar(select(Job).where(Job.kind == "message.send"))
+    assert job.status == "queued" and job.attempts == 1
+    clock.set(job.due_at)
+    await worker.run_until_idle()
+    assert (await message(res, message_id)).status == "sent"
+    assert len(fakes["twilio"].messages) == 2
+
+
+async def test_permanent_failure_is_recorded_and_not_retried(res, worker, fakes, order):
+    fakes["twilio"].opt_out(CUSTOMER)
+    message_id = await send(res, order)
+    await worker.run_until_idle()
+    row = await message(res, message_id)
+    assert (row.status, row.error_code) == ("failed", "OPTED_OUT")
+    async with res.db.sessions() as session:
+        job = await session.scalar(select(Job).where(Job.kind == "message.send"))
+        activity = await session.scalar(select(Activity).where(Activity.order_id == order.id))
+    assert (job.status, job.attempts) == ("done", 1)
+    assert activity.kind == "message_failed" and activity.detail["code"] == "OPTED_OUT"
+
+
+async def test_sender_rate_limit_defers_without_spending_attempts(
+    res, worker, fakes, order, clock
+):
+    first = await send(res, order, key="a")
+    second = await send(res, order, key="b")
+    await worker.run_until_idle()
+    assert len(fakes["twilio"].messages) == 1
+    statuses = {(await message(res, m)).status for m in (first, second)}
+    assert statuses == {"sent", "queued"}
+    clock.advance(timedelta(seconds=1))
+    await worker.run_until_idle()
+    assert len(fakes["twilio"].messages) == 2
+    async with res.db.sessions() as session:
+        attempts = set(
+            await session.scalars(select(Job.attempts).where(Job.kind == "message.send"))
+        )
+    assert attempts == {1}
+
+
+async def test_unicode_sms_is_measured(res, worker, order):
+    message_id = await send(res, order, body="आपका ऑर्डर #1001 रास्ते में है")
+    await worker.run_until_idle()
+    row = await message(res, message_id)
+    assert (row.encoding, row.segments) == ("UCS-2", 1)
+
+
+async def test_inbound_twilio_message_is_stored_and_forgery_refused(
+    res, server, worker, fakes, order
+):
+    twilio = fakes["twilio"]
+    url = str(server.make_url("/webhooks/twilio/messages"))
+    forged, _ = await twilio.send_inbound(
+        url, from_=CUSTOMER, to=SMS_FROM, body="1", auth_token="not-the-token"
+    )
+    assert forged == 403
+    assert await count(res, WebhookReceipt) == 0
+    status, body = await twilio.send_inbound(url, from_=CUSTOMER, to=SMS_FROM, body="Where is it?")
+    assert status == 200 and "<Response" in body
+    await worker.run_until_idle()
+    async with res.db.sessions() as session:
+        inbound = await session.scalar(select(Message).where(Message.direction == "in"))
+    assert (inbound.body, inbound.order_id, inbound.from_phone) == (
+        "Where is it?",
+        order.id,
+        CUSTOMER,
+    )
+
+
+async def test_twilio_ivr_call_end_to_end(res, server, worker, fakes, order, clock):
+    twilio = fakes["twilio"]
+    async with res.db.transaction() as session:
+        session.add(
+            Call(
+                shop_id=order.shop_id,
+                order_id=order.id,
+                provider="twilio",
+                provider_call_id="CA" + "1" * 32,
+                to_phone=CUSTOMER,
+                status="queued",
+                created_at=clock.now(),
+            )
+        )
+    call_sid = "CA" + "1" * 32
+    status, twiml = await twilio.post_voice(
+        str(server.make_url("/webhooks/twilio/voice")), call_sid
+    )
+    assert status == 200
+    gather = ET.fromstring(twiml).find("Gather")
+    assert gather.get("numDigits") == "1"
+    action = gather.get("action")
+    assert action.endswith("/webhooks/twilio/voice/gather?try=1")
+    spoken = gather.find("Say").text
+    assert "1001" in spoken and "1499.00 rupees" in spoken and "Press 1" in spoken
+
+    wrong, again = await twilio.send_gather(action, call_sid, "9")
+    assert wrong == 200
+    retry_action = ET.fromstring(again).find("Gather").get("action")
+    assert retry_action.endswith("try=2")
+    _, goodbye = await twilio.send_gather(action, call_sid, "1")
+    assert ET.fromstring(goodbye).find("Hangup") is not None
+    await worker.run_until_idle()
+
+    done, _ = await twilio.send_call_status(
+        str(server.make_url("/webhooks/twilio/voice/status")), call_sid, "completed", 42
+    )
+    assert done == 204
+    await worker.run_until_idle()
+    async with res.db.sessions() as session:
+        call = await session.scalar(select(Call))
+    assert (call.input_digits, call.status, call.duration_seconds) == ("1", "completed", 42)
+
+    forged, _ = await twilio.post_voice(
+        str(server.make_url("/webhooks/twilio/voice")), call_sid, auth_token="wrong"
+    )
+    assert forged == 403
+
+
+async def test_twilio_ivr_without_input_ends_as_no_input(res, server, worker, fakes, order, clock):
+    twilio = fakes["twilio"]
+    call_sid = "CA" + "2" * 32
+    async with res.db.transaction() as session:
+        session.add(
+            Call(
+                shop_id=order.shop_id,
+                order_id=order.id,
+                provider="twilio",
+                provider_call_id=call_sid,
+                to_phone=CUSTOMER,
+                created_at=clock.now(),
+            )
+        )
+    gather_url = str(server.make_url("/webhooks/twilio/voice/gather"))
+    _, twiml = await twilio.send_gather(gather_url + "?try=2", call_sid, "")
+    assert ET.fromstring(twiml).find("Hangup") is not None
+    assert await count(res, WebhookReceipt, WebhookReceipt.topic == "KeypadInput") == 1
+
+
+async def test_whatsapp_buttons_through_gupshup_and_its_callbacks(
+    res, server, worker, fakes, order
+):
+    gupshup = fakes["gupshup"]
+    buttons = [
+        {"postback": "confirm:1001", "title": "Confirm"},
+        {"postback": "cancel:1001", "title": "Cancel"},
+    ]
+    message_id = await send(
+        res,
+        order,
+        channel="whatsapp",
+        body="Confirm your COD order?",
+        details={"buttons": buttons},
+    )
+    await worker.run_until_idle()
+    [sent] = gupshup.messages
+    assert sent["destination"] == CUSTOMER.removeprefix("+")
+    assert [o["postbackText"] for o in sent["message"]["options"]] == [
+        "confirm:1001",
+        "cancel:1001",
+    ]
+    row = await message(res, message_id)
+    assert (row.status, row.provider, row.channel) == ("sent", "gupshup", "whatsapp")
+
+    token = shop_token(res.settings.secret_key(), PLATFORM)
+    url = str(server.make_url(f"/webhooks/gupshup/{token}"))
+    assert (
+        await gupshup.send_event(
+            url, gs_id=row.provider_message_id, status="delivered", destination=CUSTOMER
+        )
+    )[0] == 200
+    assert (
+        await gupshup.send_button_reply(
+            url, from_phone=CUSTOMER, title="Confirm", postback="confirm:1001"
+        )
+    )[0] == 200
+    forged = str(server.make_url("/webhooks/gupshup/1.forged-token"))
+    assert (await gupshup.send_text(forged, from_phone=CUSTOMER, text="hi"))[0] == 404
+    await worker.run_until_idle()
+    assert (await message(res, message_id)).status == "delivered"
+    async with res.db.sessions() as session:
+        inbound = await session.scalar(select(Message).where(Message.direction == "in"))
+        pressed = await session.scalar(select(Activity).where(Activity.kind == "message_received"))
+    assert inbound.body == "Confirm" and pressed.detail["button"] == "confirm:1001"
+    assert await count(res, WebhookReceipt) == 2
+
+
+async def test_ringcentral_handshake_and_verified_deliveries(res, server, worker, fakes, order):
+    ringcentral = fakes["ringcentral"]
+    url = str(server.make_url("/webhooks/ringcentral"))
+    handshake = await res.http.post(url, headers={"Validation-Token": "abc123"})
+    assert handshake.status == 200 and handshake.headers["Validation-Token"] == "abc123"
+
+    wrong, _ = await ringcentral.deliver_sms(
+        url, from_phone=CUSTOMER, to_phone="+16505550100", text="STOP", verification_token="forged"
+    )
+    assert wrong == 403
+    missing, _ = await ringcentral.deliver_sms(
+        url, from_phone=CUSTOMER, to_phone="+16505550100", text="STOP", verification_token=""
+    )
+    assert missing == 403
+    assert await count(res, WebhookReceipt) == 0
+    token = ringcentral_token(res.settings.secret_key())
+    ok, _ = await ringcentral.deliver_sms(
+        url,
+        from_phone=CUSTOMER,
+        to_phone="+16505550100",
+        text="When will it arrive?",
+        verification_token=token,
+    )
+    assert ok == 200
+    await worker.run_until_idle()
+    async with res.db.sessions() as session:
+        inbound = await session.scalar(select(Message).where(Message.direction == "in"))
+    assert (inbound.provider, inbound.body) == ("ringcentral", "When will it arrive?")

@@ -1,0 +1,109 @@
+"""Callbacks of the providers that sign nothing (Exotel, Gupshup: a per-shop secret token in
+the path, wrong token -> 404) and of RingCentral (subscription handshake and verification
+token). Every event goes through the inbox; nothing here waits on an outside call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from flows.callback_urls import PLATFORM, ringcentral_token, shop_from_token
+from providers import exotel, gupshup, ringcentral
+from web.errors import json_error
+from web.inbound import accept_event
+from web.keys import settings_key
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _shop(request: web.Request) -> int | None:
+    """The shop of the path's token (None for the platform's); 404 for a forged token."""
+    shop_id = shop_from_token(request.app[settings_key].secret_key(), request.match_info["token"])
+    if shop_id is None:
+        raise web.HTTPNotFound()
+    return None if shop_id == PLATFORM else shop_id
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """Query, form or JSON parameters: Exotel uses all three."""
+    params: dict[str, Any] = dict(request.query)
+    if request.method == "POST":
+        if request.content_type == "application/json":
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("body: must be a JSON object")
+            params |= body
+        else:
+            params |= {key: str(value) for key, value in (await request.post()).items()}
+    return params
+
+
+async def _exotel(request: web.Request, parse: Any) -> web.Response:
+    shop_id = _shop(request)
+    try:
+        event = parse(await _params(request))
+    except ValueError as exc:
+        return json_error(400, str(exc), "bad_callback")
+    await accept_event(request, event, shop_id)
+    return web.Response(text="OK")
+
+
+async def exotel_passthru(request: web.Request) -> web.Response:
+    return await _exotel(request, exotel.parse_passthru)
+
+
+async def exotel_call_status(request: web.Request) -> web.Response:
+    return await _exotel(request, exotel.parse_call_status)
+
+
+async def exotel_sms_status(request: web.Request) -> web.Response:
+    return await _exotel(request, exotel.parse_sms_status)
+
+
+async def gupshup_callback(request: web.Request) -> web.Response:
+    shop_id = _shop(request)
+    try:
+        body = await request.json()
+        events = gupshup.parse_callback(body if isinstance(body, dict) else {})
+    except ValueError as exc:
+        return json_error(400, str(exc), "bad_callback")
+    for event in events:
+        await accept_event(request, event, shop_id)
+    return web.Response(status=200)
+
+
+async def ringcentral_callback(request: web.Request) -> web.Response:
+    handshake = ringcentral.validation_token(request.headers)
+    if handshake and not await request.read():
+        # Subscription creation: echo the token, nothing else (RingCentral checks the size).
+        return web.Response(
+            status=200,
+            headers={"Validation-Token": handshake, "Content-Type": "application/json"},
+        )
+    expected = ringcentral_token(request.app[settings_key].secret_key())
+    if not ringcentral.verify_delivery(request.headers, expected):
+        return json_error(403, "missing or wrong verification token", "bad_signature")
+    try:
+        body = await request.json()
+        events = ringcentral.parse_notification(body if isinstance(body, dict) else {})
+    except ValueError as exc:
+        # Refusals count towards RingCentral blacklisting the webhook: log and drop instead.
+        _LOGGER.warning("ringcentral notification dropped: %s", exc)
+        return web.Response(status=200)
+    for event in events:
+        await accept_event(request, event)
+    return web.Response(status=200)
+
+
+def setup_routes(app: web.Application) -> None:
+    for kind, handler in (
+        ("passthru", exotel_passthru),
+        ("call-status", exotel_call_status),
+        ("sms-status", exotel_sms_status),
+    ):
+        app.router.add_route("GET", f"/webhooks/exotel/{{token}}/{kind}", handler)
+        app.router.add_route("POST", f"/webhooks/exotel/{{token}}/{kind}", handler)
+    app.router.add_post("/webhooks/gupshup/{token}", gupshup_callback)
+    app.router.add_post("/webhooks/ringcentral", ringcentral_callback)

@@ -1,0 +1,138 @@
+"""Twilio's callbacks: inbound messages, message statuses, and the verification call's IVR.
+
+Every request must carry a valid `X-Twilio-Signature` for the public URL (403 otherwise,
+nothing recorded). Events go through the inbox like every webhook. The IVR turns answer
+TwiML at once: the question, then the customer's key recorded as an event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+from sqlalchemy import select
+
+from flows import shop_config
+from flows.ivr import script
+from providers import twilio
+from providers.events import Event, KeypadInput
+from storage.models import Call, Order, Shop
+from web.errors import json_error
+from web.inbound import accept_event
+from web.keys import db_key, secret_box_key, settings_key
+
+_LOGGER = logging.getLogger(__name__)
+EMPTY_TWIML = "<?xml version='1.0' encoding='UTF-8'?><Response />"
+
+
+def _twiml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="application/xml")
+
+
+async def _signed_form(request: web.Request) -> Mapping[str, str]:
+    """The posted form, if Twilio signed it for our public URL; else 403."""
+    settings = request.app[settings_key]
+    form = {key: str(value) for key, value in (await request.post()).items()}
+    url = settings.server.public_url + request.path_qs
+    token = settings.providers.twilio.auth_token.get_secret_value()
+    if not token or not twilio.verify_signature(
+        url, form, request.headers.get("X-Twilio-Signature"), token
+    ):
+        raise web.HTTPForbidden(reason="bad or missing X-Twilio-Signature")
+    return form
+
+
+async def _parsed(request: web.Request, parse) -> Event | web.Response:
+    form = await _signed_form(request)
+    try:
+        return parse(form)
+    except ValueError as exc:
+        return json_error(400, str(exc), "bad_callback")
+
+
+async def inbound_message(request: web.Request) -> web.Response:
+    event = await _parsed(request, twilio.parse_inbound_message)
+    if isinstance(event, web.Response):
+        return event
+    await accept_event(request, event)
+    return _twiml(EMPTY_TWIML)
+
+
+async def message_status(request: web.Request) -> web.Response:
+    event = await _parsed(request, twilio.parse_message_status)
+    if isinstance(event, web.Response):
+        return event
+    await accept_event(request, event)
+    return web.Response(status=204)
+
+
+async def call_status(request: web.Request) -> web.Response:
+    event = await _parsed(request, twilio.parse_call_status)
+    if isinstance(event, web.Response):
+        return event
+    await accept_event(request, event)
+    return web.Response(status=204)
+
+
+async def _call_script(request: web.Request, call_sid: str):
+    async with request.app[db_key].sessions() as session:
+        found = (
+            await session.execute(
+                select(Call, Order, Shop)
+                .join(Order, Call.order_id == Order.id)
+                .join(Shop, Call.shop_id == Shop.id)
+                .where(Call.provider == "twilio", Call.provider_call_id == call_sid)
+            )
+        ).first()
+    if found is None:
+        return None
+    _call, order, shop = found
+    return script(shop, order, shop_config.load(shop, request.app[secret_box_key]))
+
+
+def _gather_url(request: web.Request, attempt: int) -> str:
+    return (
+        f"{request.app[settings_key].server.public_url}/webhooks/twilio/voice/gather?try={attempt}"
+    )
+
+
+async def voice(request: web.Request) -> web.Response:
+    form = await _signed_form(request)
+    ivr = await _call_script(request, form.get("CallSid", ""))
+    if ivr is None:
+        _LOGGER.warning("voice webhook for a call we did not place: %s", form.get("CallSid"))
+        return _twiml(twilio.ivr_goodbye("", language="en"))
+    return _twiml(
+        twilio.ivr_prompt(ivr.prompt, language=ivr.language, action_url=_gather_url(request, 1))
+    )
+
+
+async def gather(request: web.Request) -> web.Response:
+    form = await _signed_form(request)
+    try:
+        event = twilio.parse_gather(form)
+    except ValueError as exc:
+        return json_error(400, str(exc), "bad_callback")
+    ivr = await _call_script(request, event.call_id)
+    if ivr is None:
+        return _twiml(twilio.ivr_goodbye("", language="en"))
+    if event.digits in ivr.keys:
+        await accept_event(request, event)
+        return _twiml(twilio.ivr_goodbye(ivr.thanks, language=ivr.language))
+    if request.query.get("try") == "1":
+        return _twiml(
+            twilio.ivr_prompt(
+                ivr.prompt, language=ivr.language, action_url=_gather_url(request, 2)
+            )
+        )
+    await accept_event(request, KeypadInput(event.provider, event.call_id, "", event.reference))
+    return _twiml(twilio.ivr_goodbye(ivr.no_input, language=ivr.language))
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/webhooks/twilio/messages", inbound_message)
+    app.router.add_post("/webhooks/twilio/status", message_status)
+    app.router.add_post("/webhooks/twilio/voice", voice)
+    app.router.add_post("/webhooks/twilio/voice/gather", gather)
+    app.router.add_post("/webhooks/twilio/voice/status", call_status)
