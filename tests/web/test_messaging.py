@@ -10,11 +10,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from flows import shop_config
 from flows.callback_urls import PLATFORM, ringcentral_token, shop_token
 from flows.messaging import queue_message
 from main import make_worker, open_resources
 from settings import Settings
 from storage.models import Activity, Call, Customer, Job, Message, Order, Shop, WebhookReceipt
+from storage.models import MissedCall as MissedCallRow
+from tests.fakes.exotel import FakeExotel
 from tests.fakes.gupshup import FakeGupshup
 from tests.fakes.ringcentral import FakeRingCentral
 from tests.fakes.twilio import FakeTwilio
@@ -36,6 +39,7 @@ async def fakes(clock):
         "twilio": FakeTwilio(),
         "gupshup": FakeGupshup(),
         "ringcentral": FakeRingCentral(clock=clock),
+        "exotel": FakeExotel(),
     }
     for fake in started.values():
         await fake.start()
@@ -69,6 +73,7 @@ def settings(database_url, fakes, port):
                 "source": gupshup.source,
                 "api_url": gupshup.base_url,
             },
+            "exotel": {"api_url": fakes["exotel"].base_url},
             "ringcentral": {
                 "client_id": ringcentral.client_id,
                 "client_secret": ringcentral.client_secret,
@@ -401,3 +406,110 @@ async def test_ringcentral_handshake_and_verified_deliveries(res, server, worker
     async with res.db.sessions() as session:
         inbound = await session.scalar(select(Message).where(Message.direction == "in"))
     assert (inbound.provider, inbound.body) == ("ringcentral", "When will it arrive?")
+
+
+async def shop_own_exotel(res, order, exotel) -> None:
+    async with res.db.sessions() as session:
+        shop = await session.get(Shop, order.shop_id)
+    document = shop_config.load(shop, res.box).stored_document()
+    document["credentials"] |= {
+        "account_sid": exotel.account_sid,
+        "api_key": exotel.api_key,
+        "api_token": exotel.api_token,
+    }
+    await shop_config.save(res.db, res.box, res.clock, shop.id, document)
+
+
+async def test_shop_own_exotel_account_sends_and_reports(res, server, worker, fakes, order):
+    exotel = fakes["exotel"]
+    await shop_own_exotel(res, order, exotel)
+    details = {"dlt_entity_id": "1101234567890123456", "dlt_template_id": "1107160000000012345"}
+    async with res.db.transaction() as session:
+        queued = await queue_message(
+            session,
+            res.queue,
+            res.clock.now(),
+            shop_id=order.shop_id,
+            channel="sms",
+            to=CUSTOMER,
+            idempotency_key="exo-1",
+            body="Your order #1001 is confirmed",
+            sender="DEMOSH",
+            order_id=order.id,
+            details=details,
+        )
+    await worker.run_until_idle()
+    [sent] = exotel.sms
+    token = shop_token(res.settings.secret_key(), order.shop_id)
+    assert sent["From"] == "DEMOSH" and sent["EncodingType"] == "plain"
+    assert (sent["DltEntityId"], sent["DltTemplateId"]) == (
+        details["dlt_entity_id"],
+        details["dlt_template_id"],
+    )
+    assert sent["StatusCallback"].endswith(f"/webhooks/exotel/{token}/sms-status")
+    row = await message(res, queued.id)
+    assert (row.status, row.provider, row.account) == ("sent", "exotel", "shop")
+
+    status_url = str(server.make_url(f"/webhooks/exotel/{token}/sms-status"))
+    assert (
+        await exotel.sms_status(
+            status_url,
+            sms_sid=row.provider_message_id,
+            status="sent",
+            detailed_status="DELIVERED_TO_HANDSET",
+            detailed_status_code="20005",
+        )
+    )[0] == 200
+    forged = str(server.make_url(f"/webhooks/exotel/{order.shop_id}.AAAA/sms-status"))
+    assert (await exotel.sms_status(forged, sms_sid=row.provider_message_id, status="failed"))[
+        0
+    ] == 404
+    await worker.run_until_idle()
+    assert (await message(res, queued.id)).status == "delivered"
+    assert await count(res, WebhookReceipt) == 1
+
+
+async def test_exotel_passthru_brings_keypad_input_and_missed_calls(
+    res, server, worker, fakes, order, clock
+):
+    exotel = fakes["exotel"]
+    call_sid = "5979a54734e3bf7505cb8e41b96e1917"
+    async with res.db.transaction() as session:
+        session.add(
+            Call(
+                shop_id=order.shop_id,
+                order_id=order.id,
+                provider="exotel",
+                provider_call_id=call_sid,
+                to_phone=CUSTOMER,
+                created_at=clock.now(),
+            )
+        )
+    token = shop_token(res.settings.secret_key(), order.shop_id)
+    url = str(server.make_url(f"/webhooks/exotel/{token}/passthru"))
+    assert (
+        await exotel.passthru(
+            url,
+            call_sid=call_sid,
+            call_from=CUSTOMER,
+            call_to="+918047113155",
+            direction="outbound-dial",
+            digits="2",
+            custom_field=str(order.id),
+        )
+    )[0] == 200
+    assert (
+        await exotel.passthru(
+            url,
+            call_sid="9953099079d70b89bbc1aa43ae6d1893",
+            call_from=CUSTOMER,
+            call_to="+918069891522",
+            direction="incoming",
+        )
+    )[0] == 200
+    await worker.run_until_idle()
+    async with res.db.sessions() as session:
+        call = await session.scalar(select(Call))
+        missed = await session.scalar(select(MissedCallRow))
+    assert call.input_digits == "2"
+    assert (missed.shop_id, missed.from_phone) == (order.shop_id, CUSTOMER)
