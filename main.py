@@ -33,10 +33,11 @@ from sqlalchemy.engine import make_url
 
 from clock import Clock, SystemClock
 from flows import onboarding
-from flows.callback_urls import CallbackUrls
+from flows.callback_urls import CallbackUrls, ringcentral_token
 from flows.messaging import SEND_JOB, MessageSender
 from flows.provider_events import EVENT_JOB, ProviderEvents
 from flows.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
+from flows.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
 from flows.routing import PlatformClients, ProviderRouter
 from flows.shopify_events import WEBHOOK_JOB, ShopifyEvents
 from logs import setup_logging
@@ -185,7 +186,7 @@ def provider_router(res: Resources) -> ProviderRouter:
 def job_handlers(res: Resources) -> Mapping[str, Handler]:
     """Every job kind the product knows, bound to its dependencies."""
     webhook_url = f"{res.settings.server.public_url}/webhooks/shopify"
-    return {
+    handlers: dict[str, Handler] = {
         WEBHOOK_JOB: ShopifyEvents(res.db, res.clock).handle,
         onboarding.CONNECT_JOB: onboarding.ShopConnector(
             res.db, res.queue, res.box, res.clock, res.shopify, webhook_url
@@ -194,14 +195,28 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         SEND_JOB: MessageSender(res.db, res.clock, res.limiter, provider_router(res)).handle,
         EVENT_JOB: ProviderEvents(res.db, res.clock).handle,
     }
+    if res.platform.ringcentral is not None:
+        keeper = SubscriptionKeeper(
+            res.db,
+            res.queue,
+            res.clock,
+            res.platform.ringcentral,
+            f"{res.settings.server.public_url}/webhooks/ringcentral",
+            ringcentral_token(res.settings.secret_key()),
+        )
+        handlers[SUBSCRIPTION_JOB] = keeper.handle
+    return handlers
 
 
-async def schedule_reconciliation(res: Resources) -> None:
-    """At start, every connected shop gets its reconciliation run (once per interval)."""
+async def schedule_periodic(res: Resources) -> None:
+    """At start: every connected shop's reconciliation, and the RingCentral subscription check
+    (each once per interval, however many processes start)."""
     async with res.db.transaction() as session:
         shop_ids = await session.scalars(select(Shop.id).where(Shop.status != "uninstalled"))
         now = res.clock.now()
         await res.queue.enqueue(session, *(next_reconcile(i, now) for i in shop_ids))
+        if res.platform.ringcentral is not None:
+            await res.queue.enqueue(session, check_now(now))
 
 
 def make_worker(resources: Resources) -> Worker:
@@ -250,7 +265,7 @@ async def _until_signalled() -> None:
 async def serve(settings: Settings) -> None:
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
-        await schedule_reconciliation(res)
+        await schedule_periodic(res)
         app = build_app(
             AppDeps(settings, res.clock, res.db, res.queue, res.metrics, res.http, res.redis)
         )
@@ -274,7 +289,7 @@ async def serve(settings: Settings) -> None:
 async def run_workers(settings: Settings) -> None:
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
-        await schedule_reconciliation(res)
+        await schedule_periodic(res)
         worker = make_worker(res)
         task = asyncio.create_task(worker.run(), name="worker")
         print(f"ordertalk worker {worker.id} ready", flush=True)

@@ -294,6 +294,16 @@ class BotLink(Base):
     created_at: Mapped[datetime]
 
 
+class ProviderState(Base):
+    """Small documents a provider integration keeps between runs (e.g. a subscription)."""
+
+    __tablename__ = "provider_state"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime]
+
+
 class Job(Base):
     """A durable job: an effect to perform or a timer to fire (see `storage.jobs`)."""
 

@@ -13,9 +13,20 @@ from sqlalchemy import func, select
 from flows import shop_config
 from flows.callback_urls import PLATFORM, ringcentral_token, shop_token
 from flows.messaging import queue_message
+from flows.ringcentral_subscription import check_now
 from main import make_worker, open_resources
 from settings import Settings
-from storage.models import Activity, Call, Customer, Job, Message, Order, Shop, WebhookReceipt
+from storage.models import (
+    Activity,
+    Call,
+    Customer,
+    Job,
+    Message,
+    Order,
+    ProviderState,
+    Shop,
+    WebhookReceipt,
+)
 from storage.models import MissedCall as MissedCallRow
 from tests.fakes.exotel import FakeExotel
 from tests.fakes.gupshup import FakeGupshup
@@ -513,3 +524,22 @@ async def test_exotel_passthru_brings_keypad_input_and_missed_calls(
         missed = await session.scalar(select(MissedCallRow))
     assert call.input_digits == "2"
     assert (missed.shop_id, missed.from_phone) == (order.shop_id, CUSTOMER)
+
+
+async def test_ringcentral_subscription_is_created_then_renewed(res, server, worker, fakes, clock):
+    ringcentral = fakes["ringcentral"]
+    async with res.db.transaction() as session:
+        await res.queue.enqueue(session, check_now(clock.now()))
+    await worker.run_until_idle()
+    [subscription] = ringcentral.subscriptions.values()
+    assert subscription.address == f"{res.settings.server.public_url}/webhooks/ringcentral"
+    assert subscription.verification_token == ringcentral_token(res.settings.secret_key())
+
+    first_expiry = subscription.expires_at
+    clock.set(first_expiry - timedelta(hours=12))
+    await worker.run_until_idle()
+    assert list(ringcentral.subscriptions) == [subscription.id]
+    assert ringcentral.subscriptions[subscription.id].expires_at > first_expiry
+    async with res.db.sessions() as session:
+        state = await session.get(ProviderState, "ringcentral.subscription")
+    assert state.value["id"] == subscription.id

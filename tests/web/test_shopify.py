@@ -77,8 +77,17 @@ async def server(aiohttp_server, app_factory, db, queue, port):
 def resources(settings, clock, db, queue, metrics, http):
     shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
     return Resources(
-        settings, clock, db, queue, metrics, None, http, SecretBox(settings.secret_key()),
-        shopify, PlatformClients(), LocalRateLimiter(clock),
+        settings,
+        clock,
+        db,
+        queue,
+        metrics,
+        None,
+        http,
+        SecretBox(settings.secret_key()),
+        shopify,
+        PlatformClients(),
+        LocalRateLimiter(clock),
     )
 
 
