@@ -12,10 +12,12 @@ from sqlalchemy import func, select
 
 from flows import shop_config
 from flows.callback_urls import PLATFORM, ringcentral_token, shop_token
-from flows.messaging import queue_message
+from flows.messaging import SEND_JOB, MessageSender, Route, queue_message
 from flows.ringcentral_subscription import check_now
 from main import make_worker, open_resources
+from providers.exotel import ExotelClient
 from settings import Settings
+from storage.jobs import Worker
 from storage.models import (
     Activity,
     Call,
@@ -543,3 +545,77 @@ async def test_ringcentral_subscription_is_created_then_renewed(res, server, wor
     async with res.db.sessions() as session:
         state = await session.get(ProviderState, "ringcentral.subscription")
     assert state.value["id"] == subscription.id
+
+
+def sender_for(res, fakes, provider: str):
+    """A MessageSender whose only route is `provider`'s account on its fake."""
+    exotel = fakes["exotel"]
+    clients = {
+        "twilio": (res.platform.twilio, "sms", SMS_FROM),
+        "exotel": (
+            ExotelClient(
+                res.http,
+                account_sid=exotel.account_sid,
+                api_key=exotel.api_key,
+                api_token=exotel.api_token,
+                api_url=exotel.base_url,
+            ),
+            "sms",
+            "DEMOSH",
+        ),
+        "gupshup": (res.platform.gupshup, "whatsapp", fakes["gupshup"].source),
+        "ringcentral": (res.platform.ringcentral, "sms", "+16505550100"),
+    }
+    client, channel, sender = clients[provider]
+
+    def route(shop, wanted):
+        assert wanted == channel
+        return Route(provider, "platform", client, sender, 1000.0)
+
+    return MessageSender(res.db, res.clock, res.limiter, route), channel
+
+
+def refuse_permanently(fakes, provider: str) -> tuple[dict, str]:
+    """Make the fake refuse the customer for good; the send details and the expected code."""
+    if provider == "twilio":
+        fakes["twilio"].opt_out(CUSTOMER)
+        return {}, "OPTED_OUT"
+    if provider == "exotel":
+        fakes["exotel"].reject_template("1107160000000099999")
+        return {"dlt_template_id": "1107160000000099999"}, "TEMPLATE_NOT_APPROVED"
+    if provider == "gupshup":
+        fakes["gupshup"].invalid(CUSTOMER)
+        return {}, "INVALID_NUMBER"
+    fakes["ringcentral"].opt_out(CUSTOMER)
+    return {}, "OPTED_OUT"
+
+
+@pytest.mark.parametrize("provider", ["twilio", "exotel", "gupshup", "ringcentral"])
+async def test_each_provider_retries_transient_failures_and_records_permanent_ones(
+    res, fakes, order, clock, provider
+):
+    sender, channel = sender_for(res, fakes, provider)
+    worker = Worker(
+        res.queue,
+        {SEND_JOB: sender.handle},
+        clock=clock,
+        settings=res.queue.settings,
+        wakeup=res.db.wakeup,
+    )
+    fakes[provider].fail_next(1, status=503)
+    first = await send(res, order, channel=channel, key="transient")
+    await worker.run_until_idle()
+    assert (await message(res, first)).status == "queued"
+    async with res.db.sessions() as session:
+        job = await session.scalar(select(Job).where(Job.kind == SEND_JOB))
+    clock.set(job.due_at)
+    await worker.run_until_idle()
+    row = await message(res, first)
+    assert (row.status, row.provider) == ("sent", provider) and row.provider_message_id
+
+    details, code = refuse_permanently(fakes, provider)
+    second = await send(res, order, channel=channel, key="permanent", details=details)
+    await worker.run_until_idle()
+    row = await message(res, second)
+    assert (row.status, row.error_code) == ("failed", code)
+    assert await count(res, Job, Job.status == "queued") == 0
