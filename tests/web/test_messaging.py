@@ -570,7 +570,7 @@ def sender_for(res, fakes, provider: str):
 
     def route(shop, wanted):
         assert wanted == channel
-        return Route(provider, "platform", client, sender, 1000.0)
+        return Route(provider, "platform", client, sender, 1.0)
 
     return MessageSender(res.db, res.clock, res.limiter, route), channel
 
@@ -614,6 +614,7 @@ async def test_each_provider_retries_transient_failures_and_records_permanent_on
     assert (row.status, row.provider) == ("sent", provider) and row.provider_message_id
 
     details, code = refuse_permanently(fakes, provider)
+    clock.advance(timedelta(seconds=1))  # the sender's rate: one a second
     second = await send(res, order, channel=channel, key="permanent", details=details)
     await worker.run_until_idle()
     row = await message(res, second)
