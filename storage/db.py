@@ -8,6 +8,8 @@ second session while it holds one. PostgreSQL uses asyncpg.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,18 +37,41 @@ class Database:
         self.wakeup = wakeup or Wakeup()
         self.engine = _create_engine(url, self.dialect)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Webhook intake must not queue behind background jobs: on PostgreSQL it has its own
+        # small pool; on SQLite's single connection it goes first (see _Gate).
+        self._gate = _Gate() if self.dialect == "sqlite" else None
+        self._priority_engine = (
+            None if self._gate else create_async_engine(url, pool_size=2, max_overflow=2)
+        )
+        self._priority_sessions = async_sessionmaker(
+            self._priority_engine or self.engine, expire_on_commit=False
+        )
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, priority: bool = False) -> AsyncIterator[AsyncSession]:
         """A session whose work commits on success and rolls back on error.
 
-        Workers are woken once the commit of a transaction that enqueued jobs is done.
+        `priority` is for work a caller is waiting on (webhook intake) that must not queue
+        behind background jobs. Workers are woken once the commit of a transaction that
+        enqueued jobs is done.
         """
-        async with self.sessions() as session:
+        sessions = self._priority_sessions if priority else self.sessions
+        async with self._turn(priority), sessions() as session:
             async with session.begin():
                 yield session
             if session.info.pop("jobs_enqueued", False):
                 await self.wakeup.announce()
+
+    @asynccontextmanager
+    async def _turn(self, priority: bool) -> AsyncIterator[None]:
+        if self._gate is None:
+            yield
+            return
+        await self._gate.acquire(priority)
+        try:
+            yield
+        finally:
+            self._gate.release()
 
     def insert(self, table: Any) -> Any:
         """An INSERT construct of this database's dialect (for ON CONFLICT clauses)."""
@@ -59,6 +84,41 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._priority_engine is not None:
+            await self._priority_engine.dispose()
+
+
+class _Gate:
+    """One writer at a time on SQLite's single connection, waiting priority writers first."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
+        )
+
+    async def acquire(self, priority: bool) -> None:
+        if not self._busy:
+            self._busy = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[0 if priority else 1].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # the turn was handed over just before the cancel
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._busy = False
 
 
 def _create_engine(url: str, dialect: str) -> AsyncEngine:

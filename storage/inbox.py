@@ -101,7 +101,7 @@ class Inbox:
     async def _write(self, batch: list[_Pending]) -> list[Accepted]:
         now = self.clock.now()
         deliveries = [p.delivery for p in batch]
-        async with self.db.transaction() as session:
+        async with self.db.transaction(priority=True) as session:
             shops = await self._resolve_shops(session, deliveries)
             rows, keys = [], set()
             for d, shop_id in zip(deliveries, shops, strict=True):
