@@ -7,6 +7,7 @@ older than what we already hold (a stale retry) changes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -34,7 +35,7 @@ class ShopifyEvents:
 
     async def handle(self, job: ClaimedJob) -> None:
         topic = job.payload["topic"]
-        payload = job.payload["payload"]
+        payload = json.loads(job.payload["body"])
         triggered = job.payload.get("triggered_at")
         triggered_at = datetime.fromisoformat(triggered) if triggered else None
         async with self.db.transaction() as session:

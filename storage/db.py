@@ -41,7 +41,7 @@ class Database:
         # small pool; on SQLite's single connection it goes first (see _Gate).
         self._gate = _Gate() if self.dialect == "sqlite" else None
         self._priority_engine = (
-            None if self._gate else create_async_engine(url, pool_size=2, max_overflow=2)
+            None if self._gate else create_async_engine(url, pool_size=3, max_overflow=2)
         )
         self._priority_sessions = async_sessionmaker(
             self._priority_engine or self.engine, expire_on_commit=False

@@ -61,19 +61,25 @@ class Inbox:
         self.queue = queue
         self.clock = clock
         self.max_batch = max_batch
+        # SQLite has one writer anyway; PostgreSQL commits several batches at once.
+        self.writers = 1 if db.dialect == "sqlite" else 3
         self._waiting: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_forever(), name="inbox-writer")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._write_forever(), name=f"inbox-writer-{n}")
+                for n in range(self.writers)
+            ]
 
     async def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+                await task
+        self._tasks = []
 
     async def accept(self, delivery: Delivery) -> Accepted:
         """Store the delivery durably (or find it already stored); raises if the DB fails."""
