@@ -25,6 +25,8 @@ from storage.models import Shop, WebhookReceipt
 
 _LOGGER = logging.getLogger(__name__)
 receipts = WebhookReceipt.__table__
+# How long a shop lookup is trusted; a batch that fails forgets them all.
+SHOP_CACHE_SECONDS = 5.0
 
 
 class Accepted(StrEnum):
@@ -65,6 +67,7 @@ class Inbox:
         self.writers = 1 if db.dialect == "sqlite" else 3
         self._waiting: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._shops: dict[tuple[str, Any], tuple[int | None, float]] = {}
 
     async def start(self) -> None:
         if not self._tasks:
@@ -96,6 +99,7 @@ class Inbox:
                 results = await self._write(batch)
             except Exception as exc:
                 _LOGGER.warning("inbox: batch of %d not stored: %s", len(batch), exc)
+                self._shops.clear()  # a shop may have gone: ask again next time
                 for pending in batch:
                     if not pending.answer.done():
                         pending.answer.set_exception(exc)
@@ -156,19 +160,33 @@ class Inbox:
             await self.queue.enqueue(session, *jobs)
         return results
 
-    @staticmethod
-    async def _resolve_shops(session: Any, deliveries: list[Delivery]) -> list[int | None]:
-        """The id of each delivery's shop, None where it names none or an unknown one."""
-        domains = {d.shop_domain for d in deliveries if d.shop_domain}
-        ids = {d.shop_id for d in deliveries if d.shop_id is not None}
-        found = await session.execute(
-            select(Shop.domain, Shop.id).where(or_(Shop.domain.in_(domains), Shop.id.in_(ids)))
-        )
-        by_domain = {domain: shop_id for domain, shop_id in found}
-        known = set(by_domain.values())
-        return [
-            by_domain.get(d.shop_domain)
-            if d.shop_domain
-            else (d.shop_id if d.shop_id in known else None)
-            for d in deliveries
-        ]
+    async def _resolve_shops(self, session: Any, deliveries: list[Delivery]) -> list[int | None]:
+        """The id of each delivery's shop, None where it names none or an unknown one.
+
+        Answers are kept a few seconds, so a busy intake does not ask once per batch.
+        """
+        now = asyncio.get_running_loop().time()
+        keys = [_shop_key(d) for d in deliveries]
+        stale = {key for key in keys if key and self._shops.get(key, (None, 0.0))[1] <= now}
+        if stale:
+            domains = {value for kind, value in stale if kind == "domain"}
+            ids = {value for kind, value in stale if kind == "id"}
+            found = await session.execute(
+                select(Shop.domain, Shop.id).where(or_(Shop.domain.in_(domains), Shop.id.in_(ids)))
+            )
+            expires = now + SHOP_CACHE_SECONDS
+            for key in stale:
+                # Unknown shops are not remembered: one may be created any moment.
+                self._shops.pop(key, None)
+            for domain, shop_id in found:
+                self._shops[("domain", domain)] = (shop_id, expires)
+                self._shops[("id", shop_id)] = (shop_id, expires)
+        return [self._shops.get(key, (None, 0.0))[0] if key else None for key in keys]
+
+
+def _shop_key(delivery: Delivery) -> tuple[str, Any] | None:
+    if delivery.shop_domain:
+        return ("domain", delivery.shop_domain)
+    if delivery.shop_id is not None:
+        return ("id", delivery.shop_id)
+    return None
