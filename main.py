@@ -274,7 +274,8 @@ async def serve(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.server.host, settings.server.port)
         await site.start()
         worker = make_worker(res)
-        worker_task = asyncio.create_task(worker.run(), name="worker")
+        run = worker.run() if settings.jobs.run_in_serve else asyncio.sleep(0)
+        worker_task = asyncio.create_task(run, name="worker")
         host, port = runner.addresses[0][:2]
         mode = " (sandbox mode)" if settings.sandbox.enabled else ""
         print(f"ordertalk serving on http://{host}:{port}{mode}", flush=True)

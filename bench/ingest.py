@@ -415,13 +415,17 @@ async def drain(url: str) -> tuple[Counter[str], float]:
     return jobs, time.perf_counter() - began
 
 
-def closed_spec(url: str, args: argparse.Namespace) -> LoadSpec:
-    return LoadSpec(url + PATH, args.requests, args.concurrency, first=1)
+SPLIT_OFFSET = 10_000_000
 
 
-def paced_spec(url: str, args: argparse.Namespace) -> LoadSpec:
+def closed_spec(url: str, args: argparse.Namespace, offset: int = 0) -> LoadSpec:
+    return LoadSpec(url + PATH, args.requests, args.concurrency, first=offset + 1)
+
+
+def paced_spec(url: str, args: argparse.Namespace, offset: int = 0) -> LoadSpec:
     count = PACED_RATE * PACED_SECONDS
-    return LoadSpec(url + PATH, count, args.concurrency, first=args.requests + 1, rate=PACED_RATE)
+    first = offset + args.requests + 1
+    return LoadSpec(url + PATH, count, args.concurrency, first=first, rate=PACED_RATE)
 
 
 def target_note(value: float, target: float, at_least: bool, unit: str) -> str:
@@ -467,25 +471,45 @@ def floor_rows(name: str, args: argparse.Namespace, floor: Floor) -> list[Row]:
 
 
 async def bench_product(
-    url: str, directory: str, args: argparse.Namespace, floor: Floor
+    url: str, directory: str, args: argparse.Namespace, floor: Floor, split: bool
 ) -> list[Row]:
-    name = make_url(url).get_backend_name()
-    env = service_env(url)
-    await run_cli(env, directory, "migrate")
-    await run_cli(env, directory, "shop", "add", "--domain", SHOP)
-    log = Path(directory) / f"serve-{name}.log"
+    """One layout: `serve` alone (web + worker), or split (`serve` + a `worker` process)."""
+    name = make_url(url).get_backend_name() + (" split" if split else "")
+    env = service_env(url) | {"ORDERTALK_JOBS__RUN_IN_SERVE": "false" if split else "true"}
+    if not split:
+        await run_cli(env, directory, "migrate")
+        await run_cli(env, directory, "shop", "add", "--domain", SHOP)
+    log = Path(directory) / f"serve-{name.replace(' ', '-')}.log"
     print(
         f"{name}: serve, {args.requests:,} requests at {args.concurrency} connections", flush=True
     )
-    async with serving(log, sys.executable, str(MAIN), "serve", env=env, cwd=directory) as base:
-        closed = await load(closed_spec(base, args))
+    async with contextlib.AsyncExitStack() as stack:
+        if split:
+            await stack.enter_async_context(
+                child(
+                    sys.executable,
+                    str(MAIN),
+                    "worker",
+                    env=env,
+                    cwd=directory,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
+        base = await stack.enter_async_context(
+            serving(log, sys.executable, str(MAIN), "serve", env=env, cwd=directory)
+        )
+        receipts_before = await count(url, WebhookReceipt)
+        offset = SPLIT_OFFSET if split else 0  # new orders, not retries of the first run's
+        closed = await load(closed_spec(base, args, offset))
         backlog = (await webhook_jobs(url))["queued"]
         jobs, waited = await drain(url)
         print(f"{name}: serve, paced at {PACED_RATE}/s for {PACED_SECONDS} s", flush=True)
-        paced = await load(paced_spec(base, args))
+        paced = await load(paced_spec(base, args, offset))
         jobs, _ = await drain(url)
-    receipts = await count(url, WebhookReceipt)
-    orders = await count(url, Order)
+    receipts = await count(url, WebhookReceipt) - receipts_before
+    orders = await count(url, Order) - receipts_before
+    jobs["done"] -= receipts_before
     return [
         *product_rows(name, args, floor, closed, paced),
         processing_row(name, closed, backlog, waited),
@@ -600,7 +624,8 @@ async def scratch_postgres(server_url: str) -> AsyncIterator[str]:
 async def bench_database(url: str, directory: str, args: argparse.Namespace) -> list[Row]:
     floor = await bench_floor(url, directory, args)
     rows = floor_rows(make_url(url).get_backend_name(), args, floor)
-    return rows + await bench_product(url, directory, args, floor)
+    rows += await bench_product(url, directory, args, floor, split=False)
+    return rows + await bench_product(url, directory, args, floor, split=True)
 
 
 async def bench(args: argparse.Namespace) -> list[Row]:
