@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import sys
@@ -143,6 +144,105 @@ class Floor:
     closed: LoadResult
     paced: LoadResult
     stored: int  # rows committed
+
+
+# --- wrk: a load generator in C, so the figure is the service's, not the generator's ---
+
+WRK_SECONDS = 8
+WRK_ORDERS = 40_000  # distinct orders the script can post (more than 8 s can use)
+WRK_SCRIPT = """
+local prefix, rest, first = %s, %s, %d
+local sigs = {%s}
+local threads = {}
+function setup(thread) thread:set("tid", #threads) table.insert(threads, thread) end
+function init(args) counter = tid end
+function request()
+  local i = counter %% #sigs
+  counter = counter + #threads
+  local id = tostring(first + i)
+  return wrk.format("POST", "%s", {
+    ["Content-Type"] = "application/json", ["%s"] = "%s", ["%s"] = "%s",
+    ["%s"] = sigs[i + 1], ["%s"] = "wh-" .. id, ["%s"] = "ev-" .. id,
+    ["%s"] = "2026-01-15T10:30:05.000000Z", ["%s"] = "%s"}, prefix .. id .. rest)
+end
+"""
+
+
+def wrk_script(directory: str, first: int) -> Path:
+    """A wrk script posting signed, distinct orders (only the order id differs)."""
+    marker = 999_999_999_999_999
+    template = json.dumps(order_payload(id=marker, order_number=4242))
+    prefix, _, rest = template.partition(str(marker))
+    signatures = ",".join(
+        json.dumps(webhook_hmac(f"{prefix}{first + i}{rest}".encode(), SECRET))
+        for i in range(WRK_ORDERS)
+    )
+    path = Path(directory) / f"wrk-{first}.lua"
+    path.write_text(
+        WRK_SCRIPT
+        % (
+            json.dumps(prefix),
+            json.dumps(rest),
+            first,
+            signatures,
+            PATH,
+            TOPIC_HEADER,
+            TOPIC,
+            SHOP_HEADER,
+            SHOP,
+            HMAC_HEADER,
+            WEBHOOK_ID_HEADER,
+            EVENT_ID_HEADER,
+            TRIGGERED_AT_HEADER,
+            API_VERSION_HEADER,
+            API_VERSION,
+        )
+    )
+    return path
+
+
+async def wrk_run(base: str, script: Path, concurrency: int) -> dict[str, float]:
+    """req/s, p50/p99 ms and non-2xx of a closed wrk run (2 threads)."""
+    async with child(
+        "wrk",
+        "-t2",
+        f"-c{concurrency}",
+        f"-d{WRK_SECONDS}s",
+        "--latency",
+        "-s",
+        str(script),
+        base,
+        stdout=asyncio.subprocess.PIPE,
+    ) as process:
+        out = (await process.communicate())[0].decode()
+
+    def number(pattern: str) -> float:
+        found = re.search(pattern, out)
+        return float(found.group(1)) if found else 0.0
+
+    def millis(label: str) -> float:
+        found = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        if not found:
+            return 0.0
+        return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+
+    return {
+        "rate": number(r"Requests/sec:\s+([\d.]+)"),
+        "p50": millis(" 50"),
+        "p99": millis(" 99"),
+        "non_2xx": number(r"Non-2xx or 3xx responses:\s+(\d+)"),
+    }
+
+
+def wrk_row(name: str, result: dict[str, float], floor: Floor, concurrency: int) -> Row:
+    note = f"floor x{result['rate'] / floor.closed.rate:.1f}; "
+    note += target_note(result["rate"], THROUGHPUT_TARGET, True, "req/s")
+    note += f"; non-2xx {result['non_2xx']:.0f}"
+    return Row(
+        f"{name} product, wrk {WRK_SECONDS} s @ {concurrency} conn",
+        f"{result['rate']:,.0f} req/s, p50 {result['p50']:.1f} / p99 {result['p99']:.1f} ms",
+        note,
+    )
 
 
 # --- load generator (child process) ---
@@ -499,8 +599,13 @@ async def bench_product(
         base = await stack.enter_async_context(
             serving(log, sys.executable, str(MAIN), "serve", env=env, cwd=directory)
         )
-        receipts_before = await count(url, WebhookReceipt)
         offset = SPLIT_OFFSET if split else 0  # new orders, not retries of the first run's
+        wrk = None
+        if shutil.which("wrk"):
+            script = wrk_script(directory, FIRST_ORDER_ID + offset + 5_000_000)
+            wrk = await wrk_run(base, script, args.concurrency)
+            await drain(url)
+        receipts_before = await count(url, WebhookReceipt)
         closed = await load(closed_spec(base, args, offset))
         backlog = (await webhook_jobs(url))["queued"]
         jobs, waited = await drain(url)
@@ -511,6 +616,7 @@ async def bench_product(
     orders = await count(url, Order) - receipts_before
     jobs["done"] -= receipts_before
     return [
+        *([wrk_row(name, wrk, floor, args.concurrency)] if wrk else []),
         *product_rows(name, args, floor, closed, paced),
         processing_row(name, closed, backlog, waited),
         dedup_row(name, closed, paced, receipts, orders, jobs),
@@ -625,6 +731,8 @@ async def bench_database(url: str, directory: str, args: argparse.Namespace) -> 
     floor = await bench_floor(url, directory, args)
     rows = floor_rows(make_url(url).get_backend_name(), args, floor)
     rows += await bench_product(url, directory, args, floor, split=False)
+    if make_url(url).get_backend_name() == "sqlite":
+        return rows  # one process per SQLite file: a second one fights for its write lock
     return rows + await bench_product(url, directory, args, floor, split=True)
 
 

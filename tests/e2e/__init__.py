@@ -1,0 +1,1 @@
+"""End-to-end tests: processes started as a user would start them."""
