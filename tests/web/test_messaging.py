@@ -370,11 +370,12 @@ async def test_whatsapp_buttons_through_gupshup_and_its_callbacks(
 
     token = shop_token(res.settings.secret_key(), PLATFORM)
     url = str(server.make_url(f"/webhooks/gupshup/{token}"))
-    assert (
-        await gupshup.send_event(
-            url, gs_id=row.provider_message_id, status="delivered", destination=CUSTOMER
-        )
-    )[0] == 200
+    for _ in range(2):  # a repeated event is recorded once
+        assert (
+            await gupshup.send_event(
+                url, gs_id=row.provider_message_id, status="delivered", destination=CUSTOMER
+            )
+        )[0] == 200
     assert (
         await gupshup.send_button_reply(
             url, from_phone=CUSTOMER, title="Confirm", postback="confirm:1001"
@@ -407,18 +408,21 @@ async def test_ringcentral_handshake_and_verified_deliveries(res, server, worker
     assert missing == 403
     assert await count(res, WebhookReceipt) == 0
     token = ringcentral_token(res.settings.secret_key())
-    ok, _ = await ringcentral.deliver_sms(
-        url,
-        from_phone=CUSTOMER,
-        to_phone="+16505550100",
-        text="When will it arrive?",
-        verification_token=token,
-    )
-    assert ok == 200
+    for _ in range(2):  # a repeated notification is recorded once
+        ok, _ = await ringcentral.deliver_sms(
+            url,
+            from_phone=CUSTOMER,
+            to_phone="+16505550100",
+            text="When will it arrive?",
+            message_id="1234567890",
+            verification_token=token,
+        )
+        assert ok == 200
     await worker.run_until_idle()
     async with res.db.sessions() as session:
         inbound = await session.scalar(select(Message).where(Message.direction == "in"))
     assert (inbound.provider, inbound.body) == ("ringcentral", "When will it arrive?")
+    assert await count(res, Message, Message.direction == "in") == 1
 
 
 async def shop_own_exotel(res, order, exotel) -> None:
@@ -464,15 +468,16 @@ async def test_shop_own_exotel_account_sends_and_reports(res, server, worker, fa
     assert (row.status, row.provider, row.account) == ("sent", "exotel", "shop")
 
     status_url = str(server.make_url(f"/webhooks/exotel/{token}/sms-status"))
-    assert (
-        await exotel.sms_status(
-            status_url,
-            sms_sid=row.provider_message_id,
-            status="sent",
-            detailed_status="DELIVERED_TO_HANDSET",
-            detailed_status_code="20005",
-        )
-    )[0] == 200
+    for _ in range(2):  # Exotel retries a callback: recorded once
+        assert (
+            await exotel.sms_status(
+                status_url,
+                sms_sid=row.provider_message_id,
+                status="sent",
+                detailed_status="DELIVERED_TO_HANDSET",
+                detailed_status_code="20005",
+            )
+        )[0] == 200
     forged = str(server.make_url(f"/webhooks/exotel/{order.shop_id}.AAAA/sms-status"))
     assert (await exotel.sms_status(forged, sms_sid=row.provider_message_id, status="failed"))[
         0
