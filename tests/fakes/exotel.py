@@ -22,6 +22,7 @@ import phonenumbers
 from aiohttp import web
 
 from providers.sms import measure
+from tests.fakes.server import FakeServer
 
 IST = timezone(timedelta(hours=5, minutes=30))
 # Exotel sends this constant instead of the end time of a call that is still going on.
@@ -62,7 +63,7 @@ class _Failure:
     body: str | None
 
 
-class FakeExotel:
+class FakeExotel(FakeServer):
     """Exotel's v1 voice, SMS and number-metadata API and callback sender, on loopback."""
 
     def __init__(
@@ -75,7 +76,6 @@ class FakeExotel:
         self.account_sid = account_sid
         self.api_key = api_key
         self.api_token = api_token
-        self.base_url = ""
         self.sms: list[dict[str, str]] = []
         self.calls: list[dict[str, str]] = []
         self.lookups: list[str] = []
@@ -86,29 +86,17 @@ class FakeExotel:
         self._failures: list[_Failure] = []
         self._stalls = 0
         self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen (by default on a free loopback port) and set `base_url`."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The provider API this fake answers."""
         app.router.add_post("/v1/Accounts/{sid}/Sms/send.json", self._send_sms)
         app.router.add_post("/v1/Accounts/{sid}/Calls/connect.json", self._connect)
         app.router.add_get("/v1/Accounts/{sid}/Numbers/{number}.json", self._number)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{bound_host}:{bound_port}"
-        self._http = aiohttp.ClientSession()
 
     async def close(self) -> None:
-        """Release stalled requests, stop listening and close the callback sender."""
+        """Release stalled requests, then stop."""
         self._release.set()
-        if self._http is not None:
-            await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().close()
 
     # State -----------------------------------------------------------------------------
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import aiohttp
 import phonenumbers
 from aiohttp import web
+
+from tests.fakes.server import FakeServer
 
 JSON_FIELDS = frozenset({"template", "message", "postbackTexts"})
 AUTH_FAILED = {"status": "error", "message": "Authentication Failed"}
@@ -37,7 +38,7 @@ class _Failure:
     body: dict[str, Any] | None
 
 
-class FakeGupshup:
+class FakeGupshup(FakeServer):
     """Gupshup's self-serve WhatsApp API and callback sender, in memory on loopback."""
 
     def __init__(
@@ -50,35 +51,18 @@ class FakeGupshup:
         self.api_key = api_key
         self.app_name = app_name
         self.source = source
-        self.base_url = ""
         self.requests: list[tuple[str, str]] = []
         self.messages: list[dict[str, Any]] = []
         self.accepted: dict[str, dict[str, Any]] = {}
         self.templates: list[dict[str, Any]] = []
         self._invalid: set[str] = set()
         self._failures: list[_Failure] = []
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen (by default on a free loopback port) and set `base_url`."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The provider API this fake answers."""
         app.router.add_post("/wa/api/v1/template/msg", self._template_send)
         app.router.add_post("/wa/api/v1/msg", self._session_send)
         app.router.add_get("/sm/api/v1/template/list/{app_name}", self._template_list)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{bound_host}:{bound_port}"
-        self._http = aiohttp.ClientSession()
-
-    async def close(self) -> None:
-        """Stop listening and close the callback sender."""
-        if self._http is not None:
-            await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # State -----------------------------------------------------------------------------
 

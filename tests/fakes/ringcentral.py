@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from clock import Clock, SystemClock
+from tests.fakes.server import FakeServer
 
 ACCOUNT_ID = "37439510"
 EXTENSION_ID = "946159004"
@@ -55,8 +56,10 @@ class _Failure:
     retry_after: float | str | None
 
 
-class FakeRingCentral:
+class FakeRingCentral(FakeServer):
     """RingCentral's token, SMS and subscription APIs and its webhook sender, on loopback."""
+
+    client_headers = {"User-Agent": USER_AGENT}  # noqa: RUF012 (read-only)
 
     def __init__(
         self,
@@ -72,7 +75,6 @@ class FakeRingCentral:
         self.clock = clock or SystemClock()
         self.expires_in = 3600
         self.refresh_token_expires_in = 604_800
-        self.base_url = ""
         self.grants: list[str] = []
         self.issued: list[str] = []
         self.requests: list[tuple[str, str, Any, dict[str, str]]] = []
@@ -83,31 +85,15 @@ class FakeRingCentral:
         self._failures: list[_Failure] = []
         self._invalid: set[str] = set()
         self._opted_out: set[str] = set()
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen (by default on a free loopback port) and set `base_url`."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The provider API this fake answers."""
         app.router.add_post("/restapi/oauth/token", self._token)
         app.router.add_post(
             "/restapi/v1.0/account/{account}/extension/{extension}/sms", self._send_sms
         )
         app.router.add_post("/restapi/v1.0/subscription", self._create_subscription)
         app.router.add_post("/restapi/v1.0/subscription/{id}/renew", self._renew_subscription)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{bound_host}:{bound_port}"
-        self._http = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
-
-    async def close(self) -> None:
-        """Stop listening and close the webhook sender."""
-        if self._http is not None:
-            await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # State -----------------------------------------------------------------------------
 

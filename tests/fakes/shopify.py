@@ -22,8 +22,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 from aiohttp import web
+
+from tests.fakes.server import FakeServer
 
 API_VERSION = "2025-10"
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
@@ -100,13 +101,12 @@ class _Throttle:
     http_status: int
 
 
-class FakeShopify:
+class FakeShopify(FakeServer):
     """Shopify's Admin GraphQL API, OAuth and webhook sender, in memory on loopback."""
 
     def __init__(self, *, api_key: str = "fake-api-key", api_secret: str = "fake-api-secret"):
         self.api_key = api_key
         self.api_secret = api_secret
-        self.base_url = ""
         self.requests: list[tuple[str, Any, dict[str, str]]] = []
         self.webhook_subscriptions: dict[str, list[tuple[str, str]]] = {}
         self.cancellations: list[dict[str, Any]] = []
@@ -115,8 +115,6 @@ class FakeShopify:
         self._throttles: list[_Throttle] = []
         self._failures: list[int] = []
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
         self._operations: dict[str, Handler] = {
             "shop": self._shop_info,
             "webhookSubscriptionCreate": self._webhook_create,
@@ -135,25 +133,11 @@ class FakeShopify:
         """The `shopify.admin_url` setting that points the client at this fake."""
         return f"{self.base_url}/{{shop}}/admin/api/{{version}}/graphql.json"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen (by default on a free loopback port) and set `base_url`."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The provider API this fake answers."""
         app.router.add_post("/{shop}/admin/api/{version}/graphql.json", self._graphql)
         app.router.add_get("/{shop}/admin/oauth/authorize", self._authorize)
         app.router.add_post("/{shop}/admin/oauth/access_token", self._access_token)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{bound_host}:{bound_port}"
-        self._http = aiohttp.ClientSession()
-
-    async def close(self) -> None:
-        """Stop listening and close the webhook sender."""
-        if self._http is not None:
-            await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # State -----------------------------------------------------------------------------
 

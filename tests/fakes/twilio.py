@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
+
+from tests.fakes.server import FakeServer
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-twilio-auth-token"
@@ -53,13 +54,12 @@ class _Refused(Exception):
         self.retry_after = retry_after
 
 
-class FakeTwilio:
+class FakeTwilio(FakeServer):
     """Twilio's REST API for one account, in memory on loopback, and its callback sender."""
 
     def __init__(self, *, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
-        self.base_url = ""
         # Form fields of every authenticated create request, answered 201 or refused.
         self.messages: list[dict[str, str | list[str]]] = []
         self.calls: list[dict[str, str | list[str]]] = []
@@ -68,30 +68,14 @@ class FakeTwilio:
         self._opted_out: set[str] = set()
         self._invalid: set[str] = set()
         self._failures: list[_Failure] = []
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen (by default on a free loopback port) and set `base_url`."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The provider API this fake answers."""
         accounts = f"/{API_VERSION}/Accounts/{{sid}}"
         app.router.add_post(f"{accounts}/Messages.json", self._create_message)
         app.router.add_post(f"{accounts}/Calls.json", self._create_call)
         app.router.add_get("/v1/Content/{sid}", self._fetch_content)
         app.router.add_get("/v1/Content/{sid}/ApprovalRequests", self._fetch_approval)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{bound_host}:{bound_port}"
-        self._http = aiohttp.ClientSession()
-
-    async def close(self) -> None:
-        """Stop listening and close the callback sender."""
-        if self._http is not None:
-            await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # State -------------------------------------------------------------------------------
 
