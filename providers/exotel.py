@@ -36,6 +36,7 @@ from providers.base import (
     SmsRequest,
 )
 from providers.events import CallStatus, KeypadInput, MessageStatus, MissedCall
+from providers.http import exchange
 
 PROVIDER = "exotel"
 API_HOST = "api.exotel.com"  # Singapore cluster; Mumbai is api.in.exotel.com
@@ -185,22 +186,16 @@ class ExotelClient:
         self, method: str, path: str, form: dict[str, str] | None, where: str
     ) -> dict[str, Any]:
         url = f"{self.base_url}/v1/Accounts/{quote(self._sid, safe='')}/{path}"
-        try:
-            async with self._http.request(
-                method,
-                url,
-                data=form,
-                headers=self._headers,
-                timeout=self._timeout,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                text = (await response.read()).decode("utf-8", "replace")
-        except TimeoutError:
-            raise ProviderError(f"{where}: timed out", retryable=True, code="TIMEOUT") from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(f"{where}: {exc}", retryable=True, code="CONNECTION") from exc
-        return _answer(where, status, retry_after, text)
+        answer = await exchange(
+            self._http,
+            method,
+            url,
+            where,
+            client_timeout=self._timeout,
+            data=form,
+            headers=self._headers,
+        )
+        return _answer(where, answer.status, answer.retry_after, answer.text)
 
 
 def parse_passthru(query: Mapping[str, Any]) -> KeypadInput | MissedCall:

@@ -29,6 +29,7 @@ from providers.base import (
     WhatsAppTemplate,
 )
 from providers.events import InboundMessage, MessageStatus
+from providers.http import exchange
 
 API_URL = "https://api.gupshup.io"
 TEMPLATE_SEND_PATH = "/wa/api/v1/template/msg"
@@ -154,22 +155,16 @@ class GupshupClient:
         self, method: str, path: str, operation: str, form: dict[str, str] | None = None
     ) -> dict[str, Any]:
         headers = {"apikey": self._api_key, "Accept": "application/json"}
-        try:
-            async with self._http.request(
-                method, self._api_url + path, data=form, headers=headers, timeout=self._timeout
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                text = (await response.read()).decode("utf-8", "replace")
-        except TimeoutError:
-            raise ProviderError(
-                f"gupshup {operation}: timed out", retryable=True, code="TIMEOUT"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(
-                f"gupshup {operation}: {exc}", retryable=True, code="CONNECTION"
-            ) from exc
-        return _answer(operation, status, retry_after, text)
+        answer = await exchange(
+            self._http,
+            method,
+            self._api_url + path,
+            f"gupshup {operation}",
+            client_timeout=self._timeout,
+            data=form,
+            headers=headers,
+        )
+        return _answer(operation, answer.status, answer.retry_after, answer.text)
 
 
 def parse_callback(body: Mapping[str, Any]) -> list[InboundMessage | MessageStatus]:

@@ -33,6 +33,7 @@ from providers.base import (
     SmsRequest,
 )
 from providers.events import InboundMessage
+from providers.http import Answer, exchange
 
 TOKEN_PATH = "/restapi/oauth/token"
 SMS_PATH = "/restapi/v1.0/account/~/extension/~/sms"
@@ -83,13 +84,6 @@ class _Token:
     expires_at: datetime
     refresh: str
     refresh_expires_at: datetime
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    retry_after: str | None
-    text: str
 
 
 class RingCentralClient:
@@ -169,7 +163,7 @@ class RingCentralClient:
 
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None, access: str
-    ) -> _Response:
+    ) -> Answer:
         headers = {"Authorization": f"Bearer {access}", "Accept": "application/json"}
         return await self._request(method, path, headers=headers, json_body=body)
 
@@ -242,28 +236,19 @@ class RingCentralClient:
         headers: dict[str, str],
         json_body: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
-    ) -> _Response:
-        try:
-            async with self._http.request(
-                method,
-                self._api_url + path,
-                headers=headers,
-                json=json_body,
-                data=data,
-                timeout=self._timeout,
-            ) as response:
-                text = (await response.read()).decode("utf-8", "replace")
-                return _Response(response.status, response.headers.get("Retry-After"), text)
-        except TimeoutError:
-            raise ProviderError(
-                f"ringcentral {method} {path}: timed out", retryable=True, code="TIMEOUT"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(
-                f"ringcentral {method} {path}: {exc}", retryable=True, code="CONNECTION"
-            ) from exc
+    ) -> Answer:
+        return await exchange(
+            self._http,
+            method,
+            self._api_url + path,
+            f"ringcentral {method} {path}",
+            client_timeout=self._timeout,
+            headers=headers,
+            json=json_body,
+            data=data,
+        )
 
-    def _result(self, where: str, response: _Response) -> dict[str, Any]:
+    def _result(self, where: str, response: Answer) -> dict[str, Any]:
         status = response.status
         if 200 <= status < 300:
             body = _json_object(response.text)

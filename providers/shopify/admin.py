@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from providers.base import ProviderError
+from providers.http import exchange
 
 ORDER_FIELDS = """
 fragment OrderFields on Order {
@@ -202,22 +203,16 @@ class ShopifyAdmin:
         """Run one query or mutation and return its `data`; failures are ProviderError."""
         body = {"query": query, "variables": variables or {}}
         headers = {"X-Shopify-Access-Token": token}
-        try:
-            async with self._http.post(
-                self.endpoint(shop), json=body, headers=headers, timeout=self._timeout
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                text = (await response.read()).decode("utf-8", "replace")
-        except TimeoutError:
-            raise ProviderError(
-                f"shopify {shop}: timed out", retryable=True, code="TIMEOUT"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(
-                f"shopify {shop}: {exc}", retryable=True, code="CONNECTION"
-            ) from exc
-        return _data(shop, status, retry_after, text)
+        answer = await exchange(
+            self._http,
+            "POST",
+            self.endpoint(shop),
+            f"shopify {shop}",
+            client_timeout=self._timeout,
+            json=body,
+            headers=headers,
+        )
+        return _data(shop, answer.status, answer.retry_after, answer.text)
 
     async def shop_info(self, shop: str, token: str) -> ShopInfo:
         """The shop's own settings, read once when it connects."""

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from providers.base import ProviderError
+from providers.http import exchange
 
 _SHOP_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
 _UNSIGNED = frozenset({"hmac", "signature"})
@@ -81,18 +82,10 @@ async def exchange_code(
     """Trade the callback's one-time `code` for the shop's offline access token."""
     url = f"{shop_base_url(admin_url_template, shop)}/admin/oauth/access_token"
     body = {"client_id": api_key, "client_secret": api_secret, "code": code}
-    try:
-        async with http.post(url, json=body, timeout=_TIMEOUT) as response:
-            status = response.status
-            text = (await response.read()).decode("utf-8", "replace")
-    except TimeoutError:
-        raise ProviderError(
-            "shopify token exchange timed out", retryable=True, code="TIMEOUT"
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise ProviderError(
-            f"shopify token exchange failed: {exc}", retryable=True, code="CONNECTION"
-        ) from exc
+    answer = await exchange(
+        http, "POST", url, "shopify token exchange", client_timeout=_TIMEOUT, json=body
+    )
+    status, text = answer.status, answer.text
     if not 200 <= status < 300:
         raise ProviderError(
             f"shopify token exchange: HTTP {status}: {text[:300]}",
