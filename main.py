@@ -187,7 +187,6 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
     """Every job kind the product knows, bound to its dependencies."""
     webhook_url = f"{res.settings.server.public_url}/webhooks/shopify"
     handlers: dict[str, Handler] = {
-        WEBHOOK_JOB: ShopifyEvents(res.db, res.clock).handle,
         onboarding.CONNECT_JOB: onboarding.ShopConnector(
             res.db, res.queue, res.box, res.clock, res.shopify, webhook_url
         ).handle,
@@ -227,6 +226,8 @@ def make_worker(resources: Resources) -> Worker:
         settings=resources.settings.jobs,
         wakeup=resources.db.wakeup,
         metrics=resources.metrics,
+        # Shopify events come in floods: their orders are written a batch at a time.
+        batch_handlers={WEBHOOK_JOB: ShopifyEvents(resources.db, resources.clock).handle_batch},
     )
 
 

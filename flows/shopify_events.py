@@ -36,8 +36,7 @@ class ShopifyEvents:
     async def handle(self, job: ClaimedJob) -> None:
         topic = job.payload["topic"]
         payload = json.loads(job.payload["body"])
-        triggered = job.payload.get("triggered_at")
-        triggered_at = datetime.fromisoformat(triggered) if triggered else None
+        triggered_at = _when(job.payload.get("triggered_at"))
         async with self.db.transaction() as session:
             if topic == "shop/redact":
                 await self._redact_shop(session, payload)
@@ -62,6 +61,65 @@ class ShopifyEvents:
                 await self._update_customer(session, shop, payload)
             elif topic == "app/uninstalled":
                 await self._uninstall(session, shop)
+
+    async def handle_batch(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        """Order events of a batch in one transaction; the rest, or a failed batch, one by one."""
+        together = [
+            job
+            for job in jobs
+            if job.payload["topic"] in ORDER_TOPICS and job.payload.get("shop_id") is not None
+        ]
+        outcome: dict[int, BaseException | None] = {}
+        if together:
+            try:
+                await self._orders_together(together)
+                outcome |= dict.fromkeys((job.id for job in together), None)
+            except Exception as exc:
+                _LOGGER.warning("batch of %d orders failed (%s); one by one", len(together), exc)
+        for job in jobs:
+            if job.id not in outcome:
+                try:
+                    await self.handle(job)
+                    outcome[job.id] = None
+                except Exception as exc:
+                    outcome[job.id] = exc
+        return [outcome[job.id] for job in jobs]
+
+    async def _orders_together(self, jobs: list[ClaimedJob]) -> None:
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            shop_ids = {job.payload["shop_id"] for job in jobs}
+            shops = {
+                shop.id: shop
+                for shop in await session.scalars(select(Shop).where(Shop.id.in_(shop_ids)))
+                if shop.status != "uninstalled"
+            }
+            parsed: list[tuple[Shop, dict[str, Any], OrderData | ValueError, datetime | None]]
+            parsed = []
+            for job in jobs:
+                shop = shops.get(job.payload["shop_id"])
+                if shop is None:
+                    continue
+                payload = json.loads(job.payload["body"])
+                try:
+                    data: OrderData | ValueError = parse_shop_order(shop, payload)
+                except ValueError as exc:
+                    data = exc
+                triggered = job.payload.get("triggered_at")
+                parsed.append((shop, payload, data, _when(triggered)))
+            book = OrderBook(session)
+            for shop in shops.values():
+                mine = [d for s, _, d, _ in parsed if s is shop and isinstance(d, OrderData)]
+                await book.preload(
+                    shop.id,
+                    {d.shopify_order_id for d in mine},
+                    {d.phone for d in mine if d.phone},
+                )
+            for shop, payload, data, triggered_at in parsed:
+                if isinstance(data, ValueError):
+                    await apply_order(session, shop, payload, now, "webhook", triggered_at, book)
+                else:
+                    await apply_order_data(session, shop, data, now, "webhook", triggered_at, book)
 
     async def _record_fulfillment(
         self, session: AsyncSession, shop: Shop, topic: str, payload: dict[str, Any]
@@ -171,6 +229,49 @@ class ShopifyEvents:
         _LOGGER.warning("shop/redact for %s: %d shop records deleted", domain, result.rowcount)
 
 
+class OrderBook:
+    """The orders and customers one transaction touches, each looked up at most once.
+
+    A batch of events preloads them with two queries; new rows are flushed together at
+    commit (the relationships carry their ids), instead of a round trip per order.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.orders: dict[tuple[int, str], Order | None] = {}
+        self.customers: dict[tuple[int, str], Customer | None] = {}
+
+    async def preload(self, shop_id: int, order_ids: set[str], phones: set[str]) -> None:
+        rows = await self.session.scalars(
+            select(Order).where(Order.shop_id == shop_id, Order.shopify_order_id.in_(order_ids))
+        )
+        self.orders |= dict.fromkeys(((shop_id, o) for o in order_ids), None)
+        self.orders |= {(shop_id, o.shopify_order_id): o for o in rows}
+        rows = await self.session.scalars(
+            select(Customer).where(Customer.shop_id == shop_id, Customer.phone.in_(phones))
+        )
+        self.customers |= dict.fromkeys(((shop_id, p) for p in phones), None)
+        self.customers |= {(shop_id, c.phone): c for c in rows}
+
+    async def order(self, shop_id: int, shopify_order_id: str) -> Order | None:
+        key = (shop_id, shopify_order_id)
+        if key not in self.orders:
+            self.orders[key] = await self.session.scalar(
+                select(Order).where(
+                    Order.shop_id == shop_id, Order.shopify_order_id == shopify_order_id
+                )
+            )
+        return self.orders[key]
+
+    async def customer(self, shop_id: int, phone: str) -> Customer | None:
+        key = (shop_id, phone)
+        if key not in self.customers:
+            self.customers[key] = await self.session.scalar(
+                select(Customer).where(Customer.shop_id == shop_id, Customer.phone == phone)
+            )
+        return self.customers[key]
+
+
 async def apply_order(
     session: AsyncSession,
     shop: Shop,
@@ -178,33 +279,50 @@ async def apply_order(
     now: datetime,
     source: str,
     triggered_at: datetime | None = None,
+    book: OrderBook | None = None,
 ) -> Order | None:
     """Create or update our order from a Shopify order payload; None if unusable or stale."""
     try:
-        # Without a known shop country only numbers written with +country code are usable.
-        data = parse_order(payload, default_region=shop.country or "ZZ")
+        data = parse_shop_order(shop, payload)
     except ValueError as exc:
         _LOGGER.warning("order payload from %s rejected: %s", shop.domain, exc)
         session.add(_activity(shop.id, None, "order_rejected", now, {"error": str(exc)}))
         return None
-    order = await session.scalar(
-        select(Order).where(
-            Order.shop_id == shop.id, Order.shopify_order_id == data.shopify_order_id
-        )
+    return await apply_order_data(
+        session, shop, data, now, source, triggered_at, book or OrderBook(session)
     )
+
+
+async def apply_order_data(
+    session: AsyncSession,
+    shop: Shop,
+    data: OrderData,
+    now: datetime,
+    source: str,
+    triggered_at: datetime | None,
+    book: OrderBook,
+) -> Order | None:
+    """`apply_order` for a payload already parsed."""
+    order = await book.order(shop.id, data.shopify_order_id)
     version = data.updated_at or triggered_at
     if order is not None and _is_stale(version, order.shopify_updated_at):
         _LOGGER.info("stale update of order %s ignored", data.name)
         return None
-    customer = await _upsert_customer(session, shop, data, now)
+    customer = await _upsert_customer(book, shop, data, now)
     kind = "order_updated"
     if order is None:
         kind = "order_received"
         order = Order(shop_id=shop.id, shopify_order_id=data.shopify_order_id, created_at=now)
         session.add(order)
+        book.orders[(shop.id, data.shopify_order_id)] = order
     if data.cancelled_at and order.cancelled_at is None:
         kind = "order_cancelled"
-    order.customer_id = customer.id if customer else None
+    if customer is None:
+        order.customer_id = None
+    elif customer.id is None:
+        order.customer = customer
+    else:
+        order.customer_id = customer.id
     order.name, order.number = data.name, data.number
     order.phone = data.phone or ""
     order.skip_reason = data.phone_problem
@@ -217,12 +335,23 @@ async def apply_order(
     order.placed_at = data.placed_at
     order.shopify_updated_at = version or order.shopify_updated_at
     order.updated_at = now
-    await session.flush()
     detail = {"source": source, "financial_status": data.financial_status}
     if data.phone_problem:
         detail["skipped"] = data.phone_problem
-    session.add(_activity(shop.id, order.id, kind, now, detail))
+    activity = _activity(shop.id, order.id, kind, now, detail)
+    if order.id is None:
+        activity.order = order
+    session.add(activity)
     return order
+
+
+def parse_shop_order(shop: Shop, payload: dict[str, Any]) -> OrderData:
+    # Without a known shop country only numbers written with +country code are usable.
+    return parse_order(payload, default_region=shop.country or "ZZ")
+
+
+def _when(moment: str | None) -> datetime | None:
+    return datetime.fromisoformat(moment) if moment else None
 
 
 def _is_stale(incoming: datetime | None, held: datetime | None) -> bool:
@@ -230,16 +359,15 @@ def _is_stale(incoming: datetime | None, held: datetime | None) -> bool:
 
 
 async def _upsert_customer(
-    session: AsyncSession, shop: Shop, data: OrderData, now: datetime
+    book: OrderBook, shop: Shop, data: OrderData, now: datetime
 ) -> Customer | None:
     if data.phone is None:
         return None
-    customer = await session.scalar(
-        select(Customer).where(Customer.shop_id == shop.id, Customer.phone == data.phone)
-    )
+    customer = await book.customer(shop.id, data.phone)
     if customer is None:
         customer = Customer(shop_id=shop.id, phone=data.phone, created_at=now)
-        session.add(customer)
+        book.session.add(customer)
+        book.customers[(shop.id, data.phone)] = customer
     if data.customer is not None:
         customer.name = data.customer.name or customer.name
         customer.email = data.customer.email or customer.email
@@ -247,7 +375,6 @@ async def _upsert_customer(
         if data.customer.sms_consent:
             customer.sms_consent = data.customer.sms_consent
             customer.consent_updated_at = now
-    await session.flush()
     return customer
 
 

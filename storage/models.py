@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.types import Json, UTCDateTime
 
@@ -124,6 +124,9 @@ class Order(Base):
     shopify_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+    # Set on new orders so a batch needs no flush per order; never loaded (async).
+    customer: Mapped[Customer | None] = relationship(lazy="raise")
 
 
 class Verification(Base):
@@ -242,6 +245,8 @@ class Activity(Base):
     mode: Mapped[str] = mapped_column(String(32), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
+
+    order: Mapped[Order | None] = relationship(lazy="raise")
 
 
 class CreditEntry(Base):

@@ -8,6 +8,7 @@ execution after a crash records no second effect.
 
 from storage.jobs.queue import ClaimedJob, JobQueue, NewJob, Outcome
 from storage.jobs.worker import (
+    BatchHandler,
     Deferred,
     Handler,
     PermanentJobError,
@@ -17,6 +18,7 @@ from storage.jobs.worker import (
 )
 
 __all__ = [
+    "BatchHandler",
     "ClaimedJob",
     "Deferred",
     "Handler",

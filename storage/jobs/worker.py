@@ -29,6 +29,8 @@ from storage.wakeup import Wakeup
 _LOGGER = logging.getLogger(__name__)
 
 Handler = Callable[[ClaimedJob], Awaitable[None]]
+# Runs many jobs of one kind together; answers each job's error (None: done), in order.
+BatchHandler = Callable[[list[ClaimedJob]], Awaitable[list[BaseException | None]]]
 
 
 class PermanentJobError(Exception):
@@ -70,9 +72,11 @@ class Worker:
         wakeup: Wakeup,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
     ) -> None:
         self.queue = queue
         self.handlers = dict(handlers)
+        self.batch_handlers = dict(batch_handlers or {})
         self.clock = clock
         self.settings = settings
         self.wakeup = wakeup
@@ -129,8 +133,7 @@ class Worker:
             if not claimed:
                 return total
             total += len(claimed)
-            for job in claimed:
-                self._start(job)
+            self._dispatch(claimed)
             await asyncio.gather(*self._running.values())
             await self._flush()
 
@@ -154,39 +157,61 @@ class Worker:
         if free <= 0 or (self._held and free < max(1, self.settings.concurrency // 4)):
             return False
         claimed = await self.queue.claim(self.id, free)
-        for job in claimed:
-            self._start(job)
+        self._dispatch(claimed)
         return len(claimed) == free
 
-    def _start(self, job: ClaimedJob) -> None:
-        self._held[job.id] = job
-        if self.metrics:
-            lag = (self.clock.now() - job.due_at).total_seconds()
-            self.metrics.job_start_lag.labels(job.kind).observe(max(lag, 0.0))
-        task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
-        self._running[job.id] = task
+    def _dispatch(self, claimed: list[ClaimedJob]) -> None:
+        """One task per job, or per kind for kinds with a batch handler."""
+        batches: dict[str, list[ClaimedJob]] = {}
+        for job in claimed:
+            self._held[job.id] = job
+            if self.metrics:
+                lag = (self.clock.now() - job.due_at).total_seconds()
+                self.metrics.job_start_lag.labels(job.kind).observe(max(lag, 0.0))
+            if job.kind in self.batch_handlers:
+                batches.setdefault(job.kind, []).append(job)
+            else:
+                self._running[job.id] = asyncio.create_task(
+                    self._execute([job]), name=f"job-{job.id}"
+                )
+        for kind, jobs in batches.items():
+            task = asyncio.create_task(self._execute(jobs), name=f"jobs-{kind}")
+            for job in jobs:
+                self._running[job.id] = task
 
-    async def _execute(self, job: ClaimedJob) -> None:
+    async def _execute(self, jobs: list[ClaimedJob]) -> None:
+        """Run one job, or one batch of a kind; record each job's outcome."""
         try:
-            handler = self.handlers.get(job.kind)
-            if handler is None:
-                raise PermanentJobError(f"no handler for job kind {job.kind!r}")
-            await handler(job)
+            errors = await self._run(jobs)
         except asyncio.CancelledError:
-            # Shutdown ran out of grace: the job goes back untouched.
+            # Shutdown ran out of grace: the jobs go back untouched.
+            for job in jobs:
+                self._running.pop(job.id, None)
+            raise
+        for job, error in zip(jobs, errors, strict=True):
+            outcome = Outcome(job.id, "done") if error is None else self._failure(job, error)
             self._running.pop(job.id, None)
+            self._results.append(outcome)
+            if self.metrics:
+                self.metrics.job_runs.labels(job.kind, _metric_outcome(outcome)).inc()
+        self._nudge.set()
+
+    async def _run(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        kind = jobs[0].kind
+        try:
+            if kind in self.batch_handlers:
+                return await self.batch_handlers[kind](jobs)
+            handler = self.handlers.get(kind)
+            if handler is None:
+                raise PermanentJobError(f"no handler for job kind {kind!r}")
+            await handler(jobs[0])
+        except asyncio.CancelledError:
             raise
         except Exception as exc:
-            outcome = self._failure(job, exc)
-        else:
-            outcome = Outcome(job.id, "done")
-        self._running.pop(job.id, None)
-        self._results.append(outcome)
-        self._nudge.set()
-        if self.metrics:
-            self.metrics.job_runs.labels(job.kind, _metric_outcome(outcome)).inc()
+            return [exc] * len(jobs)
+        return [None]
 
-    def _failure(self, job: ClaimedJob, exc: Exception) -> Outcome:
+    def _failure(self, job: ClaimedJob, exc: BaseException) -> Outcome:
         error = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, Deferred):
             retry_at = self.clock.now() + timedelta(seconds=exc.seconds)

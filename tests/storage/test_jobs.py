@@ -428,3 +428,27 @@ async def test_postgres_notify_wakes_workers_of_other_processes(pg_migrated_url,
     finally:
         await listener.stop()
         await db.close()
+
+
+async def test_batch_handler_runs_jobs_of_a_kind_together(db, queue, clock):
+    batches: list[list[int]] = []
+
+    async def together(jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        batches.append([job.payload["n"] for job in jobs])
+        return [ConnectionError("again") if job.payload["n"] == 3 else None for job in jobs]
+
+    async with db.transaction() as session:
+        await queue.enqueue(session, *[NewJob("flood", {"n": n}) for n in range(5)])
+    worker = Worker(
+        queue,
+        {},
+        clock=clock,
+        settings=queue.settings,
+        wakeup=db.wakeup,
+        batch_handlers={"flood": together},
+    )
+    assert await worker.run_until_idle() == 5
+    assert sorted(batches[0]) == [0, 1, 2, 3, 4]
+    rows = {job.payload["n"]: job for job in await job_rows(db)}
+    assert [rows[n].status for n in range(5)] == ["done", "done", "done", "queued", "done"]
+    assert rows[3].last_error == "ConnectionError: again"

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from flows.routing import PlatformClients
-from main import Resources, job_handlers
+from main import Resources, make_worker
 from providers.shopify.admin import ShopifyAdmin
 from providers.shopify.webhooks import SUBSCRIBED_TOPICS
 from settings import Settings
@@ -93,13 +93,7 @@ def resources(settings, clock, db, queue, metrics, http):
 
 @pytest.fixture
 def worker(resources) -> Worker:
-    return Worker(
-        resources.queue,
-        job_handlers(resources),
-        clock=resources.clock,
-        settings=resources.queue.settings,
-        wakeup=resources.db.wakeup,
-    )
+    return make_worker(resources)
 
 
 def url(server, path: str) -> str:
@@ -366,3 +360,36 @@ async def test_throttled_call_is_retried_after_the_advertised_wait(
     clock.advance(timedelta(seconds=2))
     await worker.run_until_idle()
     assert len(fake.webhook_subscriptions[DOMAIN]) == len(SUBSCRIBED_TOPICS)
+
+
+async def test_a_flood_of_orders_is_written_a_batch_at_a_time(browser, server, worker, db, fake):
+    await connect(browser, server, worker)
+    endpoint = url(server, "/webhooks/shopify")
+
+    def with_phone(n: int) -> dict:
+        payload = order_payload()
+        payload["shipping_address"] = {**payload["shipping_address"], "phone": f"+9198765{n:05d}"}
+        return payload
+
+    payloads = [with_phone(0), with_phone(0)] + [with_phone(n) for n in range(1, 18)]
+    payloads.append({**order_payload(), "total_price": "lots"})  # unusable: recorded, skipped
+    for payload in payloads:
+        assert await fake.send_webhook(endpoint, "orders/create", DOMAIN, payload) == 200
+    assert await worker.run_until_idle() == 20
+    assert await count(db, Order) == 19
+    assert await count(db, Job, Job.status == "done", Job.kind == "shopify.webhook") == 20
+    async with db.sessions() as session:
+        rejected = await session.scalar(
+            select(func.count()).select_from(Activity).where(Activity.kind == "order_rejected")
+        )
+        customers = await session.scalar(select(func.count()).select_from(Customer))
+        unlinked = await session.scalar(
+            select(func.count()).select_from(Order).where(Order.customer_id.is_(None))
+        )
+        received = await session.scalar(
+            select(func.count())
+            .select_from(Activity)
+            .where(Activity.kind == "order_received", Activity.order_id.is_not(None))
+        )
+    assert rejected == 1 and unlinked == 0 and received == 19
+    assert customers == 19 - 1  # two orders of one phone share the customer
