@@ -27,6 +27,7 @@ from storage.jobs.queue import ClaimedJob, JobQueue, Outcome
 from storage.wakeup import Wakeup
 
 _LOGGER = logging.getLogger(__name__)
+BATCH_SIZE = 25  # jobs per call of a batch handler
 
 Handler = Callable[[ClaimedJob], Awaitable[None]]
 # Runs many jobs of one kind together; answers each job's error (None: done), in order.
@@ -175,9 +176,12 @@ class Worker:
                     self._execute([job]), name=f"job-{job.id}"
                 )
         for kind, jobs in batches.items():
-            task = asyncio.create_task(self._execute(jobs), name=f"jobs-{kind}")
-            for job in jobs:
-                self._running[job.id] = task
+            # Short batches: a long transaction would keep others (webhook intake) waiting.
+            for start in range(0, len(jobs), BATCH_SIZE):
+                chunk = jobs[start : start + BATCH_SIZE]
+                task = asyncio.create_task(self._execute(chunk), name=f"jobs-{kind}")
+                for job in chunk:
+                    self._running[job.id] = task
 
     async def _execute(self, jobs: list[ClaimedJob]) -> None:
         """Run one job, or one batch of a kind; record each job's outcome."""
