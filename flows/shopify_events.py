@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from providers.shopify.orders import OrderData, parse_order
 from storage.db import Database
-from storage.jobs import ClaimedJob
+from storage.jobs import ClaimedJob, PermanentJobError
 from storage.models import Activity, Call, Customer, Job, Message, MissedCall, Order, Shop
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class ShopifyEvents:
 
     async def handle(self, job: ClaimedJob) -> None:
         topic = job.payload["topic"]
-        payload = json.loads(job.payload["body"])
+        payload = _body(job)
         triggered_at = _when(job.payload.get("triggered_at"))
         async with self.db.transaction() as session:
             if topic == "shop/redact":
@@ -100,7 +100,7 @@ class ShopifyEvents:
                 shop = shops.get(job.payload["shop_id"])
                 if shop is None:
                     continue
-                payload = json.loads(job.payload["body"])
+                payload = _body(job)
                 try:
                     data: OrderData | ValueError = parse_shop_order(shop, payload)
                 except ValueError as exc:
@@ -348,6 +348,17 @@ async def apply_order_data(
 def parse_shop_order(shop: Shop, payload: dict[str, Any]) -> OrderData:
     # Without a known shop country only numbers written with +country code are usable.
     return parse_order(payload, default_region=shop.country or "ZZ")
+
+
+def _body(job: ClaimedJob) -> dict[str, Any]:
+    """The webhook's JSON object; a malformed one can never succeed."""
+    try:
+        payload = json.loads(job.payload["body"])
+    except ValueError as exc:
+        raise PermanentJobError(f"webhook body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise PermanentJobError("webhook body is not a JSON object")
+    return payload
 
 
 def _when(moment: str | None) -> datetime | None:

@@ -22,7 +22,7 @@ from storage.jobs import Worker
 from storage.models import Activity, Customer, Job, Message, Order, Shop, WebhookReceipt
 from storage.ratelimit import LocalRateLimiter
 from storage.shops import read_secrets
-from tests.fakes.shopify import FakeShopify, order_payload
+from tests.fakes.shopify import FakeShopify, order_payload, webhook_hmac
 
 DOMAIN = "demo.myshopify.com"
 TOKEN = "shpat_test_token"
@@ -393,3 +393,26 @@ async def test_a_flood_of_orders_is_written_a_batch_at_a_time(browser, server, w
         )
     assert rejected == 1 and unlinked == 0 and received == 19
     assert customers == 19 - 1  # two orders of one phone share the customer
+
+
+async def test_a_signed_but_malformed_body_is_answered_400_or_recorded_dead(
+    browser, server, worker, db, fake
+):
+    await connect(browser, server, worker)
+    endpoint = url(server, "/webhooks/shopify")
+    not_object = await fake.send_webhook(endpoint, "orders/create", DOMAIN, [1, 2])
+    assert not_object == 400
+    body = b'{"id": 1, "broken'
+    headers = {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Shop-Domain": DOMAIN,
+        "X-Shopify-Webhook-Id": "w-broken",
+        "X-Shopify-Hmac-Sha256": webhook_hmac(body, "app-secret"),
+    }
+    accepted = await browser.post(endpoint, data=body, headers=headers)
+    assert accepted.status == 200
+    await worker.run_until_idle()
+    async with db.sessions() as session:
+        job = await session.scalar(select(Job).where(Job.kind == "shopify.webhook"))
+    assert job.status == "dead" and "not JSON" in job.last_error
+    assert await count(db, Order) == 0
