@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -39,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 from aiohttp import web
 from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select
 from sqlalchemy.engine import make_url
@@ -53,6 +51,14 @@ from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.shared import (
+    DEFAULT_PG,
+    Row,
+    percentile,
+    print_table,
+    scratch_postgres,
+    target_note,
+)
 from flows.shopify_events import WEBHOOK_JOB
 from providers.shopify.webhooks import (
     API_VERSION_HEADER,
@@ -69,7 +75,6 @@ from tests.fakes.shopify import API_VERSION, order_payload, webhook_hmac
 
 SCRIPT = Path(__file__).resolve()
 MAIN = SCRIPT.parent.parent / "main.py"
-DEFAULT_PG = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 SCRATCH_DB = "ordertalk_bench_ingest"
 SECRET = "bench-shopify-api-secret"
 SHOP = "bench.myshopify.com"
@@ -96,13 +101,6 @@ FLOOR = Table(
     "floor_hits", MetaData(), Column("id", Integer, primary_key=True), Column("body_len", Integer)
 )
 sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
-
-
-@dataclass(frozen=True)
-class Row:
-    scenario: str
-    figure: str
-    note: str
 
 
 @dataclass(frozen=True)
@@ -327,10 +325,6 @@ async def open_loop(
     return list(await asyncio.gather(*tasks)), offered
 
 
-def percentile(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100)[pct - 1]
-
-
 async def load_child(spec: LoadSpec) -> None:
     requests = deliveries(spec)
     connector = aiohttp.TCPConnector(limit=spec.concurrency)
@@ -530,11 +524,6 @@ def paced_spec(url: str, args: argparse.Namespace, offset: int = 0) -> LoadSpec:
     return LoadSpec(url + PATH, count, args.concurrency, first=first, rate=PACED_RATE)
 
 
-def target_note(value: float, target: float, at_least: bool, unit: str) -> str:
-    met = value >= target if at_least else value <= target
-    return f"target {'>=' if at_least else '<='} {target:,} {unit}: {'met' if met else 'MISSED'}"
-
-
 def failures(*results: LoadResult) -> str:
     seen = sum((Counter(result.failures) for result in results), Counter[str]())
     return "; ".join(f"{count:,} x {answer[:150]}" for answer, count in seen.most_common())
@@ -708,29 +697,6 @@ def log_message(line: str) -> str:
     return " | ".join([f"{entry['level']} {entry['logger']}: {entry['msg']}", *exception])
 
 
-async def admin(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@asynccontextmanager
-async def scratch_postgres(server_url: str) -> AsyncIterator[str]:
-    """A fresh, empty scratch database on the server; dropped afterwards."""
-    server = make_url(server_url)
-    dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    drop = f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)"
-    await admin(dsn, drop, f"CREATE DATABASE {SCRATCH_DB}")
-    try:
-        scratch = server.set(drivername="postgresql+asyncpg", database=SCRATCH_DB)
-        yield scratch.render_as_string(hide_password=False)
-    finally:
-        await admin(dsn, drop)
-
-
 async def bench_database(url: str, directory: str, args: argparse.Namespace) -> list[Row]:
     floor = await bench_floor(url, directory, args)
     rows = floor_rows(make_url(url).get_backend_name(), args, floor)
@@ -743,18 +709,9 @@ async def bench_database(url: str, directory: str, args: argparse.Namespace) -> 
 async def bench(args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="ordertalk-bench-") as directory:
         rows = await bench_database(f"sqlite+aiosqlite:///{directory}/bench.db", directory, args)
-        async with scratch_postgres(args.pg) as url:
+        async with scratch_postgres(args.pg, SCRATCH_DB) as url:
             rows += await bench_database(url, directory, args)
     return rows
-
-
-def print_table(rows: list[Row]) -> None:
-    table = [Row("scenario", "figure", "floor / target / check"), *rows]
-    first = max(len(row.scenario) for row in table)
-    second = max(len(row.figure) for row in table)
-    print()
-    for row in table:
-        print(f"{row.scenario:<{first}}  {row.figure:<{second}}  {row.note}".rstrip())
 
 
 def parse_args() -> argparse.Namespace:
@@ -776,7 +733,7 @@ def main() -> None:
         asyncio.run(floor_child(args.floor_child))
         return
     began = time.perf_counter()
-    print_table(asyncio.run(bench(args)))
+    print_table(asyncio.run(bench(args)), "floor / target / check")
     print(f"\n(total {time.perf_counter() - began:.0f} s)")
 
 

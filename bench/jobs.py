@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import statistics
 import sys
@@ -22,16 +21,22 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.shared import (
+    DEFAULT_PG,
+    Row,
+    percentile,
+    print_table,
+    scratch_postgres,
+    target_note,
+)
 from clock import SystemClock
 from settings import JobsSettings
 from storage import migrate
@@ -41,7 +46,6 @@ from storage.models import Job
 from storage.wakeup import PostgresWakeup, Wakeup
 
 SCRIPT = Path(__file__).resolve()
-DEFAULT_PG = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SCRATCH_DB = "ordertalk_bench"
 KIND = "noop"
 BATCH = 5_000  # rows per enqueue call
@@ -62,13 +66,6 @@ LAG_P99_TARGET_MS = 100
 CLAIM_P99_TARGET_MS = 10
 
 Workers = Callable[[int], AbstractAsyncContextManager[None]]
-
-
-@dataclass(frozen=True)
-class Row:
-    scenario: str
-    figure: str
-    note: str
 
 
 async def noop(job: ClaimedJob) -> None:
@@ -179,10 +176,6 @@ async def wait_done(queue: JobQueue, total: int) -> None:
         await asyncio.sleep(POLL_SECONDS)
 
 
-def percentile(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100)[pct - 1]
-
-
 async def select_one_ms(db: Database) -> float:
     """Median `SELECT 1` round trip on one held connection."""
     timings = []
@@ -262,11 +255,6 @@ async def analyze(db: Database) -> None:
         await session.execute(text("ANALYZE jobs"))
 
 
-def target_note(value: float, target: float, at_least: bool, unit: str) -> str:
-    met = value >= target if at_least else value <= target
-    return f"target {'>=' if at_least else '<='} {target:,} {unit}: {'met' if met else 'MISSED'}"
-
-
 async def bench_database(url: str, args: argparse.Namespace) -> list[Row]:
     async with opened(url, JobsSettings(concurrency=args.concurrency)) as queue:
         name = queue.db.dialect
@@ -325,44 +313,12 @@ async def bench_database(url: str, args: argparse.Namespace) -> list[Row]:
         return rows
 
 
-async def admin(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@asynccontextmanager
-async def scratch_postgres(server_url: str) -> AsyncIterator[str]:
-    """A fresh, empty scratch database on the server; dropped afterwards."""
-    server = make_url(server_url)
-    dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    drop = f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)"
-    await admin(dsn, drop, f"CREATE DATABASE {SCRATCH_DB}")
-    try:
-        scratch = server.set(drivername="postgresql+asyncpg", database=SCRATCH_DB)
-        yield scratch.render_as_string(hide_password=False)
-    finally:
-        await admin(dsn, drop)
-
-
 async def bench(args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="ordertalk-bench-") as directory:
         rows = await bench_database(f"sqlite+aiosqlite:///{directory}/bench.db", args)
-    async with scratch_postgres(args.pg) as url:
+    async with scratch_postgres(args.pg, SCRATCH_DB) as url:
         rows += await bench_database(url, args)
     return rows
-
-
-def print_table(rows: list[Row]) -> None:
-    table = [Row("scenario", "figure", "floor / target"), *rows]
-    first = max(len(row.scenario) for row in table)
-    second = max(len(row.figure) for row in table)
-    print()
-    for row in table:
-        print(f"{row.scenario:<{first}}  {row.figure:<{second}}  {row.note}".rstrip())
 
 
 def parse_args() -> argparse.Namespace:
@@ -380,7 +336,7 @@ def main() -> None:
         asyncio.run(worker_child(args.worker_child, args.concurrency))
         return
     began = time.perf_counter()
-    print_table(asyncio.run(bench(args)))
+    print_table(asyncio.run(bench(args)), "floor / target")
     print(f"\n(total {time.perf_counter() - began:.0f} s)")
 
 

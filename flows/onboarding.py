@@ -21,7 +21,7 @@ from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
 from storage.models import Activity, Shop
-from storage.shops import issue_secrets, read_secrets, shop_by_domain, write_secrets
+from storage.shops import installed_shop, issue_secrets, shop_by_domain, write_secrets
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -106,11 +106,9 @@ class ShopConnector:
         self.webhook_url = webhook_url
 
     async def handle(self, job: ClaimedJob) -> None:
-        async with self.db.sessions() as session:
-            shop = await session.get(Shop, job.payload["shop_id"])
-        if shop is None or shop.status == "uninstalled":
+        shop, token = await installed_shop(self.db, self.box, job.payload["shop_id"])
+        if shop is None:
             return
-        token = read_secrets(shop, self.box).get("shopify_access_token")
         if not token:
             raise PermanentJobError(f"shop {shop.domain} has no Shopify access token")
         try:

@@ -19,7 +19,7 @@ from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
 from storage.models import Activity, Order, Shop
-from storage.shops import read_secrets
+from storage.shops import installed_shop
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,12 +66,8 @@ class Reconciler:
         self.admin = admin
 
     async def handle(self, job: ClaimedJob) -> None:
-        async with self.db.sessions() as session:
-            shop = await session.get(Shop, job.payload["shop_id"])
-        if shop is None or shop.status == "uninstalled":
-            return
-        token = read_secrets(shop, self.box).get("shopify_access_token")
-        if not token:
+        shop, token = await installed_shop(self.db, self.box, job.payload["shop_id"])
+        if shop is None or not token:
             return
         now = self.clock.now()
         since = (shop.orders_synced_at or now - FIRST_LOOKBACK) - OVERLAP

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.crypto import SecretBox
+from storage.db import Database
 from storage.models import Shop
 
 BOT_LINK_TTL = timedelta(hours=24)
@@ -66,3 +67,12 @@ def read_secrets(shop: Shop, box: SecretBox) -> dict[str, Any]:
 def write_secrets(shop: Shop, box: SecretBox, **changes: Any) -> None:
     """Merge `changes` into the shop's sealed secrets document."""
     shop.credentials = box.seal({**box.open(shop.credentials), **changes})
+
+
+async def installed_shop(db: Database, box: SecretBox, shop_id: int) -> tuple[Shop | None, str]:
+    """The shop (None if gone or uninstalled) and its Shopify access token ("" if none)."""
+    async with db.sessions() as session:
+        shop = await session.get(Shop, shop_id)
+    if shop is None or shop.status == "uninstalled":
+        return None, ""
+    return shop, read_secrets(shop, box).get("shopify_access_token", "")

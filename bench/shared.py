@@ -1,0 +1,62 @@
+"""What the benchmarks share: result rows, targets, percentiles, scratch PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+DEFAULT_PG = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    figure: str
+    note: str
+
+
+def percentile(values: list[float], pct: int) -> float:
+    return statistics.quantiles(values, n=100)[pct - 1]
+
+
+def target_note(value: float, target: float, at_least: bool, unit: str) -> str:
+    met = value >= target if at_least else value <= target
+    return f"target {'>=' if at_least else '<='} {target:,} {unit}: {'met' if met else 'MISSED'}"
+
+
+def print_table(rows: list[Row], notes: str) -> None:
+    table = [Row("scenario", "figure", notes), *rows]
+    first = max(len(row.scenario) for row in table)
+    second = max(len(row.figure) for row in table)
+    print()
+    for row in table:
+        print(f"{row.scenario:<{first}}  {row.figure:<{second}}  {row.note}".rstrip())
+
+
+async def admin(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def scratch_postgres(server_url: str, name: str) -> AsyncIterator[str]:
+    """A fresh, empty database `name` on the server; dropped afterwards."""
+    server = make_url(server_url)
+    dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    await admin(dsn, drop, f"CREATE DATABASE {name}")
+    try:
+        scratch = server.set(drivername="postgresql+asyncpg", database=name)
+        yield scratch.render_as_string(hide_password=False)
+    finally:
+        await admin(dsn, drop)
