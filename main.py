@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -34,12 +35,16 @@ from sqlalchemy.engine import make_url
 from clock import Clock, SystemClock
 from flows import onboarding
 from flows.callback_urls import CallbackUrls, ringcentral_token
+from flows.calls import CallPlacer
+from flows.customer_keys import CustomerKeys
 from flows.messaging import SEND_JOB, MessageSender
+from flows.order_actions import CANCEL_JOB, TAGS_JOB, OrderActions
 from flows.provider_events import EVENT_JOB, ProviderEvents
 from flows.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
 from flows.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
 from flows.routing import PlatformClients, ProviderRouter
 from flows.shopify_events import WEBHOOK_JOB, ShopifyEvents
+from flows.verifier import CALL_JOB, TIMER_JOB, VERIFY_ORDER_JOB, Verifier
 from logs import setup_logging
 from metrics import Metrics
 from providers.exotel import ExotelClient
@@ -74,6 +79,15 @@ class Resources:
     shopify: ShopifyAdmin
     platform: PlatformClients
     limiter: RateLimiter
+
+    @functools.cached_property
+    def keys(self) -> CustomerKeys:
+        return CustomerKeys(self.settings.secret_key())
+
+    def verifier(self) -> Verifier:
+        return Verifier(
+            self.db, self.clock, self.queue, self.box, self.keys, self.settings.server.public_url
+        )
 
 
 @contextlib.asynccontextmanager
@@ -186,13 +200,21 @@ def provider_router(res: Resources) -> ProviderRouter:
 def job_handlers(res: Resources) -> Mapping[str, Handler]:
     """Every job kind the product knows, bound to its dependencies."""
     webhook_url = f"{res.settings.server.public_url}/webhooks/shopify"
+    order_actions = OrderActions(res.db, res.clock, res.box, res.shopify)
+    router = provider_router(res)
+    verifier = res.verifier()
     handlers: dict[str, Handler] = {
         onboarding.CONNECT_JOB: onboarding.ShopConnector(
             res.db, res.queue, res.box, res.clock, res.shopify, webhook_url
         ).handle,
         RECONCILE_JOB: Reconciler(res.db, res.queue, res.box, res.clock, res.shopify).handle,
-        SEND_JOB: MessageSender(res.db, res.clock, res.limiter, provider_router(res)).handle,
-        EVENT_JOB: ProviderEvents(res.db, res.clock).handle,
+        SEND_JOB: MessageSender(res.db, res.clock, res.limiter, router, res.keys).handle,
+        EVENT_JOB: ProviderEvents(res.db, res.clock, verifier).handle,
+        TAGS_JOB: order_actions.handle_tags,
+        CANCEL_JOB: order_actions.handle_cancel,
+        VERIFY_ORDER_JOB: verifier.handle_order,
+        TIMER_JOB: verifier.handle_timer,
+        CALL_JOB: CallPlacer(res.db, res.clock, res.limiter, router, verifier).handle,
     }
     if res.platform.ringcentral is not None:
         keeper = SubscriptionKeeper(
@@ -227,7 +249,9 @@ def make_worker(resources: Resources) -> Worker:
         wakeup=resources.db.wakeup,
         metrics=resources.metrics,
         # Shopify events come in floods: their orders are written a batch at a time.
-        batch_handlers={WEBHOOK_JOB: ShopifyEvents(resources.db, resources.clock).handle_batch},
+        batch_handlers={
+            WEBHOOK_JOB: ShopifyEvents(resources.db, resources.clock, resources.queue).handle_batch
+        },
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.customer_keys import CustomerKeys
 from flows.jobs import provider_failure
 from providers.base import (
     Button,
@@ -33,6 +34,7 @@ from storage.ratelimit import RateLimiter
 _LOGGER = logging.getLogger(__name__)
 
 SEND_JOB = "message.send"
+OTP_PLACEHOLDER = "%otp%"
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,17 @@ async def queue_message(
     """Record an outbound message and enqueue its send; a known key returns the first one.
 
     `details` carries what the provider needs beyond the body: DLT ids, template params,
-    buttons ([{"postback", "title"}]).
+    buttons ([{"postback", "title"}]), and an OTP to put in place of %otp% when sending
+    ({"nonce", "length"}: the code itself is never stored).
     """
     existing = await session.scalar(
         select(Message).where(Message.idempotency_key == idempotency_key)
     )
     if existing is not None:
         return existing
-    shape = measure(body) if channel == "sms" else None
+    otp = (details or {}).get("otp")
+    sized = body.replace(OTP_PLACEHOLDER, "0" * otp["length"]) if otp else body
+    shape = measure(sized) if channel == "sms" else None
     message = Message(
         shop_id=shop_id,
         order_id=order_id,
@@ -117,11 +122,19 @@ async def queue_message(
 class MessageSender:
     """The SEND_JOB handler. `route` picks the provider account for (shop, channel)."""
 
-    def __init__(self, db: Database, clock: Clock, limiter: RateLimiter, router: Any) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        limiter: RateLimiter,
+        router: Any,
+        keys: CustomerKeys,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.limiter = limiter
         self.router = router
+        self.keys = keys
 
     async def handle(self, job: ClaimedJob) -> None:
         async with self.db.transaction() as session:
@@ -160,11 +173,17 @@ class MessageSender:
 
     async def _send(self, route: Route, message: Message, details: dict[str, Any]) -> SendReceipt:
         if message.channel == "sms":
-            shape = measure(message.body)
+            body = message.body
+            otp = details.get("otp")
+            if otp:
+                body = body.replace(
+                    OTP_PLACEHOLDER, self.keys.otp_code(otp["nonce"], otp["length"])
+                )
+            shape = measure(body)
             return await route.client.send_sms(
                 SmsRequest(
                     to=message.to_phone,
-                    body=message.body,
+                    body=body,
                     sender=message.from_phone or route.sender,
                     status_callback=route.status_callback,
                     unicode=shape.unicode,

@@ -1,9 +1,9 @@
 """What a provider's callback does to our records: message statuses, inbound messages, call
 ends, keypad input and missed calls. One job per accepted (deduplicated) event runs `handle`.
 
-Statuses only move forward (a late "sent" never overwrites "delivered"). An inbound message
-from a number no shop knows is logged and dropped; routing replies into conversations and to
-the merchant's chat is the verification, notification and bot flows' work.
+Statuses only move forward (a late "sent" never overwrites "delivered"). Call ends, keypad
+input, missed calls and WhatsApp answers are fed to the order's verification. An inbound
+message from a number no shop knows is logged and dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.verification import CallEnded, Keypad
+from flows.verifier import Verifier, call_ref
 from providers.events import (
     CallStatus,
     Event,
@@ -25,7 +27,7 @@ from providers.events import (
     MissedCall,
 )
 from storage.db import Database
-from storage.jobs import ClaimedJob
+from storage.jobs import ClaimedJob, RetryLater
 from storage.models import Activity, Call, Customer, Message, Order
 from storage.models import MissedCall as MissedCallRow
 
@@ -46,6 +48,8 @@ _RANK = {
     "read": 3,
 }
 CALL_ENDS = {"completed", "busy", "no-answer", "failed", "canceled"}
+# A call's callback can overtake the call job's write of the provider's call id.
+UNKNOWN_CALL_RETRIES = 3
 
 
 def event_payload(event: Event) -> dict[str, Any]:
@@ -59,9 +63,10 @@ def event_from_payload(payload: dict[str, Any]) -> Event:
 class ProviderEvents:
     """The EVENT_JOB handler."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, verifier: Verifier) -> None:
         self.db = db
         self.clock = clock
+        self.verifier = verifier
 
     async def handle(self, job: ClaimedJob) -> None:
         event = event_from_payload(job.payload)
@@ -72,9 +77,9 @@ class ProviderEvents:
             elif isinstance(event, InboundMessage):
                 await self._inbound(session, event, shop_id)
             elif isinstance(event, CallStatus):
-                await self._call_status(session, event)
+                await self._call_status(session, event, job)
             elif isinstance(event, KeypadInput):
-                await self._keypad(session, event)
+                await self._keypad(session, event, job)
             elif isinstance(event, MissedCall):
                 await self._missed_call(session, event, shop_id)
 
@@ -131,6 +136,8 @@ class ProviderEvents:
         )
         session.add(message)
         await session.flush()
+        if event.channel == "whatsapp" and await self.verifier.reply(session, customer, event):
+            return
         if order is not None:
             session.add(
                 Activity(
@@ -143,27 +150,45 @@ class ProviderEvents:
                 )
             )
 
-    async def _call(self, session: AsyncSession, provider: str, call_id: str) -> Call | None:
+    async def _call(
+        self, session: AsyncSession, provider: str, call_id: str, job: ClaimedJob
+    ) -> Call | None:
         call = await session.scalar(
             select(Call).where(Call.provider == provider, Call.provider_call_id == call_id)
         )
         if call is None:
+            if job.attempts <= UNKNOWN_CALL_RETRIES:
+                raise RetryLater(2 * job.attempts, f"{provider} call {call_id} not known yet")
             _LOGGER.info("%s event for unknown call %s", provider, call_id)
         return call
 
-    async def _call_status(self, session: AsyncSession, event: CallStatus) -> None:
-        call = await self._call(session, event.provider, event.call_id)
+    async def _call_status(
+        self, session: AsyncSession, event: CallStatus, job: ClaimedJob
+    ) -> None:
+        call = await self._call(session, event.provider, event.call_id, job)
         if call is None or call.status in CALL_ENDS:
             return
         call.status = event.status
         call.duration_seconds = event.duration_seconds
         if event.status in CALL_ENDS:
             call.ended_at = self.clock.now()
+            await self._to_verification(session, call, CallEnded, event.status)
 
-    async def _keypad(self, session: AsyncSession, event: KeypadInput) -> None:
-        call = await self._call(session, event.provider, event.call_id)
+    async def _keypad(self, session: AsyncSession, event: KeypadInput, job: ClaimedJob) -> None:
+        call = await self._call(session, event.provider, event.call_id, job)
         if call is not None:
             call.input_digits = event.digits
+            await self._to_verification(session, call, Keypad, event.digits)
+
+    async def _to_verification(
+        self, session: AsyncSession, call: Call, kind: type[CallEnded | Keypad], value: str
+    ) -> None:
+        ref = call_ref(call.idempotency_key)
+        if ref is None:
+            return
+        ctx = await self.verifier.load(session, ref[0])
+        if ctx is not None:
+            await self.verifier.apply(session, ctx, kind(ref[1], value))
 
     async def _missed_call(
         self, session: AsyncSession, event: MissedCall, shop_id: int | None
@@ -171,6 +196,9 @@ class ProviderEvents:
         if shop_id is None:
             _LOGGER.info("missed call %s for no known shop dropped", event.call_id)
             return
+        confirmed = await self.verifier.missed_call(session, shop_id, event.from_phone)
+        if not confirmed:
+            _LOGGER.info("missed call from %s matches no pending order", event.from_phone)
         session.add(
             MissedCallRow(
                 shop_id=shop_id,
@@ -178,6 +206,7 @@ class ProviderEvents:
                 provider_call_id=event.call_id,
                 from_phone=event.from_phone,
                 to_phone=event.to,
+                matched_order_ids=confirmed,
                 received_at=self.clock.now(),
             )
         )

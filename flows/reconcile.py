@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from clock import Clock
 from flows.jobs import provider_failure
-from flows.shopify_events import apply_order
+from flows.shopify_events import OrderBook, apply_order
 from providers.base import ProviderError
 from providers.shopify.admin import ShopifyAdmin
 from storage.crypto import SecretBox
@@ -101,7 +101,9 @@ class Reconciler:
                     Order.shop_id == shop_id, Order.shopify_order_id == str(payload.get("id"))
                 )
             )
-            order = await apply_order(session, shop, payload, now, "reconcile")
+            book = OrderBook(session)
+            order = await apply_order(session, shop, payload, now, "reconcile", book=book)
+            await self.queue.enqueue(session, *book.verification_jobs)
             if order is None:
                 return 0
             updated = order.shopify_updated_at

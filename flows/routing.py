@@ -2,8 +2,8 @@
 
 The shop's own Exotel account (from its settings, seed 000) comes first; otherwise the
 platform's accounts from the configuration: SMS by Twilio, Exotel, then RingCentral;
-WhatsApp by Gupshup, then Twilio; calls by Twilio, then Exotel. The account used is recorded
-on every message because it is billed differently.
+WhatsApp by Gupshup, then Twilio; calls by Twilio (our own IVR), then Exotel (the shop's
+call flow). The account used is recorded on every message and call: it is billed differently.
 """
 
 from __future__ import annotations
@@ -15,9 +15,28 @@ from typing import Any
 from flows import shop_config
 from flows.callback_urls import CallbackUrls
 from flows.messaging import NoRoute, Route
+from flows.shop_settings import ShopSettings
 from settings import Settings
 from storage.crypto import SecretBox
 from storage.models import Shop
+
+
+@dataclass(frozen=True)
+class VoiceRoute:
+    """Where a verification call goes: the caller, the caller id, and where it reports."""
+
+    provider: str
+    account: str  # shop | platform
+    client: Any  # a VoiceCaller
+    caller_id: str
+    per_second: float
+    flow_id: str = ""  # Exotel: the call flow with the verification's passthru applets
+    answer_url: str = ""  # Twilio: our IVR's TwiML
+    status_callback: str = ""
+
+    @property
+    def rate_key(self) -> str:
+        return f"{self.provider}:{self.account}:calls"
 
 
 @dataclass(frozen=True)
@@ -112,3 +131,45 @@ class ProviderRouter:
                 self.urls.twilio("status"),
             )
         raise NoRoute("no WhatsApp provider account is configured for the platform")
+
+    def voice(self, shop: Shop, settings: ShopSettings) -> VoiceRoute:
+        ivr = settings.ivr
+        credentials = settings.credentials
+        if (
+            credentials.account_sid
+            and credentials.api_key.get_secret_value()
+            and credentials.api_token.get_secret_value()
+            and ivr.flow_id
+        ):
+            return VoiceRoute(
+                "exotel",
+                "shop",
+                self.shop_exotel(credentials),
+                ivr.caller_id,
+                self.providers.exotel.calls_per_second,
+                flow_id=ivr.flow_id,
+                status_callback=self.urls.exotel(shop.id, "call-status"),
+            )
+        p = self.platform
+        caller_id = ivr.caller_id or self.providers.twilio.sms_from
+        if p.twilio is not None and caller_id:
+            return VoiceRoute(
+                "twilio",
+                "platform",
+                p.twilio,
+                caller_id,
+                self.providers.twilio.calls_per_second,
+                answer_url=self.urls.twilio("voice"),
+                status_callback=self.urls.twilio("voice/status"),
+            )
+        if p.exotel is not None and ivr.flow_id:
+            return VoiceRoute(
+                "exotel",
+                "platform",
+                p.exotel,
+                ivr.caller_id,
+                self.providers.exotel.calls_per_second,
+                flow_id=ivr.flow_id,
+                status_callback=self.urls.exotel(shop.id, "call-status"),
+            )
+        raise NoRoute("no voice account can call for this shop: set ivr.flow_id with Exotel")

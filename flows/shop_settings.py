@@ -6,12 +6,15 @@ import copy
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache, reduce
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
+
+from providers.shopify.orders import DEFAULT_COD_GATEWAYS
 
 SECRET_MASK = "********"
 ORDER_PLACEHOLDERS = ("%ordernumber%", "%ordername%", "%orderamount%")
@@ -22,6 +25,8 @@ _TAG_LENGTH = 40
 _NOT_ZONES = frozenset({"localtime", "Factory"})
 
 Encoding = Literal["plain", "unicode"]  # Exotel's SMS EncodingType values
+# Methods that can follow the first one in the cascade, before the fallback.
+NextMethod = Literal["ivr", "whatsapp"]
 
 
 def _matching(pattern: str, message: str) -> AfterValidator:
@@ -93,12 +98,15 @@ AccountSid = Annotated[
     str, _matching(r"[A-Za-z0-9_-]{1,64}", "must be letters, digits, '-' and '_' only")
 ]
 Tag = Annotated[str, AfterValidator(_tag)]
+Key = Annotated[str, _matching(r"[0-9*#]", "must be one keypad key: 0-9, * or #")]
+ButtonTitle = Annotated[str, Field(max_length=20)]
 RequiredTag = Annotated[Tag, AfterValidator(_required)]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
 LinkTemplate = _template("%link%")
 MissedCallTemplate = _template("%exophone%")
 ConfirmationTemplate = _template(None, "%exophone%")
-OtpTemplate = _template("%otp%")
+OtpTemplate = _template("%otp%", "%link%")
+WhatsAppText = _template(None)
 
 
 class _Section(BaseModel):
@@ -112,6 +120,28 @@ class Verification(_Section):
 
     for_orders: Literal["cod", "all"] = "cod"
     type: Literal["ivr", "otp", "whatsapp"] = "ivr"
+    # The cascade is `type`, then these in order, then the fallback (see `methods`).
+    then: list[NextMethod] = Field(default_factory=list, max_length=2)
+    # What happens when the last method got no answer.
+    final_action: Literal["none", "tag", "cancel"] = "none"
+    final_tag: RequiredTag = "cod_unconfirmed"
+    cancel_after_hours: int = Field(24, ge=1, le=168)
+    # Retries always wait for the window; whether the first attempt does too.
+    window_first_call: bool = True
+    window_first_message: bool = False
+
+
+class Eligibility(_Section):
+    """Which orders are verified at all, beyond `verification.for_orders`."""
+
+    min_amount: Decimal | None = Field(None, ge=0)
+    max_amount: Decimal | None = Field(None, ge=0)
+    cod_gateways: list[str] = Field(default_factory=lambda: sorted(DEFAULT_COD_GATEWAYS))
+    skip_tags: list[Tag] = Field(default_factory=list)
+    first_time_customers_only: bool = False
+    blocked_phones: list[Phone] = Field(default_factory=list)
+    blocked_action: Literal["tag", "cancel"] = "tag"
+    blocked_tag: RequiredTag = "blocked_phone"
 
 
 class IvrSettings(_Section):
@@ -126,6 +156,28 @@ class IvrSettings(_Section):
     timezone: TimeZone = "Asia/Kolkata"
     window_start_hour: int = Field(9, ge=0, le=23)
     window_end_hour: int = Field(21, ge=0, le=23)
+    confirm_tag: RequiredTag = "cod_confirmed"
+    cancel_tag: Tag = "cod_cancelled"
+    callback_tag: Tag = "cod_callback"
+    cancel_in_shopify: bool = False
+    # The keys of our own IVR (Twilio); an Exotel flow maps its own keys to these.
+    confirm_key: Key = "1"
+    cancel_key: Key = "2"
+    callback_key: Key = "3"
+
+
+class WhatsAppSettings(_Section):
+    """Verification by a WhatsApp message with Confirm / Cancel / Call me buttons."""
+
+    # An approved template with three quick-reply buttons; "" sends a session message.
+    template_id: str = Field("", max_length=128)
+    text: WhatsAppText = "Please confirm your order %ordername% of %orderamount%."
+    confirm_button: ButtonTitle = "Confirm"
+    cancel_button: ButtonTitle = "Cancel"
+    callback_button: ButtonTitle = "Call me"
+    retries: int = Field(1, ge=0, le=5)
+    # Between messages, and how long the last one waits for an answer.
+    retry_interval_minutes: int = Field(30, ge=10, le=120)
     confirm_tag: RequiredTag = "cod_confirmed"
     cancel_tag: Tag = "cod_cancelled"
     callback_tag: Tag = "cod_callback"
@@ -188,6 +240,8 @@ class OtpSettings(_Section):
     resend_after_seconds: int = Field(30, ge=10, le=600)
     verified_tag: RequiredTag = "otp_verified"
     wrong_attempts_limit: int = Field(3, ge=0, le=5)
+    code_length: int = Field(6, ge=4, le=8)
+    expiry_minutes: int = Field(10, ge=1, le=60)
 
 
 class ExotelCredentials(_Section):
@@ -203,7 +257,9 @@ class ShopSettings(_Section):
     """The whole settings document of one shop."""
 
     verification: Verification = Field(default_factory=Verification)
+    eligibility: Eligibility = Field(default_factory=Eligibility)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
+    whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
     fallback: Fallback = Field(default_factory=Fallback)
     otp: OtpSettings = Field(default_factory=OtpSettings)
     credentials: ExotelCredentials = Field(default_factory=ExotelCredentials)
@@ -253,14 +309,25 @@ class SettingsError(ValueError):
         self.problems = problems
 
 
+def methods(settings: ShopSettings) -> tuple[str, ...]:
+    """The verification cascade: OTP alone, or the first method, the ones that follow it,
+    then the fallback (seed 000's "IVR, then SMS with link" is ("ivr", "sms_link"))."""
+    first = settings.verification.type
+    if first == "otp":
+        return ("otp",)
+    then = tuple(m for m in settings.verification.then if m != first)
+    fallback = settings.fallback.mode
+    return (first, *dict.fromkeys(then), *(() if fallback == "none" else (fallback,)))
+
+
 def sections_in_use(settings: ShopSettings) -> frozenset[str]:
-    """The sections that the selected verification type and fallback mode put to work."""
-    kind = settings.verification.type
+    """The sections that the selected cascade puts to work."""
     used: set[str] = set()
-    if kind in ("ivr", "otp"):
-        used |= {"credentials", kind}
-    if kind == "ivr" and settings.fallback.mode != "none":
-        used.add(f"fallback.{settings.fallback.mode}")
+    for method in methods(settings):
+        if method in ("ivr", "otp"):
+            used |= {"credentials", method}
+        elif method in ("sms_link", "missed_call"):
+            used.add(f"fallback.{method}")
     return frozenset(used)
 
 
@@ -300,6 +367,31 @@ def _window_end(settings: ShopSettings, _country: str) -> str | None:
     return None
 
 
+def _then(settings: ShopSettings, _country: str) -> str | None:
+    then = settings.verification.then
+    if then and settings.verification.type == "otp":
+        return "must be empty when the verification type is otp"
+    if settings.verification.type in then:
+        return f"must not repeat the verification type {settings.verification.type!r}"
+    if len(set(then)) != len(then):
+        return "must not name a method twice"
+    return None
+
+
+def _amount_range(settings: ShopSettings, _country: str) -> str | None:
+    low, high = settings.eligibility.min_amount, settings.eligibility.max_amount
+    if low is not None and high is not None and high < low:
+        return "must not be below min_amount"
+    return None
+
+
+def _distinct_keys(settings: ShopSettings, _country: str) -> str | None:
+    ivr = settings.ivr
+    if len({ivr.confirm_key, ivr.cancel_key, ivr.callback_key}) != 3:
+        return "confirm_key, cancel_key and callback_key must be three different keys"
+    return None
+
+
 def _three_orders_template(settings: ShopSettings, _country: str) -> str | None:
     section = settings.fallback.missed_call
     used = [p for p in ORDER_PLACEHOLDERS if p in section.template]
@@ -332,12 +424,15 @@ def _dlt_rule(section: str, name: str) -> _Rule:
         return None
 
     modes = ("fallback.mode",) if section.startswith("fallback.") else ()
-    return _Rule(f"{section}.{name}", ("verification.type", *modes), problem)
+    return _Rule(f"{section}.{name}", ("verification.type", "verification.then", *modes), problem)
 
 
 _RULES = (
     _Rule("ivr.first_call_after_minutes", ("ivr.first_call",), _first_call_delay),
     _Rule("ivr.window_end_hour", ("ivr.window_start_hour",), _window_end),
+    _Rule("verification.then", ("verification.type",), _then),
+    _Rule("eligibility.max_amount", ("eligibility.min_amount",), _amount_range),
+    _Rule("ivr.callback_key", ("ivr.confirm_key", "ivr.cancel_key"), _distinct_keys),
     _Rule(
         "fallback.missed_call.template",
         ("fallback.missed_call.confirm_mode",),

@@ -7,6 +7,7 @@ older than what we already hold (a stale retry) changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import datetime
@@ -16,9 +17,10 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.verifier import verification_job
 from providers.shopify.orders import OrderData, parse_order
 from storage.db import Database
-from storage.jobs import ClaimedJob, PermanentJobError
+from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
 from storage.models import Activity, Call, Customer, Job, Message, MissedCall, Order, Shop
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,9 +31,10 @@ REDACTED = "redacted"
 
 
 class ShopifyEvents:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, queue: JobQueue) -> None:
         self.db = db
         self.clock = clock
+        self.queue = queue
 
     async def handle(self, job: ClaimedJob) -> None:
         topic = job.payload["topic"]
@@ -52,9 +55,11 @@ class ShopifyEvents:
             elif shop.status == "uninstalled":
                 _LOGGER.info("shopify %s for uninstalled shop %s ignored", topic, shop.domain)
             elif topic in ORDER_TOPICS:
+                book = OrderBook(session)
                 await apply_order(
-                    session, shop, payload, self.clock.now(), "webhook", triggered_at
+                    session, shop, payload, self.clock.now(), "webhook", triggered_at, book
                 )
+                await self.queue.enqueue(session, *book.verification_jobs)
             elif topic.startswith("fulfillments/"):
                 await self._record_fulfillment(session, shop, topic, payload)
             elif topic == "customers/update":
@@ -120,6 +125,7 @@ class ShopifyEvents:
                     await apply_order(session, shop, payload, now, "webhook", triggered_at, book)
                 else:
                     await apply_order_data(session, shop, data, now, "webhook", triggered_at, book)
+            await self.queue.enqueue(session, *book.verification_jobs)
 
     async def _record_fulfillment(
         self, session: AsyncSession, shop: Shop, topic: str, payload: dict[str, Any]
@@ -233,13 +239,15 @@ class OrderBook:
     """The orders and customers one transaction touches, each looked up at most once.
 
     A batch of events preloads them with two queries; new rows are flushed together at
-    commit (the relationships carry their ids), instead of a round trip per order.
+    commit (the relationships carry their ids), instead of a round trip per order. The
+    verification jobs the orders need are gathered to be enqueued together.
     """
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.orders: dict[tuple[int, str], Order | None] = {}
         self.customers: dict[tuple[int, str], Customer | None] = {}
+        self.verification_jobs: list[NewJob] = []
 
     async def preload(self, shop_id: int, order_ids: set[str], phones: set[str]) -> None:
         rows = await self.session.scalars(
@@ -329,6 +337,8 @@ async def apply_order_data(
     order.total_amount, order.currency = data.total_amount, data.currency
     order.payment_method, order.gateways = data.payment_method, data.gateways
     order.financial_status = data.financial_status
+    order.city = data.city
+    order.items = [dataclasses.asdict(item) for item in data.items]
     order.fulfillment_status = data.fulfillment_status
     order.tags = data.tags
     order.cancelled_at = data.cancelled_at
@@ -342,6 +352,9 @@ async def apply_order_data(
     if order.id is None:
         activity.order = order
     session.add(activity)
+    job = verification_job(order, kind == "order_received")
+    if job is not None:
+        book.verification_jobs.append(job)
     return order
 
 

@@ -99,6 +99,8 @@ class Order(Base):
     __table_args__ = (
         UniqueConstraint("shop_id", "shopify_order_id"),
         Index(None, "shop_id", "placed_at"),
+        # A missed call or a reply finds the customer's pending orders by phone.
+        Index(None, "shop_id", "phone"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -119,6 +121,9 @@ class Order(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     verification_status: Mapped[str] = mapped_column(String(32), default="none")
     skip_reason: Mapped[str] = mapped_column(String(255), default="")
+    # Shown on the customer's verification page.
+    city: Mapped[str] = mapped_column(String(128), default="")
+    items: Mapped[list[Any]] = mapped_column(default=list)  # [{title, quantity, price}]
     cancelled_at: Mapped[datetime | None]
     placed_at: Mapped[datetime]
     shopify_updated_at: Mapped[datetime | None]

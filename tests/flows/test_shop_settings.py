@@ -146,7 +146,7 @@ def test_ivr_rules_spanning_fields(changes, expected):
         (f"{MISSED_CALL}.template", "Call us for %ordername%", "%exophone%"),
         ("otp.template", "Your code for %ordername%", "must contain the %otp% placeholder"),
         (f"{SMS_LINK}.template", "%link% %shopname%", "unknown placeholder %shopname%"),
-        ("otp.template", "%otp% %link%", "unknown placeholder %link%"),
+        ("otp.template", "%otp% %exophone%", "unknown placeholder %exophone%"),
         (f"{MISSED_CALL}.confirmation_template", "Confirmed: %link%", "unknown placeholder"),
         (f"{MISSED_CALL}.confirmation_template", "  ", "must not be empty"),
     ],
@@ -195,7 +195,11 @@ DLT = ("dlt_entity_id", "dlt_template_id")
             {"verification.type": "otp", "fallback.mode": "sms_link"},
             {"otp.dlt_entity_id", "otp.dlt_template_id"},
         ),
-        ({"verification.type": "whatsapp", "fallback.mode": "missed_call"}, set()),
+        (
+            {"verification.type": "whatsapp", "fallback.mode": "missed_call"},
+            {f"{MISSED_CALL}.{name}" for name in (*DLT, "confirmation_dlt_template_id")},
+        ),
+        ({"verification.type": "whatsapp"}, set()),
         (
             {"verification.type": "otp", "otp.dlt_entity_id": "11", "otp.dlt_template_id": "12"},
             set(),

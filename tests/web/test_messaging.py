@@ -577,7 +577,7 @@ def sender_for(res, fakes, provider: str):
         assert wanted == channel
         return Route(provider, "platform", client, sender, 1.0)
 
-    return MessageSender(res.db, res.clock, res.limiter, route), channel
+    return MessageSender(res.db, res.clock, res.limiter, route, res.keys), channel
 
 
 def refuse_permanently(fakes, provider: str) -> tuple[dict, str]:

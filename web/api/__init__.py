@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.api import openapi, shops
+from web.api import openapi, reports, shops
 
 PREFIX = "/api/v1"
 
@@ -14,4 +14,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/shop/status", shops.status)
     app.router.add_get(f"{PREFIX}/shop/settings", shops.get_settings)
     app.router.add_put(f"{PREFIX}/shop/settings", shops.put_settings)
+    app.router.add_get(f"{PREFIX}/orders", reports.list_orders)
+    app.router.add_get(f"{PREFIX}/orders/{{name}}", reports.order_card)
+    app.router.add_get(f"{PREFIX}/calls", reports.list_calls)
+    app.router.add_get(f"{PREFIX}/messages", reports.list_messages)
+    app.router.add_get(f"{PREFIX}/missed-calls", reports.list_missed_calls)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi.document)

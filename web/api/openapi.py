@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from flows import reports
 from flows.shop_settings import ShopSettings
 from web.api.shops import CreateShop
 
@@ -63,7 +64,186 @@ def _schemas() -> dict[str, Any]:
             "bot_link_code": {"type": "string", "description": "one-time, 24 h"},
         },
     }
+    schemas.update(_report_schemas())
     return schemas
+
+
+def _report_schemas() -> dict[str, Any]:
+    text = {"type": "string"}
+    moment = {"type": "string", "format": "date-time"}
+    nullable_moment = {"type": ["string", "null"], "format": "date-time"}
+    order_ref = {"$ref": REF.format(model="OrderRef")}
+    cursor = {"type": ["string", "null"], "description": "null on the last page"}
+    order: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "name": text,
+            "number": {"type": "integer"},
+            "placed_at": moment,
+            "phone": {"type": "string", "description": "the customer's phone, E.164"},
+            "total_amount": {"type": "string", "description": "a decimal"},
+            "currency": text,
+            "payment_method": {"enum": ["cod", "prepaid"]},
+            "verification_status": text,
+            "skip_reason": text,
+            "tags": {"type": "array", "items": text},
+            "url": text,
+        },
+    }
+    call = {
+        "type": "object",
+        "properties": {
+            "provider": text,
+            "status": text,
+            "direction": {"enum": ["outbound"]},
+            "to_phone": text,
+            "from_phone": {"type": "string", "description": "the number the call came from"},
+            "attempt": {"type": "integer"},
+            "input_digits": text,
+            "duration_seconds": {"type": "integer"},
+            "created_at": moment,
+            "ended_at": nullable_moment,
+            "order": {"oneOf": [order_ref, {"type": "null"}]},
+        },
+    }
+    message = {
+        "type": "object",
+        "properties": {
+            "channel": {"enum": ["sms", "whatsapp"]},
+            "direction": {"enum": ["outbound", "inbound"]},
+            "provider": text,
+            "account": {"enum": ["shop", "platform"]},
+            "to_phone": text,
+            "from_phone": text,
+            "body": text,
+            "status": text,
+            "error_code": text,
+            "segments": {"type": "integer"},
+            "created_at": moment,
+            "order": {"oneOf": [order_ref, {"type": "null"}]},
+        },
+    }
+    missed_call = {
+        "type": "object",
+        "properties": {
+            "from_phone": text,
+            "to_phone": text,
+            "received_at": moment,
+            "orders": {"type": "array", "items": order_ref},
+        },
+    }
+    return {
+        "OrderRef": {"type": "object", "properties": {"name": text, "url": text}},
+        "OrderList": {
+            "type": "object",
+            "properties": {
+                "orders": {"type": "array", "items": order},
+                "totals": {
+                    "type": "object",
+                    "description": "over the whole filtered range, not only this page",
+                    "properties": {
+                        name: {"type": "integer"} for name in ("total", *reports.TOTALS)
+                    },
+                },
+                "next_cursor": cursor,
+            },
+        },
+        "OrderCard": {
+            "type": "object",
+            "properties": {
+                "order": {
+                    "type": "object",
+                    "properties": order["properties"]
+                    | {
+                        "gateways": {"type": "array", "items": text},
+                        "financial_status": text,
+                        "fulfillment_status": text,
+                        "cancelled_at": nullable_moment,
+                    },
+                },
+                "timeline": {
+                    "type": "array",
+                    "description": "oldest first",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "kind": text,
+                            "mode": text,
+                            "detail": {"type": "object"},
+                            "created_at": moment,
+                        },
+                    },
+                },
+                "calls": {"type": "array", "items": call},
+                "messages": {"type": "array", "items": message},
+            },
+        },
+        "CallList": {
+            "type": "object",
+            "properties": {"calls": {"type": "array", "items": call}, "next_cursor": cursor},
+        },
+        "MessageList": {
+            "type": "object",
+            "properties": {
+                "messages": {"type": "array", "items": message},
+                "next_cursor": cursor,
+            },
+        },
+        "MissedCallList": {
+            "type": "object",
+            "properties": {
+                "missed_calls": {"type": "array", "items": missed_call},
+                "next_cursor": cursor,
+            },
+        },
+    }
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> Any:
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def _shared(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _parameters() -> dict[str, Any]:
+    return {
+        "from": _query(
+            "from",
+            "ISO 8601 date or date-time (UTC without an offset); default: 7 days before `to`",
+        ),
+        "to": _query(
+            "to",
+            "ISO 8601 date (the whole day) or date-time, at most 7 days after `from`; "
+            "default: now",
+        ),
+        "limit": _query(
+            "limit",
+            f"rows per page (default {reports.DEFAULT_LIMIT})",
+            {"type": "integer", "minimum": 1, "maximum": reports.MAX_LIMIT},
+        ),
+        "cursor": _query("cursor", "the `next_cursor` of the previous page"),
+        "customer": _query("customer", "the customer's phone, E.164 or digits"),
+        "order": _query("order", "an order name (#1001) or number (1001)"),
+    }
+
+
+def _report(summary: str, schema: str, *filters: Any) -> dict[str, Any]:
+    """A newest-first list endpoint with its own filters and the shared range and paging."""
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{"shopKey": []}],
+            "parameters": [*filters, *map(_shared, ("from", "to", "limit", "cursor"))],
+            "responses": {"200": {"description": "a page", **_json(schema)}, **_errors(401, 422)},
+        }
+    }
 
 
 def _json(schema: str) -> dict[str, Any]:
@@ -83,6 +263,7 @@ def build() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "components": {
             "schemas": _schemas(),
+            "parameters": _parameters(),
             "securitySchemes": {
                 "shopKey": {"type": "http", "scheme": "bearer", "description": "a shop's API key"},
                 "adminToken": {
@@ -133,6 +314,62 @@ def build() -> dict[str, Any]:
                     },
                 },
             },
+            "/orders": _report(
+                "Orders processed for verification, newest first, with totals",
+                "OrderList",
+                _shared("customer"),
+                _shared("order"),
+                _query(
+                    "status",
+                    "verification status",
+                    {"enum": sorted(reports.VERIFICATION_STATUSES)},
+                ),
+            ),
+            "/orders/{name}": {
+                "get": {
+                    "summary": "One order's card: details, timeline, calls and messages",
+                    "security": shop_auth,
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "description": "the order number (1001) or name (#1001, url-encoded)",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "the order card", **_json("OrderCard")},
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/calls": _report(
+                "Verification calls, newest first",
+                "CallList",
+                _shared("customer"),
+                _query("agent", "the number the call came from, E.164 or digits"),
+                _shared("order"),
+                _query(
+                    "direction",
+                    "only outbound calls are recorded; inbound lists none",
+                    {"enum": list(reports.CALL_DIRECTIONS)},
+                ),
+                _query("input", "the digits the customer pressed"),
+            ),
+            "/messages": _report(
+                "SMS and WhatsApp messages, both ways, newest first",
+                "MessageList",
+                _shared("customer"),
+                _shared("order"),
+                _query("status", "delivery status (queued, sent, delivered, failed, ...)"),
+            ),
+            "/missed-calls": _report(
+                "Missed calls, newest first, with the orders each was matched to",
+                "MissedCallList",
+                _shared("customer"),
+                _shared("order"),
+            ),
         },
     }
 

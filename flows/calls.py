@@ -1,0 +1,131 @@
+"""The verification call job: place one call of one attempt, at most once.
+
+The call row is written before the provider is asked (status `placing`); a run that finds it
+still `placing` knows an earlier run died with the request possibly out, and never dials
+again for that attempt: it is recorded `unconfirmed` and the flow moves on as if unanswered.
+A DND or other permanent refusal goes to the flow, which falls back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from clock import Clock
+from flows.jobs import provider_failure
+from flows.messaging import NoRoute
+from flows.routing import ProviderRouter, VoiceRoute
+from flows.verification import PENDING, CallEnded, CallRefused
+from flows.verifier import Context, Verifier, call_key
+from providers.base import CallRequest, ProviderError
+from storage.db import Database
+from storage.jobs import ClaimedJob, Deferred
+from storage.models import Call
+from storage.ratelimit import RateLimiter
+
+_LOGGER = logging.getLogger(__name__)
+RING_SECONDS = 30
+
+
+class CallPlacer:
+    """The CALL_JOB handler. `router.voice(shop, settings)` picks the account."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        limiter: RateLimiter,
+        router: ProviderRouter,
+        verifier: Verifier,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.limiter = limiter
+        self.router = router
+        self.verifier = verifier
+
+    async def handle(self, job: ClaimedJob) -> None:
+        verification_id, ref = job.payload["verification_id"], job.payload["call"]
+        key = call_key(verification_id, ref)
+        async with self.db.transaction() as session:
+            ctx = await self.verifier.load(session, verification_id)
+            if ctx is None or ctx.state.status != PENDING or ctx.state.open_call != ref:
+                return  # decided, stopped or moved on since the call was asked for
+            call = await session.scalar(select(Call).where(Call.idempotency_key == key))
+            if call is not None and call.status == "placing":
+                call.status, call.error = "unconfirmed", "worker lost while placing the call"
+                await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
+                return
+            if call is not None and call.status != "queued":
+                return
+            try:
+                route = self.router.voice(ctx.shop, ctx.settings)
+            except NoRoute as exc:
+                _LOGGER.warning("verification %s: %s", verification_id, exc)
+                await self.verifier.apply(session, ctx, CallRefused(ref, "NO_ROUTE"))
+                return
+            if call is None:
+                call = self._new_call(ctx, route, key)
+                session.add(call)
+                await session.flush()
+            call_id = call.id
+            request = CallRequest(
+                to=ctx.order.phone,
+                caller_id=route.caller_id,
+                answer_url=route.answer_url,
+                flow_id=route.flow_id,
+                status_callback=route.status_callback,
+                reference=f"v{verification_id}",
+                timeout_seconds=RING_SECONDS,
+            )
+        wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
+        if wait > 0:
+            raise Deferred(wait, f"rate limit of {route.rate_key}")
+        await self._set(call_id, "placing")
+        try:
+            receipt = await route.client.place_call(request)
+        except ProviderError as exc:
+            if exc.retryable and job.attempts < job.max_attempts:
+                await self._set(call_id, "queued")
+                raise provider_failure(exc) from exc
+            await self._refused(verification_id, call_id, ref, exc)
+            return
+        async with self.db.transaction() as session:
+            call = await session.get(Call, call_id)
+            call.provider_call_id = receipt.provider_call_id
+            call.status = receipt.status or "queued"
+
+    def _new_call(self, ctx: Context, route: VoiceRoute, key: str) -> Call:
+        return Call(
+            shop_id=ctx.shop.id,
+            order_id=ctx.order.id,
+            provider=route.provider,
+            account=route.account,
+            idempotency_key=key,
+            to_phone=ctx.order.phone,
+            from_phone=route.caller_id,
+            attempt=ctx.state.attempt,
+            status="queued",
+            created_at=self.clock.now(),
+        )
+
+    async def _set(self, call_id: int, status: str) -> None:
+        async with self.db.transaction() as session:
+            call = await session.get(Call, call_id)
+            call.status = status
+
+    async def _refused(
+        self, verification_id: int, call_id: int, ref: str, exc: ProviderError
+    ) -> None:
+        _LOGGER.warning("verification %s call refused: %s %s", verification_id, exc.code, exc)
+        async with self.db.transaction() as session:
+            call = await session.get(Call, call_id)
+            call.status, call.error = "failed", f"{exc.code}: {exc}"[:2000]
+            call.ended_at = self.clock.now()
+            ctx = await self.verifier.load(session, verification_id)
+            if ctx is None:
+                return
+            # A provider that kept failing is an unanswered attempt; a refusal ends the calls.
+            event = CallEnded(ref, "failed") if exc.retryable else CallRefused(ref, exc.code)
+            await self.verifier.apply(session, ctx, event)

@@ -1,0 +1,267 @@
+"""Acting on a Shopify order: tag it, untag it, cancel it (refunding what was paid).
+
+Each action is a durable job queued in the caller's transaction under a key per intention, so
+one intention is done once however often it is asked for. The job calls Shopify, then records
+the result on our order and its timeline. A transient Shopify failure is retried by the job
+system; a permanent one (the order is gone from Shopify, the request refused) is recorded on
+the timeline as `shopify_action_failed` and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clock import Clock
+from flows.jobs import provider_failure
+from providers.base import ProviderError
+from providers.shopify.admin import ShopifyAdmin
+from storage.crypto import SecretBox
+from storage.db import Database
+from storage.jobs import ClaimedJob, JobQueue, NewJob
+from storage.models import Activity, Order
+from storage.shops import installed_shop
+
+_LOGGER = logging.getLogger(__name__)
+
+TAGS_JOB = "order.tags"
+CANCEL_JOB = "order.cancel"
+# Who or what asked for the action, as the timeline shows it.
+MODES = frozenset({"ivr", "sms_link", "missed_call", "otp", "whatsapp", "merchant", "system"})
+# Orders with money to give back when a cancel leaves the refund to us (refund=None).
+PAID_STATUSES = frozenset({"paid", "partially_paid"})
+_ALREADY_CANCELLED = "ALREADY_CANCELLED"  # ShopifyAdmin.cancel_order's code
+
+
+async def queue_tags(
+    session: AsyncSession,
+    queue: JobQueue,
+    order_id: int,
+    shop_id: int,
+    *,
+    add: Iterable[str] = (),
+    remove: Iterable[str] = (),
+    mode: str,
+    key: str,
+) -> bool:
+    """Enqueue adding and removing tags of our order `order_id`; False if `key` was queued.
+
+    `key` names the intention (say "verification:42:confirmed"): a second one is skipped.
+    """
+    added, removed = _clean(add), _clean(remove)
+    if not added and not removed:
+        raise ValueError("no tags to add or remove")
+    payload = {"order_id": order_id, "add": added, "remove": removed, "mode": _mode(mode)}
+    return await _enqueue(session, queue, TAGS_JOB, payload, shop_id, key)
+
+
+async def queue_cancel(
+    session: AsyncSession,
+    queue: JobQueue,
+    order_id: int,
+    shop_id: int,
+    *,
+    mode: str,
+    key: str,
+    refund: bool | None = None,
+    notify_customer: bool = False,
+) -> bool:
+    """Enqueue cancelling our order `order_id` in Shopify, restocking its items.
+
+    `refund` None refunds only an order that is paid when the job runs (a cash-on-delivery
+    order is not yet). Returns False if `key` was queued before.
+    """
+    payload = {
+        "order_id": order_id,
+        "mode": _mode(mode),
+        "reason": "CUSTOMER",
+        "restock": True,
+        "notify_customer": notify_customer,
+        "refund": refund,
+    }
+    return await _enqueue(session, queue, CANCEL_JOB, payload, shop_id, key)
+
+
+async def _enqueue(
+    session: AsyncSession,
+    queue: JobQueue,
+    kind: str,
+    payload: dict[str, Any],
+    shop_id: int,
+    key: str,
+) -> bool:
+    job = NewJob(kind, payload, idempotency_key=f"{kind}:{key}", shop_id=shop_id)
+    return await queue.enqueue(session, job) == 1
+
+
+class OrderActions:
+    """The TAGS_JOB and CANCEL_JOB handlers."""
+
+    def __init__(self, db: Database, clock: Clock, box: SecretBox, shopify: ShopifyAdmin) -> None:
+        self.db = db
+        self.clock = clock
+        self.box = box
+        self.shopify = shopify
+
+    async def handle_tags(self, job: ClaimedJob) -> None:
+        """Remove, then add, the job's tags in Shopify, and the same on our order."""
+        target = await self._target(job)
+        if target is None:
+            return
+        order, domain, token = target
+        steps = (
+            ("tags_removed", job.payload["remove"], self.shopify.remove_tags, _without_tags),
+            ("tags_added", job.payload["add"], self.shopify.add_tags, _with_tags),
+        )
+        done = []
+        failure: ProviderError | None = None
+        try:
+            for kind, tags, call, change in steps:
+                if tags:
+                    await call(domain, token, order.shopify_order_id, tags)
+                    done.append((kind, tags, change))
+        except ProviderError as exc:
+            failure = self._failure(job, exc)
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            stored = await session.get(Order, order.id)
+            if stored is not None:
+                for kind, tags, change in done:
+                    stored.tags = change(stored.tags, tags)
+                    stored.updated_at = now
+                    session.add(_activity(stored, kind, job, {"tags": tags}, now))
+                _record_failure(session, stored, job, failure, now)
+        _finish(failure)
+
+    async def handle_cancel(self, job: ClaimedJob) -> None:
+        """Cancel the order in Shopify (an order already cancelled counts as done)."""
+        target = await self._target(job)
+        if target is None:
+            return
+        order, domain, token = target
+        payload = job.payload
+        refund = payload["refund"]
+        if refund is None:
+            refund = order.financial_status in PAID_STATUSES
+        detail: dict[str, Any] = {
+            "reason": payload["reason"],
+            "refund": refund,
+            "restock": payload["restock"],
+            "notify_customer": payload["notify_customer"],
+        }
+        failure: ProviderError | None = None
+        try:
+            await self.shopify.cancel_order(
+                domain,
+                token,
+                order.shopify_order_id,
+                reason=payload["reason"],
+                refund=refund,
+                restock=payload["restock"],
+                notify_customer=payload["notify_customer"],
+                staff_note=f"Cancelled through ordertalk ({payload['mode']})",
+            )
+        except ProviderError as exc:
+            if exc.code == _ALREADY_CANCELLED:
+                # Cancelled by the merchant, or by an earlier run that died before recording.
+                detail = {"reason": payload["reason"], "already_cancelled": True}
+            else:
+                failure = self._failure(job, exc)
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            stored = await session.get(Order, order.id)
+            if stored is not None:
+                if failure is None:
+                    stored.cancelled_at = stored.cancelled_at or now
+                    stored.updated_at = now
+                    session.add(_activity(stored, "order_cancelled", job, detail, now))
+                _record_failure(session, stored, job, failure, now)
+        _finish(failure)
+
+    async def _target(self, job: ClaimedJob) -> tuple[Order, str, str] | None:
+        """The order, its shop's domain and access token; None when there is nothing to do."""
+        async with self.db.sessions() as session:
+            order = await session.get(Order, job.payload["order_id"])
+        if order is None:
+            _LOGGER.info("%s job %s: order %s is gone", job.kind, job.id, job.payload["order_id"])
+            return None
+        shop, token = await installed_shop(self.db, self.box, order.shop_id)
+        if shop is None or not token:
+            _LOGGER.info(
+                "%s job %s: shop %s is uninstalled or has no token",
+                job.kind,
+                job.id,
+                order.shop_id,
+            )
+            return None
+        return order, shop.domain, token
+
+    @staticmethod
+    def _failure(job: ClaimedJob, exc: ProviderError) -> ProviderError:
+        """`exc` if it is to be recorded; raises it for the job system while retries remain."""
+        if exc.retryable and job.attempts < job.max_attempts:
+            raise provider_failure(exc) from exc
+        return exc
+
+
+def _record_failure(
+    session: AsyncSession,
+    order: Order,
+    job: ClaimedJob,
+    failure: ProviderError | None,
+    now: datetime,
+) -> None:
+    if failure is None:
+        return
+    _LOGGER.warning("%s job %s for order %s failed: %s", job.kind, job.id, order.id, failure)
+    detail = {"action": job.kind, "code": failure.code, "error": str(failure)[:500]}
+    session.add(_activity(order, "shopify_action_failed", job, detail, now))
+
+
+def _finish(failure: ProviderError | None) -> None:
+    """A transient failure on the last attempt is on the timeline; the job still dies of it."""
+    if failure is not None and failure.retryable:
+        raise provider_failure(failure)
+
+
+def _activity(
+    order: Order, kind: str, job: ClaimedJob, detail: dict[str, Any], now: datetime
+) -> Activity:
+    return Activity(
+        shop_id=order.shop_id,
+        order_id=order.id,
+        kind=kind,
+        mode=job.payload["mode"],
+        detail=detail,
+        created_at=now,
+    )
+
+
+# Shopify treats tags that differ only in case as one tag.
+def _with_tags(current: list[Any], tags: list[str]) -> list[Any]:
+    merged = list(current)
+    known = {str(tag).lower() for tag in merged}
+    for tag in tags:
+        if tag.lower() not in known:
+            merged.append(tag)
+            known.add(tag.lower())
+    return merged
+
+
+def _without_tags(current: list[Any], tags: list[str]) -> list[Any]:
+    gone = {tag.lower() for tag in tags}
+    return [tag for tag in current if str(tag).lower() not in gone]
+
+
+def _clean(tags: Iterable[str]) -> list[str]:
+    return [tag.strip() for tag in tags if tag.strip()]
+
+
+def _mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; one of {sorted(MODES)}")
+    return mode

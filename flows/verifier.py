@@ -1,0 +1,518 @@
+"""Runs order verifications: loads a verification with its order, shop and settings (row
+locked), feeds an event to the pure flow (`flows.verification.step`), and in the same
+transaction stores the new state and turns every effect into a durable job (call, message,
+tags, cancel, timer) or a line of the order's timeline.
+
+Events come from the order's webhook (start, stop), timers, the call job and provider
+callbacks (call end, keypad), the customer's page and OTP entry, missed calls and replies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from babel.numbers import format_currency
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clock import Clock
+from flows import shop_config
+from flows.customer_keys import CustomerKeys
+from flows.messaging import queue_message
+from flows.order_actions import queue_cancel, queue_tags
+from flows.shop_settings import ShopSettings, methods
+from flows.verification import (
+    ANSWERABLE,
+    PENDING,
+    AddTags,
+    Answer,
+    CancelOrder,
+    Effect,
+    Event,
+    NotifyMerchant,
+    OrderChanged,
+    OrderFacts,
+    PlaceCall,
+    Record,
+    SendMessage,
+    Start,
+    StartTimer,
+    Timer,
+    VState,
+    options,
+    step,
+)
+from providers.events import InboundMessage
+from storage.db import Database
+from storage.jobs import ClaimedJob, JobQueue, NewJob
+from storage.models import Activity, Customer, Order, Shop, Verification
+
+_LOGGER = logging.getLogger(__name__)
+
+VERIFY_ORDER_JOB = "verification.order"
+TIMER_JOB = "verification.timer"
+CALL_JOB = "verification.call"
+PAID = frozenset({"paid", "partially_paid", "refunded", "partially_refunded"})
+MISSED_CALL_WINDOW = timedelta(days=30)
+_LOCALES = {"hi": "hi_IN", "en": "en_IN"}
+
+
+def verification_job(order: Order, is_new: bool) -> NewJob | None:
+    """The job an order event needs: start a new order's verification, or stop a running one
+    whose order was cancelled or paid in Shopify."""
+    if is_new:
+        version = "new"
+    elif order.verification_status in ANSWERABLE and stop_reason(order):
+        version = stop_reason(order)
+    else:
+        return None
+    return NewJob(
+        VERIFY_ORDER_JOB,
+        {"shop_id": order.shop_id, "shopify_order_id": order.shopify_order_id},
+        idempotency_key=f"{VERIFY_ORDER_JOB}:{order.shop_id}:{order.shopify_order_id}:{version}",
+        shop_id=order.shop_id,
+    )
+
+
+def stop_reason(order: Order) -> str:
+    if order.cancelled_at is not None:
+        return "order cancelled in Shopify"
+    if order.financial_status in PAID:
+        return f"order {order.financial_status} in Shopify"
+    return ""
+
+
+def call_key(verification_id: int, call: str) -> str:
+    """The idempotency key of a verification call; `call_ref` reads it back."""
+    return f"verify:{verification_id}:call:{call}"
+
+
+def call_ref(key: str | None) -> tuple[int, str] | None:
+    """(verification id, call reference) of a verification call's key, else None."""
+    prefix, _, rest = (key or "").partition(":")
+    vid, _, call = rest.partition(":call:")
+    if prefix != "verify" or not vid.isdigit() or not call:
+        return None
+    return int(vid), call
+
+
+@dataclass
+class Context:
+    row: Verification
+    order: Order
+    shop: Shop
+    settings: ShopSettings
+
+    @property
+    def state(self) -> VState:
+        return VState.from_json(self.row.data) if self.row.data else VState()
+
+
+class Verifier:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        queue: JobQueue,
+        box: Any,
+        keys: CustomerKeys,
+        public_url: str,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.queue = queue
+        self.box = box
+        self.keys = keys
+        self.public_url = public_url
+
+    # Jobs ------------------------------------------------------------------------------
+
+    async def handle_order(self, job: ClaimedJob) -> None:
+        """VERIFY_ORDER_JOB: start the order's verification, or stop it."""
+        async with self.db.transaction() as session:
+            order = await session.scalar(
+                select(Order).where(
+                    Order.shop_id == job.payload["shop_id"],
+                    Order.shopify_order_id == job.payload["shopify_order_id"],
+                )
+            )
+            shop = await session.get(Shop, order.shop_id) if order else None
+            if order is None or shop is None or shop.status == "uninstalled":
+                return
+            row = await session.scalar(
+                select(Verification).where(Verification.order_id == order.id).with_for_update()
+            )
+            settings = shop_config.load(shop, self.box)
+            if row is None:
+                if order.verification_status == "none":
+                    await self._start(session, shop, order, settings)
+            elif stop_reason(order):
+                await self.apply(
+                    session, Context(row, order, shop, settings), OrderChanged(stop_reason(order))
+                )
+
+    async def handle_timer(self, job: ClaimedJob) -> None:
+        async with self.db.transaction() as session:
+            ctx = await self.load(session, job.payload["verification_id"])
+            if ctx is not None:
+                await self.apply(session, ctx, Timer(job.payload["seq"]))
+
+    # Entry points ----------------------------------------------------------------------
+
+    async def load(self, session: AsyncSession, verification_id: int) -> Context | None:
+        """The verification, locked for this transaction, with its order, shop and settings;
+        None when it is gone or its shop uninstalled the app."""
+        row = await session.scalar(
+            select(Verification).where(Verification.id == verification_id).with_for_update()
+        )
+        if row is None:
+            return None
+        order = await session.get(Order, row.order_id)
+        shop = await session.get(Shop, row.shop_id)
+        if order is None or shop is None or shop.status == "uninstalled":
+            return None
+        return Context(row, order, shop, shop_config.load(shop, self.box))
+
+    async def apply(self, session: AsyncSession, ctx: Context, event: Event) -> VState:
+        """Feed `event` to the flow; store the new state and its effects; return the state."""
+        now = self.clock.now()
+        before = ctx.state
+        after, effects = step(before, event, ctx.settings, now)
+        if after == before and not effects:
+            return after
+        row = ctx.row
+        row.data = after.to_json()
+        row.state = after.status
+        row.method = after.method or row.method
+        row.attempts = after.attempt
+        row.next_action_at = after.timer_at if after.waiting else None
+        row.version += 1
+        row.updated_at = now
+        ctx.order.verification_status = after.status
+        if after.reason:
+            ctx.order.skip_reason = after.reason[:255]
+        ctx.order.updated_at = now
+        for effect in effects:
+            await self._perform(session, ctx, effect, now)
+        return after
+
+    async def answer(self, verification_id: int, action: str, mode: str) -> VState | None:
+        """A customer's (or the merchant's) decision, in its own transaction."""
+        async with self.db.transaction() as session:
+            ctx = await self.load(session, verification_id)
+            return None if ctx is None else await self.apply(session, ctx, Answer(action, mode))
+
+    async def missed_call(self, session: AsyncSession, shop_id: int, from_phone: str) -> list[int]:
+        """Confirm the caller's pending order(s) per the shop's missed-call mode; the ids of
+        the orders confirmed ([] when the number has none pending)."""
+        now = self.clock.now()
+        shop = await session.get(Shop, shop_id)
+        if shop is None or shop.status == "uninstalled":
+            return []
+        settings = shop_config.load(shop, self.box)
+        query = (
+            select(Verification.id)
+            .join(Order, Verification.order_id == Order.id)
+            .where(
+                Order.shop_id == shop_id,
+                Order.phone == from_phone,
+                Verification.state.in_(ANSWERABLE),
+            )
+            .order_by(Order.placed_at.desc(), Order.id.desc())
+        )
+        limit = 1
+        if settings.fallback.missed_call.confirm_mode == "latest_3_in_30_days":
+            query, limit = query.where(Order.placed_at >= now - MISSED_CALL_WINDOW), 3
+        confirmed = []
+        for verification_id in list(await session.scalars(query)):
+            ctx = await self.load(session, verification_id)
+            if ctx is None or "missed_call" not in ctx.state.methods:
+                continue
+            state = await self.apply(session, ctx, Answer("confirm", "missed_call"))
+            if state.decided_by == "missed_call":
+                confirmed.append(ctx.order.id)
+            if len(confirmed) == limit:
+                break
+        return confirmed
+
+    async def reply(
+        self, session: AsyncSession, customer: Customer, event: InboundMessage
+    ) -> bool:
+        """A WhatsApp answer: a button's postback (`verify:{id}:{action}`), or a digit or
+        button title (Twilio sends buttons as numbered text). True when it decided an order."""
+        verification_id, action = _postback(event.button)
+        if verification_id is None:
+            verification_id = await session.scalar(
+                select(Verification.id)
+                .join(Order, Verification.order_id == Order.id)
+                .where(
+                    Order.shop_id == customer.shop_id,
+                    Order.phone == customer.phone,
+                    Verification.state == PENDING,
+                    Verification.method == "whatsapp",
+                )
+                .order_by(Order.placed_at.desc())
+                .limit(1)
+            )
+        if verification_id is None:
+            return False
+        ctx = await self.load(session, verification_id)
+        if ctx is None or ctx.order.phone != event.from_phone:
+            return False
+        action = action or _typed_action(event.button or event.text, ctx.settings)
+        if not action:
+            return False
+        state = await self.apply(session, ctx, Answer(action, "whatsapp"))
+        return state.decided_by == "whatsapp"
+
+    def link(self, verification_id: int, now: datetime, hours: int) -> str:
+        token = self.keys.link_token(verification_id, now + timedelta(hours=hours))
+        return f"{self.public_url}/v/{token}"
+
+    # Start -----------------------------------------------------------------------------
+
+    async def _start(
+        self, session: AsyncSession, shop: Shop, order: Order, settings: ShopSettings
+    ) -> None:
+        now = self.clock.now()
+        if shop.status != "installed":
+            session.add(
+                _activity(
+                    order, "verification_not_started", "", now, {"reason": "shop setup incomplete"}
+                )
+            )
+            return
+        previous = (
+            await session.scalar(
+                select(func.count(Order.id)).where(
+                    Order.shop_id == shop.id,
+                    Order.phone == order.phone,
+                    Order.placed_at < order.placed_at,
+                )
+            )
+            if order.phone
+            else 0
+        )
+        facts = OrderFacts(
+            amount=Decimal(order.total_amount),
+            gateways=tuple(order.gateways),
+            tags=tuple(order.tags),
+            phone=order.phone,
+            phone_problem=order.skip_reason,
+            cancelled=order.cancelled_at is not None,
+            financial_status=order.financial_status,
+            placed_at=order.placed_at,
+            previous_orders=previous or 0,
+        )
+        row = Verification(
+            shop_id=shop.id,
+            order_id=order.id,
+            method="",
+            state=PENDING,
+            data={},
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        await session.flush()
+        otp = None
+        if methods(settings)[0] == "otp":
+            otp = self.keys.new_otp(row.id, settings.otp.code_length)
+        await self.apply(session, Context(row, order, shop, settings), Start(facts, otp))
+
+    # Effects ---------------------------------------------------------------------------
+
+    async def _perform(
+        self, session: AsyncSession, ctx: Context, effect: Effect, now: datetime
+    ) -> None:
+        vid, order, shop = ctx.row.id, ctx.order, ctx.shop
+        if isinstance(effect, Record):
+            session.add(_activity(order, effect.kind, effect.mode, now, effect.detail))
+        elif isinstance(effect, NotifyMerchant):
+            detail = {
+                "alert": effect.alert,
+                "order": order.name,
+                "phone": order.phone,
+                **effect.detail,
+            }
+            session.add(
+                _activity(order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
+            )
+        elif isinstance(effect, StartTimer):
+            await self.queue.enqueue(
+                session,
+                NewJob(
+                    TIMER_JOB,
+                    {"verification_id": vid, "seq": effect.seq},
+                    due_at=effect.at,
+                    idempotency_key=f"verify:{vid}:timer:{effect.seq}",
+                    shop_id=shop.id,
+                ),
+            )
+        elif isinstance(effect, PlaceCall):
+            await self.queue.enqueue(
+                session,
+                NewJob(
+                    CALL_JOB,
+                    {"verification_id": vid, "call": effect.call},
+                    idempotency_key=call_key(vid, effect.call),
+                    shop_id=shop.id,
+                ),
+            )
+        elif isinstance(effect, AddTags):
+            await queue_tags(
+                session,
+                self.queue,
+                order.id,
+                shop.id,
+                add=effect.tags,
+                remove=effect.remove,
+                mode=effect.mode,
+                key=f"verify:{vid}:{'+'.join(effect.tags)}",
+            )
+        elif isinstance(effect, CancelOrder):
+            await queue_cancel(
+                session, self.queue, order.id, shop.id, mode=effect.mode, key=f"verify:{vid}"
+            )
+        elif isinstance(effect, SendMessage):
+            await self._message(session, ctx, effect, now)
+
+    async def _message(
+        self, session: AsyncSession, ctx: Context, effect: SendMessage, now: datetime
+    ) -> None:
+        settings, order = ctx.settings, ctx.order
+        details: dict[str, Any] = {}
+        channel, sender, template = "sms", "", ""
+        if effect.purpose == "whatsapp":
+            section = settings.whatsapp
+            channel = "whatsapp"
+            body = self._fill(section.text, ctx)
+            titles = {
+                "confirm": section.confirm_button,
+                "cancel": section.cancel_button,
+                "callback": section.callback_button,
+            }
+            offered = options("whatsapp", settings)
+            postbacks = [f"verify:{ctx.row.id}:{action}" for action in offered]
+            if section.template_id:
+                template = section.template_id
+                details = {"params": [order.name, self._amount(ctx)], "postbacks": postbacks}
+            else:
+                details = {
+                    "buttons": [
+                        {"postback": postback, "title": titles[action]}
+                        for postback, action in zip(postbacks, offered, strict=True)
+                    ]
+                }
+        else:
+            section, text, dlt_template, extra = self._sms(ctx, effect, now)
+            sender = section.sender_id
+            body = self._fill(text, ctx, **extra)
+            details = {"dlt_entity_id": section.dlt_entity_id, "dlt_template_id": dlt_template}
+            if effect.otp_nonce:
+                details["otp"] = {"nonce": effect.otp_nonce, "length": settings.otp.code_length}
+        await queue_message(
+            session,
+            self.queue,
+            now,
+            shop_id=ctx.shop.id,
+            channel=channel,
+            to=order.phone,
+            idempotency_key=f"verify:{ctx.row.id}:{effect.purpose}:{effect.key}",
+            body=body,
+            sender=sender,
+            order_id=order.id,
+            customer_id=order.customer_id,
+            template=template,
+            details=details,
+        )
+
+    def _sms(
+        self, ctx: Context, effect: SendMessage, now: datetime
+    ) -> tuple[Any, str, str, dict[str, str]]:
+        """(section, template, DLT template id, placeholders) of an SMS purpose."""
+        settings = ctx.settings
+        if effect.purpose == "sms_link":
+            section = settings.fallback.sms_link
+            link = self.link(ctx.row.id, now, section.link_expiry_hours)
+            return section, section.template, section.dlt_template_id, {"%link%": link}
+        if effect.purpose == "otp":
+            section = settings.otp
+            link = self.link(ctx.row.id, now, 1)
+            return section, section.template, section.dlt_template_id, {"%link%": link}
+        section = settings.fallback.missed_call
+        exophone = {"%exophone%": section.exophone}
+        if effect.purpose == "missed_call":
+            return section, section.template, section.dlt_template_id, exophone
+        return (
+            section,
+            section.confirmation_template,
+            section.confirmation_dlt_template_id,
+            exophone,
+        )
+
+    def _fill(self, template: str, ctx: Context, **extra: str) -> str:
+        """A template with the order's placeholders (%otp% stays: the send job fills it)."""
+        values = {
+            "%ordernumber%": str(ctx.order.number),
+            "%ordername%": ctx.order.name,
+            "%orderamount%": self._amount(ctx),
+            **extra,
+        }
+        for placeholder, value in values.items():
+            template = template.replace(placeholder, value)
+        return template
+
+    def _amount(self, ctx: Context) -> str:
+        locale = _LOCALES.get(ctx.shop.language, "en")
+        if ctx.shop.country:
+            locale = f"{ctx.shop.language or 'en'}_{ctx.shop.country}"
+        try:
+            return format_currency(
+                Decimal(ctx.order.total_amount), ctx.order.currency, locale=locale
+            )
+        except (ValueError, LookupError):
+            return format_currency(
+                Decimal(ctx.order.total_amount), ctx.order.currency, locale="en"
+            )
+
+
+def _postback(button: str) -> tuple[int | None, str]:
+    prefix, _, rest = button.partition(":")
+    vid, _, action = rest.partition(":")
+    if prefix != "verify" or not vid.isdigit() or not action:
+        return None, ""
+    return int(vid), action
+
+
+def _typed_action(text: str, settings: ShopSettings) -> str:
+    """The action a typed or titled answer means: "1"/"2"/"3" in button order, or a title."""
+    offered = list(options("whatsapp", settings))
+    answer = text.strip().lower()
+    if answer.isdigit() and 1 <= int(answer) <= len(offered):
+        return offered[int(answer) - 1]
+    section = settings.whatsapp
+    titles = {
+        section.confirm_button.lower(): "confirm",
+        section.cancel_button.lower(): "cancel",
+        section.callback_button.lower(): "callback",
+    }
+    action = titles.get(answer, "")
+    return action if action in offered else ""
+
+
+def _activity(
+    order: Order, kind: str, mode: str, now: datetime, detail: dict[str, Any]
+) -> Activity:
+    return Activity(
+        shop_id=order.shop_id,
+        order_id=order.id,
+        kind=kind,
+        mode=mode,
+        detail=detail,
+        created_at=now,
+    )
