@@ -260,8 +260,7 @@ def _order_changed(state: VState, event: OrderChanged) -> Result:
     """Cancelled or paid in Shopify: no more calls or messages, nor the final cancel."""
     if state.status not in ANSWERABLE:
         return state, []
-    status = SKIPPED if state.status == PENDING else state.status
-    stopped = _clear(replace(state, status=status, reason=event.reason))
+    stopped = _clear(replace(state, status=SKIPPED, reason=event.reason))
     return stopped, [Record("verification_stopped", "", {"reason": event.reason})]
 
 
@@ -275,14 +274,14 @@ def screen(order: OrderFacts, settings: ShopSettings) -> tuple[str, str]:
         return "skip", "order is cancelled"
     if not order.phone:
         return "skip", order.phone_problem or "no usable phone number"
-    if order.phone in rules.blocked_phones:
-        return "blocked", "the phone number is on the shop's block list"
     cod = {name.strip().lower() for name in rules.cod_gateways}
     is_cod = any(name.strip().lower() in cod for name in order.gateways)
     if settings.verification.for_orders == "cod" and not is_cod:
         return "skip", "not a cash-on-delivery order"
     if order.financial_status in ("paid", "partially_paid") and is_cod:
         return "skip", "order is already paid"
+    if order.phone in rules.blocked_phones:
+        return "blocked", "the phone number is on the shop's block list"
     if rules.min_amount is not None and order.amount < rules.min_amount:
         return "skip", f"amount below the minimum of {rules.min_amount}"
     if rules.max_amount is not None and order.amount > rules.max_amount:
@@ -305,6 +304,7 @@ def verification_tags(settings: ShopSettings) -> frozenset[str]:
     tags = {getattr(s, f"{a}_tag") for s in sections for a in DECISIONS}
     tags |= {settings.fallback.missed_call.confirm_tag, settings.otp.verified_tag}
     tags |= {*LIMIT_TAGS.values(), OTP_WRONG_LIMIT, settings.verification.final_tag}
+    tags.add(settings.eligibility.blocked_tag)
     return frozenset(tag for tag in tags if tag)
 
 
@@ -344,10 +344,9 @@ def _begin_stage(
         return _send_otp(state, start.otp, settings, now)
     due = now
     if method == "ivr":
-        if stage == 0 and settings.ivr.first_call == "after":
-            due = max(now, start.order.placed_at if start else now) + timedelta(
-                minutes=settings.ivr.first_call_after_minutes
-            )
+        if stage == 0 and settings.ivr.first_call == "after" and start is not None:
+            delay = timedelta(minutes=settings.ivr.first_call_after_minutes)
+            due = max(now, start.order.placed_at + delay)
         if settings.verification.window_first_call:
             due = _window(due, settings)
     elif settings.verification.window_first_message:

@@ -400,7 +400,7 @@ class Verifier:
             postbacks = [f"verify:{ctx.row.id}:{action}" for action in offered]
             if section.template_id:
                 template = section.template_id
-                details = {"params": [order.name, self._amount(ctx)], "postbacks": postbacks}
+                details = {"params": [order.name, self.amount(ctx)], "postbacks": postbacks}
             else:
                 details = {
                     "buttons": [
@@ -460,14 +460,14 @@ class Verifier:
         values = {
             "%ordernumber%": str(ctx.order.number),
             "%ordername%": ctx.order.name,
-            "%orderamount%": self._amount(ctx),
+            "%orderamount%": self.amount(ctx),
             **extra,
         }
         for placeholder, value in values.items():
             template = template.replace(placeholder, value)
         return template
 
-    def _amount(self, ctx: Context) -> str:
+    def amount(self, ctx: Context) -> str:
         locale = _LOCALES.get(ctx.shop.language, "en")
         if ctx.shop.country:
             locale = f"{ctx.shop.language or 'en'}_{ctx.shop.country}"

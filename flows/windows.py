@@ -15,4 +15,9 @@ def in_window(moment: datetime, zone: str, start_hour: int, end_hour: int) -> da
     if start_hour <= local.hour < end_hour:
         return moment
     day = local.date() if local.hour < start_hour else local.date() + timedelta(days=1)
-    return datetime.combine(day, time(start_hour), tz).astimezone(UTC)
+    while True:
+        opening = datetime.combine(day, time(start_hour), tz).astimezone(UTC)
+        # A window wholly inside a DST gap does not exist that day: the next day's does.
+        if start_hour <= opening.astimezone(tz).hour < end_hour and opening >= moment:
+            return opening
+        day += timedelta(days=1)
