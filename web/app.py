@@ -10,15 +10,19 @@ import aiohttp
 from aiohttp import web
 
 from clock import Clock
+from flows.customer_keys import CustomerKeys
+from flows.customer_page import CustomerDesk
+from flows.verifier import Verifier
 from metrics import Metrics
 from settings import Settings
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.inbox import Inbox
 from storage.jobs import JobQueue
-from web import api, callbacks, health, shopify, twilio
+from web import api, callbacks, health, otp_api, shopify, twilio, verify_page
 from web.keys import (
     clock_key,
+    customer_desk_key,
     db_key,
     http_key,
     inbox_key,
@@ -53,14 +57,22 @@ def build_app(deps: AppDeps) -> web.Application:
     app[metrics_key] = deps.metrics
     app[http_key] = deps.http
     app[redis_key] = deps.redis
-    app[secret_box_key] = SecretBox(deps.settings.secret_key())
+    box = SecretBox(deps.settings.secret_key())
+    app[secret_box_key] = box
     app[inbox_key] = Inbox(deps.db, deps.queue, deps.clock)
+    keys = CustomerKeys(deps.settings.secret_key())
+    verifier = Verifier(
+        deps.db, deps.clock, deps.queue, box, keys, deps.settings.server.public_url
+    )
+    app[customer_desk_key] = CustomerDesk(deps.db, deps.clock, verifier, keys)
     app.cleanup_ctx.append(_run_inbox)
     health.setup_routes(app)
     shopify.setup_routes(app)
     twilio.setup_routes(app)
     callbacks.setup_routes(app)
     api.setup_routes(app)
+    verify_page.setup_routes(app)
+    otp_api.setup_routes(app)
     return app
 
 

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from clock import Clock
+from flows.customer_page import CustomerDesk
 from metrics import Metrics
 from settings import Settings
 from storage.crypto import SecretBox
@@ -22,6 +23,8 @@ queue_key = web.AppKey("queue", JobQueue)
 inbox_key = web.AppKey("inbox", Inbox)
 metrics_key = web.AppKey("metrics", Metrics)
 secret_box_key = web.AppKey("secret_box", SecretBox)
+# The customer's side of verifications: the /v/{token} page and the OTP API.
+customer_desk_key = web.AppKey("customer_desk", CustomerDesk)
 # The shared outbound HTTP session (provider calls made inside a request, e.g. OAuth).
 http_key = web.AppKey("http", aiohttp.ClientSession)
 # A redis.asyncio.Redis client, or None when Redis is not configured.

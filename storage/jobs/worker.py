@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import secrets
@@ -218,7 +219,10 @@ class Worker:
     def _failure(self, job: ClaimedJob, exc: BaseException) -> Outcome:
         error = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, Deferred):
-            retry_at = self.clock.now() + timedelta(seconds=exc.seconds)
+            # Whole milliseconds: a wait that rounds to nothing would come due at once, again.
+            retry_at = self.clock.now() + timedelta(
+                milliseconds=max(1, math.ceil(exc.seconds * 1000))
+            )
             return Outcome(job.id, "queued", error, retry_at, deferred=True)
         if isinstance(exc, PermanentJobError) or job.attempts >= job.max_attempts:
             _LOGGER.warning("job %s (%s) is dead: %s", job.id, job.kind, error)

@@ -1,0 +1,430 @@
+"""Order verification end to end: a signed orders/create webhook into the real app, the real
+worker and job handlers, calls and SMS through the fake Exotel, answers through its
+callbacks, the customer's page and the OTP API, and the outcome in the fake Shopify."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from flows import shop_config
+from flows.callback_urls import CallbackUrls
+from flows.routing import PlatformClients
+from main import Resources, make_worker
+from providers.shopify.admin import ShopifyAdmin
+from settings import Settings
+from storage.crypto import SecretBox
+from storage.models import Activity, Call, Job, Message, MissedCall, Order, Shop
+from storage.ratelimit import LocalRateLimiter
+from tests.fakes.exotel import FakeExotel
+from tests.fakes.shopify import FakeShopify, order_payload
+from tests.web.test_shopify import DOMAIN, TOKEN, connect, free_port, url
+
+CUSTOMER = "+919876500001"
+EXOPHONE = "08047112345"
+LINK = re.compile(r"https?://\S+/v/([A-Za-z0-9_-]+)")
+BASE_SETTINGS: dict[str, Any] = {
+    "contact_phone": "+918040001234",
+    "credentials": {
+        "subdomain": "api.in.exotel.com",
+        "account_sid": "ordertalk1",
+        "api_key": "fake-exotel-key",
+        "api_token": "fake-exotel-token",
+    },
+    "ivr": {
+        "caller_id": "08047110000",
+        "flow_id": "214512",
+        "retries": 1,
+        "retry_interval_minutes": 10,
+        "cancel_in_shopify": True,
+    },
+    "fallback": {
+        "mode": "sms_link",
+        "sms_link": {
+            "sender_id": "DEMOSH",
+            "dlt_entity_id": "1101",
+            "dlt_template_id": "1102",
+            "cancel_in_shopify": True,
+        },
+        "missed_call": {
+            "sender_id": "DEMOSH",
+            "dlt_entity_id": "1101",
+            "dlt_template_id": "1103",
+            "confirmation_dlt_template_id": "1104",
+            "exophone": EXOPHONE,
+        },
+    },
+    "otp": {"sender_id": "DEMOSH", "dlt_entity_id": "1101", "dlt_template_id": "1105"},
+}
+
+
+@pytest.fixture
+async def fake():
+    shopify = FakeShopify(api_key="app-key", api_secret="app-secret")
+    await shopify.start()
+    shopify.add_shop(DOMAIN, TOKEN, name="Demo Store", phone="+91 80 4000 1234")
+    yield shopify
+    await shopify.close()
+
+
+@pytest.fixture
+async def exotel():
+    server = FakeExotel()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def browser():
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def settings(database_url, fake, exotel, port):
+    return Settings(
+        database={"url": database_url},
+        server={"public_url": f"http://127.0.0.1:{port}"},
+        shopify={
+            "api_key": "app-key",
+            "api_secret": "app-secret",
+            "admin_url": fake.admin_url_template,
+        },
+        providers={"exotel": {"api_url": exotel.base_url}},
+    )
+
+
+@pytest.fixture
+async def server(aiohttp_server, app_factory, db, queue, port):
+    return await aiohttp_server(app_factory(db, queue), port=port)
+
+
+@pytest.fixture
+def resources(settings, clock, db, queue, metrics, http):
+    shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
+    return Resources(
+        settings,
+        clock,
+        db,
+        queue,
+        metrics,
+        None,
+        http,
+        SecretBox(settings.secret_key()),
+        shopify,
+        PlatformClients(),
+        LocalRateLimiter(clock),
+    )
+
+
+@pytest.fixture
+def worker(resources):
+    return make_worker(resources)
+
+
+@pytest.fixture
+def urls(settings) -> CallbackUrls:
+    return CallbackUrls(settings.server.public_url, settings.secret_key())
+
+
+class Journey:
+    """One shop, its customer and the parties around them, driven step by step."""
+
+    def __init__(self, res, worker, server, fake, exotel, urls, browser) -> None:
+        self.res, self.worker, self.server = res, worker, server
+        self.fake, self.exotel, self.urls, self.browser = fake, exotel, urls, browser
+        self.shop_id = 0
+
+    async def install(self, changes: dict[str, Any] | None = None) -> None:
+        await connect(self.browser, self.server, self.worker)
+        async with self.res.db.sessions() as session:
+            self.shop_id = await session.scalar(select(Shop.id))
+        document = _merge(BASE_SETTINGS, changes or {})
+        await shop_config.save(self.res.db, self.res.box, self.res.clock, self.shop_id, document)
+
+    async def order(self, phone: str = CUSTOMER, **overrides: Any) -> dict[str, Any]:
+        self.res.clock.advance(timedelta(seconds=1))  # past the call rate limit's spacing
+        payload = order_payload(**overrides)
+        for address in ("shipping_address", "billing_address"):
+            payload[address] = {**payload[address], "phone": phone}
+        self.fake.add_order(DOMAIN, payload)
+        endpoint = url(self.server, "/webhooks/shopify")
+        assert await self.fake.send_webhook(endpoint, "orders/create", DOMAIN, payload) == 200
+        await self.worker.run_until_idle()
+        return payload
+
+    async def call_ends(self, status: str) -> None:
+        sid = await self.last_call_sid()
+        answer = await self.exotel.call_status(
+            self.urls.exotel(self.shop_id, "call-status"), call_sid=sid, status=status
+        )
+        assert answer[0] == 200
+        await self.worker.run_until_idle()
+
+    async def press(self, digits: str) -> None:
+        sid = await self.last_call_sid()
+        answer = await self.exotel.passthru(
+            self.urls.exotel(self.shop_id, "passthru"),
+            call_sid=sid,
+            call_from=CUSTOMER,
+            call_to="08047110000",
+            direction="outbound-dial",
+            digits=digits,
+        )
+        assert answer[0] == 200
+        await self.worker.run_until_idle()
+
+    async def missed_call(self, phone: str = CUSTOMER) -> None:
+        answer = await self.exotel.passthru(
+            self.urls.exotel(self.shop_id, "passthru"),
+            call_sid=f"missed-{len(self.exotel.calls)}-{phone}",
+            call_from=phone,
+            call_to=EXOPHONE,
+            direction="incoming",
+        )
+        assert answer[0] == 200
+        await self.worker.run_until_idle()
+
+    async def advance(self, minutes: int) -> None:
+        self.res.clock.advance(timedelta(minutes=minutes))
+        await self.worker.run_until_idle()
+
+    async def settle(self) -> None:
+        """Run what rate limits deferred by a few seconds, moving the clock to each."""
+        while True:
+            async with self.res.db.sessions() as session:
+                due = await session.scalar(
+                    select(func.min(Job.due_at)).where(Job.status == "queued")
+                )
+            now = self.res.clock.now()
+            if due is None or due > now + timedelta(seconds=5):
+                return
+            self.res.clock.advance(max(due - now, timedelta(0)))
+            await self.worker.run_until_idle()
+
+    async def last_call_sid(self) -> str:
+        async with self.res.db.sessions() as session:
+            call = await session.scalar(select(Call).order_by(Call.id.desc()).limit(1))
+        return call.provider_call_id
+
+    def link_token(self) -> str:
+        found = LINK.search(self.exotel.sms[-1]["Body"])
+        assert found, self.exotel.sms[-1]["Body"]
+        return found.group(1)
+
+    async def press_on_page(self, token: str, action: str) -> aiohttp.ClientResponse:
+        page = url(self.server, f"/v/{token}")
+        async with self.browser.post(page, data={"action": action}) as response:
+            await response.read()
+        await self.worker.run_until_idle()
+        return response
+
+    async def status(self, payload: dict[str, Any]) -> str:
+        async with self.res.db.sessions() as session:
+            order = await session.scalar(
+                select(Order).where(Order.shopify_order_id == str(payload["id"]))
+            )
+        return order.verification_status
+
+    def tags(self, payload: dict[str, Any]) -> list[str]:
+        return self.fake.tags(DOMAIN, payload["id"])
+
+    def tag_calls(self, tag: str) -> int:
+        """How many tagsAdd requests carried `tag` (exactly-once checks)."""
+        return sum(
+            1
+            for _path, body, _headers in self.fake.requests
+            if "tagsAdd" in str(body) and tag in str(body)
+        )
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def journey(resources, worker, server, fake, exotel, urls, browser) -> Journey:
+    return Journey(resources, worker, server, fake, exotel, urls, browser)
+
+
+async def test_unanswered_calls_fall_back_to_the_link_and_confirm_reaches_shopify_once(
+    journey: Journey,
+):
+    await journey.install()
+    payload = await journey.order()
+    assert len(journey.exotel.calls) == 1
+    call = journey.exotel.calls[0]
+    assert call["From"] == CUSTOMER and call["CallerId"] == "08047110000"
+    assert call["Url"].endswith("/214512") and call["CustomField"].startswith("v")
+
+    await journey.call_ends("no-answer")
+    assert len(journey.exotel.calls) == 1  # the retry waits its interval
+    await journey.advance(10)
+    assert len(journey.exotel.calls) == 2
+    await journey.call_ends("busy")
+    assert journey.tags(payload) == ["ivr_retry_limit_reached"]
+    assert len(journey.exotel.sms) == 1
+    sms = journey.exotel.sms[0]
+    assert sms["From"] == "DEMOSH" and sms["DltTemplateId"] == "1102"
+    assert f"#{payload['order_number']}" in sms["Body"] and "₹1,499.00" in sms["Body"]
+
+    token = journey.link_token()
+    async with journey.browser.get(url(journey.server, f"/v/{token}")) as page:
+        assert page.status == 200
+    assert await journey.status(payload) == "pending"  # opening the page decides nothing
+    assert (await journey.press_on_page(token, "confirm")).status == 200
+    assert await journey.status(payload) == "confirmed"
+    await journey.press_on_page(token, "confirm")
+    await journey.press_on_page(token, "cancel")
+    assert await journey.status(payload) == "confirmed"
+    assert journey.tags(payload) == ["ivr_retry_limit_reached", "cod_confirmed"]
+    assert journey.tag_calls("cod_confirmed") == 1
+    await journey.advance(24 * 60)  # every timer comes due: none acts on a decided order
+    assert len(journey.exotel.calls) == 2 and len(journey.exotel.sms) == 1
+    async with journey.res.db.sessions() as session:
+        kinds = [a.kind for a in await session.scalars(select(Activity).order_by(Activity.id))]
+        dead = await session.scalar(select(Job).where(Job.status == "dead"))
+    assert dead is None
+    assert kinds.count("call_not_answered") == 2 and "verification_confirmed" in kinds
+
+
+async def test_cancel_on_the_page_cancels_the_order_in_shopify(journey: Journey):
+    await journey.install({"ivr": {"retries": 0, "retry_interval_minutes": 0}})
+    payload = await journey.order()
+    await journey.call_ends("no-answer")
+    await journey.press_on_page(journey.link_token(), "cancel")
+    assert await journey.status(payload) == "cancelled"
+    order = journey.fake.order(DOMAIN, payload["id"])
+    assert order["cancelled_at"] is not None
+    assert journey.tags(payload) == ["ivr_retry_limit_reached", "cod_cancelled"]
+
+
+async def test_keypad_confirms_during_the_call(journey: Journey):
+    await journey.install()
+    payload = await journey.order()
+    await journey.press("1")
+    await journey.call_ends("completed")
+    assert await journey.status(payload) == "confirmed"
+    assert journey.tags(payload) == ["cod_confirmed"]
+    assert len(journey.exotel.calls) == 1 and journey.exotel.sms == []
+
+
+async def test_a_dnd_number_gets_no_call_and_the_link_at_once(journey: Journey):
+    await journey.install()
+    journey.exotel.mark_dnd(CUSTOMER)
+    payload = await journey.order()
+    assert len(journey.exotel.calls) == 1  # refused by the provider: nobody was called
+    assert len(journey.exotel.sms) == 1 and LINK.search(journey.exotel.sms[0]["Body"])
+    assert journey.tags(payload) == []  # no IVR limit tag: no call could be made
+    async with journey.res.db.sessions() as session:
+        kinds = {a.kind for a in await session.scalars(select(Activity))}
+    assert "dnd_number" in kinds
+    await journey.press_on_page(journey.link_token(), "confirm")
+    assert journey.tags(payload) == ["cod_confirmed"]
+
+
+@pytest.mark.parametrize("mode", ["latest", "latest_3_in_30_days"])
+async def test_a_missed_call_confirms_the_pending_orders(journey: Journey, mode: str):
+    template = "Confirm with a missed call on %exophone%"
+    await journey.install(
+        {
+            "ivr": {"retries": 0, "retry_interval_minutes": 0},
+            "fallback": {
+                "mode": "missed_call",
+                "missed_call": {"confirm_mode": mode, "template": template},
+            },
+        }
+    )
+    orders = []
+    for _ in range(4):
+        orders.append(await journey.order())
+        await journey.call_ends("no-answer")
+    assert [sms["Body"] for sms in journey.exotel.sms] == [
+        template.replace("%exophone%", EXOPHONE)
+    ] * 4
+    await journey.missed_call("+919876500999")  # a number with no pending order: logged only
+    await journey.missed_call()
+    await journey.settle()  # the confirmations wait their turn at the SMS rate limit
+    statuses = [await journey.status(order) for order in orders]
+    confirmed = 1 if mode == "latest" else 3
+    assert statuses == ["pending"] * (4 - confirmed) + ["confirmed"] * confirmed
+    confirmations = [sms for sms in journey.exotel.sms if sms["DltTemplateId"] == "1104"]
+    assert len(confirmations) == confirmed
+    async with journey.res.db.sessions() as session:
+        missed = list(await session.scalars(select(MissedCall).order_by(MissedCall.id)))
+    assert [len(m.matched_order_ids) for m in missed] == [0, confirmed]
+
+
+async def test_otp_right_code_wrong_codes_and_resend_limit(journey: Journey, clock):
+    await journey.install(
+        {"verification": {"type": "otp"}, "otp": {"wrong_attempts_limit": 2, "resend_limit": 1}}
+    )
+    first = await journey.order()
+    second = await journey.order(phone="+919876500002")
+    codes = await otp_codes(journey)
+    assert len(journey.exotel.sms) == 2 and "%otp%" not in journey.exotel.sms[0]["Body"]
+    assert codes[0] in journey.exotel.sms[0]["Body"]
+
+    async def verify(payload, code) -> dict:
+        body = {"shop": DOMAIN, "order": str(payload["id"]), "code": code}
+        async with journey.browser.post(url(journey.server, "/api/otp/verify"), json=body) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+    async def resend(payload) -> dict:
+        body = {"shop": DOMAIN, "order": str(payload["id"])}
+        async with journey.browser.post(url(journey.server, "/api/otp/resend"), json=body) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+    assert (await verify(first, codes[0]))["result"] == "verified"
+    await journey.worker.run_until_idle()
+    assert journey.tags(first) == ["otp_verified"]
+
+    wrong = "000000" if codes[1] != "000000" else "111111"
+    assert (await verify(second, wrong))["result"] == "wrong"
+    assert (await resend(second))["result"] == "too_early"
+    clock.advance(timedelta(seconds=30))
+    assert (await resend(second))["result"] == "resent"
+    await journey.worker.run_until_idle()
+    clock.advance(timedelta(seconds=30))
+    assert (await resend(second))["result"] == "resend_limit"
+    assert (await verify(second, wrong))["result"] == "wrong"
+    assert (await verify(second, wrong))["result"] == "locked"
+    fresh = (await otp_codes(journey))[-1]
+    assert (await verify(second, fresh))["result"] == "locked"  # no more tries
+    await journey.worker.run_until_idle()
+    assert await journey.status(second) == "unverified"
+    assert journey.tags(second) == ["resend_otp_limit_reached", "incorrect_otp_limit_reached"]
+
+
+async def otp_codes(journey: Journey) -> list[str]:
+    """The codes the OTP SMS carried, from the send jobs' nonces (the codes are not stored)."""
+    async with journey.res.db.sessions() as session:
+        jobs = list(
+            await session.scalars(select(Job).where(Job.kind == "message.send").order_by(Job.id))
+        )
+        messages = {m.id: m for m in await session.scalars(select(Message))}
+    codes = []
+    for job in jobs:
+        otp = job.payload["details"].get("otp")
+        if otp and messages[job.payload["message_id"]].status == "sent":
+            codes.append(journey.res.keys.otp_code(otp["nonce"], otp["length"]))
+    return codes
