@@ -1,7 +1,8 @@
 """What the verification call says and which keys it accepts, in the shop's language.
 
-Seed 000: 1 confirms, 2 cancels, 3 asks for a callback; an option whose tag is left empty is
-not offered. No input or a wrong key repeats the question once, then the call ends.
+Seed 000: 1 confirms, 2 cancels, 3 asks for a callback (the keys are the shop's to change);
+an option whose tag is left empty is not offered. No input or a wrong key repeats the
+question once, then the call ends.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flows.shop_settings import ShopSettings
+from flows.verification import ivr_keys
 from storage.models import Order, Shop
 
-CONFIRM, CANCEL, CALLBACK = "1", "2", "3"
 _CURRENCY_WORDS = {
     "en": {"INR": "rupees", "USD": "dollars", "EUR": "euros", "GBP": "pounds"},
     "hi": {"INR": "रुपये", "USD": "डॉलर"},
@@ -20,18 +21,18 @@ _TEXT = {
     "en": {
         "intro": "Hello from {shop}. You placed order {order} for {amount} {currency}, "
         "to be paid on delivery.",
-        CONFIRM: "Press 1 to confirm the order.",
-        CANCEL: "Press 2 to cancel it.",
-        CALLBACK: "Press 3 if you would like us to call you back.",
+        "confirm": "Press {key} to confirm the order.",
+        "cancel": "Press {key} to cancel it.",
+        "callback": "Press {key} if you would like us to call you back.",
         "thanks": "Thank you. Your answer has been recorded. Goodbye.",
         "no_input": "We did not receive your answer. We will try again later. Goodbye.",
     },
     "hi": {
         "intro": "{shop} की ओर से नमस्ते। आपने {amount} {currency} का ऑर्डर {order} दिया है, "
         "जिसका भुगतान डिलीवरी पर होगा।",
-        CONFIRM: "ऑर्डर पक्का करने के लिए 1 दबाएँ।",
-        CANCEL: "रद्द करने के लिए 2 दबाएँ।",
-        CALLBACK: "हमसे वापस कॉल पाने के लिए 3 दबाएँ।",
+        "confirm": "ऑर्डर पक्का करने के लिए {key} दबाएँ।",
+        "cancel": "रद्द करने के लिए {key} दबाएँ।",
+        "callback": "हमसे वापस कॉल पाने के लिए {key} दबाएँ।",
         "thanks": "धन्यवाद। आपका जवाब दर्ज हो गया है।",
         "no_input": "हमें आपका जवाब नहीं मिला। हम बाद में फिर कोशिश करेंगे।",
     },
@@ -50,15 +51,11 @@ class IvrScript:
 def script(shop: Shop, order: Order, settings: ShopSettings) -> IvrScript:
     language = shop.language if shop.language in _TEXT else "en"
     text = _TEXT[language]
-    options = {
-        CONFIRM: settings.ivr.confirm_tag,
-        CANCEL: settings.ivr.cancel_tag,
-        CALLBACK: settings.ivr.callback_tag,
-    }
-    keys = frozenset(key for key, tag in options.items() if tag)
+    keys = ivr_keys(settings)
     currency = _CURRENCY_WORDS[language].get(order.currency, order.currency)
     intro = text["intro"].format(
         shop=shop.name, order=order.name.lstrip("#"), amount=order.total_amount, currency=currency
     )
-    prompt = " ".join([intro, *(text[key] for key in sorted(keys))])
-    return IvrScript(language, prompt, keys, text["thanks"], text["no_input"])
+    choices = [text[action].format(key=key) for action, key in keys.items()]
+    prompt = " ".join([intro, *choices])
+    return IvrScript(language, prompt, frozenset(keys.values()), text["thanks"], text["no_input"])

@@ -480,14 +480,17 @@ def options(mode: str, settings: ShopSettings) -> dict[str, str]:
     return {action: tag for action, tag in offered.items() if tag}
 
 
+def ivr_keys(settings: ShopSettings) -> dict[str, str]:
+    """The keypad key of each action the call offers."""
+    ivr = settings.ivr
+    keys = {"confirm": ivr.confirm_key, "cancel": ivr.cancel_key, "callback": ivr.callback_key}
+    return {action: keys[action] for action in options("ivr", settings)}
+
+
 def _keypad(state: VState, event: Keypad, settings: ShopSettings, now: datetime) -> Result:
-    keys = settings.ivr
-    action = {
-        keys.confirm_key: "confirm",
-        keys.cancel_key: "cancel",
-        keys.callback_key: "callback",
-    }.get(event.digits, "")
-    if action in options("ivr", settings):
+    pressed = {key: action for action, key in ivr_keys(settings).items()}
+    action = pressed.get(event.digits, "")
+    if action:
         return _answer(state, action, "ivr", settings, now)
     if state.status != PENDING or event.call != state.open_call:
         return state, []
