@@ -44,7 +44,8 @@ LIMIT_TAGS = {
 CALL_TIMEOUT = timedelta(minutes=15)
 # How long the last message waits for an answer when its section's interval is 0.
 LAST_ANSWER_WAIT = timedelta(minutes=60)
-MESSAGE_METHODS = frozenset({"sms_link", "missed_call", "whatsapp"})
+# Orders placed longer ago than this are not verified.
+MAX_ORDER_AGE = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -267,11 +268,14 @@ def _order_changed(state: VState, event: OrderChanged) -> Result:
 # Eligibility --------------------------------------------------------------------------
 
 
-def screen(order: OrderFacts, settings: ShopSettings) -> tuple[str, str]:
+def screen(order: OrderFacts, settings: ShopSettings, now: datetime) -> tuple[str, str]:
     """("verify", "") for an order to verify, ("blocked", why) or ("skip", why) otherwise."""
     rules = settings.eligibility
     if order.cancelled:
         return "skip", "order is cancelled"
+    if order.placed_at < now - MAX_ORDER_AGE:
+        # An old order found late (an edit, a first reconciliation) is not worth a call.
+        return "skip", "order was placed too long ago to verify"
     if not order.phone:
         return "skip", order.phone_problem or "no usable phone number"
     cod = {name.strip().lower() for name in rules.cod_gateways}
@@ -309,7 +313,7 @@ def verification_tags(settings: ShopSettings) -> frozenset[str]:
 
 
 def _start(event: Start, settings: ShopSettings, now: datetime) -> Result:
-    verdict, reason = screen(event.order, settings)
+    verdict, reason = screen(event.order, settings, now)
     if verdict == "skip":
         state = VState(status=SKIPPED, reason=reason)
         return state, [Record("verification_skipped", "", {"reason": reason})]

@@ -226,6 +226,13 @@ ELIGIBILITY = [
     ),
     pytest.param({}, {"phone": ""}, ("skip", "no usable phone number"), id="no-phone-no-reason"),
     pytest.param(
+        {},
+        {"placed_at": T0 - timedelta(days=2, seconds=1)},
+        ("skip", "order was placed too long ago to verify"),
+        id="too-old",
+    ),
+    pytest.param({}, {"placed_at": T0 - timedelta(days=2)}, VERIFY, id="two-days-old"),
+    pytest.param(
         BLOCK, {}, ("blocked", "the phone number is on the shop's block list"), id="blocked"
     ),
     pytest.param(
@@ -236,7 +243,7 @@ ELIGIBILITY = [
 
 @pytest.mark.parametrize(("document", "changes", "verdict"), ELIGIBILITY)
 def test_screen(document: dict[str, Any], changes: dict[str, Any], verdict: tuple) -> None:
-    assert screen(order(**changes), shop(**document)) == verdict
+    assert screen(order(**changes), shop(**document), T0) == verdict
 
 
 DUPLICATE_TAGS = [
@@ -265,7 +272,7 @@ DUPLICATE_TAGS = [
 def test_an_order_tagged_by_a_verification_is_not_verified_again(
     tag: str, document: dict[str, Any]
 ) -> None:
-    verdict = screen(order(tags=("gift", tag)), shop(**document))
+    verdict = screen(order(tags=("gift", tag)), shop(**document), T0)
     assert verdict == ("skip", f"already verified (tagged {tag.lower()})")
 
 
