@@ -14,14 +14,14 @@ from sqlalchemy import func, select
 
 from flows import shop_config
 from flows.callback_urls import CallbackUrls
-from flows.routing import PlatformClients
-from main import Resources, make_worker
+from main import Resources, make_worker, platform_clients
 from providers.shopify.admin import ShopifyAdmin
 from settings import Settings
 from storage.crypto import SecretBox
 from storage.models import Activity, Call, Job, Message, MissedCall, Order, Shop
 from storage.ratelimit import LocalRateLimiter
 from tests.fakes.exotel import FakeExotel
+from tests.fakes.gupshup import FakeGupshup
 from tests.fakes.shopify import FakeShopify, order_payload
 from tests.web.test_shopify import DOMAIN, TOKEN, connect, free_port, url
 
@@ -81,6 +81,14 @@ async def exotel():
 
 
 @pytest.fixture
+async def gupshup():
+    server = FakeGupshup()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
 async def browser():
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         yield session
@@ -92,7 +100,7 @@ def port() -> int:
 
 
 @pytest.fixture
-def settings(database_url, fake, exotel, port):
+def settings(database_url, fake, exotel, gupshup, port):
     return Settings(
         database={"url": database_url},
         server={"public_url": f"http://127.0.0.1:{port}"},
@@ -101,7 +109,15 @@ def settings(database_url, fake, exotel, port):
             "api_secret": "app-secret",
             "admin_url": fake.admin_url_template,
         },
-        providers={"exotel": {"api_url": exotel.base_url}},
+        providers={
+            "exotel": {"api_url": exotel.base_url},
+            "gupshup": {
+                "api_key": gupshup.api_key,
+                "app_name": gupshup.app_name,
+                "source": gupshup.source,
+                "api_url": gupshup.base_url,
+            },
+        },
     )
 
 
@@ -123,7 +139,7 @@ def resources(settings, clock, db, queue, metrics, http):
         http,
         SecretBox(settings.secret_key()),
         shopify,
-        PlatformClients(),
+        platform_clients(settings, http, clock),
         LocalRateLimiter(clock),
     )
 
@@ -428,3 +444,41 @@ async def otp_codes(journey: Journey) -> list[str]:
         if otp and messages[job.payload["message_id"]].status == "sent":
             codes.append(journey.res.keys.otp_code(otp["nonce"], otp["length"]))
     return codes
+
+
+WHATSAPP_FIRST = {"verification": {"type": "whatsapp", "then": ["ivr"]}}
+
+
+async def test_a_whatsapp_button_confirms_without_a_call(journey: Journey, gupshup):
+    await journey.install(WHATSAPP_FIRST)
+    payload = await journey.order()
+    assert journey.exotel.calls == [] and len(gupshup.accepted) == 1
+    sent = next(iter(gupshup.accepted.values()))
+    assert sent["destination"] == CUSTOMER.removeprefix("+")
+    titles = [option["title"] for option in sent["message"]["options"]]
+    assert titles == ["Confirm", "Cancel", "Call me"]
+    # Gupshup may echo only the button's title, not its postback: the title is enough.
+    answer = await gupshup.send_button_reply(
+        journey.urls.gupshup(),
+        from_phone=CUSTOMER,
+        title="Confirm",
+        reply_id=sent["message"]["msgid"],
+    )
+    assert answer[0] == 200
+    await journey.worker.run_until_idle()
+    assert await journey.status(payload) == "confirmed"
+    assert journey.tags(payload) == ["cod_confirmed"]
+    await journey.advance(24 * 60)
+    assert journey.exotel.calls == [] and len(gupshup.accepted) == 1
+
+
+async def test_an_unanswered_whatsapp_goes_on_to_the_call_then_the_link(journey: Journey, gupshup):
+    await journey.install(WHATSAPP_FIRST | {"ivr": {"retries": 0, "retry_interval_minutes": 0}})
+    payload = await journey.order()
+    await journey.advance(30)
+    assert len(gupshup.accepted) == 2 and journey.exotel.calls == []  # the resend
+    await journey.advance(30)
+    assert len(journey.exotel.calls) == 1
+    await journey.call_ends("no-answer")
+    assert journey.tags(payload) == ["whatsapp_retry_limit_reached", "ivr_retry_limit_reached"]
+    assert len(journey.exotel.sms) == 1 and LINK.search(journey.exotel.sms[0]["Body"])
