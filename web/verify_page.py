@@ -65,6 +65,8 @@ def setup_routes(app: web.Application) -> None:
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     app.router.add_get("/v/{token}", show)
     app.router.add_post("/v/{token}", submit)
