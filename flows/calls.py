@@ -21,7 +21,7 @@ from flows.verifier import Context, Verifier, call_key
 from providers.base import CallRequest, ProviderError
 from storage.db import Database
 from storage.jobs import ClaimedJob, Deferred
-from storage.models import Call
+from storage.models import Activity, Call
 from storage.ratelimit import RateLimiter
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,6 +95,20 @@ class CallPlacer:
             call = await session.get(Call, call_id)
             call.provider_call_id = receipt.provider_call_id
             call.status = receipt.status or "queued"
+            session.add(
+                Activity(
+                    shop_id=call.shop_id,
+                    order_id=call.order_id,
+                    kind="call_placed",
+                    mode="ivr",
+                    detail={
+                        "call_id": call.id,
+                        "attempt": call.attempt,
+                        "provider": call.provider,
+                    },
+                    created_at=self.clock.now(),
+                )
+            )
 
     def _new_call(self, ctx: Context, route: VoiceRoute, key: str) -> Call:
         return Call(

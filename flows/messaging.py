@@ -137,6 +137,8 @@ class MessageSender:
         self.keys = keys
 
     async def handle(self, job: ClaimedJob) -> None:
+        details = job.payload.get("details") or {}
+        mode = details.get("mode", "")
         async with self.db.transaction() as session:
             message = await session.get(Message, job.payload["message_id"])
             if message is None or message.status not in ("queued", "sending"):
@@ -144,32 +146,32 @@ class MessageSender:
             if message.status == "sending":
                 # An earlier run died while the provider had the request: it may have gone
                 # out. Never risk a second copy to the customer.
-                self._settle(session, message, "unconfirmed", "", "worker lost during send")
+                self._settle(session, message, "unconfirmed", "", "worker lost during send", mode)
                 return
             shop = await session.get(Shop, message.shop_id)
             try:
                 route = self.router(shop, message.channel)
             except NoRoute as exc:
-                self._settle(session, message, "failed", "NO_ROUTE", str(exc))
+                self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
                 return
         wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
         if wait > 0:
             raise Deferred(wait, f"rate limit of {route.rate_key}")
         await self._mark(message.id, "sending", route)
         try:
-            receipt = await self._send(route, message, job.payload.get("details") or {})
+            receipt = await self._send(route, message, details)
         except ProviderError as exc:
             if exc.retryable and job.attempts < job.max_attempts:
                 await self._mark(message.id, "queued", route)
                 raise provider_failure(exc) from exc
             async with self.db.transaction() as session:
                 message = await session.get(Message, message.id)
-                self._settle(session, message, "failed", exc.code, str(exc))
+                self._settle(session, message, "failed", exc.code, str(exc), mode)
             return
         async with self.db.transaction() as session:
             message = await session.get(Message, message.id)
             message.provider_message_id = receipt.provider_message_id
-            self._settle(session, message, "sent", "", "")
+            self._settle(session, message, "sent", "", "", mode)
 
     async def _send(self, route: Route, message: Message, details: dict[str, Any]) -> SendReceipt:
         if message.channel == "sms":
@@ -221,8 +223,15 @@ class MessageSender:
             message.updated_at = self.clock.now()
 
     def _settle(
-        self, session: AsyncSession, message: Message, status: str, code: str, error: str
+        self,
+        session: AsyncSession,
+        message: Message,
+        status: str,
+        code: str,
+        error: str,
+        mode: str = "",
     ) -> None:
+        """The message's outcome, on the message and on its order's timeline."""
         now = self.clock.now()
         message.status, message.error_code, message.error = status, code, error[:2000]
         message.updated_at = now
@@ -230,14 +239,17 @@ class MessageSender:
             _LOGGER.warning(
                 "message %s to %s %s: %s %s", message.id, message.to_phone, status, code, error
             )
-        if message.order_id is not None and status != "sent":
+        if message.order_id is not None:
+            detail: dict[str, Any] = {"message_id": message.id, "channel": message.channel}
+            if code or error:
+                detail |= {"code": code, "error": error[:500]}
             session.add(
                 Activity(
                     shop_id=message.shop_id,
                     order_id=message.order_id,
                     kind=f"message_{status}",
-                    mode=message.channel,
-                    detail={"message_id": message.id, "code": code, "error": error[:500]},
+                    mode=mode or message.channel,
+                    detail=detail,
                     created_at=now,
                 )
             )

@@ -59,6 +59,8 @@ CALL_JOB = "verification.call"
 PAID = frozenset({"paid", "partially_paid", "refunded", "partially_refunded"})
 MISSED_CALL_WINDOW = timedelta(days=30)
 _LOCALES = {"hi": "hi_IN", "en": "en_IN"}
+# The timeline's mode of each message a verification sends.
+_MODES = {"missed_call_confirmation": "missed_call"}
 
 
 def verification_job(order: Order, is_new: bool) -> NewJob | None:
@@ -415,6 +417,7 @@ class Verifier:
             details = {"dlt_entity_id": section.dlt_entity_id, "dlt_template_id": dlt_template}
             if effect.otp_nonce:
                 details["otp"] = {"nonce": effect.otp_nonce, "length": settings.otp.code_length}
+        details["mode"] = _MODES.get(effect.purpose, effect.purpose)
         await queue_message(
             session,
             self.queue,
