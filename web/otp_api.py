@@ -1,10 +1,16 @@
-"""The OTP API of the checkout's post-purchase extension: `POST /api/otp/verify` and
-`POST /api/otp/resend`, naming the shop by its myshopify domain and the order by its Shopify
-id (or GID) or name.
+"""The OTP API of the checkout's extensions: `POST /api/otp/verify` and `POST /api/otp/resend`,
+naming the order by its Shopify id (or GID) or name.
 
-The extension calls from the shop's storefront, so answers carry CORS headers for the shop's
-own origin only: `https://{shop}` of the body's shop, or for the preflight (which has no
-body) any `https://*.myshopify.com`. Another origin gets none, and the browser refuses it.
+The caller is a Shopify checkout or post-purchase extension. It authenticates with its
+Shopify session token (`shopify.sessionToken.get()`, or the post-purchase `inputData.token`)
+as `Authorization: Bearer <token>`: a JWT signed with the app's API secret whose `dest` names
+the shop. The shop is the token's: the body's `shop` is optional, and one that differs from
+the token's is refused (403). No token, or an invalid one, is a 401 naming the reason; an app
+without `shopify.api_key` and `shopify.api_secret` cannot check tokens and answers 503.
+
+Extensions run sandboxed, from an origin that is not the shop's, so every answer (errors
+too) and the OPTIONS preflight carry `Access-Control-Allow-Origin: *`. That is safe: the
+credential is the bearer token, never a cookie, and the browser sends no cookies to `*`.
 """
 
 from __future__ import annotations
@@ -18,18 +24,20 @@ from aiohttp import hdrs, web
 
 from flows.customer_page import CustomerDesk
 from providers.shopify.oauth import valid_shop_domain
+from providers.shopify.session_token import SessionTokenError, shop_from_session_token
 from web.api.shops import read_json, unprocessable
-from web.errors import ApiError, field_problem
-from web.keys import customer_desk_key
+from web.errors import ApiError, field_problem, json_error
+from web.keys import clock_key, customer_desk_key, settings_key
 
 VERIFY_PATH = "/api/otp/verify"
 RESEND_PATH = "/api/otp/resend"
 _CODE = re.compile(r"[0-9]{4,8}")
 _ORDER_MAX = 64  # Order.shopify_order_id and Order.name columns
 _GID = "gid://shopify/"
-_ALLOW = {
+_CORS = {
+    hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*",
     hdrs.ACCESS_CONTROL_ALLOW_METHODS: "POST, OPTIONS",
-    hdrs.ACCESS_CONTROL_ALLOW_HEADERS: "Content-Type",
+    hdrs.ACCESS_CONTROL_ALLOW_HEADERS: "Authorization, Content-Type",
 }
 _PREFLIGHT_MAX_AGE = "600"
 
@@ -45,23 +53,20 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def verify(request: web.Request) -> web.Response:
-    """`{shop, order, code}` -> `{result, attempts_left}` (result: verified | wrong | locked |
+    """`{order, code, shop?}` -> `{result, attempts_left}` (result: verified | wrong | locked |
     expired | already_verified | not_pending)."""
     return await _serve(request, _verify, need_code=True)
 
 
 async def resend(request: web.Request) -> web.Response:
-    """`{shop, order}` -> `{result, retry_after}` (result: resent | too_early | resend_limit |
+    """`{order, shop?}` -> `{result, retry_after}` (result: resent | too_early | resend_limit |
     already_verified | not_pending; retry_after in whole seconds)."""
     return await _serve(request, _resend, need_code=False)
 
 
 async def preflight(request: web.Request) -> web.Response:
-    origin = request.headers.get(hdrs.ORIGIN, "")
-    storefront = origin.startswith("https://") and valid_shop_domain(origin[len("https://") :])
-    response = _cors(request, web.Response(status=204), storefront)
-    if storefront:
-        response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = _PREFLIGHT_MAX_AGE
+    response = _cors(web.Response(status=204))
+    response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = _PREFLIGHT_MAX_AGE
     return response
 
 
@@ -80,36 +85,72 @@ async def _resend(desk: CustomerDesk, shop: str, order: str, _code: str) -> dict
 
 
 async def _serve(request: web.Request, act: Act, need_code: bool) -> web.Response:
-    shop = ""
     try:
+        shop = _authenticated_shop(request)
         document = await read_json(request)
         if not isinstance(document, dict):
             raise unprocessable([field_problem("body", "must be a JSON object")])
-        shop, order, code, problems = _fields(document, need_code)
+        named, order, code, problems = _fields(document, need_code)
         if problems:
             raise unprocessable(problems)
+        if named and named != shop:
+            raise ApiError(403, f"the session token is for {shop}, not {named}", "forbidden")
         body = await act(request.app[customer_desk_key], shop, order, code)
         if body is None:
             raise ApiError(404, f"shop {shop} has no order {order} to verify", "not_found")
         response = web.json_response(body)
     except ApiError as exc:
         response = exc.response()
-    allowed = bool(shop) and request.headers.get(hdrs.ORIGIN) == f"https://{shop}"
-    return _cors(request, response, allowed)
+    except web.HTTPException as exc:  # e.g. 413 while reading the body
+        if exc.status < 400:
+            raise
+        response = json_error(exc.status, exc.reason)
+    if response.status == 401:
+        response.headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
+    return _cors(response)
+
+
+def _authenticated_shop(request: web.Request) -> str:
+    """The shop of the request's session token; ApiError 503, or 401 naming the reason."""
+    shopify = request.app[settings_key].shopify
+    api_key, api_secret = shopify.api_key, shopify.api_secret.get_secret_value()
+    needed = {"shopify.api_key": api_key, "shopify.api_secret": api_secret}
+    missing = [name for name, value in needed.items() if not value]
+    if missing:
+        raise ApiError(
+            503,
+            f"cannot verify Shopify session tokens: {' and '.join(missing)} not configured",
+            "not_configured",
+        )
+    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401,
+            "an Authorization: Bearer <Shopify session token> header is required",
+            "unauthorized",
+        )
+    try:
+        return shop_from_session_token(
+            token, api_key=api_key, api_secret=api_secret, now=request.app[clock_key].now()
+        )
+    except SessionTokenError as exc:
+        raise ApiError(401, f"invalid session token: {exc}", "unauthorized") from None
 
 
 def _fields(
     document: dict[str, Any], need_code: bool
 ) -> tuple[str, str, str, list[dict[str, str]]]:
-    """(shop, order, code, problems): the valid shop even when another field is wrong, so
-    that the extension can read the 422."""
+    """(shop, order, code, problems): shop is "" when the body names none."""
     problems = []
     shop = document.get("shop")
-    if isinstance(shop, str) and valid_shop_domain(shop.strip().lower()):
+    if shop is None:
+        shop = ""
+    elif isinstance(shop, str) and valid_shop_domain(shop.strip().lower()):
         shop = shop.strip().lower()
     else:
         rule = "must be the shop's myshopify.com domain, e.g. example.myshopify.com"
-        problems.append(field_problem("shop", "is required" if shop is None else rule))
+        problems.append(field_problem("shop", rule))
         shop = ""
     order = document.get("order")
     if isinstance(order, int) and not isinstance(order, bool):
@@ -128,9 +169,6 @@ def _fields(
     return shop, order.strip(), str(code), problems
 
 
-def _cors(request: web.Request, response: web.Response, allowed: bool) -> web.Response:
-    response.headers[hdrs.VARY] = hdrs.ORIGIN
-    if allowed:
-        response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = request.headers[hdrs.ORIGIN]
-        response.headers.update(_ALLOW)
+def _cors(response: web.Response) -> web.Response:
+    response.headers.update(_CORS)
     return response

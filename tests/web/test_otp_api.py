@@ -1,16 +1,20 @@
-"""The checkout extension's OTP API over HTTP: verify and resend by shop and order, the wrong
-code and resend limits, 422 naming each bad field, 404 for an unknown order, CORS for the
-shop's own storefront only, and concurrent entries that each count."""
+"""The checkout extension's OTP API over HTTP: Shopify session tokens as the credential (the
+shop is the token's), verify and resend by order, the wrong code and resend limits, 422 naming
+each bad field, 404 for an unknown order, CORS `*` on every answer, and concurrent entries
+that each count."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
+import jwt
 import pytest
 
 from flows.customer_keys import CustomerKeys
 from flows.verifier import Verifier
+from settings import Settings
 from storage.crypto import SecretBox
 from tests.web.test_verify_page import (
     OTP_SETTINGS,
@@ -21,13 +25,25 @@ from tests.web.test_verify_page import (
     status_of,
     tag_jobs,
 )
+from web.app import AppDeps, build_app
+from web.keys import clock_key
 
-STOREFRONT = f"https://{SHOP}"
-CORS_HEADERS = (
-    "Access-Control-Allow-Origin",
-    "Access-Control-Allow-Methods",
-    "Access-Control-Allow-Headers",
-)
+API_KEY = "b1c2d3e4f5a60718293a4b5c6d7e8f90"
+API_SECRET = "shpss_" + "0123456789abcdef" * 2
+OTHER_SHOP = "other-shop.myshopify.com"
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+}
+ANONYMOUS = ""  # call(..., token=ANONYMOUS): no Authorization header at all
+
+
+@pytest.fixture
+def settings(database_url) -> Settings:
+    return Settings(
+        database={"url": database_url}, shopify={"api_key": API_KEY, "api_secret": API_SECRET}
+    )
 
 
 @pytest.fixture
@@ -47,10 +63,35 @@ async def order(db, clock, queue, settings, keys):
     return await place_order(db, verifier, OTP_SETTINGS)
 
 
-async def call(client, path: str, body, origin: str = "") -> tuple[int, dict, dict]:
-    headers = {"Origin": origin} if origin else {}
+def session_token(client, shop: str = SHOP, *, secret: str = API_SECRET, **claims: Any) -> str:
+    """A session token as Shopify's checkout mints it, issued now by the app's (manual) clock
+    and valid for a minute."""
+    issued = int(client.app[clock_key].now().timestamp())
+    document = {
+        "iss": f"https://{shop}",
+        "dest": f"https://{shop}",
+        "aud": API_KEY,
+        "sub": "gid://shopify/Customer/1",
+        "exp": issued + 60,
+        "nbf": issued,
+        "iat": issued,
+        "jti": f"jti-{issued}",
+        "sid": "sid-1",
+        **claims,
+    }
+    return jwt.encode(document, secret, algorithm="HS256")
+
+
+async def call(client, path: str, body, token: str | None = None) -> tuple[int, dict, dict]:
+    """POST `body` with `token` (default: a fresh one for SHOP; ANONYMOUS: none)."""
+    token = session_token(client) if token is None else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = await client.post(f"/api/otp/{path}", json=body, headers=headers)
     return response.status, await response.json(), dict(response.headers)
+
+
+def assert_cors(headers) -> None:
+    assert {name: headers.get(name) for name in CORS} == CORS
 
 
 async def verify(client, order, code: str, ref: str = "") -> dict:
@@ -61,7 +102,7 @@ async def verify(client, order, code: str, ref: str = "") -> dict:
 
 
 async def resend(client, order) -> dict:
-    status, answer, _ = await call(client, "resend", {"shop": SHOP, "order": order.name})
+    status, answer, _ = await call(client, "resend", {"order": order.name})  # shop: the token's
     assert status == 200, answer
     return answer
 
@@ -128,10 +169,11 @@ async def test_two_concurrent_wrong_codes_count_twice(client, db, keys, order):
 
 
 async def test_bad_fields_are_a_422_naming_each_one(client, order):
-    status, answer, _ = await call(client, "verify", {})
+    status, answer, headers = await call(client, "verify", {})
     assert status == 422
+    assert_cors(headers)  # the error is readable by the extension too
     problems = {p["field"]: p["message"] for p in answer["error"]["fields"]}
-    assert problems == {"shop": "is required", "order": "is required", "code": "is required"}
+    assert problems == {"order": "is required", "code": "is required"}  # shop is optional
 
     body = {"shop": "evil.example.com", "order": " ", "code": "12ab"}
     status, answer, _ = await call(client, "verify", body)
@@ -147,50 +189,128 @@ async def test_bad_fields_are_a_422_naming_each_one(client, order):
     assert status == 422 and [p["field"] for p in answer["error"]["fields"]] == ["order"]
     status, answer, _ = await call(client, "resend", ["not", "an", "object"])
     assert status == 422 and answer["error"]["fields"][0]["field"] == "body"
-    response = await client.post("/api/otp/resend", data=b"{nope")
+    token = session_token(client)
+    response = await client.post(
+        "/api/otp/resend", data=b"{nope", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status == 400
+    assert_cors(response.headers)
 
 
-async def test_an_unknown_shop_or_order_is_a_404(client, order):
+async def test_an_unknown_order_is_a_404(client, order):
     for path in ("verify", "resend"):
-        for shop, ref in ((SHOP, "#9999"), ("other-shop.myshopify.com", order.name)):
-            body = {"shop": shop, "order": ref, "code": "123456"}
-            status, answer, _ = await call(client, path, body)
+        for body in ({"shop": SHOP, "order": "#9999"}, {"order": "#9999"}):
+            status, answer, headers = await call(client, path, {**body, "code": "123456"})
             assert status == 404 and answer["error"]["code"] == "not_found"
+            assert_cors(headers)
 
 
-async def test_cors_headers_only_for_the_shops_own_storefront(client, db, keys, order):
-    body = {"shop": SHOP, "order": order.name, "code": "12ab"}
-    status, _, headers = await call(client, "verify", body, origin=STOREFRONT)
-    assert status == 422  # the error is readable by the extension too
-    assert headers["Access-Control-Allow-Origin"] == STOREFRONT
-    assert headers["Access-Control-Allow-Methods"] == "POST, OPTIONS"
-    assert headers["Access-Control-Allow-Headers"] == "Content-Type"
-    assert headers["Vary"] == "Origin"
+async def test_a_token_for_another_shop_cannot_reach_this_shops_order(client, db, keys, order):
+    wrong = other_code(await otp_code(db, keys, order))
+    other = session_token(client, OTHER_SHOP)
+    for path in ("verify", "resend"):
+        # Naming this shop in the body does not help: the token is another shop's.
+        body = {"shop": SHOP, "order": order.name, "code": wrong}
+        status, answer, headers = await call(client, path, body, other)
+        assert status == 403 and answer["error"]["code"] == "forbidden"
+        assert OTHER_SHOP in answer["error"]["message"]
+        assert_cors(headers)
+        # Without a body shop the token's shop is asked, and it has no such order.
+        body = {"order": order.name, "code": wrong}
+        status, answer, _ = await call(client, path, body, other)
+        assert status == 404 and OTHER_SHOP in answer["error"]["message"]
+    assert await verify(client, order, wrong) == {"result": "wrong", "attempts_left": 3}
 
-    body["code"] = await otp_code(db, keys, order)
-    for origin in ("https://other-shop.myshopify.com", "https://evil.example", f"http://{SHOP}"):
-        status, answer, headers = await call(client, "verify", body, origin=origin)
-        assert status == 200 and headers["Vary"] == "Origin"
-        assert not set(CORS_HEADERS) & set(headers)
-    status, answer, headers = await call(client, "verify", body, origin=STOREFRONT)
-    assert answer["result"] == "already_verified"
-    assert headers["Access-Control-Allow-Origin"] == STOREFRONT
+
+async def test_a_missing_token_is_a_401_and_counts_nothing(client, db, keys, order):
+    wrong = other_code(await otp_code(db, keys, order))
+    body = {"shop": SHOP, "order": order.name, "code": wrong}
+    for path in ("verify", "resend"):
+        for _ in range(5):
+            status, answer, headers = await call(client, path, body, ANONYMOUS)
+            assert status == 401 and answer["error"]["code"] == "unauthorized"
+            assert "Authorization: Bearer" in answer["error"]["message"]
+            assert headers["WWW-Authenticate"] == "Bearer"
+            assert_cors(headers)
+    for authorization in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", session_token(client)):
+        headers = {"Authorization": authorization}
+        response = await client.post("/api/otp/verify", json=body, headers=headers)
+        assert response.status == 401, authorization
+    assert await verify(client, order, wrong) == {"result": "wrong", "attempts_left": 3}
+    assert await status_of(db, order) == "pending"
+
+
+async def test_an_invalid_token_is_a_401_naming_the_reason(client, db, keys, order, clock):
+    wrong = other_code(await otp_code(db, keys, order))
+    body = {"order": order.name, "code": wrong}
+    token = session_token(client)
+    clock.advance(timedelta(seconds=60))  # the token's exp
+    status, answer, headers = await call(client, "verify", body, token)
+    assert status == 401 and answer["error"]["code"] == "unauthorized"
+    assert "expired" in answer["error"]["message"]
+    assert_cors(headers)
+
+    reasons = {
+        "signature": session_token(client, secret="shpss_" + "f" * 32),
+        "aud": session_token(client, aud="another-apps-key"),
+        "dest": session_token(client, dest="https://evil.example.com"),
+        "not valid yet": session_token(client, nbf=int(clock.now().timestamp()) + 60),
+        "HS256": jwt.encode({"dest": f"https://{SHOP}", "aud": API_KEY}, None, "none"),
+    }
+    for reason, token in reasons.items():
+        status, answer, _ = await call(client, "verify", body, token)
+        assert status == 401 and reason in answer["error"]["message"], (reason, answer)
+    assert await verify(client, order, wrong) == {"result": "wrong", "attempts_left": 3}
+
+
+async def test_cors_allows_any_origin_on_every_answer(client, db, keys, order):
+    body = {"order": order.name, "code": await otp_code(db, keys, order)}
+    for origin in ("https://extensions.shopifycdn.com", "null", "https://evil.example", ""):
+        headers = {"Origin": origin} if origin else {}
+        authorized = {"Authorization": f"Bearer {session_token(client)}", **headers}
+        for sent, status in ((authorized, 200), (headers, 401)):
+            response = await client.post("/api/otp/verify", json=body, headers=sent)
+            assert response.status == status
+            assert_cors(response.headers)
+            assert "Access-Control-Allow-Credentials" not in response.headers
+    status, _, headers = await call(client, "resend", {"order": ""})
+    assert status == 422
+    assert_cors(headers)
 
 
 @pytest.mark.parametrize("path", ["verify", "resend"])
-async def test_the_preflight_allows_myshopify_storefronts_only(client, path):
+async def test_the_preflight_allows_the_token_from_anywhere(client, path):
     asks = {
+        "Origin": "https://extensions.shopifycdn.com",
         "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type",
+        "Access-Control-Request-Headers": "authorization, content-type",
     }
-    response = await client.options(f"/api/otp/{path}", headers={"Origin": STOREFRONT, **asks})
+    response = await client.options(f"/api/otp/{path}", headers=asks)
     assert response.status == 204
-    assert response.headers["Access-Control-Allow-Origin"] == STOREFRONT
-    assert response.headers["Access-Control-Allow-Methods"] == "POST, OPTIONS"
-    assert response.headers["Access-Control-Allow-Headers"] == "Content-Type"
-    assert response.headers["Vary"] == "Origin"
-    for origin in ("https://evil.example", "http://x.myshopify.com", "https://myshopify.com.evil"):
-        response = await client.options(f"/api/otp/{path}", headers={"Origin": origin, **asks})
-        assert response.status == 204
-        assert not set(CORS_HEADERS) & set(response.headers)
+    assert_cors(response.headers)
+    assert response.headers["Access-Control-Max-Age"] == "600"
+    response = await client.options(f"/api/otp/{path}")  # no Origin: the same answer
+    assert response.status == 204
+    assert_cors(response.headers)
+
+
+@pytest.mark.parametrize(
+    ("shopify", "missing"),
+    [
+        ({"api_key": API_KEY}, "shopify.api_secret"),
+        ({"api_secret": API_SECRET}, "shopify.api_key"),
+        ({}, "shopify.api_key and shopify.api_secret"),
+    ],
+)
+async def test_without_the_apps_key_and_secret_tokens_cannot_be_checked(
+    aiohttp_client, database_url, db, queue, clock, metrics, http, order, shopify, missing
+):
+    bare = Settings(database={"url": database_url}, shopify=shopify)
+    client = await aiohttp_client(build_app(AppDeps(bare, clock, db, queue, metrics, http)))
+    for path in ("verify", "resend"):
+        body = {"shop": SHOP, "order": order.name, "code": "123456"}
+        for token in (None, ANONYMOUS):
+            status, answer, headers = await call(client, path, body, token)
+            assert status == 503 and answer["error"]["code"] == "not_configured"
+            assert f"{missing} not configured" in answer["error"]["message"]
+            assert_cors(headers)
