@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -50,6 +51,7 @@ _RANK = {
 CALL_ENDS = {"completed", "busy", "no-answer", "failed", "canceled"}
 # A call's callback can overtake the call job's write of the provider's call id.
 UNKNOWN_CALL_RETRIES = 3
+_REFERENCE = re.compile(r"v(\d{1,18})")
 
 
 def event_payload(event: Event) -> dict[str, Any]:
@@ -151,21 +153,49 @@ class ProviderEvents:
             )
 
     async def _call(
-        self, session: AsyncSession, provider: str, call_id: str, job: ClaimedJob
+        self, session: AsyncSession, event: CallStatus | KeypadInput, job: ClaimedJob
     ) -> Call | None:
         call = await session.scalar(
-            select(Call).where(Call.provider == provider, Call.provider_call_id == call_id)
+            select(Call).where(
+                Call.provider == event.provider, Call.provider_call_id == event.call_id
+            )
         )
         if call is None:
+            call = await self._unnamed_call(session, event)
+        if call is None:
             if job.attempts <= UNKNOWN_CALL_RETRIES:
-                raise RetryLater(2 * job.attempts, f"{provider} call {call_id} not known yet")
-            _LOGGER.info("%s event for unknown call %s", provider, call_id)
+                raise RetryLater(
+                    2 * job.attempts, f"{event.provider} call {event.call_id} not known yet"
+                )
+            _LOGGER.info("%s event for unknown call %s", event.provider, event.call_id)
+        return call
+
+    async def _unnamed_call(
+        self, session: AsyncSession, event: CallStatus | KeypadInput
+    ) -> Call | None:
+        """The verification call the event's reference (`v{id}`) names, whose provider id was
+        never saved (the worker died between the provider's answer and the save)."""
+        found = _REFERENCE.fullmatch(event.reference)
+        if found is None:
+            return None
+        call = await session.scalar(
+            select(Call)
+            .where(
+                Call.provider == event.provider,
+                Call.provider_call_id.is_(None),
+                Call.idempotency_key.like(f"verify:{found[1]}:call:%"),
+            )
+            .order_by(Call.id.desc())
+            .limit(1)
+        )
+        if call is not None:
+            call.provider_call_id = event.call_id
         return call
 
     async def _call_status(
         self, session: AsyncSession, event: CallStatus, job: ClaimedJob
     ) -> None:
-        call = await self._call(session, event.provider, event.call_id, job)
+        call = await self._call(session, event, job)
         if call is None or call.status in CALL_ENDS:
             return
         call.status = event.status
@@ -175,7 +205,7 @@ class ProviderEvents:
             await self._to_verification(session, call, CallEnded, event.status)
 
     async def _keypad(self, session: AsyncSession, event: KeypadInput, job: ClaimedJob) -> None:
-        call = await self._call(session, event.provider, event.call_id, job)
+        call = await self._call(session, event, job)
         if call is not None:
             call.input_digits = event.digits
             await self._to_verification(session, call, Keypad, event.digits)

@@ -9,23 +9,26 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 from sqlalchemy import func, select
 
 from flows import shop_config
 from flows.callback_urls import CallbackUrls
 from main import Resources, make_worker, platform_clients
+from providers.sandbox.exotel import FakeExotel
+from providers.sandbox.gupshup import FakeGupshup
+from providers.sandbox.shopify import FakeShopify, order_payload
 from providers.shopify.admin import ShopifyAdmin
 from settings import Settings
 from storage.crypto import SecretBox
 from storage.models import Activity, Call, Job, Message, MissedCall, Order, Shop
 from storage.ratelimit import LocalRateLimiter
-from tests.fakes.exotel import FakeExotel
-from tests.fakes.gupshup import FakeGupshup
-from tests.fakes.shopify import FakeShopify, order_payload
 from tests.web.test_shopify import DOMAIN, TOKEN, connect, free_port, url
 
 CUSTOMER = "+919876500001"
+APP_KEY = "journeys-app-key"
+APP_SECRET = "shpss_" + "fedcba9876543210" * 2
 EXOPHONE = "08047112345"
 LINK = re.compile(r"https?://\S+/v/([A-Za-z0-9_-]+)")
 BASE_SETTINGS: dict[str, Any] = {
@@ -65,7 +68,7 @@ BASE_SETTINGS: dict[str, Any] = {
 
 @pytest.fixture
 async def fake():
-    shopify = FakeShopify(api_key="app-key", api_secret="app-secret")
+    shopify = FakeShopify(api_key=APP_KEY, api_secret=APP_SECRET)
     await shopify.start()
     shopify.add_shop(DOMAIN, TOKEN, name="Demo Store", phone="+91 80 4000 1234")
     yield shopify
@@ -105,8 +108,8 @@ def settings(database_url, fake, exotel, gupshup, port):
         database={"url": database_url},
         server={"public_url": f"http://127.0.0.1:{port}"},
         shopify={
-            "api_key": "app-key",
-            "api_secret": "app-secret",
+            "api_key": APP_KEY,
+            "api_secret": APP_SECRET,
             "admin_url": fake.admin_url_template,
         },
         providers={
@@ -188,8 +191,9 @@ class Journey:
         assert answer[0] == 200
         await self.worker.run_until_idle()
 
-    async def press(self, digits: str) -> None:
-        sid = await self.last_call_sid()
+    async def press(self, digits: str, sid: str = "") -> None:
+        sid = sid or await self.last_call_sid()
+        call = self.exotel.placed_calls[sid]
         answer = await self.exotel.passthru(
             self.urls.exotel(self.shop_id, "passthru"),
             call_sid=sid,
@@ -197,6 +201,7 @@ class Journey:
             call_to="08047110000",
             direction="outbound-dial",
             digits=digits,
+            custom_field=call["CustomField"],
         )
         assert answer[0] == 200
         await self.worker.run_until_idle()
@@ -342,6 +347,22 @@ async def test_keypad_confirms_during_the_call(journey: Journey):
     assert len(journey.exotel.calls) == 1 and journey.exotel.sms == []
 
 
+async def test_a_keypress_counts_even_when_the_call_id_was_never_saved(journey: Journey):
+    """The worker died between Exotel's answer and saving the call id: the call is marked
+    unconfirmed and the flow moves on, but the customer's key still finds its call."""
+    await journey.install()
+    payload = await journey.order()
+    sid = await journey.last_call_sid()
+    async with journey.res.db.transaction() as session:
+        call = await session.scalar(select(Call))
+        call.provider_call_id, call.status = None, "unconfirmed"
+    await journey.press("1", sid)
+    assert await journey.status(payload) == "confirmed"
+    async with journey.res.db.sessions() as session:
+        call = await session.scalar(select(Call))
+    assert (call.provider_call_id, call.input_digits) == (sid, "1")
+
+
 async def test_a_dnd_number_gets_no_call_and_the_link_at_once(journey: Journey):
     await journey.install()
     journey.exotel.mark_dnd(CUSTOMER)
@@ -398,15 +419,25 @@ async def test_otp_right_code_wrong_codes_and_resend_limit(journey: Journey, clo
     assert len(journey.exotel.sms) == 2 and "%otp%" not in journey.exotel.sms[0]["Body"]
     assert codes[0] in journey.exotel.sms[0]["Body"]
 
+    def signed() -> dict[str, str]:
+        """A session token of the checkout extension, as Shopify mints it."""
+        now = int(clock.now().timestamp())
+        claims = {"dest": f"https://{DOMAIN}", "aud": APP_KEY, "exp": now + 60, "nbf": now}
+        return {"Authorization": f"Bearer {jwt.encode(claims, APP_SECRET, algorithm='HS256')}"}
+
     async def verify(payload, code) -> dict:
-        body = {"shop": DOMAIN, "order": str(payload["id"]), "code": code}
-        async with journey.browser.post(url(journey.server, "/api/otp/verify"), json=body) as r:
+        body = {"order": str(payload["id"]), "code": code}
+        async with journey.browser.post(
+            url(journey.server, "/api/otp/verify"), json=body, headers=signed()
+        ) as r:
             assert r.status == 200, await r.text()
             return await r.json()
 
     async def resend(payload) -> dict:
-        body = {"shop": DOMAIN, "order": str(payload["id"])}
-        async with journey.browser.post(url(journey.server, "/api/otp/resend"), json=body) as r:
+        body = {"order": str(payload["id"])}
+        async with journey.browser.post(
+            url(journey.server, "/api/otp/resend"), json=body, headers=signed()
+        ) as r:
             assert r.status == 200, await r.text()
             return await r.json()
 
