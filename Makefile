@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python main.py migrate
-	$(BIN)/python main.py serve
+	$(BIN)/python main.py sandbox
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -1,6 +1,8 @@
 """ordertalk's composition root and command line.
 
     python main.py serve [--config PATH]     web + job worker in one process (the default)
+    python main.py sandbox [--config PATH] [--port N]
+                                             the whole product with simulated outside parties
     python main.py worker [--config PATH]    job workers only
     python main.py migrate [--config PATH]   apply (or roll back) schema migrations
     python main.py check-config [--config PATH]
@@ -19,8 +21,9 @@ import functools
 import json
 import logging
 import signal
+import socket
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,8 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from clock import Clock, SystemClock
-from flows import onboarding
+from clock import Clock, OffsetClock, SystemClock
+from flows import onboarding, sandbox
 from flows.callback_urls import CallbackUrls, ringcentral_token
 from flows.calls import CallPlacer
 from flows.customer_keys import CustomerKeys
@@ -50,10 +53,24 @@ from metrics import Metrics
 from providers.exotel import ExotelClient
 from providers.gupshup import GupshupClient
 from providers.ringcentral import RingCentralClient
+from providers.sandbox.world import AppLinks, SandboxWorld
 from providers.shopify.admin import ShopifyAdmin
 from providers.shopify.oauth import valid_shop_domain
 from providers.twilio import TwilioClient
-from settings import ConfigError, Settings, load_settings, masked
+from settings import (
+    ConfigError,
+    DatabaseSettings,
+    ExotelSettings,
+    GupshupSettings,
+    ProvidersSettings,
+    RedisSettings,
+    SandboxSettings,
+    Settings,
+    ShopifySettings,
+    TelegramSettings,
+    load_settings,
+    masked,
+)
 from storage import migrate
 from storage.crypto import SecretBox
 from storage.db import JOBS_CHANNEL, Database
@@ -62,6 +79,7 @@ from storage.models import Shop
 from storage.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from storage.wakeup import PostgresWakeup, RedisWakeup, Wakeup
 from web.app import AppDeps, build_app
+from web.sandbox_api import Sandbox
 
 _LOGGER = logging.getLogger("ordertalk")
 
@@ -259,10 +277,11 @@ class StartupError(Exception):
     """The process cannot start; the message says why and what to do."""
 
 
-async def ensure_schema(db: Database) -> None:
-    """SQLite files are migrated on start; PostgreSQL must be migrated explicitly."""
+async def ensure_schema(db: Database, *, migrate_any: bool = False) -> None:
+    """SQLite files (and, with `migrate_any`, any database) are migrated on start;
+    PostgreSQL must otherwise be migrated explicitly."""
     try:
-        if db.dialect == "sqlite":
+        if db.dialect == "sqlite" or migrate_any:
             await migrate.upgrade(db)
             return
         current = await migrate.current_revision(db)
@@ -287,6 +306,28 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
+async def serve_app(
+    res: Resources,
+    app: web.Application,
+    site: Callable[[web.AppRunner], web.BaseSite],
+    started: Callable[[web.AppRunner], None],
+) -> None:
+    """Serve `app` and run the worker (unless jobs run elsewhere) until SIGTERM or SIGINT."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await site(runner).start()
+    worker = make_worker(res)
+    run = worker.run() if res.settings.jobs.run_in_serve else asyncio.sleep(0)
+    worker_task = asyncio.create_task(run, name="worker")
+    started(runner)
+    try:
+        await _until_signalled()
+    finally:
+        worker.stop()
+        await worker_task
+        await runner.cleanup()
+
+
 async def serve(settings: Settings) -> None:
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
@@ -294,22 +335,125 @@ async def serve(settings: Settings) -> None:
         app = build_app(
             AppDeps(settings, res.clock, res.db, res.queue, res.metrics, res.http, res.redis)
         )
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.server.host, settings.server.port)
-        await site.start()
-        worker = make_worker(res)
-        run = worker.run() if settings.jobs.run_in_serve else asyncio.sleep(0)
-        worker_task = asyncio.create_task(run, name="worker")
-        host, port = runner.addresses[0][:2]
-        mode = " (sandbox mode)" if settings.sandbox.enabled else ""
-        print(f"ordertalk serving on http://{host}:{port}{mode}", flush=True)
-        try:
-            await _until_signalled()
-        finally:
-            worker.stop()
-            await worker_task
-            await runner.cleanup()
+
+        def started(runner: web.AppRunner) -> None:
+            host, port = runner.addresses[0][:2]
+            mode = " (sandbox mode)" if settings.sandbox.enabled else ""
+            print(f"ordertalk serving on http://{host}:{port}{mode}", flush=True)
+
+        await serve_app(
+            res,
+            app,
+            lambda runner: web.TCPSite(runner, settings.server.host, settings.server.port),
+            started,
+        )
+
+
+SANDBOX_DATABASE = "sqlite+aiosqlite:///sandbox.db"
+
+
+def sandbox_settings(settings: Settings, world: SandboxWorld, public_url: str) -> Settings:
+    """`settings` with every outside party replaced by the world's fakes: Shopify, the
+    shop's Exotel and the platform's Gupshup; no Twilio, RingCentral, Telegram or Redis.
+    The database is `sandbox.db` unless one is configured."""
+    database = settings.database
+    if "url" not in database.model_fields_set:
+        database = DatabaseSettings(url=SANDBOX_DATABASE)
+    gupshup = world.gupshup
+    return settings.model_copy(
+        update={
+            "server": settings.server.model_copy(update={"public_url": public_url}),
+            "database": database,
+            "redis": RedisSettings(),
+            "shopify": ShopifySettings(
+                api_key=world.shopify.api_key,
+                api_secret=SecretStr(world.shopify.api_secret),
+                api_version=settings.shopify.api_version,
+                admin_url=world.shopify.admin_url_template,
+            ),
+            "telegram": TelegramSettings(),
+            "sandbox": SandboxSettings(enabled=True),
+            "jobs": settings.jobs.model_copy(update={"run_in_serve": True}),
+            "providers": ProvidersSettings(
+                exotel=ExotelSettings(api_url=world.exotel.base_url),
+                gupshup=GupshupSettings(
+                    api_key=SecretStr(gupshup.api_key),
+                    app_name=gupshup.app_name,
+                    source=gupshup.source,
+                    api_url=gupshup.base_url,
+                ),
+            ),
+        }
+    )
+
+
+async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) -> Sandbox:
+    """Migrate, seed the demo shop and connect the world to the app (its public URL)."""
+    await ensure_schema(res.db, migrate_any=True)
+    latest = await sandbox.latest_moment(res.db)
+    if latest is not None:
+        clock.advance_to(latest)  # a restarted sandbox does not go back in time
+    exotel = world.exotel
+    shop = await sandbox.seed_demo_shop(
+        res.db,
+        res.queue,
+        res.box,
+        clock,
+        sandbox.demo_settings(exotel.account_sid, exotel.api_key, exotel.api_token),
+    )
+    world.shop.continue_numbering(await sandbox.last_order_number(res.db, shop.shop_id))
+    public_url = res.settings.server.public_url
+    urls = CallbackUrls(public_url, res.settings.secret_key())
+    world.connect(
+        AppLinks(
+            shopify_webhooks=f"{public_url}/webhooks/shopify",
+            exotel_passthru=urls.exotel(shop.shop_id, "passthru"),
+            gupshup=urls.gupshup(),
+        )
+    )
+    return Sandbox(world, clock, shop)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise StartupError(f"server: cannot listen on {host}:{port}: {exc}") from exc
+
+
+def _public_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def run_sandbox(settings: Settings, port: int | None) -> None:
+    """`main.py sandbox`: the real app, worker and pages, with a simulated outside world."""
+    clock = OffsetClock()
+    world = SandboxWorld(clock)
+    # Bound first: the app's public URL (in every callback) is this socket's address.
+    sock = _listen(settings.server.host, settings.server.port if port is None else port)
+    try:
+        await world.start()
+        settings = sandbox_settings(settings, world, _public_url(sock))
+        async with open_resources(settings, clock) as res:
+            simulation = await open_sandbox(res, world, clock)
+            await schedule_periodic(res)
+            deps = AppDeps(
+                settings, clock, res.db, res.queue, res.metrics, res.http, res.redis, simulation
+            )
+            page = f"{settings.server.public_url}/sandbox"
+            await serve_app(
+                res,
+                build_app(deps),
+                lambda runner: web.SockSite(runner, sock),
+                lambda _runner: print(f"ordertalk sandbox on {page}", flush=True),
+            )
+    finally:
+        await world.stop()
+        sock.close()
 
 
 async def run_workers(settings: Settings) -> None:
@@ -366,6 +510,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         return sub
 
     command("serve", "web server and job worker in one process")
+    sandbox_cmd = command("sandbox", "the whole product locally, every outside party simulated")
+    sandbox_cmd.add_argument(
+        "--port", type=int, help="listen on this port (0: any free one; default server.port)"
+    )
     command("worker", "job workers only")
     command("check-config", "validate the configuration and print it, secrets masked")
     migrate_cmd = command("migrate", "bring the database schema to this release")
@@ -382,6 +530,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "sandbox" and args.port is not None and not 0 <= args.port <= 65535:
+        print(f"--port: {args.port} is not a port number (0 to 65535)", file=sys.stderr)
+        return 2
     if args.command == "shop" and not valid_shop_domain(args.domain.lower()):
         print(f"--domain: {args.domain!r} is not a *.myshopify.com domain", file=sys.stderr)
         return 2
@@ -397,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.server.log_level)
     runs: dict[str, Any] = {
         "serve": lambda: serve(settings),
+        "sandbox": lambda: run_sandbox(settings, args.port),
         "worker": lambda: run_workers(settings),
         "migrate": lambda: run_migrate(settings, args.downgrade),
         "shop": lambda: add_shop(settings, args.domain.lower(), args.token),

@@ -60,6 +60,7 @@ from bench.shared import (
     target_note,
 )
 from flows.shopify_events import WEBHOOK_JOB
+from providers.sandbox.shopify import API_VERSION, order_payload, webhook_hmac
 from providers.shopify.webhooks import (
     API_VERSION_HEADER,
     EVENT_ID_HEADER,
@@ -71,7 +72,6 @@ from providers.shopify.webhooks import (
 )
 from storage.db import Database
 from storage.models import Job, Order, WebhookReceipt
-from tests.fakes.shopify import API_VERSION, order_payload, webhook_hmac
 
 SCRIPT = Path(__file__).resolve()
 MAIN = SCRIPT.parent.parent / "main.py"

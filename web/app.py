@@ -19,7 +19,18 @@ from storage.crypto import SecretBox
 from storage.db import Database
 from storage.inbox import Inbox
 from storage.jobs import JobQueue
-from web import api, callbacks, health, otp_api, shopify, twilio, verify_page
+from web import (
+    api,
+    callbacks,
+    health,
+    otp_api,
+    sandbox_api,
+    sandbox_page,
+    shopify,
+    templates,
+    twilio,
+    verify_page,
+)
 from web.keys import (
     clock_key,
     customer_desk_key,
@@ -44,6 +55,8 @@ class AppDeps:
     metrics: Metrics
     http: aiohttp.ClientSession
     redis: Any = None
+    # Only in sandbox mode (`main.py sandbox`): adds the /sandbox routes.
+    sandbox: sandbox_api.Sandbox | None = None
 
 
 def build_app(deps: AppDeps) -> web.Application:
@@ -71,8 +84,12 @@ def build_app(deps: AppDeps) -> web.Application:
     twilio.setup_routes(app)
     callbacks.setup_routes(app)
     api.setup_routes(app)
+    templates.setup(app)
     verify_page.setup_routes(app)
     otp_api.setup_routes(app)
+    if deps.sandbox is not None:
+        sandbox_api.setup_routes(app, deps.sandbox)
+        sandbox_page.setup_routes(app)
     return app
 
 

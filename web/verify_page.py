@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import jinja2
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
@@ -22,9 +21,8 @@ from flows.customer_keys import TokenError
 from flows.customer_page import OtpOutcome, PageView
 from flows.verification import CALLBACK, CANCELLED, CONFIRMED, DECISIONS, PENDING
 from web.keys import customer_desk_key
+from web.templates import templates_key
 from web.verify_text import language_of, negotiate, translate
-
-_templates_key = web.AppKey("verify_templates", jinja2.Environment)
 
 # The token in the URL is the customer's key: keep the page out of caches, referrers,
 # search indexes and other sites' frames. The page has no script and no outside asset.
@@ -61,13 +59,6 @@ class Notice:
 
 
 def setup_routes(app: web.Application) -> None:
-    app[_templates_key] = jinja2.Environment(
-        loader=jinja2.PackageLoader("web", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
     app.router.add_get("/v/{token}", show)
     app.router.add_post("/v/{token}", submit)
 
@@ -213,6 +204,6 @@ def _render(
         return translate(language, key, **values)
 
     html = (
-        request.app[_templates_key].get_template(template).render(lang=language, tr=tr, **context)
+        request.app[templates_key].get_template(template).render(lang=language, tr=tr, **context)
     )
     return web.Response(text=html, content_type="text/html", status=status, headers=_HEADERS)

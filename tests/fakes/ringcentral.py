@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from clock import Clock, SystemClock
-from tests.fakes.server import FakeServer
+from providers.sandbox.server import FakeServer
 
 ACCOUNT_ID = "37439510"
 EXTENSION_ID = "946159004"

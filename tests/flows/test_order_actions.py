@@ -13,6 +13,7 @@ from flows.order_actions import CANCEL_JOB, TAGS_JOB, queue_cancel, queue_tags
 from flows.routing import PlatformClients
 from flows.shopify_events import apply_order
 from main import Resources, make_worker
+from providers.sandbox.shopify import FakeShopify, order_payload
 from providers.shopify.admin import ShopifyAdmin
 from settings import Settings
 from storage.crypto import SecretBox
@@ -20,7 +21,6 @@ from storage.jobs import Worker
 from storage.models import Activity, Job, Order, Shop
 from storage.ratelimit import LocalRateLimiter
 from storage.shops import write_secrets
-from tests.fakes.shopify import FakeShopify, order_payload
 
 DOMAIN = "demo.myshopify.com"
 TOKEN = "shpat_test_token"

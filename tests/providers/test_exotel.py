@@ -35,7 +35,7 @@ from providers.exotel import (
     parse_passthru,
     parse_sms_status,
 )
-from tests.fakes.exotel import FakeExotel
+from providers.sandbox.exotel import FakeExotel
 
 SID = "ordertalk1"
 API_KEY = "test-exotel-key"

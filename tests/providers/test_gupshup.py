@@ -28,7 +28,7 @@ from providers.base import (
 )
 from providers.events import InboundMessage, MessageStatus
 from providers.gupshup import TEMPLATE_NOT_FOUND, GupshupClient, parse_callback
-from tests.fakes.gupshup import FakeGupshup
+from providers.sandbox.gupshup import FakeGupshup
 
 API_KEY = "test-gupshup-key"
 APP = "OrderTalkDemo"

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, MultiDict
 
 from providers.base import ProviderError
+from providers.sandbox.shopify import FakeShopify, order_payload
 from providers.shopify.admin import MAX_ORDERS_PAGE, ShopifyAdmin, ShopInfo
 from providers.shopify.oauth import (
     authorize_url,
@@ -41,7 +42,6 @@ from providers.shopify.webhooks import (
     parse_delivery,
     verify_webhook,
 )
-from tests.fakes.shopify import FakeShopify, order_payload
 
 SHOP = "demo.myshopify.com"
 TOKEN = "shpat_demo_token"

@@ -16,6 +16,8 @@ from flows.messaging import SEND_JOB, MessageSender, Route, queue_message
 from flows.ringcentral_subscription import check_now
 from main import make_worker, open_resources
 from providers.exotel import ExotelClient
+from providers.sandbox.exotel import FakeExotel
+from providers.sandbox.gupshup import FakeGupshup
 from settings import Settings
 from storage.jobs import Worker
 from storage.models import (
@@ -30,8 +32,6 @@ from storage.models import (
     WebhookReceipt,
 )
 from storage.models import MissedCall as MissedCallRow
-from tests.fakes.exotel import FakeExotel
-from tests.fakes.gupshup import FakeGupshup
 from tests.fakes.ringcentral import FakeRingCentral
 from tests.fakes.twilio import FakeTwilio
 from web.app import AppDeps, build_app

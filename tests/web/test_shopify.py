@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from flows.routing import PlatformClients
 from main import Resources, make_worker
+from providers.sandbox.shopify import FakeShopify, order_payload, webhook_hmac
 from providers.shopify.admin import ShopifyAdmin
 from providers.shopify.webhooks import SUBSCRIBED_TOPICS
 from settings import Settings
@@ -22,7 +23,6 @@ from storage.jobs import Worker
 from storage.models import Activity, Customer, Job, Message, Order, Shop, WebhookReceipt
 from storage.ratelimit import LocalRateLimiter
 from storage.shops import read_secrets
-from tests.fakes.shopify import FakeShopify, order_payload, webhook_hmac
 
 DOMAIN = "demo.myshopify.com"
 TOKEN = "shpat_test_token"

@@ -1,6 +1,7 @@
 """A fake Shopify on 127.0.0.1: Admin GraphQL, OAuth and webhook deliveries, state in memory.
 
 Answers in Shopify's wire shapes (cost extension, THROTTLED, userErrors); records each request.
+Serves the tests and the sandbox (where it is the demo shop's Shopify, on the sandbox's clock).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import itertools
 import json
 import re
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +24,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer
+from clock import Clock
+from providers.sandbox.server import FakeServer
 
 API_VERSION = "2025-10"
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
@@ -104,7 +105,17 @@ class _Throttle:
 class FakeShopify(FakeServer):
     """Shopify's Admin GraphQL API, OAuth and webhook sender, in memory on loopback."""
 
-    def __init__(self, *, api_key: str = "fake-api-key", api_secret: str = "fake-api-secret"):
+    party = "shopify"
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "fake-api-key",
+        api_secret: str = "fake-api-secret",
+        clock: Clock | None = None,
+    ):
+        if clock is not None:
+            self.clock = clock
         self.api_key = api_key
         self.api_secret = api_secret
         self.requests: list[tuple[str, Any, dict[str, str]]] = []
@@ -138,6 +149,21 @@ class FakeShopify(FakeServer):
         app.router.add_post("/{shop}/admin/api/{version}/graphql.json", self._graphql)
         app.router.add_get("/{shop}/admin/oauth/authorize", self._authorize)
         app.router.add_post("/{shop}/admin/oauth/access_token", self._access_token)
+
+    async def summary(self, request: web.Request) -> str:
+        """The GraphQL operation and its variables, or the OAuth step."""
+        if request.path.endswith("/oauth/authorize"):
+            return f"OAuth authorize {request.match_info.get('shop', '')}"
+        if request.path.endswith("/oauth/access_token"):
+            return f"OAuth access token {request.match_info.get('shop', '')}"
+        body = _json(await request.read())
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return "GraphQL request without a query"
+        root, _ = _root_field(body["query"])
+        variables = body.get("variables")
+        if not variables:
+            return root
+        return f"{root} {json.dumps(variables, separators=(',', ':'), ensure_ascii=False)}"
 
     # State -----------------------------------------------------------------------------
 
@@ -194,6 +220,10 @@ class FakeShopify(FakeServer):
         """The stored order (REST shape, live: tags, cancellation, refunds, updated_at)."""
         return self._shops[domain].orders[int(order_id)]
 
+    def orders(self, domain: str) -> list[dict[str, Any]]:
+        """The shop's orders (REST shape, live), in the order they were added."""
+        return list(self._shops[domain].orders.values())
+
     def customer(self, domain: str, customer_id: int | str) -> dict[str, Any]:
         """The stored customer (REST shape, live)."""
         return self._shops[domain].customers[int(customer_id)]
@@ -242,7 +272,7 @@ class FakeShopify(FakeServer):
         if self._http is None:
             raise RuntimeError("FakeShopify.start() has not been called")
         body = json.dumps(payload).encode()
-        moment = (triggered_at or datetime.now(UTC)).astimezone(UTC)
+        moment = (triggered_at or self.clock.now()).astimezone(UTC)
         headers = {
             "Content-Type": "application/json",
             "X-Shopify-Topic": topic,
@@ -272,7 +302,7 @@ class FakeShopify(FakeServer):
         params = {"code": code, "host": _admin_host(shop), "shop": shop}
         if "state" in query:
             params["state"] = query["state"]
-        params["timestamp"] = str(int(time.time()))
+        params["timestamp"] = str(int(self.clock.now().timestamp()))
         params["hmac"] = _query_hmac(params, self.api_secret)
         separator = "&" if "?" in redirect_uri else "?"
         raise web.HTTPFound(f"{redirect_uri}{separator}{urlencode(params)}")
@@ -397,7 +427,7 @@ class FakeShopify(FakeServer):
             gone = {tag.lower() for tag in wanted}
             current = [tag for tag in current if tag.lower() not in gone]
         order["tags"] = ", ".join(current)
-        order["updated_at"] = _now()
+        order["updated_at"] = self._now()
         return {root: {"node": {"id": _gid("Order", order["id"])}, "userErrors": []}}
 
     def _order_cancel(self, shop: _Shop, variables: dict[str, Any]) -> dict[str, Any]:
@@ -432,7 +462,7 @@ class FakeShopify(FakeServer):
         refund: bool,
         variables: dict[str, Any],
     ) -> None:
-        now = _now()
+        now = self._now()
         order["cancelled_at"] = now
         order["cancel_reason"] = reason.lower()
         order["updated_at"] = now
@@ -467,13 +497,13 @@ class FakeShopify(FakeServer):
             {
                 "id": refund_id,
                 "note": refund_input.get("note"),
-                "created_at": _now(),
+                "created_at": self._now(),
                 "transactions": refund_transactions,
             }
         )
         fully = self._refunded(shop, order) >= self._captured(shop, order)
         order["financial_status"] = "refunded" if fully else "partially_refunded"
-        order["updated_at"] = _now()
+        order["updated_at"] = self._now()
         money = {"amount": _graphql_money(total), "currencyCode": order.get("currency")}
         node = {
             "id": _gid("Refund", refund_id),
@@ -592,7 +622,7 @@ class FakeShopify(FakeServer):
         customer["sms_marketing_consent"] = {
             "state": consent["marketingState"].lower(),
             "opt_in_level": level.lower() if isinstance(level, str) else None,
-            "consent_updated_at": consent.get("consentUpdatedAt") or _now(),
+            "consent_updated_at": consent.get("consentUpdatedAt") or self._now(),
             "consent_collected_from": "OTHER",
         }
         return {root: {"customer": _customer_node(customer), "userErrors": []}}
@@ -642,6 +672,9 @@ class FakeShopify(FakeServer):
         }
 
     # Helpers ---------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return self.clock.now().astimezone(UTC).isoformat(timespec="seconds")
 
     def _record(self, request: web.Request, body: Any) -> None:
         self.requests.append((request.path, body, dict(request.headers)))
@@ -1088,10 +1121,6 @@ def _gid(kind: str, number: Any) -> str:
 def _legacy(gid: str) -> int | None:
     number = gid.rsplit("/", 1)[-1]
     return int(number) if number.isdigit() else None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _json(raw: bytes) -> Any:

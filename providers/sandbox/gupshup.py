@@ -3,13 +3,13 @@ callbacks posted the way Gupshup posts them, state in memory.
 
 Answers in Gupshup's wire shapes (`{"status":"submitted","messageId":...}` served as text/html,
 `{"status":"error","message":...}`) and records every send's form with its JSON fields decoded.
+Serves the tests and the sandbox (where it is the platform's Gupshup app, on the sandbox's clock).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +19,8 @@ from typing import Any
 import phonenumbers
 from aiohttp import web
 
-from tests.fakes.server import FakeServer
+from clock import Clock
+from providers.sandbox.server import FakeServer
 
 JSON_FIELDS = frozenset({"template", "message", "postbackTexts"})
 AUTH_FAILED = {"status": "error", "message": "Authentication Failed"}
@@ -41,13 +42,18 @@ class _Failure:
 class FakeGupshup(FakeServer):
     """Gupshup's self-serve WhatsApp API and callback sender, in memory on loopback."""
 
+    party = "gupshup"
+
     def __init__(
         self,
         *,
         api_key: str = "fake-gupshup-key",
         app_name: str = "OrderTalkDemo",
         source: str = "917834811114",
+        clock: Clock | None = None,
     ) -> None:
+        if clock is not None:
+            self.clock = clock
         self.api_key = api_key
         self.app_name = app_name
         self.source = source
@@ -64,6 +70,21 @@ class FakeGupshup(FakeServer):
         app.router.add_post("/wa/api/v1/msg", self._session_send)
         app.router.add_get("/sm/api/v1/template/list/{app_name}", self._template_list)
 
+    async def summary(self, request: web.Request) -> str:
+        """Whom a message is for and what it says (with its buttons), or the template list."""
+        if request.method == "GET":
+            return f"template list of {request.match_info.get('app_name', '?')}"
+        form = await request.post()
+        fields = {name: _decode(name, v) for name, v in form.items() if isinstance(v, str)}
+        to = f"+{fields.get('destination', '?')}"
+        template = fields.get("template")
+        if isinstance(template, dict):
+            params = ", ".join(map(str, _list(template.get("params"))))
+            return f"WhatsApp template {template.get('id')} to {to} ({params})"
+        text, buttons = message_text(fields.get("message"))
+        shown = f" [{' | '.join(buttons)}]" if buttons else ""
+        return f"WhatsApp to {to}: {text}{shown}"
+
     # State -----------------------------------------------------------------------------
 
     def add_template(
@@ -77,7 +98,7 @@ class FakeGupshup(FakeServer):
         category: str = "UTILITY",
     ) -> dict[str, Any]:
         """Add a template to the app's list, in the list API's shape; returns it."""
-        now = int(time.time() * 1000)
+        now = self._millis()
         template = {
             "id": template_id,
             "appId": str(uuid.uuid4()),
@@ -249,7 +270,7 @@ class FakeGupshup(FakeServer):
         else:
             payload["id"] = _whatsapp_id()
             payload["gsId"] = gs_id
-            payload["payload"] = {"ts": int(time.time())}
+            payload["payload"] = {"ts": self._millis() // 1000}
         return await self._post(url, self._envelope("message-event", payload))
 
     def _inbound(
@@ -278,7 +299,7 @@ class FakeGupshup(FakeServer):
     def _envelope(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         return {
             "app": self.app_name,
-            "timestamp": int(time.time() * 1000),
+            "timestamp": self._millis(),
             "version": 2,
             "type": kind,
             "payload": payload,
@@ -294,11 +315,24 @@ class FakeGupshup(FakeServer):
                     return titles.index(title) + 1
         return 1
 
+    def _millis(self) -> int:
+        return int(self.clock.now().timestamp() * 1000)
+
     async def _post(self, url: str, body: dict[str, Any]) -> tuple[int, str]:
         if self._http is None:
             raise RuntimeError("FakeGupshup.start() has not been called")
         async with self._http.post(url, json=body) as response:
             return response.status, await response.text()
+
+
+def message_text(message: Any) -> tuple[str, list[str]]:
+    """The text of a session message and the titles of its quick-reply buttons."""
+    message = _dict(message)
+    if message.get("type") == "quick_reply":
+        text = _dict(message.get("content")).get("text")
+        titles = [_dict(option).get("title") for option in _list(message.get("options"))]
+        return str(text or ""), [str(title) for title in titles if title]
+    return str(message.get("text") or ""), []
 
 
 def _template_problem(fields: dict[str, Any]) -> str:

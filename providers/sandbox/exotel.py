@@ -5,6 +5,7 @@ Answers in Exotel's shapes (`{"Call": {...}}`, `{"SMSMessage": {...}}`, `{"RestE
 {...}}`) with 32-hex Sids, and records the form of every authenticated send. Callbacks go out as
 Exotel sends them: Passthru as a GET with 0-prefixed national numbers and quoted digits, the call
 StatusCallback as multipart/form-data (or JSON), the SMS StatusCallback as a urlencoded form.
+Serves the tests and the sandbox (where it is the demo shop's Exotel, on the sandbox's clock).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import aiohttp
 import phonenumbers
 from aiohttp import web
 
+from clock import Clock
+from providers.sandbox.server import FakeServer
 from providers.sms import measure
-from tests.fakes.server import FakeServer
 
 IST = timezone(timedelta(hours=5, minutes=30))
 # Exotel sends this constant instead of the end time of a call that is still going on.
@@ -66,13 +68,18 @@ class _Failure:
 class FakeExotel(FakeServer):
     """Exotel's v1 voice, SMS and number-metadata API and callback sender, on loopback."""
 
+    party = "exotel"
+
     def __init__(
         self,
         *,
         account_sid: str = "ordertalk1",
         api_key: str = "fake-exotel-key",
         api_token: str = "fake-exotel-token",
+        clock: Clock | None = None,
     ) -> None:
+        if clock is not None:
+            self.clock = clock
         self.account_sid = account_sid
         self.api_key = api_key
         self.api_token = api_token
@@ -97,6 +104,33 @@ class FakeExotel(FakeServer):
         """Release stalled requests, then stop."""
         self._release.set()
         await super().close()
+
+    async def summary(self, request: web.Request) -> str:
+        """Whom a call or SMS is for (and the SMS text), or which number is looked up."""
+        if request.path.endswith("/Calls/connect.json"):
+            form = await _form(request)
+            return (
+                f"call {form.get('From', '?')} from {form.get('CallerId', '?')}, "
+                f"flow {form.get('Url', '?').rsplit('/', 1)[-1]}"
+            )
+        if request.path.endswith("/Sms/send.json"):
+            form = await _form(request)
+            return f"SMS to {form.get('To', '?')} from {form.get('From', '?')}: {form.get('Body')}"
+        return f"number lookup {request.match_info.get('number', '?')}"
+
+    @property
+    def placed_calls(self) -> dict[str, dict[str, str]]:
+        """The calls Exotel accepted, by CallSid: the connect form of each (live, in order)."""
+        return self._dialled
+
+    @property
+    def accepted_sms(self) -> dict[str, dict[str, str]]:
+        """The SMS Exotel accepted, by SmsSid: the send form of each (live, in order)."""
+        return self._sent
+
+    def dlt_rejected(self, form: dict[str, str]) -> bool:
+        """Whether an accepted SMS fails at once at DLT scrubbing (see `reject_template`)."""
+        return form.get("DltTemplateId", "") in self._rejected_templates
 
     # State -----------------------------------------------------------------------------
 
@@ -140,7 +174,7 @@ class FakeExotel(FakeServer):
         custom_field: str | None = None,
     ) -> tuple[int, str]:
         """GET the Passthru URL as the applet does; returns the answer's status and body."""
-        now = datetime.now(IST)
+        now = self.clock.now().astimezone(IST)
         params = [
             ("CallSid", call_sid),
             ("CallFrom", national(call_from)),
@@ -179,7 +213,7 @@ class FakeExotel(FakeServer):
     ) -> tuple[int, str]:
         """POST a call StatusCallback with the 'terminal' event's fields; returns the answer."""
         call = self._dialled.get(call_sid, {})
-        now = datetime.now(IST)
+        now = self.clock.now().astimezone(IST)
         started = now - timedelta(seconds=duration + 5)
         fields: dict[str, Any] = {
             "CallSid": call_sid,
@@ -225,7 +259,7 @@ class FakeExotel(FakeServer):
             "SmsUnits": str(_units(sent)),
             "DetailedStatus": detailed_status,
             "DetailedStatusCode": detailed_status_code,
-            "DateSent": _timestamp(datetime.now(IST)),
+            "DateSent": _timestamp(self.clock.now().astimezone(IST)),
             "CustomField": sent.get("CustomField", ""),
         }
         async with self._sender().post(url, data=form) as response:
@@ -256,7 +290,7 @@ class FakeExotel(FakeServer):
             return _rest_exception(400, f"Invalid Recipient [{form['To']}]")
         sid = secrets.token_hex(16)
         self._sent[sid] = form
-        now = _timestamp(datetime.now(IST))
+        now = _timestamp(self.clock.now().astimezone(IST))
         status, detailed_code = "queued", 21010
         rejected = self._rejected_templates.get(form.get("DltTemplateId", ""))
         if rejected is not None:
@@ -305,7 +339,7 @@ class FakeExotel(FakeServer):
             return _rest_exception(403, DND_REFUSAL.format(number=national(customer)))
         sid = secrets.token_hex(16)
         self._dialled[sid] = form
-        now = _timestamp(datetime.now(IST))
+        now = _timestamp(self.clock.now().astimezone(IST))
         call = {
             "Sid": sid,
             "ParentCallSid": None,

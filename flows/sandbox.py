@@ -1,0 +1,151 @@
+"""The sandbox's demo shop and what the sandbox page reads from our records.
+
+The demo shop is created on the first start through the same path as `main.py shop add
+--token` (the fake Shopify's token), with sample settings that point its calls and SMS at the
+fake Exotel; later starts keep it (and any settings changed since) and only issue a new admin
+API key, which the sandbox holds in memory for its page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clock import Clock
+from flows import onboarding, shop_config
+from flows.reconcile import RECONCILE_JOB
+from flows.ringcentral_subscription import SUBSCRIPTION_JOB
+from providers.sandbox import shop as demo
+from storage.crypto import SecretBox
+from storage.db import Database
+from storage.jobs import JobQueue
+from storage.models import Activity, Job, Order, Shop
+from storage.shops import issue_secrets, shop_by_domain
+
+# Periodic upkeep: "to the next job" skips these to reach the next step of a conversation.
+HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB})
+
+
+def demo_settings(exotel_sid: str, exotel_key: str, exotel_token: str) -> dict[str, Any]:
+    """The demo shop's settings: an IVR call through the shop's Exotel, one retry after 10
+    minutes between 9:00 and 21:00 India time, then an SMS with the confirm/cancel link."""
+    dlt = {"sender_id": demo.SENDER_ID, "dlt_entity_id": "1101000000000001"}
+    return {
+        "verification": {"for_orders": "cod", "type": "ivr"},
+        "credentials": {
+            "subdomain": "api.in.exotel.com",
+            "account_sid": exotel_sid,
+            "api_key": exotel_key,
+            "api_token": exotel_token,
+        },
+        "ivr": {
+            "caller_id": demo.CALLER_ID,
+            "flow_id": demo.FLOW_ID,
+            "retries": 1,
+            "retry_interval_minutes": 10,
+            "timezone": "Asia/Kolkata",
+            "window_start_hour": 9,
+            "window_end_hour": 21,
+            "cancel_in_shopify": True,
+        },
+        "fallback": {
+            "mode": "sms_link",
+            "sms_link": dlt | {"dlt_template_id": "1107000000000002", "cancel_in_shopify": True},
+            "missed_call": dlt
+            | {
+                "dlt_template_id": "1107000000000003",
+                "confirmation_dlt_template_id": "1107000000000004",
+                "exophone": demo.EXOPHONE,
+            },
+        },
+        "otp": dlt | {"dlt_template_id": "1107000000000005"},
+        "contact_phone": demo.SHOP_PHONE,
+    }
+
+
+@dataclass(frozen=True)
+class DemoShop:
+    shop_id: int
+    domain: str
+    api_key: str  # issued at this start; never stored in clear
+
+
+async def seed_demo_shop(
+    db: Database, queue: JobQueue, box: SecretBox, clock: Clock, settings: dict[str, Any]
+) -> DemoShop:
+    """Create the demo shop with `settings` unless it exists; issue it a new API key."""
+    async with db.sessions() as session:
+        shop = await shop_by_domain(session, demo.SHOP_DOMAIN)
+    if shop is None:
+        connected = await onboarding.connect_with_token(
+            db, queue, box, clock, demo.SHOP_DOMAIN, demo.SHOP_TOKEN
+        )
+        shop_id = connected.shop_id
+        await shop_config.save(db, box, clock, shop_id, settings)
+    else:
+        shop_id = shop.id
+        if not shop.settings:  # a first start that stopped half-way
+            await shop_config.save(db, box, clock, shop_id, settings)
+    async with db.transaction() as session:
+        stored = await session.get(Shop, shop_id, with_for_update=True)
+        assert stored is not None
+        issued = issue_secrets(stored, clock.now())
+    return DemoShop(shop_id, demo.SHOP_DOMAIN, issued.api_key)
+
+
+@dataclass(frozen=True)
+class AppFacts:
+    """What the sandbox page shows from our own records."""
+
+    shop_name: str
+    verification_statuses: dict[str, str]  # by Shopify order id
+    next_job_at: datetime | None
+
+
+async def app_facts(
+    db: Database, shop_id: int, shopify_order_ids: Iterable[str], now: datetime
+) -> AppFacts:
+    ids = list(shopify_order_ids)
+    async with db.sessions() as session:
+        name = await session.scalar(select(Shop.name).where(Shop.id == shop_id))
+        rows = (
+            await session.execute(
+                select(Order.shopify_order_id, Order.verification_status).where(
+                    Order.shop_id == shop_id, Order.shopify_order_id.in_(ids)
+                )
+            )
+            if ids
+            else []
+        )
+        statuses = {order_id: status for order_id, status in rows}
+        next_job = await next_job_at(session, now)
+    return AppFacts(name or "", statuses, next_job)
+
+
+async def next_job_at(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the next queued job falls due after `now`, housekeeping left aside."""
+    return await session.scalar(
+        select(func.min(Job.due_at)).where(
+            Job.status == "queued", Job.due_at > now, Job.kind.not_in(HOUSEKEEPING)
+        )
+    )
+
+
+async def latest_moment(db: Database) -> datetime | None:
+    """The latest moment our records hold: the sandbox clock never goes back behind it."""
+    async with db.sessions() as session:
+        return await session.scalar(select(func.max(Activity.created_at)))
+
+
+async def last_order_number(db: Database, shop_id: int) -> int:
+    """The shop's highest order number (0 if none): new orders are numbered after it."""
+    async with db.sessions() as session:
+        number = await session.scalar(
+            select(func.max(Order.number)).where(Order.shop_id == shop_id)
+        )
+    return number or 0

@@ -1,0 +1,109 @@
+"""What every fake provider shares: an aiohttp server on loopback, a client to call us, the
+clock its timestamps follow, and a hook that reports each request it answered.
+
+The fakes serve the tests (a fresh one per test, any clock) and the sandbox (one of each for
+the process, on the sandbox's clock, watched by its request log).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from clock import Clock, SystemClock
+
+_LOGGER = logging.getLogger(__name__)
+SUMMARY_LENGTH = 160
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request a fake answered: when, what, the answer's status and a one-line summary."""
+
+    at: datetime
+    party: str
+    method: str
+    path: str
+    status: int
+    summary: str
+
+
+Watcher = Callable[[Received], None]
+
+
+class FakeServer(ABC):
+    party = ""  # who this fake plays: "shopify", "exotel", ...
+    base_url = ""
+    clock: Clock = SystemClock()
+    _runner: web.AppRunner | None = None
+    _http: aiohttp.ClientSession | None = None
+    _watchers: tuple[Watcher, ...] = ()
+    client_headers: dict[str, str] = {}  # noqa: RUF012 (read-only default)
+
+    @abstractmethod
+    def routes(self, app: web.Application) -> None:
+        """Add the provider's API routes."""
+
+    async def summary(self, request: web.Request) -> str:
+        """One line saying what a request asked for (its body is read already)."""
+        return ""
+
+    def watch(self, watcher: Watcher) -> None:
+        """Call `watcher` with every request this fake answers, once its answer is ready."""
+        self._watchers = (*self._watchers, watcher)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen (by default on a free loopback port) and set `base_url`."""
+        app = web.Application(middlewares=[self._report])
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        self._http = aiohttp.ClientSession(headers=self.client_headers)
+
+    async def close(self) -> None:
+        """Stop listening and close the callback sender."""
+        if self._http is not None:
+            await self._http.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @web.middleware
+    async def _report(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self._watchers:
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            await self._tell(request, exc.status)
+            raise
+        await self._tell(request, response.status)
+        return response
+
+    async def _tell(self, request: web.Request, status: int) -> None:
+        try:
+            summary = await self.summary(request)
+        except Exception as exc:  # a summary is a courtesy: never fail the request for it
+            summary = f"(unreadable request: {exc})"
+        received = Received(
+            at=self.clock.now(),
+            party=self.party,
+            method=request.method,
+            path=request.path,
+            status=status,
+            summary=summary[:SUMMARY_LENGTH],
+        )
+        for watcher in self._watchers:
+            try:
+                watcher(received)
+            except Exception:
+                _LOGGER.exception("%s fake: a request watcher failed", self.party)

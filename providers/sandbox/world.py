@@ -1,0 +1,325 @@
+"""The sandbox's outside world: the demo shop's Shopify, the shop's Exotel, the platform's
+Gupshup, and the customers' phones, all in this process and driven from the sandbox page.
+
+`SandboxWorld` starts the three fakes, plays the merchant's side in Shopify (`world.shop`:
+create, fulfil, fail a delivery, cancel) and the customers' side on their phones (answer or
+let a call ring out, give a missed call, reply, press a WhatsApp button). Everything reaches
+our app the way the real parties would send it: signed Shopify webhooks and the providers'
+callbacks, at the app's public URLs. Two numbers behave on their own: one is on the DND
+registry (Exotel refuses to call it) and one never answers (its calls ring out a moment after
+they arrive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from clock import Clock
+from providers.sandbox.exotel import FakeExotel
+from providers.sandbox.gupshup import FakeGupshup
+from providers.sandbox.phones import (
+    COMPLETED,
+    MISSED_CALL,
+    NO_ANSWER,
+    RINGING,
+    Arrivals,
+    Phone,
+    PhoneBook,
+    PhoneCall,
+    SmsLine,
+    WhatsAppLine,
+    e164,
+)
+from providers.sandbox.server import Received
+from providers.sandbox.shop import (
+    APP_KEY,
+    APP_SECRET,
+    CALLER_ID,
+    EXOPHONE,
+    SHOP_DOMAIN,
+    Conflict,
+    NotFound,
+    ShopSide,
+)
+from providers.sandbox.shopify import FakeShopify
+
+_LOGGER = logging.getLogger(__name__)
+
+DND_NUMBER = "+919999900001"
+NEVER_ANSWERS = "+919999900002"
+REQUEST_LOG = 300
+CALL_SECONDS = 25
+
+
+@dataclass(frozen=True)
+class AppLinks:
+    """Where the simulated parties reach our app for the demo shop."""
+
+    shopify_webhooks: str  # the address our app registers for every topic
+    exotel_passthru: str  # the Passthru applet of the call flow and of the missed-call ExoPhone
+    gupshup: str  # the Gupshup app's callback URL
+
+
+class SandboxWorld:
+    """The fakes, the demo shop's orders and the customers' phones."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        ring_out_after: float = 4.0,
+        delivery_after: float = 0.5,
+    ) -> None:
+        self.clock = clock
+        self.ring_out_after = ring_out_after
+        self.delivery_after = delivery_after
+        self.shopify = FakeShopify(api_key=APP_KEY, api_secret=APP_SECRET, clock=clock)
+        self.exotel = FakeExotel(clock=clock)
+        self.gupshup = FakeGupshup(clock=clock)
+        self.book = PhoneBook(self.exotel, self.gupshup)
+        self.special_numbers = {"dnd": DND_NUMBER, "never_answers": NEVER_ANSWERS}
+        self.requests: deque[Received] = deque(maxlen=REQUEST_LOG)
+        self.links: AppLinks | None = None
+        self.version = 0
+        self._waiters: set[asyncio.Event] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.shop = ShopSide(self.shopify, clock, self._webhook, self._changed)
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the fakes on loopback and set up the demo shop's accounts."""
+        for fake in (self.shopify, self.exotel, self.gupshup):
+            fake.watch(self._received)
+            await fake.start()
+        self.shop.install()
+        self.exotel.mark_dnd(DND_NUMBER)
+        for number in self.special_numbers.values():
+            self.book.phone(number)
+
+    async def stop(self) -> None:
+        """Stop the background deliveries and the fakes."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for fake in (self.gupshup, self.exotel, self.shopify):
+            await fake.close()
+
+    def connect(self, links: AppLinks) -> None:
+        """Point the simulated parties at our app (once the demo shop exists)."""
+        self.links = links
+
+    # Changes -----------------------------------------------------------------------------
+
+    async def wait_changed(self, version: int, seconds: float) -> int:
+        """Wait until the world changes past `version` (at most `seconds`); its version."""
+        if self.version != version:
+            return self.version
+        event = asyncio.Event()
+        self._waiters.add(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), seconds)
+        finally:
+            self._waiters.discard(event)
+        return self.version
+
+    def _changed(self) -> None:
+        self.version += 1
+        for event in self._waiters:
+            event.set()
+
+    def _received(self, received: Received) -> None:
+        self.requests.append(received)
+        self._react(self.book.sync(self.clock.now()))
+        self._changed()
+
+    def _react(self, arrivals: Arrivals) -> None:
+        for phone, call in arrivals.calls:
+            if phone.number == NEVER_ANSWERS and call.status == RINGING:
+                self._later(self.ring_out_after, partial(self._ring_out_unanswered, call))
+        for _phone, line, form in arrivals.sms:
+            if form.get("StatusCallback"):
+                self._later(self.delivery_after, partial(self._sms_delivered, line, form))
+        for phone, wa_line in arrivals.whatsapp:
+            self._later(self.delivery_after, partial(self._whatsapp_delivered, phone, wa_line))
+
+    def _later(self, delay: float, action: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            try:
+                await action()
+            except Exception:
+                _LOGGER.exception("sandbox: a simulated callback failed")
+
+        task = asyncio.create_task(run(), name="sandbox-world")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ring_out_unanswered(self, call: PhoneCall) -> None:
+        if call.status == RINGING:
+            await self._end_call(call, NO_ANSWER)
+
+    async def _sms_delivered(self, line: SmsLine, form: dict[str, str]) -> None:
+        await self.exotel.sms_status(
+            form["StatusCallback"],
+            sms_sid=line.sid,
+            status="sent",
+            detailed_status="DELIVERED_TO_HANDSET",
+            detailed_status_code="20005",
+        )
+
+    async def _whatsapp_delivered(self, phone: Phone, line: WhatsAppLine) -> None:
+        await self.gupshup.send_event(
+            self._links().gupshup, gs_id=line.gs_id, status="delivered", destination=phone.number
+        )
+
+    async def _webhook(self, topic: str, payload: dict[str, Any]) -> None:
+        url = self._links().shopify_webhooks
+        status = await self.shopify.send_webhook(
+            url, topic, SHOP_DOMAIN, payload, triggered_at=self.clock.now()
+        )
+        if status != 200:
+            _LOGGER.warning("sandbox: our app answered %s %s with HTTP %s", topic, url, status)
+
+    # The customer's side: phones -----------------------------------------------------------
+
+    async def answer(self, number: str, digits: str) -> dict[str, Any]:
+        """Pick up the ringing call, press `digits` (none: just listen), then hang up."""
+        phone, call = self._ringing(number)
+        call.status = COMPLETED
+        self._changed()
+        if digits:
+            await self.exotel.passthru(
+                self._links().exotel_passthru,
+                call_sid=call.call_id,
+                call_from=phone.number,
+                call_to=call.form.get("CallerId", CALLER_ID),
+                direction="outbound-dial",
+                digits=digits,
+                custom_field=call.form.get("CustomField"),
+            )
+        await self._end_call(call, COMPLETED)
+        return call.json()
+
+    async def ring_out(self, number: str) -> dict[str, Any]:
+        """Let the ringing call ring out unanswered."""
+        _phone, call = self._ringing(number)
+        await self._end_call(call, NO_ANSWER)
+        return call.json()
+
+    async def missed_call(self, number: str) -> dict[str, Any]:
+        """Call the shop's missed-call ExoPhone and hang up before it is answered."""
+        phone = self._phone(number)
+        call = PhoneCall(f"missed{secrets.token_hex(14)}", MISSED_CALL, self.clock.now())
+        phone.calls.append(call)
+        self._changed()
+        await self.exotel.passthru(
+            self._links().exotel_passthru,
+            call_sid=call.call_id,
+            call_from=phone.number,
+            call_to=EXOPHONE,
+            direction="incoming",
+        )
+        return call.json()
+
+    async def reply(self, number: str, channel: str, text: str) -> dict[str, Any]:
+        """Send a text message from the customer's phone."""
+        phone = self._phone(number)
+        if channel != "whatsapp":
+            raise Conflict(
+                "the demo shop sends SMS through Exotel, which does not pass replies on: "
+                "reply on WhatsApp"
+            )
+        line = WhatsAppLine("in", text, self.clock.now())
+        phone.whatsapp.append(line)
+        self._changed()
+        await self.gupshup.send_text(self._links().gupshup, from_phone=phone.number, text=text)
+        return line.json()
+
+    async def press_button(self, number: str, title: str) -> dict[str, Any]:
+        """Press a button of the latest WhatsApp message that has buttons."""
+        phone = self._phone(number)
+        message = phone.with_buttons()
+        if message is None:
+            raise NotFound(f"no WhatsApp message with buttons on {phone.number}")
+        if title not in message.buttons:
+            raise NotFound(
+                f"the latest WhatsApp message has no button {title!r} "
+                f"(it has {', '.join(message.buttons)})"
+            )
+        line = WhatsAppLine("in", title, self.clock.now())
+        phone.whatsapp.append(line)
+        self._changed()
+        await self.gupshup.send_button_reply(
+            self._links().gupshup,
+            from_phone=phone.number,
+            title=title,
+            reply_id=message.msgid or None,
+        )
+        return line.json()
+
+    def _phone(self, number: str) -> Phone:
+        normal = e164(number)
+        if normal is None:
+            raise NotFound(f"not a phone number: {number!r}")
+        return self.book.phone(normal)
+
+    def _ringing(self, number: str) -> tuple[Phone, PhoneCall]:
+        phone = self.book.find(number)
+        call = phone.ringing() if phone is not None else None
+        if phone is None or call is None:
+            raise NotFound(f"no call is ringing on {number}")
+        return phone, call
+
+    async def _end_call(self, call: PhoneCall, status: str) -> None:
+        call.status = status
+        self._changed()
+        callback = call.form.get("StatusCallback")
+        if callback:
+            await self.exotel.call_status(
+                callback,
+                call_sid=call.call_id,
+                status=status,
+                duration=CALL_SECONDS if status == COMPLETED else 0,
+            )
+
+    def _links(self) -> AppLinks:
+        if self.links is None:
+            raise Conflict("the sandbox is not connected to the app yet")
+        return self.links
+
+    # State ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The world's part of the sandbox state: special numbers, orders, phones, requests."""
+        orders = self.shop.orders()
+        for order in orders:
+            if order["phone"]:
+                self.book.phone(order["phone"])  # every customer's phone, even before a word
+        return {
+            "special_numbers": dict(self.special_numbers),
+            "orders": orders,
+            "phones": [phone.json() for phone in self.book.phones.values()],
+            "requests": [
+                {
+                    "at": received.at.isoformat(),
+                    "party": received.party,
+                    "method": received.method,
+                    "path": received.path,
+                    "summary": received.summary,
+                }
+                for received in self.requests
+            ],
+        }

@@ -1,0 +1,355 @@
+"""The sandbox's JSON API end to end: the simulated world (fake Shopify, Exotel, Gupshup and the
+customers' phones) and the real app, worker and pages in this process, on SQLite, on the
+sandbox's own clock, driven over loopback HTTP as the sandbox page drives them."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, time, timedelta
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from clock import OffsetClock
+from main import make_worker, open_resources, open_sandbox, sandbox_settings
+from providers.sandbox.shop import SHOP_DOMAIN
+from providers.sandbox.world import DND_NUMBER, NEVER_ANSWERS, SandboxWorld
+from settings import Settings
+from tests.web.test_shopify import free_port
+from web.app import AppDeps, build_app
+
+CUSTOMER = "+919876500001"
+KOLKATA = ZoneInfo("Asia/Kolkata")
+WAIT_SECONDS = 15.0
+
+
+@pytest.fixture
+def database_url(tmp_path, sqlite_template) -> str:
+    """The sandbox runs on SQLite."""
+    path = tmp_path / "sandbox.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def next_morning(now: datetime) -> datetime:
+    """10:00 in India, today if still ahead, else tomorrow: inside the demo calling window."""
+    local = now.astimezone(KOLKATA)
+    morning = datetime.combine(local.date(), time(10), KOLKATA)
+    return morning if morning > local else morning + timedelta(days=1)
+
+
+class Driver:
+    """The sandbox page's side: reads the state and posts actions."""
+
+    def __init__(self, base: str, http: aiohttp.ClientSession, world: SandboxWorld) -> None:
+        self.base, self.http, self.world = base, http, world
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(self.base + path) as response:
+            return response.status, await response.json()
+
+    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.http.post(self.base + path, json=body) as response:
+            return response.status, await response.json()
+
+    async def state(self) -> dict[str, Any]:
+        status, body = await self.get("/sandbox/api/state")
+        assert status == 200, body
+        return body
+
+    async def card(self, name: str) -> dict[str, Any]:
+        """The order's card from the real admin API, with the demo shop's key ({} if none)."""
+        key = (await self.state())["shop"]["api_key"]
+        url = f"{self.base}/api/v1/orders/{quote(name)}"
+        async with self.http.get(url, headers={"Authorization": f"Bearer {key}"}) as response:
+            return await response.json() if response.status == 200 else {}
+
+    async def until(
+        self,
+        check: Callable[[dict[str, Any]], Any],
+        what: str,
+        fetch: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> Any:
+        """Poll the state (or `fetch`) until `check` returns something truthy; return it."""
+        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+        while True:
+            state = await (fetch or self.state)()
+            found = check(state)
+            if found:
+                return found
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"timed out waiting for {what}; state: {state}")
+            await asyncio.sleep(0.05)
+
+    async def order(self, phone: str, payment: str = "cod") -> dict[str, Any]:
+        body = {"phone": phone, "amount": "1499", "payment": payment, "customer": "Asha Rao"}
+        status, answer = await self.post("/sandbox/api/orders", body)
+        assert status == 201, answer
+        return answer["order"]
+
+
+def phone_of(state: dict[str, Any], number: str) -> dict[str, Any]:
+    return next(phone for phone in state["phones"] if phone["number"] == number)
+
+
+def order_of(state: dict[str, Any], order_id: str) -> dict[str, Any]:
+    return next(order for order in state["orders"] if order["id"] == order_id)
+
+
+def link_sms(state: dict[str, Any], number: str) -> str | None:
+    return next(
+        (line["link"] for line in phone_of(state, number)["threads"]["sms"] if line["link"]),
+        None,
+    )
+
+
+@pytest.fixture
+async def sandbox(database_url) -> AsyncIterator[Driver]:
+    clock = OffsetClock()
+    clock.advance_to(next_morning(clock.now()))
+    world = SandboxWorld(clock, ring_out_after=0.2, delivery_after=0.05)
+    await world.start()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = sandbox_settings(Settings(database={"url": database_url}), world, base)
+    try:
+        async with open_resources(settings, clock) as res:
+            simulation = await open_sandbox(res, world, clock)
+            deps = AppDeps(
+                settings, clock, res.db, res.queue, res.metrics, res.http, None, simulation
+            )
+            runner = web.AppRunner(build_app(deps), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            worker = make_worker(res)
+            task = asyncio.create_task(worker.run())
+            try:
+                async with aiohttp.ClientSession() as http:
+                    yield Driver(base, http, world)
+            finally:
+                worker.stop()
+                await task
+                await runner.cleanup()
+    finally:
+        await world.stop()
+
+
+async def test_the_state_shows_the_demo_shop_and_the_special_numbers(sandbox: Driver):
+    state = await sandbox.state()
+    assert state["shop"]["domain"] == SHOP_DOMAIN and state["shop"]["api_key"].startswith("otk_")
+    assert state["special_numbers"] == {"dnd": DND_NUMBER, "never_answers": NEVER_ANSWERS}
+    assert state["offset_minutes"] >= 0 and state["orders"] == []
+    assert {phone["number"] for phone in state["phones"]} == {DND_NUMBER, NEVER_ANSWERS}
+    # The demo shop's API key opens the real admin API.
+    headers = {"Authorization": f"Bearer {state['shop']['api_key']}"}
+    async with sandbox.http.get(f"{sandbox.base}/api/v1/shop/status", headers=headers) as r:
+        assert r.status == 200
+
+
+async def test_answering_1_confirms_the_order_and_tags_it_in_shopify(sandbox: Driver):
+    order = await sandbox.order(CUSTOMER)
+    assert order["name"].startswith("#") and order["payment"] == "cod"
+    ringing = await sandbox.until(lambda s: phone_of(s, CUSTOMER)["ringing"], "the call to ring")
+    status, answer = await sandbox.post(f"/sandbox/api/phones/{CUSTOMER}/answer", {"digits": "1"})
+    assert status == 200 and answer["call"]["call_id"] == ringing["call_id"]
+    confirmed = await sandbox.until(
+        lambda s: order_of(s, order["id"])["tags"] and order_of(s, order["id"]),
+        "the order to be tagged",
+    )
+    assert confirmed["verification_status"] == "confirmed"
+    assert confirmed["tags"] == ["cod_confirmed"]
+    assert sandbox.world.shopify.tags(SHOP_DOMAIN, order["id"]) == ["cod_confirmed"]
+    state = await sandbox.state()
+    assert phone_of(state, CUSTOMER)["ringing"] is None
+    assert [c["status"] for c in phone_of(state, CUSTOMER)["calls"]] == ["completed"]
+    parties = {request["party"] for request in state["requests"]}
+    assert parties == {"shopify", "exotel"}
+    assert any("tagsAdd" in request["summary"] for request in state["requests"])
+
+
+async def test_a_number_that_never_answers_gets_the_link_and_cancels_on_its_page(
+    sandbox: Driver,
+):
+    order = await sandbox.order(NEVER_ANSWERS)
+
+    async def link_or_next_job(state: dict[str, Any]) -> str | None:
+        """The link if it came; else, once no call rings, the clock to the next job."""
+        link = link_sms(state, NEVER_ANSWERS)
+        if not link and not phone_of(state, NEVER_ANSWERS)["ringing"] and state["next_job_at"]:
+            status, moved = await sandbox.post("/sandbox/api/time", {"to": "next_job"})
+            assert status in (200, 409), moved  # 409: what was due has just run
+        return link
+
+    link = None
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while link is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.3)  # let the app take in the last call's end
+        link = await link_or_next_job(await sandbox.state())
+    assert link, "no link SMS arrived"
+    state = await sandbox.state()
+    calls = phone_of(state, NEVER_ANSWERS)["calls"]
+    assert [call["status"] for call in calls] == ["no-answer", "no-answer"]
+    assert state["offset_minutes"] >= 10  # the retry waited its ten minutes
+
+    async with sandbox.http.get(link) as page:
+        assert page.status == 200
+    async with sandbox.http.post(link, data={"action": "cancel"}) as page:
+        assert page.status == 200
+    cancelled = await sandbox.until(
+        lambda s: order_of(s, order["id"])["cancelled"] and order_of(s, order["id"]),
+        "the order to be cancelled in Shopify",
+    )
+    assert cancelled["verification_status"] == "cancelled"
+    assert cancelled["tags"] == ["ivr_retry_limit_reached", "cod_cancelled"]
+
+
+async def test_a_dnd_number_is_not_called_and_gets_the_link_at_once(sandbox: Driver):
+    await sandbox.order(DND_NUMBER)
+    link = await sandbox.until(lambda s: link_sms(s, DND_NUMBER), "the link SMS")
+    assert "/v/" in link
+    state = await sandbox.state()
+    assert [call["status"] for call in phone_of(state, DND_NUMBER)["calls"]] == ["refused"]
+    assert phone_of(state, DND_NUMBER)["ringing"] is None
+    assert state["offset_minutes"] < 24 * 60  # no time had to pass
+
+
+async def test_fulfil_fail_and_cancel_reach_the_app_as_shopify_webhooks(sandbox: Driver):
+    order = await sandbox.order(CUSTOMER, payment="prepaid")
+    assert order["payment"] == "prepaid"
+    path = f"/sandbox/api/orders/{order['id']}"
+    status, problem = await sandbox.post(f"{path}/fail")
+    assert status == 409 and problem["error"]["code"] == "conflict"
+    status, answer = await sandbox.post(f"{path}/fulfil")
+    assert status == 200 and answer["order"]["fulfillment_status"] == "fulfilled"
+    assert (await sandbox.post(f"{path}/fulfil"))[0] == 409
+    assert (await sandbox.post(f"{path}/fail"))[0] == 200
+    status, answer = await sandbox.post(f"{path}/cancel")
+    assert status == 200 and answer["order"]["cancelled"] is True
+    assert (await sandbox.post(f"{path}/cancel"))[0] == 409
+    card = await sandbox.until(
+        lambda c: c.get("order", {}).get("cancelled_at") and c,
+        "our app to see the order cancelled",
+        fetch=lambda: sandbox.card(order["name"]),
+    )
+    timeline = [item["kind"] for item in card["timeline"]]
+    assert timeline.count("fulfillment") == 2  # shipped, then the failed delivery
+    assert card["order"]["fulfillment_status"] == "fulfilled"
+    assert card["order"]["verification_status"] == "skipped"  # prepaid: not verified
+    assert (await sandbox.post("/sandbox/api/orders/42/fulfil"))[0] == 404
+
+
+async def test_whatsapp_buttons_and_replies(sandbox: Driver):
+    api_key = (await sandbox.state())["shop"]["api_key"]
+    headers = {"Authorization": f"Bearer {api_key}"}
+    settings_url = f"{sandbox.base}/api/v1/shop/settings"
+    async with sandbox.http.get(settings_url, headers=headers) as response:
+        document = await response.json()
+    document["verification"] |= {"type": "whatsapp", "then": ["ivr"]}
+    async with sandbox.http.put(settings_url, json=document, headers=headers) as response:
+        assert response.status == 200, await response.text()
+
+    order = await sandbox.order(CUSTOMER)
+    message = await sandbox.until(
+        lambda s: next(iter(phone_of(s, CUSTOMER)["threads"]["whatsapp"]), None),
+        "the WhatsApp message",
+    )
+    assert [button["title"] for button in message["buttons"]] == ["Confirm", "Cancel", "Call me"]
+    status, problem = await sandbox.post(
+        f"/sandbox/api/phones/{CUSTOMER}/button", {"title": "Maybe"}
+    )
+    assert status == 404, problem
+    status, _ = await sandbox.post(
+        f"/sandbox/api/phones/{CUSTOMER}/reply", {"channel": "whatsapp", "text": "hello"}
+    )
+    assert status == 200
+    status, _ = await sandbox.post(f"/sandbox/api/phones/{CUSTOMER}/button", {"title": "Confirm"})
+    assert status == 200
+    await sandbox.until(
+        lambda s: order_of(s, order["id"])["verification_status"] == "confirmed",
+        "the button to confirm",
+    )
+    thread = phone_of(await sandbox.state(), CUSTOMER)["threads"]["whatsapp"]
+    assert [(line["direction"], line["body"]) for line in thread[1:]] == [
+        ("in", "hello"),
+        ("in", "Confirm"),
+    ]
+
+
+async def test_missed_call_and_time_moves(sandbox: Driver):
+    status, answer = await sandbox.post(f"/sandbox/api/phones/{CUSTOMER}/missed-call")
+    assert status == 200 and answer["call"]["status"] == "missed-call"
+    before = await sandbox.state()
+    status, moved = await sandbox.post("/sandbox/api/time", {"minutes": 30})
+    assert status == 200
+    assert moved["offset_minutes"] >= before["offset_minutes"] + 30
+    assert datetime.fromisoformat(moved["now"]) >= datetime.fromisoformat(before["now"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        ("/sandbox/api/orders", {}, {"phone", "amount", "payment"}),
+        (
+            "/sandbox/api/orders",
+            {"phone": "12345", "amount": "0", "payment": "card", "extra": 1},
+            {"phone", "amount", "payment", "extra"},
+        ),
+        (
+            "/sandbox/api/orders",
+            {"phone": CUSTOMER, "amount": "1.005", "payment": "cod"},
+            {"amount"},
+        ),
+        ("/sandbox/api/time", {"minutes": 0}, {"minutes"}),
+        ("/sandbox/api/time", {"minutes": 1441}, {"minutes"}),
+        ("/sandbox/api/time", {"to": "tomorrow"}, {"to"}),
+        ("/sandbox/api/time", {}, {"body"}),
+        ("/sandbox/api/time", {"minutes": 5, "to": "next_job"}, {"body"}),
+        (f"/sandbox/api/phones/{CUSTOMER}/answer", {"digits": "1a"}, {"digits"}),
+        (
+            f"/sandbox/api/phones/{CUSTOMER}/reply",
+            {"channel": "fax", "text": ""},
+            {"channel", "text"},
+        ),
+        (f"/sandbox/api/phones/{CUSTOMER}/button", {"title": ""}, {"title"}),
+    ],
+)
+async def test_bad_input_is_422_naming_the_fields(sandbox: Driver, path, body, fields):
+    status, problem = await sandbox.post(path, body)
+    assert status == 422, problem
+    assert {item["field"] for item in problem["error"]["fields"]} == fields
+
+
+async def test_actions_without_a_call_or_message_are_404_or_409(sandbox: Driver):
+    for action in ("answer", "ring-out"):
+        status, problem = await sandbox.post(f"/sandbox/api/phones/{CUSTOMER}/{action}", {})
+        assert status == 404 and "ringing" in problem["error"]["message"]
+    status, _ = await sandbox.post(f"/sandbox/api/phones/{CUSTOMER}/button", {"title": "Confirm"})
+    assert status == 404
+    status, problem = await sandbox.post(
+        f"/sandbox/api/phones/{CUSTOMER}/reply", {"channel": "sms", "text": "yes"}
+    )
+    assert status == 409, problem
+
+
+async def test_events_stream_says_changed(sandbox: Driver):
+    async with sandbox.http.get(f"{sandbox.base}/sandbox/api/events") as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert await response.content.readline() == b"event: changed\n"
+        await response.content.readline()
+        await response.content.readline()
+        await sandbox.order(CUSTOMER)
+        line = await asyncio.wait_for(response.content.readline(), WAIT_SECONDS)
+        assert line == b"event: changed\n"
+
+
+async def test_a_normal_app_has_no_sandbox_routes(aiohttp_client, app_factory, db, queue):
+    client = await aiohttp_client(app_factory(db, queue))
+    assert (await client.get("/sandbox/api/state")).status == 404
+    assert (await client.post("/sandbox/api/orders", json={})).status == 404
+    assert (await client.post("/sandbox/api/time", json={"minutes": 5})).status == 404

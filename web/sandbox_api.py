@@ -1,0 +1,308 @@
+"""The sandbox's JSON API under /sandbox/api: the state the sandbox page shows and the actions
+it offers (the merchant's orders in Shopify, the customers' phones, the sandbox clock).
+
+Registered only in sandbox mode: `build_app` adds these routes when it is given a `Sandbox`.
+Errors have the app's one JSON shape; 404 when there is no such order, ringing call or
+message, 409 when the action does not fit the order's or the phone's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from clock import OffsetClock
+from flows.sandbox import DemoShop, app_facts
+from providers.sandbox.phones import e164
+from providers.sandbox.shop import WorldError
+from providers.sandbox.world import SandboxWorld
+from web.api.shops import read_json, unprocessable
+from web.errors import ApiError, field_problem
+from web.keys import db_key
+
+PREFIX = "/sandbox/api"
+KEEPALIVE_SECONDS = 15.0
+EVENTS_SETTLE_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What the sandbox routes work with: the simulated world, its clock, the demo shop."""
+
+    world: SandboxWorld
+    clock: OffsetClock
+    shop: DemoShop
+
+
+sandbox_key = web.AppKey("sandbox", Sandbox)
+_closing_key = web.AppKey("sandbox_closing", asyncio.Event)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class NewOrder(_Body):
+    phone: str
+    amount: Decimal = Field(gt=0, le=10_000_000, decimal_places=2)
+    payment: Literal["cod", "prepaid"]
+    customer: str = Field("", max_length=100)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        number = e164(value)
+        if number is None:
+            raise ValueError("must be a valid phone number, e.g. +919876543210 or 98765 43210")
+        return number
+
+
+class Keypad(_Body):
+    digits: str = Field("", pattern=r"^[0-9*#]{0,10}$")
+
+
+class Reply(_Body):
+    channel: Literal["sms", "whatsapp"]
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class Button(_Body):
+    title: str = Field(min_length=1, max_length=20)
+
+
+class TimeMove(_Body):
+    minutes: int | None = Field(None, ge=1, le=1440)
+    to: Literal["next_job"] | None = None
+
+    @model_validator(mode="after")
+    def _one_move(self) -> TimeMove:
+        if (self.minutes is None) == (self.to is None):
+            raise ValueError("give either minutes (1 to 1440) or to: next_job")
+        return self
+
+
+def setup_routes(app: web.Application, sandbox: Sandbox) -> None:
+    app[sandbox_key] = sandbox
+    app[_closing_key] = asyncio.Event()
+    app.on_shutdown.append(_close_streams)
+    app.router.add_get(f"{PREFIX}/state", state)
+    app.router.add_get(f"{PREFIX}/events", events)
+    app.router.add_post(f"{PREFIX}/orders", create_order)
+    app.router.add_post(
+        f"{PREFIX}/orders/{{order_id}}/{{action:fulfil|fail|cancel}}", order_action
+    )
+    app.router.add_post(
+        f"{PREFIX}/phones/{{number}}/{{action:answer|ring-out|missed-call|reply|button}}",
+        phone_action,
+    )
+    app.router.add_post(f"{PREFIX}/time", move_time)
+
+
+# State ---------------------------------------------------------------------------------
+
+
+async def state(request: web.Request) -> web.Response:
+    return web.json_response(await sandbox_state(request.app))
+
+
+async def sandbox_state(app: web.Application) -> dict[str, Any]:
+    """The whole sandbox state (the JSON of GET /sandbox/api/state)."""
+    sandbox = app[sandbox_key]
+    world = sandbox.world.snapshot()
+    facts = await app_facts(
+        app[db_key],
+        sandbox.shop.shop_id,
+        [order["id"] for order in world["orders"]],
+        sandbox.clock.now(),
+    )
+    statuses = facts.verification_statuses
+    return {
+        **_time(sandbox.clock, facts.next_job_at),
+        "shop": {
+            "domain": sandbox.shop.domain,
+            "name": facts.shop_name,
+            "api_key": sandbox.shop.api_key,
+        },
+        "special_numbers": world["special_numbers"],
+        "orders": [_order(order, statuses) for order in world["orders"]],
+        "phones": world["phones"],
+        "requests": world["requests"],
+    }
+
+
+def _time(clock: OffsetClock, next_job_at: datetime | None) -> dict[str, Any]:
+    return {
+        "now": clock.now().isoformat(),
+        "offset_minutes": int(clock.offset.total_seconds() // 60),
+        "next_job_at": next_job_at.isoformat() if next_job_at else None,
+    }
+
+
+def _order(order: dict[str, Any], statuses: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": order["id"],
+        "name": order["name"],
+        "phone": order["phone"],
+        "amount": order["amount"],
+        "currency": order["currency"],
+        "payment": order["payment"],
+        "verification_status": statuses.get(order["id"], "none"),
+        "tags": order["tags"],
+        "cancelled": order["cancelled"],
+        "fulfillment_status": order["fulfillment_status"],
+    }
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: "changed" whenever the world or our records (new jobs) change."""
+    sandbox = request.app[sandbox_key]
+    closing = request.app[_closing_key]
+    wakeup = request.app[db_key].wakeup
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    jobs = wakeup.subscribe()
+    version = sandbox.world.version
+    try:
+        await response.write(f"event: changed\ndata: {version}\n\n".encode())
+        while not closing.is_set():
+            waiters = [
+                asyncio.ensure_future(sandbox.world.wait_changed(version, KEEPALIVE_SECONDS)),
+                asyncio.ensure_future(jobs.wait()),
+                asyncio.ensure_future(closing.wait()),
+            ]
+            try:
+                await asyncio.wait(
+                    waiters, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if closing.is_set():
+                break
+            if sandbox.world.version == version and not jobs.is_set():
+                await response.write(b": keep-alive\n\n")
+                continue
+            await asyncio.sleep(EVENTS_SETTLE_SECONDS)  # one event for a burst of changes
+            jobs.clear()
+            version = sandbox.world.version
+            await response.write(f"event: changed\ndata: {version}\n\n".encode())
+    except ConnectionResetError:
+        pass
+    finally:
+        wakeup.unsubscribe(jobs)
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[_closing_key].set()
+
+
+# Actions -------------------------------------------------------------------------------
+
+
+def _parse(model: type[_Body], body: Any) -> Any:
+    try:
+        return model.model_validate(body if body is not None else {})
+    except ValidationError as exc:
+        raise unprocessable(
+            [
+                field_problem(
+                    ".".join(map(str, error["loc"])) or "body",
+                    error["msg"].removeprefix("Value error, "),
+                )
+                for error in exc.errors()
+            ]
+        ) from None
+
+
+async def _body(request: web.Request, model: type[_Body]) -> Any:
+    return _parse(model, await read_json(request) if request.can_read_body else {})
+
+
+async def _world(action: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = await action
+    except WorldError as exc:
+        raise ApiError(exc.status, str(exc), exc.code) from None
+    return result
+
+
+async def create_order(request: web.Request) -> web.Response:
+    body = await _body(request, NewOrder)
+    sandbox = request.app[sandbox_key]
+    order = await _world(
+        sandbox.world.shop.create_order(
+            phone=body.phone, amount=body.amount, payment=body.payment, customer=body.customer
+        ),
+    )
+    return web.json_response({"order": await _with_status(request, order)}, status=201)
+
+
+async def order_action(request: web.Request) -> web.Response:
+    shop = request.app[sandbox_key].world.shop
+    order_id = request.match_info["order_id"]
+    actions = {"fulfil": shop.fulfil, "fail": shop.fail_delivery, "cancel": shop.cancel}
+    order = await _world(actions[request.match_info["action"]](order_id))
+    return web.json_response({"order": await _with_status(request, order)})
+
+
+async def _with_status(request: web.Request, order: dict[str, Any]) -> dict[str, Any]:
+    sandbox = request.app[sandbox_key]
+    facts = await app_facts(
+        request.app[db_key], sandbox.shop.shop_id, [order["id"]], sandbox.clock.now()
+    )
+    return _order(order, facts.verification_statuses)
+
+
+async def phone_action(request: web.Request) -> web.Response:
+    world = request.app[sandbox_key].world
+    number, action = request.match_info["number"], request.match_info["action"]
+    if action == "answer":
+        keypad = await _body(request, Keypad)
+        result = {"call": await _world(world.answer(number, keypad.digits))}
+    elif action == "ring-out":
+        result = {"call": await _world(world.ring_out(number))}
+    elif action == "missed-call":
+        result = {"call": await _world(world.missed_call(number))}
+    elif action == "reply":
+        reply = await _body(request, Reply)
+        result = {"message": await _world(world.reply(number, reply.channel, reply.text))}
+    else:
+        button = await _body(request, Button)
+        result = {"message": await _world(world.press_button(number, button.title))}
+    return web.json_response(result)
+
+
+async def move_time(request: web.Request) -> web.Response:
+    move = await _body(request, TimeMove)
+    sandbox = request.app[sandbox_key]
+    db = request.app[db_key]
+    if move.minutes is not None:
+        sandbox.clock.advance(timedelta(minutes=move.minutes))
+    else:
+        facts = await app_facts(db, sandbox.shop.shop_id, [], sandbox.clock.now())
+        if facts.next_job_at is None:
+            raise ApiError(409, "no job is waiting: nothing to move the clock to", "no_job")
+        sandbox.clock.advance_to(facts.next_job_at)
+    # Jobs now due run at once, not at the worker's next poll.
+    await db.wakeup.announce()
+    facts = await app_facts(db, sandbox.shop.shop_id, [], sandbox.clock.now())
+    return web.json_response(_time(sandbox.clock, facts.next_job_at))
