@@ -23,12 +23,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from clock import ManualClock
+from main import Resources, make_worker, platform_clients
 from metrics import Metrics
+from providers.shopify.admin import ShopifyAdmin
 from settings import JobsSettings, Settings
 from storage import migrate
+from storage.crypto import SecretBox
 from storage.db import Database
-from storage.jobs import JobQueue
+from storage.jobs import JobQueue, Worker
 from storage.models import Base
+from storage.ratelimit import LocalRateLimiter
 from web.app import AppDeps, build_app
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -207,3 +211,35 @@ def app_factory(
         return build_app(AppDeps(settings, clock, db, queue, metrics, http, redis))
 
     return make
+
+
+@pytest.fixture
+def resources(
+    settings: Settings,
+    clock: ManualClock,
+    db: Database,
+    queue: JobQueue,
+    metrics: Metrics,
+    http: aiohttp.ClientSession,
+) -> Resources:
+    """What the worker's job handlers use, built as main.py does, on the test's database,
+    clock and settings (provider clients for the providers the settings configure)."""
+    shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
+    return Resources(
+        settings,
+        clock,
+        db,
+        queue,
+        metrics,
+        None,
+        http,
+        SecretBox(settings.secret_key()),
+        shopify,
+        platform_clients(settings, http, clock),
+        LocalRateLimiter(clock),
+    )
+
+
+@pytest.fixture
+def worker(resources: Resources) -> Worker:
+    return make_worker(resources)

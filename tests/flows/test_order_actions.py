@@ -10,16 +10,10 @@ import pytest
 from sqlalchemy import delete, select
 
 from flows.order_actions import CANCEL_JOB, TAGS_JOB, queue_cancel, queue_tags
-from flows.routing import PlatformClients
 from flows.shopify_events import apply_order
-from main import Resources, make_worker
 from providers.sandbox.shopify import FakeShopify, order_payload
-from providers.shopify.admin import ShopifyAdmin
 from settings import Settings
-from storage.crypto import SecretBox
-from storage.jobs import Worker
 from storage.models import Activity, Job, Order, Shop
-from storage.ratelimit import LocalRateLimiter
 from storage.shops import write_secrets
 
 DOMAIN = "demo.myshopify.com"
@@ -42,29 +36,6 @@ def settings(database_url, fake, jobs_settings):
         shopify={"admin_url": fake.admin_url_template},
         jobs=jobs_settings.model_dump(),
     )
-
-
-@pytest.fixture
-def resources(settings, clock, db, queue, metrics, http):
-    shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
-    return Resources(
-        settings,
-        clock,
-        db,
-        queue,
-        metrics,
-        None,
-        http,
-        SecretBox(settings.secret_key()),
-        shopify,
-        PlatformClients(),
-        LocalRateLimiter(clock),
-    )
-
-
-@pytest.fixture
-def worker(resources) -> Worker:
-    return make_worker(resources)
 
 
 @pytest.fixture

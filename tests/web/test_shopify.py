@@ -12,16 +12,10 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from flows.routing import PlatformClients
-from main import Resources, make_worker
 from providers.sandbox.shopify import FakeShopify, order_payload, webhook_hmac
-from providers.shopify.admin import ShopifyAdmin
 from providers.shopify.webhooks import SUBSCRIBED_TOPICS
 from settings import Settings
-from storage.crypto import SecretBox
-from storage.jobs import Worker
 from storage.models import Activity, Customer, Job, Message, Order, Shop, WebhookReceipt
-from storage.ratelimit import LocalRateLimiter
 from storage.shops import read_secrets
 
 DOMAIN = "demo.myshopify.com"
@@ -71,29 +65,6 @@ def settings(database_url, fake, port):
 @pytest.fixture
 async def server(aiohttp_server, app_factory, db, queue, port):
     return await aiohttp_server(app_factory(db, queue), port=port)
-
-
-@pytest.fixture
-def resources(settings, clock, db, queue, metrics, http):
-    shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
-    return Resources(
-        settings,
-        clock,
-        db,
-        queue,
-        metrics,
-        None,
-        http,
-        SecretBox(settings.secret_key()),
-        shopify,
-        PlatformClients(),
-        LocalRateLimiter(clock),
-    )
-
-
-@pytest.fixture
-def worker(resources) -> Worker:
-    return make_worker(resources)
 
 
 def url(server, path: str) -> str:

@@ -15,15 +15,11 @@ from sqlalchemy import func, select
 
 from flows import shop_config
 from flows.callback_urls import CallbackUrls
-from main import Resources, make_worker, platform_clients
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.gupshup import FakeGupshup
 from providers.sandbox.shopify import FakeShopify, order_payload
-from providers.shopify.admin import ShopifyAdmin
 from settings import Settings
-from storage.crypto import SecretBox
 from storage.models import Activity, Call, Job, Message, MissedCall, Order, Shop
-from storage.ratelimit import LocalRateLimiter
 from tests.web.test_shopify import DOMAIN, TOKEN, connect, free_port, url
 
 CUSTOMER = "+919876500001"
@@ -127,29 +123,6 @@ def settings(database_url, fake, exotel, gupshup, port):
 @pytest.fixture
 async def server(aiohttp_server, app_factory, db, queue, port):
     return await aiohttp_server(app_factory(db, queue), port=port)
-
-
-@pytest.fixture
-def resources(settings, clock, db, queue, metrics, http):
-    shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
-    return Resources(
-        settings,
-        clock,
-        db,
-        queue,
-        metrics,
-        None,
-        http,
-        SecretBox(settings.secret_key()),
-        shopify,
-        platform_clients(settings, http, clock),
-        LocalRateLimiter(clock),
-    )
-
-
-@pytest.fixture
-def worker(resources):
-    return make_worker(resources)
 
 
 @pytest.fixture
