@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -22,6 +24,9 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
+        # The label children of each (method, route, status) and route, looked up once.
+        self._http_counts: dict[tuple[str, str, int], Any] = {}
+        self._http_durations: dict[str, Any] = {}
         self.jobs = Gauge(
             "ordertalk_jobs",
             "Jobs in the jobs table, by state (read at scrape time).",
@@ -46,3 +51,15 @@ class Metrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
+
+    def http_answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered HTTP request and observe how long it took."""
+        count = self._http_counts.get((method, route, status))
+        if count is None:
+            count = self.http_requests.labels(method, route, str(status))
+            self._http_counts[(method, route, status)] = count
+        count.inc()
+        duration = self._http_durations.get(route)
+        if duration is None:
+            duration = self._http_durations[route] = self.http_duration.labels(route)
+        duration.observe(seconds)

@@ -68,6 +68,12 @@ class Inbox:
         self._waiting: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._shops: dict[tuple[str, Any], tuple[int | None, float]] = {}
+        # Built once: a statement's construction costs more than its (cached) compilation.
+        self._insert_receipts = (
+            db.insert(receipts)
+            .on_conflict_do_nothing()
+            .returning(receipts.c.provider, receipts.c.delivery_id)
+        )
 
     async def start(self) -> None:
         if not self._tasks:
@@ -87,7 +93,7 @@ class Inbox:
     async def accept(self, delivery: Delivery) -> Accepted:
         """Store the delivery durably (or find it already stored); raises if the DB fails."""
         answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        await self._waiting.put(_Pending(delivery, answer))
+        self._waiting.put_nowait(_Pending(delivery, answer))  # unbounded: never waits
         return await answer
 
     async def _write_forever(self) -> None:
@@ -132,12 +138,8 @@ class Inbox:
                 )
             stored: set[tuple[str, str]] = set()
             if rows:
-                stmt = (
-                    self.db.insert(receipts)
-                    .on_conflict_do_nothing()
-                    .returning(receipts.c.provider, receipts.c.delivery_id)
-                )
-                stored = {(p, d) for p, d in await session.execute(stmt, rows)}
+                found = await session.execute(self._insert_receipts, rows)
+                stored = {(p, d) for p, d in found}
             jobs = []
             results = []
             for d, shop_id in zip(deliveries, shops, strict=True):

@@ -30,8 +30,8 @@ def _route_name(request: web.Request) -> str:
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    incoming = request.headers.get("X-Request-Id")
+    rid = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     token = request_id.set(rid)
     started = time.perf_counter()
     status = 500
@@ -42,17 +42,17 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     finally:
         elapsed = time.perf_counter() - started
-        route = _route_name(request)
-        metrics = request.app[metrics_key]
-        metrics.http_requests.labels(request.method, route, str(status)).inc()
-        metrics.http_duration.labels(route).observe(elapsed)
-        _LOGGER.info(
-            "%s %s %s",
-            request.method,
-            request.path,
-            status,
-            extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+        request.app[metrics_key].http_answered(
+            request.method, _route_name(request), status, elapsed
         )
+        if _LOGGER.isEnabledFor(logging.INFO):
+            _LOGGER.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                status,
+                extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+            )
         request_id.reset(token)
 
 

@@ -7,6 +7,7 @@ one place that calls Shopify inline (the merchant's browser is waiting for the t
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from typing import Any
@@ -43,6 +44,8 @@ from web.keys import (
 _LOGGER = logging.getLogger(__name__)
 STATE_COOKIE = "ordertalk_oauth_state"
 SCOPES = "read_orders,write_orders,read_customers,write_customers"
+# The webhook's answers, encoded once (json_response would encode one per request).
+_ANSWERS = {result: json.dumps({"status": result.value}).encode() for result in Accepted}
 
 
 async def webhook(request: web.Request) -> web.Response:
@@ -88,7 +91,7 @@ async def webhook(request: web.Request) -> web.Response:
         _LOGGER.warning(
             "shopify webhook %s for unknown shop %s", delivery.topic, delivery.shop_domain
         )
-    return web.json_response({"status": result.value})
+    return web.Response(body=_ANSWERS[result], content_type="application/json", charset="utf-8")
 
 
 async def install(request: web.Request) -> web.Response:

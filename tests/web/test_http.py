@@ -74,3 +74,22 @@ def test_phone_numbers_are_masked_in_logs():
     assert line["phone"] == "+14*******23"
     assert line["request_id"] == "rid-1"
     assert "4155550123" not in json.dumps(line)
+
+
+def test_log_lines_without_extras_and_with_unserialisable_extras():
+    record = logging.LogRecord("flows", logging.WARNING, __file__, 1, "plain %s", ("text",), None)
+    line = json.loads(JsonFormatter().format(record))
+    assert set(line) == {"ts", "level", "logger", "msg"}
+    assert (line["level"], line["msg"]) == ("WARNING", "plain text")
+    record.when = object()  # not JSON: written as its str()
+    assert json.loads(JsonFormatter().format(record))["when"].startswith("<object object")
+
+
+async def test_requests_are_counted_in_metrics(client):
+    for _ in range(3):
+        assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/no-such-page")).status == 404
+    text = await (await client.get("/metrics")).text()
+    assert 'ordertalk_http_requests_total{method="GET",route="/healthz",status="200"} 3.0' in text
+    assert 'route="unmatched",status="404"} 1.0' in text
+    assert 'ordertalk_http_request_duration_seconds_count{route="/healthz"} 3.0' in text

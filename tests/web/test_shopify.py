@@ -200,6 +200,20 @@ async def test_unknown_shop_is_answered_200_and_ignored(browser, server, db, fak
     assert await count(db, WebhookReceipt) == 0
 
 
+async def test_webhook_answer_is_json_naming_the_outcome(browser, server, db):
+    body = b'{"id": 1}'
+    headers = {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Shop-Domain": "stranger.myshopify.com",
+        "X-Shopify-Webhook-Id": "delivery-unknown",
+        "X-Shopify-Hmac-Sha256": webhook_hmac(body, "app-secret"),
+    }
+    response = await browser.post(url(server, "/webhooks/shopify"), data=body, headers=headers)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert await response.json() == {"status": "unknown_shop"}
+
+
 async def test_stale_retry_does_not_undo_newer_state(browser, server, worker, db, fake):
     await connect(browser, server, worker)
     endpoint = url(server, "/webhooks/shopify")
