@@ -352,7 +352,8 @@ async def apply_order_data(
     if order.id is None:
         activity.order = order
     session.add(activity)
-    job = verification_job(order, kind == "order_received")
+    # A shop still setting up verifies nothing: no job for it.
+    job = verification_job(order, kind == "order_received") if shop.status == "installed" else None
     if job is not None:
         book.verification_jobs.append(job)
     return order

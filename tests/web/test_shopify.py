@@ -360,8 +360,8 @@ async def test_a_flood_of_orders_is_written_a_batch_at_a_time(browser, server, w
     payloads.append({**order_payload(), "total_price": "lots"})  # unusable: recorded, skipped
     for payload in payloads:
         assert await fake.send_webhook(endpoint, "orders/create", DOMAIN, payload) == 200
-    # 20 webhooks, then one verification job per new order.
-    assert await worker.run_until_idle() == 20 + 19
+    # The shop has no settings yet (partially installed): no verification jobs.
+    assert await worker.run_until_idle() == 20
     assert await count(db, Order) == 19
     assert await count(db, Job, Job.status == "done", Job.kind == "shopify.webhook") == 20
     async with db.sessions() as session:
