@@ -82,7 +82,7 @@ def _wait_for_banner(process: subprocess.Popen[bytes], out: Path, log: Path) -> 
     pytest.fail(f"the sandbox printed no address within {START_SECONDS:.0f} s")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         missing_service(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package")
