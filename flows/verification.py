@@ -381,14 +381,21 @@ def _attempt(state: VState, settings: ShopSettings, now: datetime) -> Result:
     return state, [send, *timer]
 
 
-def _spacing(method: str, settings: ShopSettings) -> tuple[int, int]:
-    """(retries, minutes between attempts) of a method."""
-    section: Any = {
+def _section(mode: str, settings: ShopSettings) -> Any:
+    """The settings section of a method (the merchant decides with the IVR's tags)."""
+    return {
         "ivr": settings.ivr,
+        "merchant": settings.ivr,
         "whatsapp": settings.whatsapp,
         "sms_link": settings.fallback.sms_link,
         "missed_call": settings.fallback.missed_call,
-    }[method]
+        "otp": settings.otp,
+    }[mode]
+
+
+def _spacing(method: str, settings: ShopSettings) -> tuple[int, int]:
+    """(retries, minutes between attempts) of a method."""
+    section = _section(method, settings)
     return section.retries, section.retry_interval_minutes
 
 
@@ -474,12 +481,7 @@ def options(mode: str, settings: ShopSettings) -> dict[str, str]:
         return {"confirm": settings.fallback.missed_call.confirm_tag}
     if mode == "otp":
         return {"confirm": settings.otp.verified_tag}
-    section: Any = {
-        "ivr": settings.ivr,
-        "merchant": settings.ivr,
-        "whatsapp": settings.whatsapp,
-        "sms_link": settings.fallback.sms_link,
-    }[mode]
+    section = _section(mode, settings)
     offered = {action: getattr(section, f"{action}_tag") for action in DECISIONS}
     return {action: tag for action, tag in offered.items() if tag}
 
@@ -521,23 +523,13 @@ def _answer(
         Record(f"verification_{status}", mode, {}),
         AddTags((tag,), mode, remove),
     ]
-    if action == "cancel" and _cancels_in_shopify(mode, settings):
+    if action == "cancel" and _section(mode, settings).cancel_in_shopify:
         effects.append(CancelOrder(mode))
     elif action == "callback":
         effects.append(NotifyMerchant("callback_requested", {"mode": mode}))
     elif mode == "missed_call":
         effects.append(SendMessage("missed_call_confirmation", "confirmation"))
     return _clear(replace(state, status=status, decided_by=mode)), effects
-
-
-def _cancels_in_shopify(mode: str, settings: ShopSettings) -> bool:
-    section: Any = {
-        "ivr": settings.ivr,
-        "merchant": settings.ivr,
-        "whatsapp": settings.whatsapp,
-        "sms_link": settings.fallback.sms_link,
-    }[mode]
-    return section.cancel_in_shopify
 
 
 # OTP ----------------------------------------------------------------------------------

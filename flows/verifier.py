@@ -58,7 +58,6 @@ TIMER_JOB = "verification.timer"
 CALL_JOB = "verification.call"
 PAID = frozenset({"paid", "partially_paid", "refunded", "partially_refunded"})
 MISSED_CALL_WINDOW = timedelta(days=30)
-_LOCALES = {"hi": "hi_IN", "en": "en_IN"}
 # The timeline's mode of each message a verification sends.
 _MODES = {"missed_call_confirmation": "missed_call"}
 
@@ -66,11 +65,8 @@ _MODES = {"missed_call_confirmation": "missed_call"}
 def verification_job(order: Order, is_new: bool) -> NewJob | None:
     """The job an order event needs: start a new order's verification, or stop a running one
     whose order was cancelled or paid in Shopify."""
-    if is_new:
-        version = "new"
-    elif order.verification_status in ANSWERABLE and stop_reason(order):
-        version = stop_reason(order)
-    else:
+    version = "new" if is_new else stop_reason(order)
+    if not is_new and (order.verification_status not in ANSWERABLE or not version):
         return None
     return NewJob(
         VERIFY_ORDER_JOB,
@@ -152,9 +148,9 @@ class Verifier:
             if row is None:
                 if order.verification_status == "none":
                     await self._start(session, shop, order, settings)
-            elif stop_reason(order):
+            elif reason := stop_reason(order):
                 await self.apply(
-                    session, Context(row, order, shop, settings), OrderChanged(stop_reason(order))
+                    session, Context(row, order, shop, settings), OrderChanged(reason)
                 )
 
     async def handle_timer(self, job: ClaimedJob) -> None:
@@ -471,9 +467,8 @@ class Verifier:
         return template
 
     def amount(self, ctx: Context) -> str:
-        locale = _LOCALES.get(ctx.shop.language, "en")
-        if ctx.shop.country:
-            locale = f"{ctx.shop.language or 'en'}_{ctx.shop.country}"
+        # The shop's language in its country (en_IN: ₹1,499.00); babel refuses unknown pairs.
+        locale = f"{ctx.shop.language or 'en'}_{ctx.shop.country or 'IN'}"
         try:
             return format_currency(
                 Decimal(ctx.order.total_amount), ctx.order.currency, locale=locale
