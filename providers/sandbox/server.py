@@ -74,8 +74,10 @@ class FakeServer(ABC):
         """Stop listening and close the callback sender."""
         if self._http is not None:
             await self._http.close()
+            self._http = None
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
     @web.middleware
     async def _report(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -135,6 +135,9 @@ async def sandbox(database_url) -> AsyncIterator[Driver]:
             finally:
                 worker.stop()
                 await task
+                # The world's callbacks stop before the app they call: none is accepted
+                # by a server that is shutting down (its socket would be left unclosed).
+                await world.stop()
                 await runner.cleanup()
     finally:
         await world.stop()
