@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
 import signal
@@ -273,6 +274,14 @@ def make_worker(resources: Resources) -> Worker:
     )
 
 
+def keep_startup_out_of_gc() -> None:
+    """What start-up built (modules, app, pools, caches) lives as long as the process: keep
+    it out of the collector's full passes, which otherwise walk all of it (~100 ms measured
+    under load, a pause of every request in flight)."""
+    gc.collect()
+    gc.freeze()
+
+
 class StartupError(Exception):
     """The process cannot start; the message says why and what to do."""
 
@@ -319,6 +328,7 @@ async def serve_app(
     worker = make_worker(res)
     run = worker.run() if res.settings.jobs.run_in_serve else asyncio.sleep(0)
     worker_task = asyncio.create_task(run, name="worker")
+    keep_startup_out_of_gc()
     started(runner)
     try:
         await _until_signalled()
@@ -462,6 +472,7 @@ async def run_workers(settings: Settings) -> None:
         await schedule_periodic(res)
         worker = make_worker(res)
         task = asyncio.create_task(worker.run(), name="worker")
+        keep_startup_out_of_gc()
         print(f"ordertalk worker {worker.id} ready", flush=True)
         try:
             await _until_signalled()

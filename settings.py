@@ -133,6 +133,11 @@ class JobsSettings(Section):
     keep_done_hours: float = Field(72.0, ge=0, le=24 * 365)
     # false: `serve` only answers HTTP and `main.py worker` processes run every job.
     run_in_serve: bool = True
+    # While webhooks are arriving, the share of `serve`'s time that turning them into orders
+    # may take (1: no limit); the backlog waits, durable, until the flood ends or its oldest
+    # job has waited flood_max_delay_seconds.
+    flood_share: float = Field(0.2, gt=0, le=1)
+    flood_max_delay_seconds: float = Field(60.0, ge=0, le=3600)
 
 
 class MessageRate(Section):

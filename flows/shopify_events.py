@@ -8,7 +8,6 @@ older than what we already hold (a stale retry) changes nothing.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -19,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.verifier import verification_job
 from providers.shopify.orders import OrderData, parse_order
-from storage.db import Database
+from storage.db import Database, dialect_insert
 from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
 from storage.models import Activity, Call, Customer, Job, Message, MissedCall, Order, Shop
+from storage.types import json_value
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class ShopifyEvents:
                     shop.id,
                     {d.shopify_order_id for d in mine},
                     {d.phone for d in mine if d.phone},
+                    now,
                 )
             for shop, payload, data, triggered_at in parsed:
                 if isinstance(data, ValueError):
@@ -249,16 +250,26 @@ class OrderBook:
         self.customers: dict[tuple[int, str], Customer | None] = {}
         self.verification_jobs: list[NewJob] = []
 
-    async def preload(self, shop_id: int, order_ids: set[str], phones: set[str]) -> None:
+    async def preload(
+        self, shop_id: int, order_ids: set[str], phones: set[str], now: datetime
+    ) -> None:
         rows = await self.session.scalars(
             select(Order).where(Order.shop_id == shop_id, Order.shopify_order_id.in_(order_ids))
         )
         self.orders |= dict.fromkeys(((shop_id, o) for o in order_ids), None)
         self.orders |= {(shop_id, o.shopify_order_id): o for o in rows}
+        if not phones:
+            return
+        # Created here, not at flush: a batch running beside this one may be creating the
+        # same customer (a repeat buyer), and ON CONFLICT lets both go on.
+        dialect = self.session.get_bind().dialect.name
+        await self.session.execute(
+            dialect_insert(dialect, Customer.__table__).on_conflict_do_nothing(),
+            [{"shop_id": shop_id, "phone": phone, "created_at": now} for phone in phones],
+        )
         rows = await self.session.scalars(
             select(Customer).where(Customer.shop_id == shop_id, Customer.phone.in_(phones))
         )
-        self.customers |= dict.fromkeys(((shop_id, p) for p in phones), None)
         self.customers |= {(shop_id, c.phone): c for c in rows}
 
     async def order(self, shop_id: int, shopify_order_id: str) -> Order | None:
@@ -367,7 +378,7 @@ def parse_shop_order(shop: Shop, payload: dict[str, Any]) -> OrderData:
 def _body(job: ClaimedJob) -> dict[str, Any]:
     """The webhook's JSON object; a malformed one can never succeed."""
     try:
-        payload = json.loads(job.payload["body"])
+        payload = json_value(job.payload["body"])
     except ValueError as exc:
         raise PermanentJobError(f"webhook body is not JSON: {exc}") from None
     if not isinstance(payload, dict):

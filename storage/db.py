@@ -25,9 +25,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.types import json_text, json_value
 from storage.wakeup import Wakeup
 
 JOBS_CHANNEL = "ordertalk_jobs"
+JSON_CODEC = {"json_serializer": json_text, "json_deserializer": json_value}
 
 
 class Database:
@@ -41,7 +43,9 @@ class Database:
         # small pool; on SQLite's single connection it goes first (see _Gate).
         self._gate = _Gate() if self.dialect == "sqlite" else None
         self._priority_engine = (
-            None if self._gate else create_async_engine(url, pool_size=3, max_overflow=2)
+            None
+            if self._gate
+            else create_async_engine(url, pool_size=3, max_overflow=2, **JSON_CODEC)
         )
         self._priority_sessions = async_sessionmaker(
             self._priority_engine or self.engine, expire_on_commit=False
@@ -63,6 +67,23 @@ class Database:
                 await self.wakeup.announce()
 
     @asynccontextmanager
+    async def driver_connection(self, priority: bool = False) -> AsyncIterator[Any]:
+        """The driver's own connection (asyncpg's or aiosqlite's), taken from the pool.
+
+        For hand-written statements on a hot path; the caller runs its own transaction
+        (none is open on checkout). A connection whose use raised is discarded, not pooled:
+        it may hold an open transaction or be broken.
+        """
+        engine = self._priority_engine if priority and self._priority_engine else self.engine
+        async with self._turn(priority), engine.connect() as conn:
+            proxied = await conn.get_raw_connection()
+            try:
+                yield proxied.driver_connection
+            except BaseException:
+                await conn.invalidate()
+                raise
+
+    @asynccontextmanager
     async def _turn(self, priority: bool) -> AsyncIterator[None]:
         if self._gate is None:
             yield
@@ -75,7 +96,7 @@ class Database:
 
     def insert(self, table: Any) -> Any:
         """An INSERT construct of this database's dialect (for ON CONFLICT clauses)."""
-        return pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
+        return dialect_insert(self.dialect, table)
 
     async def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
@@ -86,6 +107,11 @@ class Database:
         await self.engine.dispose()
         if self._priority_engine is not None:
             await self._priority_engine.dispose()
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """An INSERT construct of the named dialect (for ON CONFLICT clauses)."""
+    return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
 class _Gate:
@@ -125,8 +151,12 @@ def _create_engine(url: str, dialect: str) -> AsyncEngine:
     if dialect != "sqlite":
         # No pre-ping: a connection broken by a server restart is invalidated on its first error
         # and the job loop or the request retries, instead of a round trip on every checkout.
-        return create_async_engine(url, pool_size=10, max_overflow=10)
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        return create_async_engine(url, pool_size=10, max_overflow=10, **JSON_CODEC)
+    # No rollback on return to the pool: sessions and connections end their transactions
+    # themselves, and on the only connection that round trip would be paid by every one.
+    engine = create_async_engine(
+        url, pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None, **JSON_CODEC
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

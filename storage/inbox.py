@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -20,11 +19,11 @@ from sqlalchemy import or_, select
 
 from clock import Clock
 from storage.db import Database
-from storage.jobs import JobQueue, NewJob
-from storage.models import Shop, WebhookReceipt
+from storage.inbox_store import BatchStore, Delivery, ShopDelivery
+from storage.jobs import JobQueue
+from storage.models import Shop
 
 _LOGGER = logging.getLogger(__name__)
-receipts = WebhookReceipt.__table__
 # How long a shop lookup is trusted; a batch that fails forgets them all.
 SHOP_CACHE_SECONDS = 5.0
 
@@ -33,22 +32,6 @@ class Accepted(StrEnum):
     NEW = "accepted"
     DUPLICATE = "duplicate"
     UNKNOWN_SHOP = "unknown_shop"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    provider: str
-    delivery_id: str
-    event_id: str | None
-    topic: str
-    triggered_at: datetime | None
-    job_kind: str
-    job_payload: dict[str, Any]
-    # The shop, by domain or by id; neither when the provider's account is the platform's.
-    shop_domain: str | None = None
-    shop_id: int | None = None
-    # Accept the delivery even if no known shop is named (privacy topics, platform accounts).
-    allow_unknown_shop: bool = False
 
 
 @dataclass
@@ -68,12 +51,7 @@ class Inbox:
         self._waiting: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._shops: dict[tuple[str, Any], tuple[int | None, float]] = {}
-        # Built once: a statement's construction costs more than its (cached) compilation.
-        self._insert_receipts = (
-            db.insert(receipts)
-            .on_conflict_do_nothing()
-            .returning(receipts.c.provider, receipts.c.delivery_id)
-        )
+        self._store = BatchStore(db, queue.settings.max_attempts)
 
     async def start(self) -> None:
         if not self._tasks:
@@ -99,6 +77,7 @@ class Inbox:
     async def _write_forever(self) -> None:
         while True:
             batch = [await self._waiting.get()]
+            self.queue.pace.foreground()
             while len(batch) < self.max_batch and not self._waiting.empty():
                 batch.append(self._waiting.get_nowait())
             try:
@@ -117,52 +96,28 @@ class Inbox:
     async def _write(self, batch: list[_Pending]) -> list[Accepted]:
         now = self.clock.now()
         deliveries = [p.delivery for p in batch]
-        async with self.db.transaction(priority=True) as session:
-            shops = await self._resolve_shops(session, deliveries)
-            rows, keys = [], set()
-            for d, shop_id in zip(deliveries, shops, strict=True):
-                key = (d.provider, d.delivery_id)
-                if key in keys or (shop_id is None and not d.allow_unknown_shop):
-                    continue
-                keys.add(key)
-                rows.append(
-                    {
-                        "provider": d.provider,
-                        "shop_id": shop_id,
-                        "delivery_id": d.delivery_id,
-                        "event_id": d.event_id,
-                        "topic": d.topic,
-                        "triggered_at": d.triggered_at,
-                        "received_at": now,
-                    }
-                )
-            stored: set[tuple[str, str]] = set()
-            if rows:
-                found = await session.execute(self._insert_receipts, rows)
-                stored = {(p, d) for p, d in found}
-            jobs = []
-            results = []
-            for d, shop_id in zip(deliveries, shops, strict=True):
-                key = (d.provider, d.delivery_id)
-                if shop_id is None and not d.allow_unknown_shop:
-                    results.append(Accepted.UNKNOWN_SHOP)
-                elif key in stored:
-                    stored.discard(key)  # a second copy in this batch is a duplicate
-                    jobs.append(
-                        NewJob(
-                            d.job_kind,
-                            {**d.job_payload, "shop_id": shop_id},
-                            idempotency_key=f"{d.provider}:{d.delivery_id}",
-                            shop_id=shop_id,
-                        )
-                    )
-                    results.append(Accepted.NEW)
-                else:
-                    results.append(Accepted.DUPLICATE)
-            await self.queue.enqueue(session, *jobs)
+        shops = await self._resolve_shops(deliveries)
+        # Deliveries for a shop we know, or allowed without one; None for the others.
+        accepted = [
+            ShopDelivery(d, shop_id) if shop_id is not None or d.allow_unknown_shop else None
+            for d, shop_id in zip(deliveries, shops, strict=True)
+        ]
+        rows = {a.delivery.key: a for a in accepted if a is not None}
+        stored = await self._store.write(list(rows.values()), now)
+        if stored:
+            await self.db.wakeup.announce()
+        results = []
+        for d, a in zip(deliveries, accepted, strict=True):
+            if a is None:
+                results.append(Accepted.UNKNOWN_SHOP)
+            elif d.key in stored:
+                stored.discard(d.key)  # a second copy in this batch is a duplicate
+                results.append(Accepted.NEW)
+            else:
+                results.append(Accepted.DUPLICATE)
         return results
 
-    async def _resolve_shops(self, session: Any, deliveries: list[Delivery]) -> list[int | None]:
+    async def _resolve_shops(self, deliveries: list[Delivery]) -> list[int | None]:
         """The id of each delivery's shop, None where it names none or an unknown one.
 
         Answers are kept a few seconds, so a busy intake does not ask once per batch.
@@ -173,9 +128,14 @@ class Inbox:
         if stale:
             domains = {value for kind, value in stale if kind == "domain"}
             ids = {value for kind, value in stale if kind == "id"}
-            found = await session.execute(
-                select(Shop.domain, Shop.id).where(or_(Shop.domain.in_(domains), Shop.id.in_(ids)))
-            )
+            async with self.db.transaction(priority=True) as session:
+                found = (
+                    await session.execute(
+                        select(Shop.domain, Shop.id).where(
+                            or_(Shop.domain.in_(domains), Shop.id.in_(ids))
+                        )
+                    )
+                ).all()
             expires = now + SHOP_CACHE_SECONDS
             for key in stale:
                 # Unknown shops are not remembered: one may be created any moment.

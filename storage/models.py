@@ -22,7 +22,13 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    orm_insert_sentinel,
+    relationship,
+)
 
 from storage.types import Json, UTCDateTime
 
@@ -129,6 +135,7 @@ class Order(Base):
     shopify_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    _sentinel: Mapped[int | None] = orm_insert_sentinel()
 
     # Set on new orders so a batch needs no flush per order; never loaded (async).
     customer: Mapped[Customer | None] = relationship(lazy="raise")
@@ -250,6 +257,9 @@ class Activity(Base):
     mode: Mapped[str] = mapped_column(String(32), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
+    # SQLite returns no inserted ids in a known order: this column lets a batch of new
+    # orders (activities) be inserted by one statement there too (SQLAlchemy's sentinel).
+    _sentinel: Mapped[int | None] = orm_insert_sentinel()
 
     order: Mapped[Order | None] = relationship(lazy="raise")
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from settings import JobsSettings
 from storage.db import JOBS_CHANNEL, Database
+from storage.jobs.pace import Pace
 from storage.models import Job
 
 jobs = Job.__table__
@@ -71,6 +72,8 @@ class JobQueue:
         self.db = db
         self.clock = clock
         self.settings = settings
+        # Shared by the webhook intake and the worker of one process (see storage.jobs.pace).
+        self.pace = Pace(settings.flood_share, settings.flood_max_delay_seconds)
 
     async def enqueue(self, session: AsyncSession, *new_jobs: NewJob) -> int:
         """Add jobs inside the caller's transaction; a known idempotency key is skipped.

@@ -205,7 +205,10 @@ class Worker:
         kind = jobs[0].kind
         try:
             if kind in self.batch_handlers:
-                return await self.batch_handlers[kind](jobs)
+                # Batches are floods (webhooks turned into orders): they give way to the intake.
+                waited = (self.clock.now() - min(job.due_at for job in jobs)).total_seconds()
+                async with self.queue.pace.turn(waited):
+                    return await self.batch_handlers[kind](jobs)
             handler = self.handlers.get(kind)
             if handler is None:
                 raise PermanentJobError(f"no handler for job kind {kind!r}")

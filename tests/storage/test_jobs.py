@@ -452,3 +452,40 @@ async def test_batch_handler_runs_jobs_of_a_kind_together(db, queue, clock):
     rows = {job.payload["n"]: job for job in await job_rows(db)}
     assert [rows[n].status for n in range(5)] == ["done", "done", "done", "queued", "done"]
     assert rows[3].last_error == "ConnectionError: again"
+
+
+async def test_batches_take_turns_while_the_intake_is_busy_and_overdue_ones_do_not(
+    db, queue, clock
+):
+    running = 0
+    most = 0
+
+    async def together(jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0)  # let any other batch start, if it may
+        running -= 1
+        return [None] * len(jobs)
+
+    async def flood(count: int) -> None:
+        async with db.transaction() as session:
+            await queue.enqueue(session, *[NewJob("flood", {"n": n}) for n in range(count)])
+
+    worker = make_worker(queue, {}, batch_handlers={"flood": together})
+    await flood(60)  # three batches of BATCH_SIZE at most
+    assert await worker.run_until_idle() == 60
+    assert most > 1  # nothing to give way to: batches overlap
+
+    most = 0
+    queue.pace.foreground()
+    await flood(60)
+    assert await worker.run_until_idle() == 60
+    assert most == 1
+
+    most = 0
+    await flood(60)
+    clock.advance(timedelta(seconds=queue.settings.flood_max_delay_seconds + 1))
+    queue.pace.foreground()
+    assert await worker.run_until_idle() == 60
+    assert most > 1  # overdue: processed at full speed though the intake is busy

@@ -4,14 +4,17 @@ reconciliation and throttling, with the real app, worker and job handlers."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from flows.shopify_events import ShopifyEvents
 from providers.sandbox.shopify import FakeShopify, order_payload, webhook_hmac
 from providers.shopify.webhooks import SUBSCRIBED_TOPICS
 from settings import Settings
@@ -301,6 +304,37 @@ async def test_shop_redact_deletes_the_shop(browser, server, worker, db, fake):
     assert await count(db, Shop) == 0
 
 
+async def test_a_batch_the_database_refuses_is_answered_503_and_the_retry_succeeds(
+    browser, server, worker, db, fake
+):
+    """The intake remembers shops for a few seconds; one deleted meanwhile makes the batch
+    fail (its receipts would point at no shop): nothing is stored, Shopify is told to retry,
+    and the retry finds the shop gone."""
+    await connect(browser, server, worker)
+    endpoint = url(server, "/webhooks/shopify")
+    first = order_payload(id=1)
+    assert await fake.send_webhook(endpoint, "orders/create", DOMAIN, first) == 200
+    async with db.transaction() as session:
+        await session.execute(delete(Shop))
+    late = order_payload(id=2)
+    assert (
+        await fake.send_webhook(endpoint, "orders/create", DOMAIN, late, webhook_id="late-1")
+        == 503
+    )
+    assert await count(db, WebhookReceipt) == 0 and await count(db, Job) == 0
+    retry = await browser.post(
+        endpoint,
+        data=json.dumps(late).encode(),
+        headers={
+            "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Shop-Domain": DOMAIN,
+            "X-Shopify-Webhook-Id": "late-1",
+            "X-Shopify-Hmac-Sha256": webhook_hmac(json.dumps(late).encode(), "app-secret"),
+        },
+    )
+    assert retry.status == 200 and await retry.json() == {"status": "unknown_shop"}
+
+
 async def test_uninstall_stops_all_work_at_once(browser, server, worker, db, fake, clock):
     await connect(browser, server, worker)
     endpoint = url(server, "/webhooks/shopify")
@@ -379,6 +413,32 @@ async def test_a_flood_of_orders_is_written_a_batch_at_a_time(browser, server, w
         )
     assert rejected == 1 and unlinked == 0 and received == 19
     assert customers == 19 - 1  # two orders of one phone share the customer
+
+
+async def test_a_repeat_buyer_in_two_batches_running_at_once_is_one_customer(
+    browser, server, worker, db, queue, clock, fake, caplog
+):
+    """Two batches (two workers, or one worker's concurrent batches) each bring a new order
+    of the same new customer: both are written as a batch, no retry one by one."""
+    await connect(browser, server, worker)
+    endpoint = url(server, "/webhooks/shopify")
+    for n in range(1, 7):
+        payload = order_payload(id=n, order_number=1000 + n)
+        assert await fake.send_webhook(endpoint, "orders/create", DOMAIN, payload) == 200
+    claimed = await queue.claim("test-worker", 100)
+    webhooks = [job for job in claimed if job.kind == "shopify.webhook"]
+    assert len(webhooks) == 6
+    events = ShopifyEvents(db, clock, queue)
+    with caplog.at_level(logging.WARNING, logger="flows.shopify_events"):
+        outcomes = await asyncio.gather(
+            events.handle_batch(webhooks[:3]), events.handle_batch(webhooks[3:])
+        )
+    assert outcomes == [[None] * 3, [None] * 3]
+    assert "one by one" not in caplog.text
+    assert await count(db, Order) == 6 and await count(db, Customer) == 1
+    async with db.sessions() as session:
+        linked = await session.scalars(select(Order.customer_id).distinct())
+        assert len(linked.all()) == 1
 
 
 async def test_a_signed_but_malformed_body_is_answered_400_or_recorded_dead(
