@@ -66,10 +66,8 @@ WITH batch AS (
     ON CONFLICT DO NOTHING
     RETURNING provider, delivery_id
 ), queued AS (
-    INSERT INTO jobs (kind, payload, shop_id, status, idempotency_key, due_at, attempts,
-                      max_attempts, last_error, created_at)
-    SELECT b.kind, b.payload, b.shop_id, 'queued', b.provider || ':' || b.delivery_id, $9, 0,
-           $10, '', $9
+    INSERT INTO jobs (kind, payload, shop_id, idempotency_key, due_at, max_attempts, created_at)
+    SELECT b.kind, b.payload, b.shop_id, b.provider || ':' || b.delivery_id, $9, $10, $9
     FROM batch b JOIN stored s USING (provider, delivery_id)
     ON CONFLICT (idempotency_key) DO NOTHING
 )
@@ -87,9 +85,8 @@ ON CONFLICT DO NOTHING
 RETURNING provider, delivery_id
 """
 _SQLITE_JOBS = """
-INSERT INTO jobs (kind, payload, shop_id, status, idempotency_key, due_at, attempts,
-                  max_attempts, last_error, created_at)
-VALUES (?, ?, ?, 'queued', ?, ?, 0, ?, '', ?)
+INSERT INTO jobs (kind, payload, shop_id, idempotency_key, due_at, max_attempts, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 

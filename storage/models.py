@@ -356,12 +356,12 @@ class Job(Base):
     shop_id: Mapped[int | None] = mapped_column(
         ForeignKey("shops.id", ondelete="CASCADE"), index=True
     )
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     due_at: Mapped[datetime]
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     max_attempts: Mapped[int] = mapped_column(Integer)
-    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error: Mapped[str] = mapped_column(Text, server_default="")
     locked_by: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

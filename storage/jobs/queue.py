@@ -91,9 +91,6 @@ class JobQueue:
                 "idempotency_key": job.idempotency_key,
                 "shop_id": job.shop_id,
                 "max_attempts": job.max_attempts or self.settings.max_attempts,
-                "status": "queued",
-                "attempts": 0,
-                "last_error": "",
                 "created_at": now,
             }
             for job in new_jobs
