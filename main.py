@@ -37,18 +37,18 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from clock import Clock, OffsetClock, SystemClock
-from flows import onboarding, sandbox
-from flows.callback_urls import CallbackUrls, ringcentral_token
-from flows.calls import CallPlacer
-from flows.customer_keys import CustomerKeys
-from flows.messaging import SEND_JOB, MessageSender
-from flows.order_actions import CANCEL_JOB, TAGS_JOB, OrderActions
-from flows.provider_events import EVENT_JOB, ProviderEvents
-from flows.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
-from flows.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
-from flows.routing import PlatformClients, ProviderRouter
-from flows.shopify_events import WEBHOOK_JOB, ShopifyEvents
-from flows.verifier import CALL_JOB, TIMER_JOB, VERIFY_ORDER_JOB, Verifier
+from flows.channels.callback_urls import CallbackUrls, ringcentral_token
+from flows.channels.messaging import SEND_JOB, MessageSender
+from flows.channels.provider_events import EVENT_JOB, ProviderEvents
+from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
+from flows.channels.routing import PlatformClients, ProviderRouter
+from flows.orders.actions import CANCEL_JOB, TAGS_JOB, OrderActions
+from flows.shops import onboarding, sandbox
+from flows.shops.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
+from flows.shops.shopify_events import WEBHOOK_JOB, ShopifyEvents
+from flows.verification.calls import CallPlacer
+from flows.verification.customer_keys import CustomerKeys
+from flows.verification.runtime import CALL_JOB, TIMER_JOB, VERIFY_ORDER_JOB, Verifier
 from logs import setup_logging
 from metrics import Metrics
 from providers.exotel import ExotelClient

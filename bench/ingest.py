@@ -62,7 +62,7 @@ from bench.shared import (
     scratch_postgres,
     target_note,
 )
-from flows.shopify_events import WEBHOOK_JOB
+from flows.shops.shopify_events import WEBHOOK_JOB
 from providers.sandbox.shopify import API_VERSION, order_payload, webhook_hmac
 from providers.shopify.webhooks import (
     API_VERSION_HEADER,

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.ingest import SECRET, SHOP, deliveries
 from bench.shared import scratch_postgres
 from clock import SystemClock
-from flows import onboarding
+from flows.shops import onboarding
 from logs import setup_logging
 from main import open_resources
 from settings import Settings

@@ -10,9 +10,9 @@ import aiohttp
 from aiohttp import web
 
 from clock import Clock
-from flows.customer_keys import CustomerKeys
-from flows.customer_page import CustomerDesk
-from flows.verifier import Verifier
+from flows.verification.customer_keys import CustomerKeys
+from flows.verification.customer_page import CustomerDesk
+from flows.verification.runtime import Verifier
 from metrics import Metrics
 from settings import Settings
 from storage.crypto import SecretBox

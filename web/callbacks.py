@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from flows.callback_urls import PLATFORM, ringcentral_token, shop_from_token
+from flows.channels.callback_urls import PLATFORM, ringcentral_token, shop_from_token
 from providers import exotel, gupshup, ringcentral
 from web.errors import json_error
 from web.inbound import accept_event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flows.provider_events import EVENT_JOB, event_payload
+from flows.channels.provider_events import EVENT_JOB, event_payload
 from providers.events import Event
 from storage.inbox import Accepted, Delivery
 from web.keys import inbox_key

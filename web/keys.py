@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from clock import Clock
-from flows.customer_page import CustomerDesk
+from flows.verification.customer_page import CustomerDesk
 from metrics import Metrics
 from settings import Settings
 from storage.crypto import SecretBox

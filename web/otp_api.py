@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from flows.customer_page import CustomerDesk
+from flows.verification.customer_page import CustomerDesk
 from providers.shopify.oauth import valid_shop_domain
 from providers.shopify.session_token import SessionTokenError, shop_from_session_token
 from web.api.shops import read_json, unprocessable

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from clock import OffsetClock
-from flows.sandbox import DemoShop, app_facts
+from flows.shops.sandbox import DemoShop, app_facts
 from providers.sandbox.phones import e164
 from providers.sandbox.shop import WorldError
 from providers.sandbox.world import SandboxWorld

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from flows.reports import TOTALS, VERIFICATION_STATUSES
+from flows.orders.reports import TOTALS, VERIFICATION_STATUSES
 from web.templates import templates_key
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"

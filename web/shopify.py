@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from flows import onboarding
-from flows.shopify_events import WEBHOOK_JOB
+from flows.shops import onboarding
+from flows.shops.shopify_events import WEBHOOK_JOB
 from providers.base import ProviderError
 from providers.shopify.oauth import (
     authorize_url,

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from aiohttp import web
 from sqlalchemy import select
 
-from flows import shop_config
-from flows.ivr import script
+from flows.shops import config as shop_config
+from flows.verification.ivr import script
 from providers import twilio
 from providers.events import Event, KeypadInput
 from storage.models import Call, Order, Shop

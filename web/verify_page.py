@@ -17,9 +17,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
-from flows.customer_keys import TokenError
-from flows.customer_page import OtpOutcome, PageView
-from flows.verification import CALLBACK, CANCELLED, CONFIRMED, DECISIONS, PENDING
+from flows.verification.customer_keys import TokenError
+from flows.verification.customer_page import OtpOutcome, PageView
+from flows.verification.flow import CALLBACK, CANCELLED, CONFIRMED, DECISIONS, PENDING
 from web.keys import customer_desk_key
 from web.templates import templates_key
 from web.verify_text import language_of, negotiate, translate

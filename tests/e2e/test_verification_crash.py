@@ -41,8 +41,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from flows.callback_urls import CallbackUrls
-from flows.reconcile import RECONCILE_JOB
+from flows.channels.callback_urls import CallbackUrls
+from flows.shops.reconcile import RECONCILE_JOB
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.shopify import FakeShopify, order_payload
 from storage.models import Call, Job, Message, Order, Shop, Verification

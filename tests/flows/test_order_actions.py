@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select
 
-from flows.order_actions import CANCEL_JOB, TAGS_JOB, queue_cancel, queue_tags
-from flows.shopify_events import apply_order
+from flows.orders.actions import CANCEL_JOB, TAGS_JOB, queue_cancel, queue_tags
+from flows.shops.shopify_events import apply_order
 from providers.sandbox.shopify import FakeShopify, order_payload
 from settings import Settings
 from storage.models import Activity, Job, Order, Shop

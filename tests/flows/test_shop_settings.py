@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from flows.shop_settings import (
+from flows.shops.settings import (
     ORDER_PLACEHOLDERS,
     SECRET_MASK,
     SHOP_SETTINGS_DEFAULTS,

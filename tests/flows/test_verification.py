@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from flows.shop_settings import ShopSettings
-from flows.verification import (
+from flows.shops.settings import ShopSettings
+from flows.verification.flow import (
     CALLBACK,
     CANCELLED,
     CONFIRMED,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.windows import in_window
+from flows.verification.windows import in_window
 
 KOLKATA = "Asia/Kolkata"  # UTC+05:30, no DST
 NEW_YORK = "America/New_York"  # 2026: EDT from Sun 8 March 02:00, EST from Sun 1 November 02:00

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from flows import shop_config
+from flows.shops import config as shop_config
 from settings import SANDBOX_SECRET_KEY, Settings
 from storage.crypto import SecretBox
 from storage.models import Shop

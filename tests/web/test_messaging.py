@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from flows import shop_config
-from flows.callback_urls import PLATFORM, ringcentral_token, shop_token
-from flows.messaging import SEND_JOB, MessageSender, Route, queue_message
-from flows.ringcentral_subscription import check_now
+from flows.channels.callback_urls import PLATFORM, ringcentral_token, shop_token
+from flows.channels.messaging import SEND_JOB, MessageSender, Route, queue_message
+from flows.channels.ringcentral_subscription import check_now
+from flows.shops import config as shop_config
 from main import make_worker, open_resources
 from providers.exotel import ExotelClient
 from providers.sandbox.exotel import FakeExotel

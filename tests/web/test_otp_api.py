@@ -12,8 +12,8 @@ from typing import Any
 import jwt
 import pytest
 
-from flows.customer_keys import CustomerKeys
-from flows.verifier import Verifier
+from flows.verification.customer_keys import CustomerKeys
+from flows.verification.runtime import Verifier
 from settings import Settings
 from storage.crypto import SecretBox
 from tests.web.test_verify_page import (

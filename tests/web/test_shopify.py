@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from sqlalchemy import delete, func, select
 
-from flows.shopify_events import ShopifyEvents
+from flows.shops.shopify_events import ShopifyEvents
 from providers.sandbox.shopify import FakeShopify, order_payload, webhook_hmac
 from providers.shopify.webhooks import SUBSCRIBED_TOPICS
 from settings import Settings
@@ -429,7 +429,7 @@ async def test_a_repeat_buyer_in_two_batches_running_at_once_is_one_customer(
     webhooks = [job for job in claimed if job.kind == "shopify.webhook"]
     assert len(webhooks) == 6
     events = ShopifyEvents(db, clock, queue)
-    with caplog.at_level(logging.WARNING, logger="flows.shopify_events"):
+    with caplog.at_level(logging.WARNING, logger="flows.shops.shopify_events"):
         outcomes = await asyncio.gather(
             events.handle_batch(webhooks[:3]), events.handle_batch(webhooks[3:])
         )

@@ -13,8 +13,8 @@ import jwt
 import pytest
 from sqlalchemy import func, select
 
-from flows import shop_config
-from flows.callback_urls import CallbackUrls
+from flows.channels.callback_urls import CallbackUrls
+from flows.shops import config as shop_config
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.gupshup import FakeGupshup
 from providers.sandbox.shopify import FakeShopify, order_payload

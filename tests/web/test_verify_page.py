@@ -15,11 +15,11 @@ from urllib.parse import urljoin
 import pytest
 from sqlalchemy import func, select
 
-from flows.customer_keys import CustomerKeys
-from flows.messaging import SEND_JOB
-from flows.order_actions import TAGS_JOB
-from flows.verification import CallRefused
-from flows.verifier import VERIFY_ORDER_JOB, Verifier
+from flows.channels.messaging import SEND_JOB
+from flows.orders.actions import TAGS_JOB
+from flows.verification.customer_keys import CustomerKeys
+from flows.verification.flow import CallRefused
+from flows.verification.runtime import VERIFY_ORDER_JOB, Verifier
 from providers.base import DND
 from storage.crypto import SecretBox
 from storage.db import Database

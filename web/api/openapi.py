@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from flows import reports
-from flows.shop_settings import ShopSettings
+from flows.orders import reports
+from flows.shops.settings import ShopSettings
 from web.api.shops import CreateShop
 
 REF = "#/components/schemas/{model}"

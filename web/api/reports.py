@@ -1,5 +1,5 @@
 """Admin API handlers for the merchant's reports: orders (with totals, and one card per order),
-calls, messages and missed calls. The filter rules and queries live in `flows.reports`."""
+calls, messages and missed calls. The filter rules and queries live in `flows.orders.reports`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from flows import reports
-from flows.reports import OrderRef
+from flows.orders import reports
+from flows.orders.reports import OrderRef
 from storage.models import Activity, Call, Message, MissedCall, Order, Shop
 from web.api.auth import require_shop
 from web.api.shops import unprocessable

@@ -7,8 +7,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from flows import onboarding, shop_config
-from flows.shop_settings import SettingsError
+from flows.shops import config as shop_config
+from flows.shops import onboarding
+from flows.shops.settings import SettingsError
 from providers.shopify.oauth import valid_shop_domain
 from storage.models import Shop
 from web.api.auth import require_admin, require_shop

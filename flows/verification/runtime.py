@@ -1,5 +1,5 @@
 """Runs order verifications: loads a verification with its order, shop and settings (row
-locked), feeds an event to the pure flow (`flows.verification.step`), and in the same
+locked), feeds an event to the pure flow (`flows.verification.flow.step`), and in the same
 transaction stores the new state and turns every effect into a durable job (call, message,
 tags, cancel, timer) or a line of the order's timeline.
 
@@ -20,12 +20,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows import shop_config
-from flows.customer_keys import CustomerKeys
-from flows.messaging import queue_message
-from flows.order_actions import queue_cancel, queue_tags
-from flows.shop_settings import ShopSettings, methods
-from flows.verification import (
+from flows.channels.messaging import queue_message
+from flows.orders.actions import queue_cancel, queue_tags
+from flows.shops import config as shop_config
+from flows.shops.settings import ShopSettings, methods
+from flows.verification.customer_keys import CustomerKeys
+from flows.verification.flow import (
     ANSWERABLE,
     PENDING,
     AddTags,

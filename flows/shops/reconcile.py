@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from clock import Clock
 from flows.jobs import provider_failure
-from flows.shopify_events import OrderBook, apply_order
+from flows.shops.shopify_events import OrderBook, apply_order
 from providers.base import ProviderError
 from providers.shopify.admin import ShopifyAdmin
 from storage.crypto import SecretBox

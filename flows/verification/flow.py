@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from flows.shop_settings import ShopSettings, methods
-from flows.windows import in_window
+from flows.shops.settings import ShopSettings, methods
+from flows.verification.windows import in_window
 from providers.base import DND
 
 # Statuses of an order's verification (Order.verification_status, Verification.state).

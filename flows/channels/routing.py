@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flows import shop_config
-from flows.callback_urls import CallbackUrls
-from flows.messaging import NoRoute, Route
-from flows.shop_settings import ShopSettings
+from flows.channels.callback_urls import CallbackUrls
+from flows.channels.messaging import NoRoute, Route
+from flows.shops import config as shop_config
+from flows.shops.settings import ShopSettings
 from settings import Settings
 from storage.crypto import SecretBox
 from storage.models import Shop

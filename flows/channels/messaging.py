@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows.customer_keys import CustomerKeys
 from flows.jobs import provider_failure
+from flows.verification.customer_keys import CustomerKeys
 from providers.base import (
     Button,
     ProviderError,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flows.shop_settings import ShopSettings
-from flows.verification import ivr_keys
+from flows.shops.settings import ShopSettings
+from flows.verification.flow import ivr_keys
 from storage.models import Order, Shop
 
 _CURRENCY_WORDS = {

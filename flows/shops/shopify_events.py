@@ -16,7 +16,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows.verifier import verification_job
+from flows.verification.runtime import verification_job
 from providers.shopify.orders import OrderData, parse_order
 from storage.db import Database, dialect_insert
 from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError

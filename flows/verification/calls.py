@@ -13,11 +13,11 @@ import logging
 from sqlalchemy import select
 
 from clock import Clock
+from flows.channels.messaging import NoRoute
+from flows.channels.routing import ProviderRouter, VoiceRoute
 from flows.jobs import provider_failure
-from flows.messaging import NoRoute
-from flows.routing import ProviderRouter, VoiceRoute
-from flows.verification import PENDING, CallEnded, CallRefused
-from flows.verifier import Context, Verifier, call_key
+from flows.verification.flow import PENDING, CallEnded, CallRefused
+from flows.verification.runtime import Context, Verifier, call_key
 from providers.base import CallRequest, ProviderError
 from storage.db import Database
 from storage.jobs import ClaimedJob, Deferred

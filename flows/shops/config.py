@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from clock import Clock
-from flows.shop_settings import ShopSettings, is_complete, merge_secrets, validate_settings
+from flows.shops.settings import ShopSettings, is_complete, merge_secrets, validate_settings
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.models import Shop

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from clock import Clock
-from flows import shop_config
 from flows.jobs import provider_failure
-from flows.reconcile import RECONCILE_JOB
+from flows.shops import config as shop_config
+from flows.shops.reconcile import RECONCILE_JOB
 from providers.base import ProviderError
 from providers.shopify.admin import ShopifyAdmin
 from providers.shopify.webhooks import SUBSCRIBED_TOPICS

@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows import onboarding, shop_config
-from flows.reconcile import RECONCILE_JOB
-from flows.ringcentral_subscription import SUBSCRIPTION_JOB
+from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB
+from flows.shops import config as shop_config
+from flows.shops import onboarding
+from flows.shops.reconcile import RECONCILE_JOB
 from providers.sandbox import shop as demo
 from storage.crypto import SecretBox
 from storage.db import Database

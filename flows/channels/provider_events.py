@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows.verification import CallEnded, Keypad
-from flows.verifier import Verifier, call_ref
+from flows.verification.flow import CallEnded, Keypad
+from flows.verification.runtime import Verifier, call_ref
 from providers.events import (
     CallStatus,
     Event,

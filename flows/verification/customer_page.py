@@ -13,8 +13,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows.customer_keys import CustomerKeys
-from flows.verification import (
+from flows.verification.customer_keys import CustomerKeys
+from flows.verification.flow import (
     CONFIRMED,
     PENDING,
     UNVERIFIED,
@@ -26,7 +26,7 @@ from flows.verification import (
     otp_expired,
     otp_resend_wait,
 )
-from flows.verifier import Context, Verifier
+from flows.verification.runtime import Context, Verifier
 from storage.db import Database
 from storage.models import Order, Shop, Verification
 

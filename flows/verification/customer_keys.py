@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from flows.verification import OtpIssue
+from flows.verification.flow import OtpIssue
 
 _BLOCK = struct.Struct(">QI4x")  # verification id, expiry (unix seconds), zero padding
 _MAC_BYTES = 10

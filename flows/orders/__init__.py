@@ -1,0 +1,1 @@
+"""Orders: actions on Shopify orders (tags, cancel) and the merchant's reports."""
