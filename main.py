@@ -37,11 +37,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from clock import Clock, OffsetClock, SystemClock
+from flows.channels.account_desk import AccountDesk
+from flows.channels.accounts import CHECK_JOB, AccountChecker, PlatformOffer
 from flows.channels.callback_urls import CallbackUrls, ringcentral_token
 from flows.channels.messaging import SEND_JOB, MessageSender
 from flows.channels.provider_events import EVENT_JOB, ProviderEvents
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
-from flows.channels.routing import PlatformClients, ProviderRouter
+from flows.channels.routing import ProviderRouter, platform_offers
 from flows.orders.actions import CANCEL_JOB, TAGS_JOB, OrderActions
 from flows.shops import onboarding, sandbox
 from flows.shops.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
@@ -96,12 +98,19 @@ class Resources:
     http: aiohttp.ClientSession
     box: SecretBox
     shopify: ShopifyAdmin
-    platform: PlatformClients
+    clients: ProviderClients
     limiter: RateLimiter
 
     @functools.cached_property
     def keys(self) -> CustomerKeys:
         return CustomerKeys(self.settings.secret_key())
+
+    def router(self) -> ProviderRouter:
+        urls = callback_urls(self.settings)
+        return ProviderRouter(self.settings, self.box, urls, self.clients, self.clients.offers())
+
+    def account_desk(self) -> AccountDesk:
+        return account_desk(self.settings, self.db, self.queue, self.clock, self.clients)
 
     def verifier(self) -> Verifier:
         return Verifier(
@@ -124,7 +133,7 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
     db = Database(settings.database.url, wakeup)
     http = aiohttp.ClientSession()
     shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
-    platform = platform_clients(settings, http, clock)
+    clients = ProviderClients(settings, http, clock)
     limiter = RedisRateLimiter(redis, clock) if redis is not None else LocalRateLimiter(clock)
     try:
         await wakeup.start()
@@ -138,17 +147,29 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
             http,
             SecretBox(settings.secret_key()),
             shopify,
-            platform,
+            clients,
             limiter,
         )
     finally:
-        if platform.twilio is not None:
-            await platform.twilio.aclose()
+        await clients.aclose()
         await http.close()
         await wakeup.stop()
         await db.close()
         if redis is not None:
             await redis.aclose()
+
+
+PROVIDER_NAMES = ("twilio", "exotel", "gupshup", "ringcentral")
+
+
+@dataclass(frozen=True)
+class PlatformClients:
+    """The platform's configured provider clients (None when not configured)."""
+
+    twilio: Any = None
+    exotel: Any = None
+    gupshup: Any = None
+    ringcentral: Any = None
 
 
 def platform_clients(
@@ -199,48 +220,119 @@ def platform_clients(
     )
 
 
-def provider_router(res: Resources) -> ProviderRouter:
-    exotel = res.settings.providers.exotel
+class ProviderClients:
+    """Builds the clients of shops' own accounts (one per account, kept while its details
+    stay the same) and hands out the platform's configured ones."""
 
-    def shop_exotel(credentials: Any) -> ExotelClient:
-        return ExotelClient(
-            res.http,
-            account_sid=credentials.account_sid,
-            api_key=credentials.api_key.get_secret_value(),
-            api_token=credentials.api_token.get_secret_value(),
-            subdomain=credentials.subdomain,
-            api_url=exotel.api_url,
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession, clock: Clock) -> None:
+        self.settings = settings
+        self.http = http
+        self.clock = clock
+        self.configured = platform_clients(settings, http, clock)
+        self._built: dict[str, Any] = {}
+
+    def platform(self, provider: str) -> Any:
+        return getattr(self.configured, provider)
+
+    def for_account(self, provider: str, details: dict[str, Any], secrets: dict[str, Any]) -> Any:
+        key = json.dumps([provider, details, secrets], sort_keys=True)
+        client = self._built.get(key)
+        if client is None:
+            client = self._built[key] = self._build(provider, details, secrets)
+        return client
+
+    def _build(self, provider: str, details: dict[str, Any], secrets: dict[str, Any]) -> Any:
+        p = self.settings.providers
+        if provider == "twilio":
+            return TwilioClient(
+                details["account_sid"],
+                secrets["auth_token"],
+                p.twilio.api_url,
+                whatsapp_from=details.get("whatsapp_number", ""),
+                status_callback=f"{self.settings.server.public_url}/webhooks/twilio/status",
+            )
+        if provider == "exotel":
+            return ExotelClient(
+                self.http,
+                account_sid=details["account_sid"],
+                api_key=details["api_key"],
+                api_token=secrets["api_token"],
+                subdomain=details.get("subdomain", "api.exotel.com"),
+                api_url=p.exotel.api_url,
+            )
+        if provider == "gupshup":
+            return GupshupClient(
+                self.http,
+                api_key=secrets["api_key"],
+                app_name=details["app_name"],
+                source=details["whatsapp_number"],
+                api_url=p.gupshup.api_url,
+            )
+        return RingCentralClient(
+            self.http,
+            self.clock,
+            client_id=details["client_id"],
+            client_secret=secrets["client_secret"],
+            jwt=secrets["jwt"],
+            api_url=p.ringcentral.api_url,
         )
 
-    urls = CallbackUrls(res.settings.server.public_url, res.settings.secret_key())
-    return ProviderRouter(res.settings, res.box, urls, res.platform, shop_exotel)
+    def offers(self) -> dict[str, PlatformOffer]:
+        configured = {
+            name for name in PROVIDER_NAMES if getattr(self.configured, name) is not None
+        }
+        return platform_offers(self.settings, configured)
+
+    async def aclose(self) -> None:
+        for client in [*self._built.values(), self.configured.twilio]:
+            if isinstance(client, TwilioClient):
+                await client.aclose()
+
+
+def callback_urls(settings: Settings) -> CallbackUrls:
+    return CallbackUrls(settings.server.public_url, settings.secret_key())
+
+
+def account_desk(
+    settings: Settings, db: Database, queue: JobQueue, clock: Clock, clients: ProviderClients
+) -> AccountDesk:
+    box = SecretBox(settings.secret_key())
+    return AccountDesk(db, queue, box, clock, clients, clients.offers(), callback_urls(settings))
 
 
 def job_handlers(res: Resources) -> Mapping[str, Handler]:
     """Every job kind the product knows, bound to its dependencies."""
     webhook_url = f"{res.settings.server.public_url}/webhooks/shopify"
     order_actions = OrderActions(res.db, res.clock, res.box, res.shopify)
-    router = provider_router(res)
+    router = res.router()
+    desk = res.account_desk()
     verifier = res.verifier()
     handlers: dict[str, Handler] = {
         onboarding.CONNECT_JOB: onboarding.ShopConnector(
             res.db, res.queue, res.box, res.clock, res.shopify, webhook_url
         ).handle,
         RECONCILE_JOB: Reconciler(res.db, res.queue, res.box, res.clock, res.shopify).handle,
-        SEND_JOB: MessageSender(res.db, res.clock, res.limiter, router, res.keys).handle,
+        SEND_JOB: MessageSender(
+            res.db, res.clock, res.limiter, router, res.keys, desk.rejected
+        ).handle,
         EVENT_JOB: ProviderEvents(res.db, res.clock, verifier).handle,
         TAGS_JOB: order_actions.handle_tags,
         CANCEL_JOB: order_actions.handle_cancel,
         VERIFY_ORDER_JOB: verifier.handle_order,
         TIMER_JOB: verifier.handle_timer,
-        CALL_JOB: CallPlacer(res.db, res.clock, res.limiter, router, verifier).handle,
+        CALL_JOB: CallPlacer(
+            res.db, res.clock, res.limiter, router, verifier, desk.rejected
+        ).handle,
+        CHECK_JOB: AccountChecker(
+            res.db, res.queue, res.box, res.clients, res.clock, desk.refresh
+        ).handle,
     }
-    if res.platform.ringcentral is not None:
+    if res.clients.configured.ringcentral is not None:
         keeper = SubscriptionKeeper(
             res.db,
             res.queue,
             res.clock,
-            res.platform.ringcentral,
+            res.clients.configured.ringcentral,
             f"{res.settings.server.public_url}/webhooks/ringcentral",
             ringcentral_token(res.settings.secret_key()),
         )
@@ -255,7 +347,7 @@ async def schedule_periodic(res: Resources) -> None:
         shop_ids = await session.scalars(select(Shop.id).where(Shop.status != "uninstalled"))
         now = res.clock.now()
         await res.queue.enqueue(session, *(next_reconcile(i, now) for i in shop_ids))
-        if res.platform.ringcentral is not None:
+        if res.clients.configured.ringcentral is not None:
             await res.queue.enqueue(session, check_now(now))
 
 
@@ -343,7 +435,16 @@ async def serve(settings: Settings) -> None:
         await ensure_schema(res.db)
         await schedule_periodic(res)
         app = build_app(
-            AppDeps(settings, res.clock, res.db, res.queue, res.metrics, res.http, res.redis)
+            AppDeps(
+                settings,
+                res.clock,
+                res.db,
+                res.queue,
+                res.metrics,
+                res.http,
+                res.redis,
+                accounts=res.account_desk(),
+            )
         )
 
         def started(runner: web.AppRunner) -> None:
@@ -409,7 +510,9 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
         res.queue,
         res.box,
         clock,
-        sandbox.demo_settings(exotel.account_sid, exotel.api_key, exotel.api_token),
+        res.account_desk(),
+        sandbox.demo_settings(),
+        sandbox.demo_account(exotel.account_sid, exotel.api_key, exotel.api_token),
     )
     world.shop.continue_numbering(await sandbox.last_order_number(res.db, shop.shop_id))
     public_url = res.settings.server.public_url
@@ -452,7 +555,15 @@ async def run_sandbox(settings: Settings, port: int | None) -> None:
             simulation = await open_sandbox(res, world, clock)
             await schedule_periodic(res)
             deps = AppDeps(
-                settings, clock, res.db, res.queue, res.metrics, res.http, res.redis, simulation
+                settings,
+                clock,
+                res.db,
+                res.queue,
+                res.metrics,
+                res.http,
+                res.redis,
+                res.account_desk(),
+                simulation,
             )
             page = f"{settings.server.public_url}/sandbox"
             await serve_app(

@@ -70,8 +70,11 @@ class Shop(Base):
     language: Mapped[str] = mapped_column(String(8), default="en")
     status: Mapped[str] = mapped_column(String(32), default="partially_installed")
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Fernet ciphertext of a JSON document of the shop's own provider credentials.
+    # Fernet ciphertext of a JSON document of the shop's secrets (Shopify token).
     credentials: Mapped[str] = mapped_column(Text, default="")
+    # The account the merchant chose per channel ({"voice": account id, ...}); a channel
+    # without a choice uses its first connected account.
+    channels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     api_key_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
     # A one-time code the merchant sends the bot to link a chat; stored hashed.
     bot_link_code_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
@@ -81,6 +84,34 @@ class Shop(Base):
     # Orders that reconciliation found but no webhook had delivered, since the last alert.
     missed_webhooks: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ProviderAccount(Base):
+    """A provider account a shop sends and calls through: its own (credentials checked live
+    and sealed) or the platform's configured one (no credentials here)."""
+
+    __tablename__ = "provider_accounts"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "provider", "owner"),
+        # A callback names the account it comes from (Twilio's AccountSid).
+        Index(None, "provider", "external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    provider: Mapped[str] = mapped_column(String(32))  # twilio | exotel | gupshup | ringcentral
+    owner: Mapped[str] = mapped_column(String(16))  # shop | platform
+    # The provider's id of the account (account SID, app name, client id; "" for platform).
+    external_id: Mapped[str] = mapped_column(String(128), default="")
+    # What may be shown: account id, subdomain, app name, numbers and their capabilities.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Fernet ciphertext of the account's secrets ("" for the platform's).
+    secrets: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | rejected
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    checked_at: Mapped[datetime | None]
+    connected_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from clock import ManualClock
-from main import Resources, make_worker, platform_clients
+from main import ProviderClients, Resources, account_desk, make_worker
 from metrics import Metrics
 from providers.shopify.admin import ShopifyAdmin
 from settings import JobsSettings, Settings
@@ -204,11 +204,27 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
+async def provider_clients(
+    settings: Settings, clock: ManualClock, http: aiohttp.ClientSession
+) -> AsyncIterator[ProviderClients]:
+    clients = ProviderClients(settings, http, clock)
+    yield clients
+    await clients.aclose()
+
+
+@pytest.fixture
 def app_factory(
-    settings: Settings, clock: ManualClock, metrics: Metrics, http: aiohttp.ClientSession
+    settings: Settings,
+    clock: ManualClock,
+    metrics: Metrics,
+    http: aiohttp.ClientSession,
+    provider_clients: ProviderClients,
 ) -> Any:
     def make(db: Database, queue: JobQueue, redis: Any = None) -> Any:
-        return build_app(AppDeps(settings, clock, db, queue, metrics, http, redis))
+        accounts = account_desk(settings, db, queue, clock, provider_clients)
+        return build_app(
+            AppDeps(settings, clock, db, queue, metrics, http, redis, accounts=accounts)
+        )
 
     return make
 
@@ -221,6 +237,7 @@ def resources(
     queue: JobQueue,
     metrics: Metrics,
     http: aiohttp.ClientSession,
+    provider_clients: ProviderClients,
 ) -> Resources:
     """What the worker's job handlers use, built as main.py does, on the test's database,
     clock and settings (provider clients for the providers the settings configure)."""
@@ -235,7 +252,7 @@ def resources(
         http,
         SecretBox(settings.secret_key()),
         shopify,
-        platform_clients(settings, http, clock),
+        provider_clients,
         LocalRateLimiter(clock),
     )
 

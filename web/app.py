@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from clock import Clock
+from flows.channels.account_desk import AccountDesk
 from flows.verification.customer_keys import CustomerKeys
 from flows.verification.customer_page import CustomerDesk
 from flows.verification.runtime import Verifier
@@ -32,6 +33,7 @@ from web import (
     verify_page,
 )
 from web.keys import (
+    accounts_key,
     clock_key,
     customer_desk_key,
     db_key,
@@ -55,6 +57,8 @@ class AppDeps:
     metrics: Metrics
     http: aiohttp.ClientSession
     redis: Any = None
+    # The provider-account use cases (connect, choose, setup list) for the admin API.
+    accounts: AccountDesk | None = None
     # Only in sandbox mode (`main.py sandbox`): adds the /sandbox routes.
     sandbox: sandbox_api.Sandbox | None = None
 
@@ -70,6 +74,7 @@ def build_app(deps: AppDeps) -> web.Application:
     app[metrics_key] = deps.metrics
     app[http_key] = deps.http
     app[redis_key] = deps.redis
+    app[accounts_key] = deps.accounts
     box = SecretBox(deps.settings.secret_key())
     app[secret_box_key] = box
     app[inbox_key] = Inbox(deps.db, deps.queue, deps.clock)

@@ -29,3 +29,5 @@ customer_desk_key = web.AppKey("customer_desk", CustomerDesk)
 http_key = web.AppKey("http", aiohttp.ClientSession)
 # A redis.asyncio.Redis client, or None when Redis is not configured.
 redis_key = web.AppKey("redis", Any)
+# The provider-account use cases (an AccountDesk), None where the admin API does not need it.
+accounts_key = web.AppKey("accounts", Any)

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from aiohttp import web
 from sqlalchemy import select
 
+from flows.channels.accounts import secrets_of
 from flows.shops import config as shop_config
 from flows.verification.ivr import script
 from providers import twilio
 from providers.events import Event, KeypadInput
-from storage.models import Call, Order, Shop
+from storage.models import Call, Order, ProviderAccount, Shop
 from web.errors import json_error
 from web.inbound import accept_event
 from web.keys import db_key, secret_box_key, settings_key
@@ -31,16 +32,32 @@ def _twiml(body: str) -> web.Response:
 
 
 async def _signed_form(request: web.Request) -> Mapping[str, str]:
-    """The posted form, if Twilio signed it for our public URL; else 403."""
+    """The posted form, if Twilio signed it for our public URL with the auth token of the
+    account it names (the platform's, or a shop's own); else 403."""
     settings = request.app[settings_key]
     form = {key: str(value) for key, value in (await request.post()).items()}
     url = settings.server.public_url + request.path_qs
-    token = settings.providers.twilio.auth_token.get_secret_value()
-    if not token or not twilio.verify_signature(
-        url, form, request.headers.get("X-Twilio-Signature"), token
-    ):
+    signature = request.headers.get("X-Twilio-Signature")
+    tokens = await _auth_tokens(request, form.get("AccountSid", ""))
+    if not any(twilio.verify_signature(url, form, signature, token) for token in tokens):
         raise web.HTTPForbidden(reason="bad or missing X-Twilio-Signature")
     return form
+
+
+async def _auth_tokens(request: web.Request, account_sid: str) -> list[str]:
+    platform = request.app[settings_key].providers.twilio
+    if account_sid and account_sid == platform.account_sid:
+        return [platform.auth_token.get_secret_value()]
+    async with request.app[db_key].sessions() as session:
+        rows = await session.scalars(
+            select(ProviderAccount).where(
+                ProviderAccount.provider == "twilio",
+                ProviderAccount.owner == "shop",
+                ProviderAccount.external_id == account_sid,
+            )
+        )
+        box = request.app[secret_box_key]
+        return [token for row in rows if (token := secrets_of(row, box).get("auth_token"))]
 
 
 async def _parsed(request: web.Request, parse) -> Event | web.Response:
@@ -88,7 +105,7 @@ async def _call_script(request: web.Request, call_sid: str):
     if found is None:
         return None
     _call, order, shop = found
-    return script(shop, order, shop_config.load(shop, request.app[secret_box_key]))
+    return script(shop, order, shop_config.load(shop))
 
 
 def _gather_url(request: web.Request, attempt: int) -> str:

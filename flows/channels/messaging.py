@@ -7,6 +7,7 @@ one is recorded with its reason on the message and the order timeline, and not r
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,9 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.channels.accounts import AccountWaiting
 from flows.jobs import provider_failure
 from flows.verification.customer_keys import CustomerKeys
 from providers.base import (
+    UNAUTHORIZED,
     Button,
     ProviderError,
     SendReceipt,
@@ -47,6 +50,7 @@ class Route:
     sender: str
     per_second: float
     status_callback: str = ""
+    account_id: int = 0
 
     @property
     def rate_key(self) -> str:
@@ -120,7 +124,8 @@ async def queue_message(
 
 
 class MessageSender:
-    """The SEND_JOB handler. `route` picks the provider account for (shop, channel)."""
+    """The SEND_JOB handler. `router` picks the provider account for (shop, channel); a
+    refused account makes the message wait for it, not fail."""
 
     def __init__(
         self,
@@ -129,12 +134,14 @@ class MessageSender:
         limiter: RateLimiter,
         router: Any,
         keys: CustomerKeys,
+        on_rejected: Callable[[int, str], Awaitable[None]],
     ) -> None:
         self.db = db
         self.clock = clock
         self.limiter = limiter
         self.router = router
         self.keys = keys
+        self.on_rejected = on_rejected  # (account id, reason): the provider refused it
 
     async def handle(self, job: ClaimedJob) -> None:
         details = job.payload.get("details") or {}
@@ -150,10 +157,12 @@ class MessageSender:
                 return
             shop = await session.get(Shop, message.shop_id)
             try:
-                route = self.router(shop, message.channel)
+                route = await self.router(session, shop, message.channel)
             except NoRoute as exc:
                 self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
                 return
+            except AccountWaiting as exc:
+                raise exc.deferral() from None
         wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
         if wait > 0:
             raise Deferred(wait, f"rate limit of {route.rate_key}")
@@ -161,6 +170,10 @@ class MessageSender:
         try:
             receipt = await self._send(route, message, details)
         except ProviderError as exc:
+            if exc.code == UNAUTHORIZED:
+                await self._mark(message.id, "queued", route)
+                await self.on_rejected(route.account_id, str(exc))
+                raise AccountWaiting(route.account_id).deferral() from exc
             if exc.retryable and job.attempts < job.max_attempts:
                 await self._mark(message.id, "queued", route)
                 raise provider_failure(exc) from exc

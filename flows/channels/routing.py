@@ -1,24 +1,35 @@
-"""Which provider account carries a shop's message or call.
+"""Which provider account carries a shop's message or call, and how to reach it.
 
-The shop's own Exotel account (from its settings, seed 000) comes first; otherwise the
-platform's accounts from the configuration: SMS by Twilio, Exotel, then RingCentral;
-WhatsApp by Gupshup, then Twilio; calls by Twilio (our own IVR), then Exotel (the shop's
-call flow). The account used is recorded on every message and call: it is billed differently.
+Each channel (voice, SMS, WhatsApp) is carried by the account `accounts.selected` names for
+the shop: its own (Twilio, Exotel, Gupshup or RingCentral, credentials sealed) or the
+platform's configured one it connected. Calls by Twilio run our own TwiML IVR; calls by
+Exotel run the merchant's call flow. The account used is recorded on every message and call:
+it is billed differently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flows.channels.accounts import (
+    PLATFORM,
+    REJECTED,
+    AccountWaiting,
+    Clients,
+    PlatformOffer,
+    secrets_of,
+    selected,
+    shop_accounts,
+)
 from flows.channels.callback_urls import CallbackUrls
 from flows.channels.messaging import NoRoute, Route
-from flows.shops import config as shop_config
 from flows.shops.settings import ShopSettings
 from settings import Settings
 from storage.crypto import SecretBox
-from storage.models import Shop
+from storage.models import ProviderAccount, Shop
 
 
 @dataclass(frozen=True)
@@ -30,23 +41,37 @@ class VoiceRoute:
     client: Any  # a VoiceCaller
     caller_id: str
     per_second: float
+    account_id: int
     flow_id: str = ""  # Exotel: the call flow with the verification's passthru applets
     answer_url: str = ""  # Twilio: our IVR's TwiML
     status_callback: str = ""
 
     @property
     def rate_key(self) -> str:
-        return f"{self.provider}:{self.account}:calls"
+        return f"{self.provider}:{self.account}:{self.account_id}:calls"
 
 
-@dataclass(frozen=True)
-class PlatformClients:
-    """The platform's configured provider clients (None when not configured)."""
+def platform_offers(settings: Settings, configured: set[str]) -> dict[str, PlatformOffer]:
+    """What the platform's configured accounts (`configured`: providers with a client) offer."""
+    p = settings.providers
+    found: dict[str, PlatformOffer] = {}
+    if "twilio" in configured:
+        channels = (("voice", "sms") if p.twilio.sms_from else ()) + (
+            ("whatsapp",) if p.twilio.whatsapp_from else ()
+        )
+        numbers = tuple(n for n in (p.twilio.sms_from, p.twilio.whatsapp_from) if n)
+        found["twilio"] = PlatformOffer("twilio", channels, numbers)
+    if "exotel" in configured:
+        found["exotel"] = PlatformOffer("exotel", ("voice", "sms"), ())
+    if "gupshup" in configured:
+        found["gupshup"] = PlatformOffer("gupshup", ("whatsapp",), (p.gupshup.source,))
+    if "ringcentral" in configured and p.ringcentral.sms_from:
+        found["ringcentral"] = PlatformOffer("ringcentral", ("sms",), (p.ringcentral.sms_from,))
+    return found
 
-    twilio: Any = None
-    exotel: Any = None
-    gupshup: Any = None
-    ringcentral: Any = None
+
+def _first(numbers: list[dict[str, Any]], capability: str) -> str:
+    return next((n["number"] for n in numbers if n.get(capability)), "")
 
 
 class ProviderRouter:
@@ -55,121 +80,92 @@ class ProviderRouter:
         settings: Settings,
         box: SecretBox,
         urls: CallbackUrls,
-        platform: PlatformClients,
-        shop_exotel: Callable[[Any], Any],
+        clients: Clients,
+        offers: dict[str, PlatformOffer],
     ) -> None:
         self.providers = settings.providers
         self.box = box
         self.urls = urls
-        self.platform = platform
-        self.shop_exotel = shop_exotel  # builds an Exotel client from a shop's credentials
+        self.clients = clients
+        self.offers = offers
 
-    def __call__(self, shop: Shop, channel: str) -> Route:
-        if channel == "sms":
-            return self.sms(shop)
-        if channel == "whatsapp":
-            return self.whatsapp()
-        raise NoRoute(f"unknown channel {channel!r}")
+    async def account(self, session: AsyncSession, shop: Shop, channel: str) -> ProviderAccount:
+        accounts = await shop_accounts(session, shop.id)
+        account = selected(shop, accounts, channel)
+        if account is None:
+            raise NoRoute(f"no {channel} account is connected for this shop")
+        if account.status == REJECTED:
+            raise AccountWaiting(account.id)
+        return account
 
-    def sms(self, shop: Shop) -> Route:
-        credentials = shop_config.load(shop, self.box).credentials
-        if credentials.account_sid and credentials.api_key and credentials.api_token:
-            return Route(
-                "exotel",
-                "shop",
-                self.shop_exotel(credentials),
-                "",
-                self.providers.exotel.messages_per_second,
-                self.urls.exotel(shop.id, "sms-status"),
-            )
-        p = self.platform
-        if p.twilio is not None and self.providers.twilio.sms_from:
-            return Route(
-                "twilio",
-                "platform",
-                p.twilio,
-                self.providers.twilio.sms_from,
-                self.providers.twilio.messages_per_second,
-                self.urls.twilio("status"),
-            )
-        if p.exotel is not None:
-            return Route(
-                "exotel",
-                "platform",
-                p.exotel,
-                "",
-                self.providers.exotel.messages_per_second,
-                self.urls.exotel(shop.id, "sms-status"),
-            )
-        if p.ringcentral is not None and self.providers.ringcentral.sms_from:
-            return Route(
-                "ringcentral",
-                "platform",
-                p.ringcentral,
-                self.providers.ringcentral.sms_from,
-                self.providers.ringcentral.messages_per_second,
-            )
-        raise NoRoute("no SMS provider account is configured for this shop or the platform")
+    def _client(self, account: ProviderAccount) -> Any:
+        if account.owner == PLATFORM:
+            client = self.clients.platform(account.provider)
+            if client is None:
+                raise NoRoute(f"the platform's {account.provider} account is not configured")
+            return client
+        return self.clients.for_account(
+            account.provider, account.details, secrets_of(account, self.box)
+        )
 
-    def whatsapp(self) -> Route:
-        p = self.platform
-        if p.gupshup is not None:
-            return Route(
-                "gupshup",
-                "platform",
-                p.gupshup,
-                self.providers.gupshup.source,
-                self.providers.gupshup.messages_per_second,
-            )
-        if p.twilio is not None and self.providers.twilio.whatsapp_from:
-            return Route(
-                "twilio",
-                "platform",
-                p.twilio,
-                self.providers.twilio.whatsapp_from,
-                self.providers.twilio.messages_per_second,
-                self.urls.twilio("status"),
-            )
-        raise NoRoute("no WhatsApp provider account is configured for the platform")
+    async def __call__(self, session: AsyncSession, shop: Shop, channel: str) -> Route:
+        """The route of a message on `channel` ("sms" or "whatsapp")."""
+        account = await self.account(session, shop, channel)
+        provider, owner, details = account.provider, account.owner, account.details
+        own = owner != PLATFORM
+        config = getattr(self.providers, provider)
+        callback = ""
+        if provider == "twilio":
+            callback = self.urls.twilio("status")
+            if channel == "whatsapp":
+                sender = details.get("whatsapp_number") if own else config.whatsapp_from
+            else:
+                sender = _first(details.get("numbers", []), "sms") if own else config.sms_from
+        elif provider == "exotel":
+            sender, callback = "", self.urls.exotel(shop.id, "sms-status")
+        elif provider == "gupshup":
+            sender = details.get("whatsapp_number") if own else config.source
+        else:
+            sender = details.get("sms_number") if own else config.sms_from
+        return Route(
+            provider,
+            owner,
+            self._client(account),
+            sender or "",
+            config.messages_per_second,
+            callback,
+            account.id,
+        )
 
-    def voice(self, shop: Shop, settings: ShopSettings) -> VoiceRoute:
+    async def voice(self, session: AsyncSession, shop: Shop, settings: ShopSettings) -> VoiceRoute:
+        account = await self.account(session, shop, "voice")
         ivr = settings.ivr
-        credentials = settings.credentials
-        if (
-            credentials.account_sid
-            and credentials.api_key.get_secret_value()
-            and credentials.api_token.get_secret_value()
-            and ivr.flow_id
-        ):
+        numbers = account.details.get("numbers", [])
+        if account.provider == "exotel":
+            if not ivr.flow_id:
+                raise NoRoute("calls through Exotel need ivr.flow_id (the merchant's call flow)")
             return VoiceRoute(
                 "exotel",
-                "shop",
-                self.shop_exotel(credentials),
-                ivr.caller_id,
+                account.owner,
+                self._client(account),
+                ivr.caller_id or _first(numbers, "voice"),
                 self.providers.exotel.calls_per_second,
+                account.id,
                 flow_id=ivr.flow_id,
                 status_callback=self.urls.exotel(shop.id, "call-status"),
             )
-        p = self.platform
-        caller_id = ivr.caller_id or self.providers.twilio.sms_from
-        if p.twilio is not None and caller_id:
-            return VoiceRoute(
-                "twilio",
-                "platform",
-                p.twilio,
-                caller_id,
-                self.providers.twilio.calls_per_second,
-                answer_url=self.urls.twilio("voice"),
-                status_callback=self.urls.twilio("voice/status"),
-            )
-        if p.exotel is not None and ivr.flow_id:
-            return VoiceRoute(
-                "exotel",
-                "platform",
-                p.exotel,
-                ivr.caller_id,
-                self.providers.exotel.calls_per_second,
-                flow_id=ivr.flow_id,
-                status_callback=self.urls.exotel(shop.id, "call-status"),
-            )
-        raise NoRoute("no voice account can call for this shop: set ivr.flow_id with Exotel")
+        if account.owner == PLATFORM:
+            caller_id = ivr.caller_id or self.providers.twilio.sms_from
+        else:
+            voice_numbers = [n["number"] for n in numbers if n.get("voice")]
+            caller_id = ivr.caller_id if ivr.caller_id in voice_numbers else voice_numbers[0]
+        return VoiceRoute(
+            "twilio",
+            account.owner,
+            self._client(account),
+            caller_id,
+            self.providers.twilio.calls_per_second,
+            account.id,
+            answer_url=self.urls.twilio("voice"),
+            status_callback=self.urls.twilio("voice/status"),
+        )

@@ -1,42 +1,37 @@
-"""A shop's settings as stored: the plain document plus its sealed credentials, the status
-that follows from them, and saving a new document whole or not at all."""
+"""A shop's settings as stored, the status that follows from them and from its accounts,
+and saving a new document whole or not at all."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from clock import Clock
-from flows.shops.settings import ShopSettings, is_complete, merge_secrets, validate_settings
+from flows.channels.accounts import shop_accounts
+from flows.channels.setup import missing
+from flows.shops.settings import FieldProblem, ShopSettings, validate_settings
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.models import Shop
-from storage.shops import read_secrets, write_secrets
-
-TOKEN_MISSING = "shopify.access_token"
+from storage.shops import read_secrets
 
 
-def load(shop: Shop, box: SecretBox) -> ShopSettings:
-    document = dict(shop.settings or {})
-    credentials = read_secrets(shop, box).get("settings_credentials")
-    if credentials:
-        document["credentials"] = credentials
-    return ShopSettings.model_validate(document)
+def load(shop: Shop) -> ShopSettings:
+    return ShopSettings.model_validate(shop.settings or {})
 
 
-def public(settings: ShopSettings) -> dict[str, Any]:
-    return settings.public_document()
+async def problems(session: AsyncSession, shop: Shop, box: SecretBox) -> list[FieldProblem]:
+    """What the shop still lacks to be `installed`."""
+    has_token = bool(read_secrets(shop, box).get("shopify_access_token"))
+    return missing(shop, load(shop), await shop_accounts(session, shop.id), has_token)
 
 
-def missing(shop: Shop, settings: ShopSettings, box: SecretBox) -> list[str]:
-    """What the shop still lacks to be `installed` (seed 000: both halves set up)."""
-    lacking = [] if read_secrets(shop, box).get("shopify_access_token") else [TOKEN_MISSING]
-    return lacking + is_complete(settings)
-
-
-def status_for(shop: Shop, settings: ShopSettings, box: SecretBox) -> str:
-    if shop.status == "uninstalled":
-        return shop.status
-    return "partially_installed" if missing(shop, settings, box) else "installed"
+async def refresh_status(session: AsyncSession, shop: Shop, box: SecretBox) -> None:
+    """Set the shop's status from what it has now (an uninstalled shop stays so)."""
+    if shop.status != "uninstalled":
+        lacking = await problems(session, shop, box)
+        shop.status = "partially_installed" if lacking else "installed"
 
 
 async def save(
@@ -46,11 +41,8 @@ async def save(
     async with db.transaction() as session:
         shop = await session.get(Shop, shop_id, with_for_update=True)
         assert shop is not None
-        merged = merge_secrets(document, load(shop, box))
-        settings = validate_settings(merged, country=shop.country)
-        stored = settings.stored_document()
-        write_secrets(shop, box, settings_credentials=stored.pop("credentials"))
-        shop.settings = stored
-        shop.status = status_for(shop, settings, box)
+        settings = validate_settings(document, country=shop.country)
+        shop.settings = settings.document()
+        await refresh_status(session, shop, box)
         shop.updated_at = clock.now()
     return settings

@@ -127,7 +127,7 @@ class ShopConnector:
             shop.timezone = info.iana_timezone or shop.timezone
             shop.phone = info.phone or shop.phone
             shop.country = info.country_code or shop.country
-            shop.status = shop_config.status_for(shop, shop_config.load(shop, self.box), self.box)
+            await shop_config.refresh_status(session, shop, self.box)
             shop.updated_at = now
             session.add(
                 Activity(

@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.channels.account_desk import AccountDesk
+from flows.channels.accounts import CHECK_JOB
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB
 from flows.shops import config as shop_config
 from flows.shops import onboarding
@@ -29,21 +31,27 @@ from storage.models import Activity, Job, Order, Shop
 from storage.shops import issue_secrets, shop_by_domain
 
 # Periodic upkeep: "to the next job" skips these to reach the next step of a conversation.
-HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB})
+HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB, CHECK_JOB})
 
 
-def demo_settings(exotel_sid: str, exotel_key: str, exotel_token: str) -> dict[str, Any]:
+def demo_account(exotel_sid: str, exotel_key: str, exotel_token: str) -> dict[str, Any]:
+    """The demo shop's own (simulated) Exotel account, connected as a merchant would."""
+    return {
+        "provider": "exotel",
+        "subdomain": "api.in.exotel.com",
+        "account_sid": exotel_sid,
+        "api_key": exotel_key,
+        "api_token": exotel_token,
+        "numbers": [demo.CALLER_ID, demo.EXOPHONE],
+    }
+
+
+def demo_settings() -> dict[str, Any]:
     """The demo shop's settings: an IVR call through the shop's Exotel, one retry after 10
     minutes between 9:00 and 21:00 India time, then an SMS with the confirm/cancel link."""
     dlt = {"sender_id": demo.SENDER_ID, "dlt_entity_id": "1101000000000001"}
     return {
         "verification": {"for_orders": "cod", "type": "ivr"},
-        "credentials": {
-            "subdomain": "api.in.exotel.com",
-            "account_sid": exotel_sid,
-            "api_key": exotel_key,
-            "api_token": exotel_token,
-        },
         "ivr": {
             "caller_id": demo.CALLER_ID,
             "flow_id": demo.FLOW_ID,
@@ -77,9 +85,16 @@ class DemoShop:
 
 
 async def seed_demo_shop(
-    db: Database, queue: JobQueue, box: SecretBox, clock: Clock, settings: dict[str, Any]
+    db: Database,
+    queue: JobQueue,
+    box: SecretBox,
+    clock: Clock,
+    accounts: AccountDesk,
+    settings: dict[str, Any],
+    account: dict[str, Any],
 ) -> DemoShop:
-    """Create the demo shop with `settings` unless it exists; issue it a new API key."""
+    """Create the demo shop with `settings` and its `account` unless it exists (what a
+    first start that stopped half-way left out is done now); issue it a new API key."""
     async with db.sessions() as session:
         shop = await shop_by_domain(session, demo.SHOP_DOMAIN)
     if shop is None:
@@ -87,11 +102,12 @@ async def seed_demo_shop(
             db, queue, box, clock, demo.SHOP_DOMAIN, demo.SHOP_TOKEN
         )
         shop_id = connected.shop_id
-        await shop_config.save(db, box, clock, shop_id, settings)
     else:
         shop_id = shop.id
-        if not shop.settings:  # a first start that stopped half-way
-            await shop_config.save(db, box, clock, shop_id, settings)
+    if shop is None or not shop.settings:
+        await shop_config.save(db, box, clock, shop_id, settings)
+    if not (await accounts.listing(shop_id))["accounts"]:
+        await accounts.connect(shop_id, account)
     async with db.transaction() as session:
         stored = await session.get(Shop, shop_id, with_for_update=True)
         assert stored is not None

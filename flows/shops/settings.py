@@ -4,19 +4,18 @@ its validation: a document is accepted whole or refused with every problem liste
 
 import copy
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache, reduce
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from providers.shopify.orders import DEFAULT_COD_GATEWAYS
 
-SECRET_MASK = "********"
 ORDER_PLACEHOLDERS = ("%ordernumber%", "%ordername%", "%orderamount%")
 _PLACEHOLDER = re.compile(r"%\w+%", re.ASCII)
 # Shopify limits a tag to 40 characters and separates tags with commas.
@@ -94,9 +93,6 @@ Phone = Annotated[
 ExoPhone = Annotated[str, _matching(r"\+?\d{6,15}", "must be a phone number, e.g. 08047112345")]
 Digits = Annotated[str, _matching(r"\d{1,30}", "must be digits only")]
 SenderId = Annotated[str, _matching(r"\+?[A-Za-z0-9]{1,20}", "must be letters and digits only")]
-AccountSid = Annotated[
-    str, _matching(r"[A-Za-z0-9_-]{1,64}", "must be letters, digits, '-' and '_' only")
-]
 Tag = Annotated[str, AfterValidator(_tag)]
 Key = Annotated[str, _matching(r"[0-9*#]", "must be one keypad key: 0-9, * or #")]
 ButtonTitle = Annotated[str, Field(max_length=20)]
@@ -244,15 +240,6 @@ class OtpSettings(_Section):
     expiry_minutes: int = Field(10, ge=1, le=60)
 
 
-class ExotelCredentials(_Section):
-    """The shop's own Exotel account, which places the calls and sends the SMS."""
-
-    subdomain: Literal["api.exotel.com", "api.in.exotel.com"] = "api.exotel.com"
-    account_sid: AccountSid = ""
-    api_key: SecretStr = SecretStr("")
-    api_token: SecretStr = SecretStr("")
-
-
 class ShopSettings(_Section):
     """The whole settings document of one shop."""
 
@@ -262,34 +249,15 @@ class ShopSettings(_Section):
     whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
     fallback: Fallback = Field(default_factory=Fallback)
     otp: OtpSettings = Field(default_factory=OtpSettings)
-    credentials: ExotelCredentials = Field(default_factory=ExotelCredentials)
     contact_phone: Phone = ""
+    # The language of calls, messages and pages; "" is the shop's own, from Shopify.
+    language: Literal["", "en", "hi"] = ""
 
-    def public_document(self) -> dict[str, Any]:
-        """The document as JSON, every secret shown as SECRET_MASK when set and "" when empty."""
-        return self._document(lambda secret: SECRET_MASK if secret else "")
-
-    def stored_document(self) -> dict[str, Any]:
-        """The document as JSON with the secrets in clear, for the encrypted store only."""
-        return self._document(lambda secret: secret)
-
-    def _document(self, show: Callable[[str], str]) -> dict[str, Any]:
-        document = self.model_dump(mode="json")
-        for path in _SECRET_PATHS:
-            parent, name = _parent(document, path.split("."))
-            parent[name] = show(_get(self, path).get_secret_value())
-        return document
+    def document(self) -> dict[str, Any]:
+        """The document as JSON (it holds no secret: credentials live with the accounts)."""
+        return self.model_dump(mode="json")
 
 
-def _secret_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
-    for name, field in model.model_fields.items():
-        if field.annotation is SecretStr:
-            yield prefix + name
-        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            yield from _secret_paths(field.annotation, f"{prefix}{name}.")
-
-
-_SECRET_PATHS = tuple(_secret_paths(ShopSettings))
 SHOP_SETTINGS_DEFAULTS = ShopSettings()
 
 
@@ -325,21 +293,12 @@ def sections_in_use(settings: ShopSettings) -> frozenset[str]:
     used: set[str] = set()
     for method in methods(settings):
         if method in ("ivr", "otp"):
-            used |= {"credentials", method}
+            used.add(method)
         elif method in ("sms_link", "missed_call"):
             used.add(f"fallback.{method}")
     return frozenset(used)
 
 
-# Required only for the sections in use; the document can be saved without them, but the shop
-# stays partially installed (see is_complete).
-_REQUIRED = {
-    "credentials": ("account_sid", "api_key", "api_token"),
-    "ivr": ("caller_id", "flow_id"),
-    "fallback.sms_link": ("sender_id",),
-    "fallback.missed_call": ("sender_id", "exophone"),
-    "otp": ("sender_id",),
-}
 # Required for shops in India (DLT registration), for the sections in use.
 _DLT_IDS = {
     "otp": ("dlt_entity_id", "dlt_template_id"),
@@ -445,24 +404,6 @@ _RULES = (
 )
 
 
-def is_complete(settings: ShopSettings) -> list[str]:
-    """The field paths still missing before the shop can leave "partially_installed"."""
-    used = sections_in_use(settings)
-    paths = ["contact_phone"]
-    paths += [f"{s}.{name}" for s, names in _REQUIRED.items() if s in used for name in names]
-    return [path for path in paths if _blank(_get(settings, path))]
-
-
-def merge_secrets(incoming: dict[str, Any], stored: ShopSettings) -> dict[str, Any]:
-    """A copy of `incoming` where every secret given as SECRET_MASK keeps its stored value."""
-    merged = copy.deepcopy(incoming)
-    for path in _SECRET_PATHS:
-        parent, name = _parent(merged, path.split("."))
-        if parent is not None and parent.get(name) == SECRET_MASK:
-            parent[name] = _get(stored, path).get_secret_value()
-    return merged
-
-
 def validate_settings(document: dict[str, Any], *, country: str) -> ShopSettings:
     """Parse a settings document for a shop in `country` (ISO code) or raise SettingsError."""
     if not isinstance(document, dict):
@@ -489,10 +430,6 @@ def validate_settings(document: dict[str, Any], *, country: str) -> ShopSettings
 
 def _get(settings: ShopSettings, path: str) -> Any:
     return reduce(getattr, path.split("."), settings)
-
-
-def _blank(value: Any) -> bool:
-    return not (value.get_secret_value() if isinstance(value, SecretStr) else value)
 
 
 def _parent(document: dict[str, Any], keys: Sequence[Any]) -> tuple[dict[str, Any] | None, Any]:

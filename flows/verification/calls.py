@@ -9,16 +9,18 @@ A DND or other permanent refusal goes to the flow, which falls back at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
 
 from clock import Clock
+from flows.channels.accounts import AccountWaiting
 from flows.channels.messaging import NoRoute
 from flows.channels.routing import ProviderRouter, VoiceRoute
 from flows.jobs import provider_failure
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
-from providers.base import CallRequest, ProviderError
+from providers.base import UNAUTHORIZED, CallRequest, ProviderError
 from storage.db import Database
 from storage.jobs import ClaimedJob, Deferred
 from storage.models import Activity, Call
@@ -38,12 +40,14 @@ class CallPlacer:
         limiter: RateLimiter,
         router: ProviderRouter,
         verifier: Verifier,
+        on_rejected: Callable[[int, str], Awaitable[None]],
     ) -> None:
         self.db = db
         self.clock = clock
         self.limiter = limiter
         self.router = router
         self.verifier = verifier
+        self.on_rejected = on_rejected  # (account id, reason): the provider refused it
 
     async def handle(self, job: ClaimedJob) -> None:
         verification_id, ref = job.payload["verification_id"], job.payload["call"]
@@ -60,7 +64,9 @@ class CallPlacer:
             if call is not None and call.status != "queued":
                 return
             try:
-                route = self.router.voice(ctx.shop, ctx.settings)
+                route = await self.router.voice(session, ctx.shop, ctx.settings)
+            except AccountWaiting as exc:
+                raise exc.deferral() from None
             except NoRoute as exc:
                 _LOGGER.warning("verification %s: %s", verification_id, exc)
                 await self.verifier.apply(session, ctx, CallRefused(ref, "NO_ROUTE"))
@@ -86,6 +92,10 @@ class CallPlacer:
         try:
             receipt = await route.client.place_call(request)
         except ProviderError as exc:
+            if exc.code == UNAUTHORIZED:
+                await self._set(call_id, "queued")
+                await self.on_rejected(route.account_id, str(exc))
+                raise AccountWaiting(route.account_id).deferral() from exc
             if exc.retryable and job.attempts < job.max_attempts:
                 await self._set(call_id, "queued")
                 raise provider_failure(exc) from exc

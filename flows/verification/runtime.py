@@ -144,7 +144,7 @@ class Verifier:
             row = await session.scalar(
                 select(Verification).where(Verification.order_id == order.id).with_for_update()
             )
-            settings = shop_config.load(shop, self.box)
+            settings = shop_config.load(shop)
             if row is None:
                 if order.verification_status == "none":
                     await self._start(session, shop, order, settings)
@@ -173,7 +173,7 @@ class Verifier:
         shop = await session.get(Shop, row.shop_id)
         if order is None or shop is None or shop.status == "uninstalled":
             return None
-        return Context(row, order, shop, shop_config.load(shop, self.box))
+        return Context(row, order, shop, shop_config.load(shop))
 
     async def apply(self, session: AsyncSession, ctx: Context, event: Event) -> VState:
         """Feed `event` to the flow; store the new state and its effects; return the state."""
@@ -211,7 +211,7 @@ class Verifier:
         shop = await session.get(Shop, shop_id)
         if shop is None or shop.status == "uninstalled":
             return []
-        settings = shop_config.load(shop, self.box)
+        settings = shop_config.load(shop)
         query = (
             select(Verification.id)
             .join(Order, Verification.order_id == Order.id)

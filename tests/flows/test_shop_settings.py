@@ -7,20 +7,14 @@ import pytest
 
 from flows.shops.settings import (
     ORDER_PLACEHOLDERS,
-    SECRET_MASK,
     SHOP_SETTINGS_DEFAULTS,
     SettingsError,
     ShopSettings,
-    is_complete,
-    merge_secrets,
     validate_settings,
 )
 
 COMPLETE = {
     "contact_phone": "+919876543210",
-    "credentials.account_sid": "shop1",
-    "credentials.api_key": "key-1",
-    "credentials.api_token": "token-1",
     "ivr.caller_id": "08047112345",
     "ivr.flow_id": "123456",
     "fallback.mode": "sms_link",
@@ -33,7 +27,7 @@ MISSED_CALL = "fallback.missed_call"
 
 
 def doc(changes: dict[str, Any] | None = None) -> dict[str, Any]:
-    document = SHOP_SETTINGS_DEFAULTS.stored_document()
+    document = SHOP_SETTINGS_DEFAULTS.document()
     for path, value in (changes or {}).items():
         *parents, name = path.split(".")
         node = document
@@ -59,14 +53,14 @@ def test_defaults_are_seed_000_defaults_and_valid():
     assert defaults.fallback.sms_link.link_expiry_hours == 48
     assert defaults.ivr.timezone == "Asia/Kolkata"
     assert defaults.ivr.confirm_tag and defaults.otp.verified_tag
-    assert "{XYZ Shop}" not in json.dumps(defaults.public_document())
+    assert "{XYZ Shop}" not in json.dumps(defaults.document())
 
 
-def test_json_schema_carries_ranges_and_hides_secrets():
+def test_json_schema_carries_ranges_and_holds_no_credentials():
     schema = ShopSettings.model_json_schema()
     ivr = schema["$defs"]["IvrSettings"]["properties"]
     assert (ivr["retries"]["minimum"], ivr["retries"]["maximum"]) == (0, 5)
-    assert schema["$defs"]["ExotelCredentials"]["properties"]["api_token"]["writeOnly"]
+    assert "credentials" not in schema["properties"]  # they belong to the provider accounts
 
 
 def bounds(path: str, low: int, high: int, **extra: Any) -> list[Any]:
@@ -236,7 +230,9 @@ def test_dlt_ids_are_required_in_india_for_the_sections_in_use(changes, india):
         ({"ivr.flow_id": "flow1"}, {"ivr.flow_id"}),
         ({"otp.dlt_entity_id": "11a"}, {"otp.dlt_entity_id"}),
         ({"otp.encoding": "gsm"}, {"otp.encoding"}),
-        ({"credentials.subdomain": "api.example.com"}, {"credentials.subdomain"}),
+        ({"credentials": {"account_sid": "x"}}, {"credentials"}),
+        ({"language": "hi"}, set()),
+        ({"language": "fr"}, {"language"}),
         ({"verification.type": "email"}, {"verification.type"}),
         ({"verification.for_orders": "prepaid"}, {"verification.for_orders"}),
     ],
@@ -255,7 +251,7 @@ def test_every_problem_is_reported_at_once():
         "verification.type": "otp",
         f"{MISSED_CALL}.confirm_mode": "latest_3_in_30_days",
         f"{MISSED_CALL}.template": "%ordername%: %exophone%",
-        "credentials.region": "x",
+        "ivr.region": "x",
     }
     assert problems(changes, country="IN") == {
         "ivr.retries",
@@ -266,7 +262,7 @@ def test_every_problem_is_reported_at_once():
         "otp.dlt_entity_id",
         "otp.dlt_template_id",
         f"{MISSED_CALL}.template",
-        "credentials.region",
+        "ivr.region",
     }
 
 
@@ -284,53 +280,6 @@ def test_a_document_that_is_not_an_object_is_refused():
     assert [problem.field for problem in raised.value.problems] == [""]
 
 
-CREDENTIALS = ["credentials.account_sid", "credentials.api_key", "credentials.api_token"]
-IVR_MISSING = ["contact_phone", *CREDENTIALS, "ivr.caller_id", "ivr.flow_id"]
-
-
-@pytest.mark.parametrize(
-    ("changes", "missing"),
-    [
-        ({}, IVR_MISSING),
-        (
-            {"fallback.mode": "missed_call"},
-            [*IVR_MISSING, f"{MISSED_CALL}.sender_id", f"{MISSED_CALL}.exophone"],
-        ),
-        (
-            {"verification.type": "otp", "fallback.mode": "sms_link"},
-            ["contact_phone", *CREDENTIALS, "otp.sender_id"],
-        ),
-        ({"verification.type": "whatsapp"}, ["contact_phone"]),
-        ({**COMPLETE, "credentials.api_token": ""}, ["credentials.api_token"]),
-        ({**COMPLETE, f"{SMS_LINK}.sender_id": ""}, [f"{SMS_LINK}.sender_id"]),
-        (COMPLETE, []),
-    ],
-)
-def test_is_complete_lists_what_is_missing(changes, missing):
-    assert is_complete(validate_settings(doc(changes), country="US")) == missing
-
-
-def test_public_document_masks_secrets_and_merge_keeps_stored_ones():
+def test_the_document_round_trips():
     stored = validate_settings(doc(COMPLETE), country="IN")
-    public = stored.public_document()
-    assert public["credentials"]["api_key"] == public["credentials"]["api_token"] == SECRET_MASK
-    assert public["credentials"]["account_sid"] == "shop1"
-    assert "token-1" not in json.dumps(public) and "key-1" not in json.dumps(public)
-    assert SHOP_SETTINGS_DEFAULTS.public_document()["credentials"]["api_token"] == ""
-
-    public["ivr"]["retries"] = 4
-    public["credentials"]["api_key"] = "key-2"
-    merged = validate_settings(merge_secrets(public, stored), country="IN")
-    assert public["credentials"]["api_token"] == SECRET_MASK  # the incoming copy is untouched
-    assert merged.ivr.retries == 4
-    assert merged.credentials.api_token.get_secret_value() == "token-1"
-    assert merged.credentials.api_key.get_secret_value() == "key-2"
-
-    public["credentials"]["api_token"] = ""
-    cleared = validate_settings(merge_secrets(public, stored), country="IN")
-    assert is_complete(cleared) == ["credentials.api_token"]
-
-
-def test_stored_document_round_trips_with_secrets():
-    stored = validate_settings(doc(COMPLETE), country="IN")
-    assert ShopSettings.model_validate(stored.stored_document()) == stored
+    assert ShopSettings.model_validate(stored.document()) == stored

@@ -15,7 +15,7 @@ from storage.models import Base
 
 TABLES = {
     "shops", "customers", "orders", "verifications", "messages", "calls", "missed_calls",
-    "activities", "credit_ledger", "webhook_receipts", "bot_links", "jobs",
+    "activities", "credit_ledger", "webhook_receipts", "bot_links", "jobs", "provider_accounts",
 }  # fmt: skip
 
 

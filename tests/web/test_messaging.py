@@ -107,7 +107,16 @@ async def res(settings, clock, db):
 @pytest.fixture
 async def server(aiohttp_server, res, port):
     app = build_app(
-        AppDeps(res.settings, res.clock, res.db, res.queue, res.metrics, res.http, res.redis)
+        AppDeps(
+            res.settings,
+            res.clock,
+            res.db,
+            res.queue,
+            res.metrics,
+            res.http,
+            res.redis,
+            accounts=res.account_desk(),
+        )
     )
     return await aiohttp_server(app, port=port)
 

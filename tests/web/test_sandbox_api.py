@@ -122,7 +122,15 @@ async def sandbox(database_url) -> AsyncIterator[Driver]:
         async with open_resources(settings, clock) as res:
             simulation = await open_sandbox(res, world, clock)
             deps = AppDeps(
-                settings, clock, res.db, res.queue, res.metrics, res.http, None, simulation
+                settings,
+                clock,
+                res.db,
+                res.queue,
+                res.metrics,
+                res.http,
+                None,
+                res.account_desk(),
+                simulation,
             )
             runner = web.AppRunner(build_app(deps), access_log=None)
             await runner.setup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.api import openapi, reports, shops
+from web.api import accounts, openapi, reports, shops
 
 PREFIX = "/api/v1"
 
@@ -14,6 +14,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/shop/status", shops.status)
     app.router.add_get(f"{PREFIX}/shop/settings", shops.get_settings)
     app.router.add_put(f"{PREFIX}/shop/settings", shops.put_settings)
+    app.router.add_get(f"{PREFIX}/shop/accounts", accounts.list_accounts)
+    app.router.add_post(f"{PREFIX}/shop/accounts", accounts.connect)
+    app.router.add_delete(f"{PREFIX}/shop/accounts/{{account_id}}", accounts.remove)
+    app.router.add_put(f"{PREFIX}/shop/channels", accounts.choose_channels)
+    app.router.add_get(f"{PREFIX}/shop/setup", accounts.setup)
     app.router.add_get(f"{PREFIX}/orders", reports.list_orders)
     app.router.add_get(f"{PREFIX}/orders/{{name}}", reports.order_card)
     app.router.add_get(f"{PREFIX}/calls", reports.list_calls)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from flows.shops import config as shop_config
 from flows.shops import onboarding
-from flows.shops.settings import SettingsError
+from flows.shops.settings import FieldProblem, SettingsError
 from providers.shopify.oauth import valid_shop_domain
 from storage.models import Shop
 from web.api.auth import require_admin, require_shop
@@ -75,17 +75,18 @@ async def create(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     shop = await require_shop(request)
-    box = request.app[secret_box_key]
-    missing = shop_config.missing(shop, shop_config.load(shop, box), box)
-    return web.json_response(_status_body(shop, missing))
+    async with request.app[db_key].sessions() as session:
+        problems = await shop_config.problems(session, shop, request.app[secret_box_key])
+    return web.json_response(_status_body(shop, problems))
 
 
-def _status_body(shop: Shop, missing: list[str]) -> dict[str, Any]:
+def _status_body(shop: Shop, problems: list[FieldProblem]) -> dict[str, Any]:
     return {
         "domain": shop.domain,
         "name": shop.name,
         "status": shop.status,
-        "missing": missing,
+        "missing": [p.field for p in problems],
+        "problems": [{"field": p.field, "message": p.message} for p in problems],
         "currency": shop.currency,
         "timezone": shop.timezone,
         "country": shop.country,
@@ -94,8 +95,7 @@ def _status_body(shop: Shop, missing: list[str]) -> dict[str, Any]:
 
 async def get_settings(request: web.Request) -> web.Response:
     shop = await require_shop(request)
-    settings = shop_config.load(shop, request.app[secret_box_key])
-    return web.json_response(shop_config.public(settings))
+    return web.json_response(shop_config.load(shop).document())
 
 
 async def put_settings(request: web.Request) -> web.Response:
@@ -110,4 +110,4 @@ async def put_settings(request: web.Request) -> web.Response:
         )
     except SettingsError as exc:
         raise unprocessable([field_problem(p.field, p.message) for p in exc.problems]) from None
-    return web.json_response(shop_config.public(saved))
+    return web.json_response(saved.document())

@@ -1,0 +1,150 @@
+"""The merchant's use cases for provider accounts, shared by the admin API, the CLI and the
+bot: connect (checked live first), list, remove, choose the account of a channel, read the
+setup list; and what the send and call jobs do when a provider refuses an account.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from clock import Clock
+from flows.channels import accounts
+from flows.channels.accounts import (
+    CHANNELS,
+    CHECK_EVERY,
+    SHOP,
+    AccountError,
+    Clients,
+    PlatformAccount,
+    PlatformOffer,
+    check_job,
+    offered_channels,
+    shop_accounts,
+)
+from flows.channels.callback_urls import CallbackUrls
+from flows.channels.setup import setup_list
+from flows.shops import config as shop_config
+from flows.shops.settings import FieldProblem
+from storage.crypto import SecretBox
+from storage.db import Database
+from storage.jobs import JobQueue
+from storage.models import ProviderAccount, Shop
+
+
+class AccountDesk:
+    def __init__(
+        self,
+        db: Database,
+        queue: JobQueue,
+        box: SecretBox,
+        clock: Clock,
+        clients: Clients,
+        offers: dict[str, PlatformOffer],
+        urls: CallbackUrls,
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.box = box
+        self.clock = clock
+        self.clients = clients
+        self.offers = offers
+        self.urls = urls
+
+    async def listing(self, shop_id: int) -> dict[str, Any]:
+        """The shop's accounts, the account of each channel, and the platform's offers."""
+        async with self.db.sessions() as session:
+            shop = await session.get(Shop, shop_id)
+            rows = await shop_accounts(session, shop_id)
+        assert shop is not None
+        listed = setup_list(shop, shop_config.load(shop), rows, self.urls, [])
+        return {
+            "accounts": [accounts.public(row) for row in rows],
+            "channels": listed["channels"],
+            "platform": [
+                {"provider": offer.provider, "channels": list(offer.channels)}
+                for offer in self.offers.values()
+            ],
+        }
+
+    async def connect(self, shop_id: int, body: Any) -> dict[str, Any]:
+        """Connect an account; AccountError names the field (nothing stored)."""
+        account = accounts.parse(body)
+        check = None
+        if not isinstance(account, PlatformAccount):
+            check = await accounts.check_live(self.clients, account)
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            shop = await session.get(Shop, shop_id, with_for_update=True)
+            assert shop is not None
+            row = await accounts.connect(session, self.box, now, shop, account, check, self.offers)
+            if row.owner == SHOP:
+                await self.queue.enqueue(session, check_job(row.id, shop.id, now + CHECK_EVERY))
+            await shop_config.refresh_status(session, shop, self.box)
+            return accounts.public(row)
+
+    async def remove(self, shop_id: int, account_id: int) -> bool:
+        async with self.db.transaction() as session:
+            shop = await session.get(Shop, shop_id, with_for_update=True)
+            row = await self._account(session, shop_id, account_id)
+            if shop is None or row is None:
+                return False
+            await session.delete(row)
+            await session.flush()
+            await shop_config.refresh_status(session, shop, self.box)
+        return True
+
+    async def choose(self, shop_id: int, choices: Any) -> dict[str, Any]:
+        """Set the account of one or more channels ({"voice": account id, ...})."""
+        if not isinstance(choices, dict) or not choices:
+            raise AccountError([FieldProblem("body", "must map a channel to an account id")])
+        async with self.db.transaction() as session:
+            shop = await session.get(Shop, shop_id, with_for_update=True)
+            assert shop is not None
+            rows = {row.id: row for row in await shop_accounts(session, shop_id)}
+            problems = []
+            for channel, account_id in choices.items():
+                row = rows.get(account_id) if type(account_id) is int else None
+                if channel not in CHANNELS:
+                    problems.append(FieldProblem(channel, "must be voice, sms or whatsapp"))
+                elif row is None:
+                    problems.append(FieldProblem(channel, "must be the id of a connected account"))
+                elif channel not in offered_channels(row):
+                    problems.append(
+                        FieldProblem(channel, f"the {row.provider} account cannot carry {channel}")
+                    )
+            if problems:
+                raise AccountError(problems)
+            shop.channels = {**(shop.channels or {}), **choices}
+            shop.updated_at = self.clock.now()
+            await shop_config.refresh_status(session, shop, self.box)
+        return (await self.listing(shop_id))["channels"]
+
+    async def setup(self, shop_id: int) -> dict[str, Any]:
+        """What to paste where, per account, and what is still missing."""
+        async with self.db.sessions() as session:
+            shop = await session.get(Shop, shop_id)
+            assert shop is not None
+            rows = await shop_accounts(session, shop_id)
+            problems = await shop_config.problems(session, shop, self.box)
+        return setup_list(shop, shop_config.load(shop), rows, self.urls, problems)
+
+    async def rejected(self, account_id: int, reason: str) -> None:
+        """A provider refused the account mid-run: mark it, alert, and update the shop."""
+        async with self.db.transaction() as session:
+            await accounts.reject(session, account_id, reason, self.clock.now())
+            await self.refresh(session, account_id)
+
+    async def refresh(self, session: Any, account_id: int) -> None:
+        row = await session.get(ProviderAccount, account_id)
+        shop = await session.get(Shop, row.shop_id, with_for_update=True) if row else None
+        if shop is not None:
+            await shop_config.refresh_status(session, shop, self.box)
+
+    async def _account(self, session: Any, shop_id: int, account_id: int) -> Any:
+        return await session.scalar(
+            select(ProviderAccount).where(
+                ProviderAccount.id == account_id, ProviderAccount.shop_id == shop_id
+            )
+        )

@@ -1,0 +1,183 @@
+"""What a shop still lacks to be `installed`, and what the merchant must paste where.
+
+`installed` means it can work: a Shopify token, a contact phone, and for every method of the
+shop's verification cascade a channel whose account is connected and not refused, plus that
+method's own fields (an Exotel call flow only when calls go through Exotel, a sender id only
+where the provider sends from one). The setup list names, per connected account, the real
+callback URLs under `server.public_url` that the provider's console must be given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flows.channels.accounts import OFFERS, PLATFORM, REJECTED, public, selected
+from flows.channels.callback_urls import CallbackUrls
+from flows.shops.settings import FieldProblem, ShopSettings, methods
+from storage.models import ProviderAccount, Shop
+
+METHOD_CHANNEL = {
+    "ivr": "voice",
+    "whatsapp": "whatsapp",
+    "otp": "sms",
+    "sms_link": "sms",
+    "missed_call": "sms",
+}
+_SENDER_SECTION = {
+    "otp": "otp",
+    "sms_link": "fallback.sms_link",
+    "missed_call": "fallback.missed_call",
+}
+_METHOD_NAMES = {
+    "ivr": "the IVR call",
+    "whatsapp": "WhatsApp verification",
+    "otp": "the OTP SMS",
+    "sms_link": "the SMS with a link",
+    "missed_call": "the SMS with a missed-call number",
+}
+
+
+def _providers_of(channel: str) -> str:
+    return ", ".join(p.capitalize() for p, channels in OFFERS.items() if channel in channels)
+
+
+def missing(
+    shop: Shop, settings: ShopSettings, accounts: Sequence[ProviderAccount], has_token: bool
+) -> list[FieldProblem]:
+    """Every problem that keeps the shop `partially_installed`, by field, in a stable order."""
+    problems: dict[str, str] = {}
+    if not has_token:
+        problems["shopify.access_token"] = (
+            "connect the shop to Shopify (OAuth install or a custom app's access token)"
+        )
+    if not settings.contact_phone:
+        problems["contact_phone"] = "the phone number customers can call about their order"
+    for method in methods(settings):
+        channel = METHOD_CHANNEL[method]
+        account = selected(shop, accounts, channel)
+        if account is None:
+            problems.setdefault(
+                f"channels.{channel}",
+                f"{_METHOD_NAMES[method]} needs a {channel} account: connect one "
+                f"({_providers_of(channel)})",
+            )
+            continue
+        if account.status == REJECTED:
+            problems.setdefault(
+                f"accounts.{account.id}",
+                f"the {account.provider} account was refused by {account.provider}: "
+                f"{account.status_reason}; connect it again with working credentials",
+            )
+        if method == "ivr" and account.provider == "exotel" and not settings.ivr.flow_id:
+            problems["ivr.flow_id"] = (
+                "calls go through Exotel: the id of the call flow (app) that holds the "
+                "verification's Passthru applet"
+            )
+        section = _SENDER_SECTION.get(method)
+        if section and account.provider == "exotel" and not _sender(settings, section):
+            problems[f"{section}.sender_id"] = "Exotel sends SMS from a sender id (DLT header)"
+        if method == "missed_call":
+            if not settings.fallback.missed_call.exophone:
+                problems["fallback.missed_call.exophone"] = (
+                    "the number customers give a missed call"
+                )
+            if not any(a.provider == "exotel" for a in accounts):
+                problems["channels.missed_call"] = (
+                    "missed calls are received through Exotel: connect an Exotel account"
+                )
+    return [FieldProblem(field, message) for field, message in problems.items()]
+
+
+def _sender(settings: ShopSettings, section: str) -> str:
+    node: Any = settings
+    for part in section.split("."):
+        node = getattr(node, part)
+    return node.sender_id
+
+
+def setup_list(
+    shop: Shop,
+    settings: ShopSettings,
+    accounts: Sequence[ProviderAccount],
+    urls: CallbackUrls,
+    problems: Sequence[FieldProblem],
+) -> dict[str, Any]:
+    """What to paste where for each connected account, the channel each account carries,
+    and what is still missing."""
+    channels = {}
+    for channel in ("voice", "sms", "whatsapp"):
+        account = selected(shop, accounts, channel)
+        channels[channel] = (
+            None
+            if account is None
+            else {"account_id": account.id, "provider": account.provider, "owner": account.owner}
+        )
+    return {
+        "status": shop.status,
+        "channels": channels,
+        "accounts": [
+            public(account) | {"paste": _paste(shop, settings, account, urls)}
+            for account in accounts
+        ],
+        "missing": [{"field": p.field, "message": p.message} for p in problems],
+    }
+
+
+def _paste(
+    shop: Shop, settings: ShopSettings, account: ProviderAccount, urls: CallbackUrls
+) -> list[dict[str, str]]:
+    if account.provider == "exotel":
+        passthru = urls.exotel(shop.id, "passthru")
+        flow = settings.ivr.flow_id or "(set ivr.flow_id)"
+        exophone = settings.fallback.missed_call.exophone or "(set fallback.missed_call.exophone)"
+        return [
+            {
+                "where": f"Exotel call flow {flow}: the Passthru applet after the Gather "
+                "(keypad input of the verification call)",
+                "value": passthru,
+            },
+            {
+                "where": f"Exotel flow of the missed-call number {exophone}: its Passthru "
+                "applet (missed calls)",
+                "value": passthru,
+            },
+        ]
+    if account.owner == PLATFORM:
+        return []  # the platform's operator configured its callbacks once for every shop
+    if account.provider == "gupshup":
+        return [
+            {
+                "where": f"Gupshup app {account.details.get('app_name', '')}: Webhooks, "
+                "callback URL (inbound messages and message events)",
+                "value": urls.gupshup(shop.id),
+            }
+        ]
+    if account.provider == "twilio":
+        numbers = [n["number"] for n in account.details.get("numbers", []) if n.get("sms")]
+        whatsapp = account.details.get("whatsapp_number")
+        items = [
+            {
+                "where": f"Twilio phone number {number}: Messaging, 'A message comes in' "
+                "webhook (HTTP POST)",
+                "value": urls.twilio("messages"),
+            }
+            for number in numbers
+        ]
+        if whatsapp:
+            items.append(
+                {
+                    "where": f"Twilio WhatsApp sender {whatsapp}: webhook URL for incoming "
+                    "messages (HTTP POST)",
+                    "value": urls.twilio("messages"),
+                }
+            )
+        return items
+    return [
+        {
+            "where": "RingCentral: nothing to paste, but inbound SMS reach ordertalk only "
+            "through the platform's RingCentral subscription; replies to this account's "
+            "number are not received yet",
+            "value": "",
+        }
+    ]
