@@ -30,6 +30,7 @@ from providers.base import (
     WhatsAppTemplate,
 )
 from providers.events import CallStatus, InboundMessage, KeypadInput, MessageStatus
+from providers.sandbox.twilio import FakeTwilio
 from providers.twilio import (
     OUTSIDE_SESSION_WINDOW,
     TwilioClient,
@@ -41,7 +42,6 @@ from providers.twilio import (
     parse_message_status,
     verify_signature,
 )
-from tests.fakes.twilio import FakeTwilio
 
 CUSTOMER = "+919876543210"
 SMS_FROM = "+14155550100"

@@ -57,6 +57,8 @@ class _Refused(Exception):
 class FakeTwilio(FakeServer):
     """Twilio's REST API for one account, in memory on loopback, and its callback sender."""
 
+    party = "twilio"
+
     def __init__(self, *, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
