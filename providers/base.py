@@ -1,8 +1,10 @@
 """What every provider shares: the typed error that tells the job system whether to retry,
-the requests and receipts of outbound messages and calls, and the sender protocols."""
+the requests and receipts of outbound messages and calls, the sender protocols, and the live
+check of an account a merchant connects."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +29,16 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.code = code
         self.retry_after = retry_after
+
+
+class CheckFailed(Exception):
+    """A live check refused the account: `field` names the input at fault (e.g. "auth_token",
+    "numbers.1"), the message is the provider's own reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
 
 
 # Codes of permanent failures the flows act on (ProviderError.code).
@@ -136,4 +148,31 @@ class VoiceCaller(Protocol):
 
     async def place_call(self, request: CallRequest) -> CallReceipt:
         """Start a verification call; raises ProviderError (code DND when refused for DND)."""
+        ...
+
+
+@dataclass(frozen=True)
+class NumberCapabilities:
+    # As the account holds it: E.164 (Twilio, RingCentral, Exotel ExoPhones) or the WhatsApp
+    # number.
+    number: str
+    sms: bool
+    voice: bool
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    name: str  # the account's friendly name as the provider reports it ("" if none)
+    numbers: tuple[NumberCapabilities, ...]  # the numbers asked about, in the order asked
+
+
+class AccountChecker(Protocol):
+    name: str
+
+    async def check_account(self, numbers: Sequence[str]) -> AccountCheck:
+        """Verify the credentials and that the account holds `numbers`, live.
+
+        Raises CheckFailed when the provider refuses them, a retryable ProviderError when it
+        could not answer (5xx, timeout, throttling).
+        """
         ...

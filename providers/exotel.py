@@ -1,5 +1,6 @@
 """Exotel (India voice and SMS): calls connected to the merchant's call flow, SMS with DLT ids,
-the number-metadata DND lookup, and the parsers of the callbacks Exotel sends to
+the number-metadata DND lookup, the live check of an account against its ExoPhones, and the
+parsers of the callbacks Exotel sends to
 /webhooks/exotel/{token}/{passthru,call-status,sms-status}.
 
 Exotel signs no callback: the secret token in the callback path is the web route's check.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -29,14 +30,17 @@ from providers.base import (
     INVALID_NUMBER,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
+    AccountCheck,
     CallReceipt,
     CallRequest,
+    CheckFailed,
+    NumberCapabilities,
     ProviderError,
     SendReceipt,
     SmsRequest,
 )
 from providers.events import CallStatus, KeypadInput, MessageStatus, MissedCall
-from providers.http import exchange
+from providers.http import Answer, exchange
 
 PROVIDER = "exotel"
 API_HOST = "api.exotel.com"  # Singapore cluster; Mumbai is api.in.exotel.com
@@ -77,6 +81,7 @@ _CALL_STATUS = {
     "cancelled": "canceled",
 }
 _INCOMING = frozenset({"incoming", "inbound"})
+_ACCOUNT_SID = re.compile(r"account[\s_-]*sid", re.I)
 _KEYPAD = re.compile(r"[0-9*#]*")
 _DURATION_FIELDS = ("ConversationDuration", "Duration", "DialCallDuration")
 _XML_FIELD = "<{0}>(.*?)</{0}>"
@@ -182,11 +187,62 @@ class ExotelClient:
             )
         return dnd == "yes"
 
+    async def check_account(self, numbers: Sequence[str]) -> AccountCheck:
+        """The SMS and voice capabilities of `numbers`, which must all be ExoPhones of the
+        account (matched on their national digits, so 0-prefixed, 91 and +91 forms all do);
+        raises CheckFailed naming the input Exotel refused. Exotel reports no account name."""
+        where = "exotel exophones"
+        answer = await self._exchange("GET", "v2_beta", "IncomingPhoneNumbers", None, where)
+        if answer.status in (401, 403, 404):
+            code, message = _rest_exception(_json_object(answer.text), answer.text)
+            field = "api_token"
+            # 403: the account is suspended or may not use the API; 404: no such account.
+            if answer.status != 401 or _ACCOUNT_SID.search(f"{code} {message}"):
+                field = "account_sid"
+            raise CheckFailed(field, message or f"HTTP {answer.status}")
+        listing = _answer(where, answer.status, answer.retry_after, answer.text)
+        items = listing.get("incoming_phone_numbers")
+        if not isinstance(items, list):
+            raise ProviderError(
+                f"{where}: answer has no incoming_phone_numbers",
+                retryable=False,
+                code="BAD_RESPONSE",
+            )
+        exophones: dict[tuple[int, int], dict[str, Any]] = {}
+        for item in items:
+            parsed = _parse_phone(_text(_dict(item).get("phone_number")))
+            if parsed is not None:
+                exophones[parsed.country_code, parsed.national_number] = item
+        held = []
+        for index, raw in enumerate(numbers):
+            field = f"numbers.{index}"
+            parsed = _parse_phone(raw)
+            if parsed is None:
+                raise CheckFailed(field, f"{raw} is not a phone number")
+            exophone = exophones.get((parsed.country_code, parsed.national_number))
+            if exophone is None:
+                raise CheckFailed(field, f"{raw} is not an ExoPhone of this Exotel account")
+            capabilities = _dict(exophone.get("capabilities"))
+            held.append(
+                NumberCapabilities(
+                    number=_text(exophone.get("phone_number")),
+                    sms=capabilities.get("sms") is True,
+                    voice=capabilities.get("voice") is True,
+                )
+            )
+        return AccountCheck(name="", numbers=tuple(held))
+
     async def _request(
         self, method: str, path: str, form: dict[str, str] | None, where: str
     ) -> dict[str, Any]:
-        url = f"{self.base_url}/v1/Accounts/{quote(self._sid, safe='')}/{path}"
-        answer = await exchange(
+        answer = await self._exchange(method, "v1", path, form, where)
+        return _answer(where, answer.status, answer.retry_after, answer.text)
+
+    async def _exchange(
+        self, method: str, version: str, path: str, form: dict[str, str] | None, where: str
+    ) -> Answer:
+        url = f"{self.base_url}/{version}/Accounts/{quote(self._sid, safe='')}/{path}"
+        return await exchange(
             self._http,
             method,
             url,
@@ -195,7 +251,6 @@ class ExotelClient:
             data=form,
             headers=self._headers,
         )
-        return _answer(where, answer.status, answer.retry_after, answer.text)
 
 
 def parse_passthru(query: Mapping[str, Any]) -> KeypadInput | MissedCall:

@@ -1,5 +1,6 @@
 """Gupshup WhatsApp (self-serve API): template and quick-reply session sends, template lookup,
-and the parser of the callbacks Gupshup posts to /webhooks/gupshup/{token}.
+the live check of an api key and app, and the parser of the callbacks Gupshup posts to
+/webhooks/gupshup/{token}.
 
 Requests are forms whose JSON objects travel as string fields, authenticated by the `apikey`
 header. Gupshup signs no callback: the secret token in the callback path is the web route's check.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +23,9 @@ from providers.base import (
     OPTED_OUT,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
+    AccountCheck,
+    CheckFailed,
+    NumberCapabilities,
     ProviderError,
     SendReceipt,
     TemplateInfo,
@@ -29,7 +33,7 @@ from providers.base import (
     WhatsAppTemplate,
 )
 from providers.events import InboundMessage, MessageStatus
-from providers.http import exchange
+from providers.http import Answer, exchange
 
 API_URL = "https://api.gupshup.io"
 TEMPLATE_SEND_PATH = "/wa/api/v1/template/msg"
@@ -111,7 +115,7 @@ class GupshupClient:
 
     async def template(self, template_id: str) -> TemplateInfo:
         """A template of the app, found by its id (or element name): approval status and text."""
-        path = TEMPLATE_LIST_PATH.format(app_name=quote(self._app_name, safe=""))
+        path = self._template_list_path()
         templates = (await self._call("GET", path, "template list")).get("templates")
         if not isinstance(templates, list):
             raise ProviderError(
@@ -139,6 +143,35 @@ class GupshupClient:
             language=_str(found.get("languageCode")),
         )
 
+    async def check_account(self, numbers: Sequence[str]) -> AccountCheck:
+        """Whether Gupshup takes the api key and knows the app as the key's, by listing the
+        app's templates; raises CheckFailed naming the input Gupshup refused.
+
+        Gupshup's self-serve API cannot tell which WhatsApp number an app sends from: `numbers`
+        come back as given, with neither SMS nor voice. Gupshup reports no account name.
+        """
+        operation = "template list"
+        answer = await self._exchange("GET", self._template_list_path(), operation)
+        try:
+            _answer(operation, answer.status, answer.retry_after, answer.text)
+        except ProviderError as exc:
+            if exc.retryable or exc.code == "BAD_RESPONSE":
+                raise
+            reason = _message(_json_object(answer.text)) or f"HTTP {answer.status}"
+            # Gupshup answers "Invalid App Details" for an app that is not the key's.
+            raise CheckFailed(
+                "api_key" if exc.code == UNAUTHORIZED else "app_name", reason
+            ) from None
+        return AccountCheck(
+            name="",
+            numbers=tuple(
+                NumberCapabilities(number, sms=False, voice=False) for number in numbers
+            ),
+        )
+
+    def _template_list_path(self) -> str:
+        return TEMPLATE_LIST_PATH.format(app_name=quote(self._app_name, safe=""))
+
     def _form(self, to: str) -> dict[str, str]:
         if not _E164.fullmatch(to):
             raise ProviderError(
@@ -154,8 +187,14 @@ class GupshupClient:
     async def _call(
         self, method: str, path: str, operation: str, form: dict[str, str] | None = None
     ) -> dict[str, Any]:
+        answer = await self._exchange(method, path, operation, form)
+        return _answer(operation, answer.status, answer.retry_after, answer.text)
+
+    async def _exchange(
+        self, method: str, path: str, operation: str, form: dict[str, str] | None = None
+    ) -> Answer:
         headers = {"apikey": self._api_key, "Accept": "application/json"}
-        answer = await exchange(
+        return await exchange(
             self._http,
             method,
             self._api_url + path,
@@ -164,7 +203,6 @@ class GupshupClient:
             data=form,
             headers=headers,
         )
-        return _answer(operation, answer.status, answer.retry_after, answer.text)
 
 
 def parse_callback(body: Mapping[str, Any]) -> list[InboundMessage | MessageStatus]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -28,8 +28,11 @@ from providers.base import (
     OPTED_OUT,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
+    AccountCheck,
     CallReceipt,
     CallRequest,
+    CheckFailed,
+    NumberCapabilities,
     ProviderError,
     SendReceipt,
     SmsRequest,
@@ -185,6 +188,45 @@ class TwilioClient:
             )
         return CallReceipt(provider_call_id=call.sid, status=call.status or "queued")
 
+    async def check_account(self, numbers: Sequence[str]) -> AccountCheck:
+        """The account's name and the SMS and voice capabilities of `numbers`, which must all
+        be numbers of the account; raises CheckFailed naming the input Twilio refused."""
+        account = self._client.api.v2010.accounts(self._client.account_sid)
+        try:
+            resource = await account.fetch_async()
+        except _Refusal as refused:
+            # Twilio cannot tell a wrong sid from a wrong token: both fail Basic auth.
+            if refused.status == 401:
+                raise CheckFailed("auth_token", refused.reason) from None
+            if refused.status == 404:
+                raise CheckFailed("account_sid", refused.reason) from None
+            raise
+        if resource.status != "active":
+            raise CheckFailed(
+                "account_sid", f"the Twilio account is {resource.status or 'not active'}"
+            )
+        held = []
+        for index, raw in enumerate(numbers):
+            field = f"numbers.{index}"
+            try:
+                number = _e164(raw, field)
+            except ValueError:
+                raise CheckFailed(field, f"{raw} is not an E.164 phone number") from None
+            # PhoneNumber is a pattern that partial numbers match too: keep the exact one.
+            found = await account.incoming_phone_numbers.list_async(phone_number=number)
+            match = next((item for item in found if item.phone_number == number), None)
+            if match is None:
+                raise CheckFailed(field, f"{raw} is not a number of this Twilio account")
+            capabilities = match.capabilities if isinstance(match.capabilities, dict) else {}
+            held.append(
+                NumberCapabilities(
+                    number=number,
+                    sms=capabilities.get("sms") is True,
+                    voice=capabilities.get("voice") is True,
+                )
+            )
+        return AccountCheck(name=_str(resource.friendly_name), numbers=tuple(held))
+
     def _whatsapp_sender(self) -> str:
         if not self._whatsapp_from:
             raise ProviderError(
@@ -244,6 +286,15 @@ class _Transport(AsyncTwilioHttpClient):
         return response
 
 
+class _Refusal(ProviderError):
+    """A permanent refusal that keeps its HTTP status and Twilio's own words (`reason`)."""
+
+    def __init__(self, text: str, *, code: str, status: int, reason: str) -> None:
+        super().__init__(text, retryable=False, code=code)
+        self.status = status
+        self.reason = reason
+
+
 def _refusal(where: str, response: Response) -> ProviderError:
     status = response.status_code
     body = _json_object(response.text)
@@ -257,11 +308,16 @@ def _refusal(where: str, response: Response) -> ProviderError:
         return ProviderError(text, retryable=True, code="THROTTLED", retry_after=retry_after)
     if status >= 500:
         return ProviderError(text, retryable=True, code=f"HTTP_{status}", retry_after=retry_after)
+    reason = message or f"HTTP {status}"
+    if code:
+        reason += f" (Twilio error {code})"
     if code in _ERROR_CODES:
-        return ProviderError(text, retryable=False, code=_ERROR_CODES[code])
-    if status == 401:
-        return ProviderError(text, retryable=False, code=UNAUTHORIZED)
-    return ProviderError(text, retryable=False, code=str(code) if code else f"HTTP_{status}")
+        kind = _ERROR_CODES[code]
+    elif status == 401:
+        kind = UNAUTHORIZED
+    else:
+        kind = str(code) if code else f"HTTP_{status}"
+    return _Refusal(text, code=kind, status=status, reason=reason)
 
 
 def _receipt(sid: str | None, status: str | None) -> SendReceipt:

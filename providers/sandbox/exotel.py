@@ -1,5 +1,6 @@
 """A fake Exotel on 127.0.0.1: connect-to-flow calls, SMS sends and number metadata (v1 JSON
-endpoints), state in memory, and senders of the callbacks Exotel makes.
+endpoints), the account's ExoPhones (v2_beta), state in memory, and senders of the callbacks
+Exotel makes.
 
 Answers in Exotel's shapes (`{"Call": {...}}`, `{"SMSMessage": {...}}`, `{"RestException":
 {...}}`) with 32-hex Sids, and records the form of every authenticated send. Callbacks go out as
@@ -57,6 +58,14 @@ _FLOW_URL = re.compile(
 
 
 @dataclass(frozen=True)
+class _ExoPhone:
+    sid: str
+    number: str  # E.164
+    sms: bool
+    voice: bool
+
+
+@dataclass(frozen=True)
 class _Failure:
     status: int
     retry_after: str | None
@@ -89,6 +98,7 @@ class FakeExotel(FakeServer):
         self._sent: dict[str, dict[str, str]] = {}
         self._dialled: dict[str, dict[str, str]] = {}
         self._dnd: set[str] = set()
+        self._exophones: dict[str, _ExoPhone] = {}
         self._rejected_templates: dict[str, int] = {}
         self._failures: list[_Failure] = []
         self._stalls = 0
@@ -99,6 +109,7 @@ class FakeExotel(FakeServer):
         app.router.add_post("/v1/Accounts/{sid}/Sms/send.json", self._send_sms)
         app.router.add_post("/v1/Accounts/{sid}/Calls/connect.json", self._connect)
         app.router.add_get("/v1/Accounts/{sid}/Numbers/{number}.json", self._number)
+        app.router.add_get("/v2_beta/Accounts/{sid}/IncomingPhoneNumbers", self._exophone_list)
 
     async def close(self) -> None:
         """Release stalled requests, then stop."""
@@ -116,6 +127,8 @@ class FakeExotel(FakeServer):
         if request.path.endswith("/Sms/send.json"):
             form = await _form(request)
             return f"SMS to {form.get('To', '?')} from {form.get('From', '?')}: {form.get('Body')}"
+        if request.path.endswith("/IncomingPhoneNumbers"):
+            return "ExoPhone list"
         return f"number lookup {request.match_info.get('number', '?')}"
 
     @property
@@ -151,6 +164,11 @@ class FakeExotel(FakeServer):
     def stall_next(self, count: int) -> None:
         """Hold the next `count` requests without an answer until close()."""
         self._stalls += count
+
+    def add_exophone(self, number: str, *, sms: bool = True, voice: bool = True) -> None:
+        """Give the account an ExoPhone (any form of an Indian number) with these capabilities."""
+        e164 = _e164(number)
+        self._exophones[e164] = _ExoPhone(secrets.token_hex(16), e164, sms=sms, voice=voice)
 
     def mark_dnd(self, number: str) -> None:
         """Put a number on the DND registry: calls to it are refused, metadata says DND."""
@@ -385,6 +403,28 @@ class FakeExotel(FakeServer):
             "DND": "Yes" if number in self._dnd else "No",
         }
         return web.json_response({"Numbers": metadata})
+
+    async def _exophone_list(self, request: web.Request) -> web.Response:
+        refused = self._authenticate(request)
+        if refused is not None:
+            return refused
+        injected = await self._injected()
+        if injected is not None:
+            return injected
+        exophones = [
+            {
+                "sid": exophone.sid,
+                "phone_number": exophone.number,
+                "friendly_name": national(exophone.number),
+                "capabilities": {"voice": exophone.voice, "sms": exophone.sms},
+                "country": "IN",
+                "region": "KA",
+                "voice_url": None,
+                "sms_url": None,
+            }
+            for exophone in self._exophones.values()
+        ]
+        return web.json_response({"page": 0, "page_size": 50, "incoming_phone_numbers": exophones})
 
     def _authenticate(self, request: web.Request) -> web.Response | None:
         expected = aiohttp.encode_basic_auth(self.api_key, self.api_token)

@@ -2,7 +2,9 @@
 callbacks posted the way Gupshup posts them, state in memory.
 
 Answers in Gupshup's wire shapes (`{"status":"submitted","messageId":...}` served as text/html,
-`{"status":"error","message":...}`) and records every send's form with its JSON fields decoded.
+`{"status":"error","message":...}`: 401 "Authentication Failed" to a wrong apikey, 400 "Invalid
+App Details" to an app name that is not the key's) and records every send's form with its JSON
+fields decoded.
 Serves the tests and the sandbox (where it is the platform's Gupshup app, on the sandbox's clock).
 """
 

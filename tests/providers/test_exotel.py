@@ -24,7 +24,10 @@ from providers.base import (
     INVALID_NUMBER,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
+    AccountCheck,
     CallRequest,
+    CheckFailed,
+    NumberCapabilities,
     ProviderError,
     SmsRequest,
 )
@@ -387,6 +390,81 @@ async def test_answer_that_is_not_json_is_a_bad_response(client, fake):
     fake.fail_next(1, status=200, body="<html>maintenance</html>")
     error = await expect_error(client.send_sms(sms()))
     assert (error.retryable, error.code) == (False, "BAD_RESPONSE")
+
+
+# Account check ------------------------------------------------------------------------------
+
+
+async def expect_refusal(client: ExotelClient, numbers: list[str]) -> CheckFailed:
+    with pytest.raises(CheckFailed) as caught:
+        await client.check_account(numbers)
+    return caught.value
+
+
+def account(http: aiohttp.ClientSession, fake: FakeExotel, **credentials: str) -> ExotelClient:
+    values = {"account_sid": SID, "api_key": API_KEY, "api_token": API_TOKEN} | credentials
+    return ExotelClient(http, api_url=fake.base_url, **values)
+
+
+async def test_check_account_reports_the_exophones_capabilities(client, fake):
+    fake.add_exophone("08047112345", sms=True, voice=True)
+    fake.add_exophone("+918047112346", sms=False, voice=True)
+    fake.add_exophone(EXOPHONE)
+
+    check = await client.check_account(["918047112346", "08047112345", "+918047112345"])
+
+    assert check == AccountCheck(
+        name="",
+        numbers=(
+            NumberCapabilities("+918047112346", sms=False, voice=True),
+            NumberCapabilities("+918047112345", sms=True, voice=True),
+            NumberCapabilities("+918047112345", sms=True, voice=True),
+        ),
+    )
+
+
+async def test_check_account_refuses_a_wrong_api_token(http, fake):
+    fake.add_exophone(EXOPHONE)
+    refused = await expect_refusal(account(http, fake, api_token="wrong"), [EXOPHONE])
+    assert (refused.field, refused.reason) == (
+        "api_token",
+        "Authentication failed. Invalid API Key or Token.",
+    )
+
+
+async def test_check_account_refuses_a_sid_the_credentials_are_not_for(http, fake):
+    refused = await expect_refusal(account(http, fake, account_sid="other1"), [])
+    assert (refused.field, refused.reason) == (
+        "account_sid",
+        "Account SID is invalid or does not match credentials.",
+    )
+
+
+async def test_check_account_refuses_an_account_exotel_does_not_know(client, fake):
+    fake.fail_next(1, status=404, message="Account not found", code="NOT_FOUND")
+    refused = await expect_refusal(client, [])
+    assert (refused.field, refused.reason) == ("account_sid", "Account not found")
+
+
+async def test_check_account_refuses_a_number_that_is_not_an_exophone(client, fake):
+    fake.add_exophone(EXOPHONE)
+    refused = await expect_refusal(client, [EXOPHONE, "08047110000"])
+    assert (refused.field, refused.reason) == (
+        "numbers.1",
+        "08047110000 is not an ExoPhone of this Exotel account",
+    )
+
+
+async def test_check_account_refuses_what_is_not_a_phone_number(client):
+    refused = await expect_refusal(client, ["exophone"])
+    assert (refused.field, refused.reason) == ("numbers.0", "exophone is not a phone number")
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_check_account_transient_failure_is_retryable(client, fake, status):
+    fake.fail_next(1, status=status)
+    error = await expect_error(client.check_account([EXOPHONE]))
+    assert error.retryable
 
 
 # Parsers ------------------------------------------------------------------------------------

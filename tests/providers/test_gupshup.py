@@ -20,7 +20,10 @@ from providers.base import (
     OPTED_OUT,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
+    AccountCheck,
     Button,
+    CheckFailed,
+    NumberCapabilities,
     ProviderError,
     TemplateInfo,
     WhatsAppButtons,
@@ -335,6 +338,43 @@ async def test_timeout_is_retryable(http):
 def test_source_must_be_a_number(http):
     with pytest.raises(ValueError, match="source"):
         GupshupClient(http, api_key=API_KEY, app_name=APP, source="OrderTalk")
+
+
+# Account check ------------------------------------------------------------------------------
+
+
+async def expect_refusal(client: GupshupClient) -> CheckFailed:
+    with pytest.raises(CheckFailed) as caught:
+        await client.check_account([f"+{SOURCE}"])
+    return caught.value
+
+
+async def test_check_account_takes_the_key_and_app_but_cannot_confirm_the_number(client, fake):
+    check = await client.check_account([f"+{SOURCE}"])
+    assert check == AccountCheck(
+        name="", numbers=(NumberCapabilities(f"+{SOURCE}", sms=False, voice=False),)
+    )
+    assert fake.requests == [("GET", f"/sm/api/v1/template/list/{APP}")]
+
+
+async def test_check_account_refuses_a_wrong_api_key(http, fake):
+    refused = await expect_refusal(make_client(http, fake.base_url, api_key="wrong"))
+    assert (refused.field, refused.reason) == ("api_key", "Authentication Failed")
+
+
+async def test_check_account_refuses_an_app_that_is_not_the_keys(http, fake):
+    other = GupshupClient(
+        http, api_key=API_KEY, app_name="SomeoneElsesApp", source=SOURCE, api_url=fake.base_url
+    )
+    refused = await expect_refusal(other)
+    assert (refused.field, refused.reason) == ("app_name", "Invalid App Details")
+
+
+@pytest.mark.parametrize("status", [502, 429])
+async def test_check_account_transient_failure_is_retryable(client, fake, status):
+    fake.fail_next(1, status=status)
+    error = await expect_error(client.check_account([f"+{SOURCE}"]))
+    assert error.retryable
 
 
 # Callback parsing (bodies shaped as in wire-formats.md sections 4.3 and 4.4) ----------------

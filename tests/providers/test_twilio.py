@@ -21,8 +21,11 @@ from providers.base import (
     OPTED_OUT,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
+    AccountCheck,
     Button,
     CallRequest,
+    CheckFailed,
+    NumberCapabilities,
     ProviderError,
     SmsRequest,
     TemplateInfo,
@@ -30,6 +33,7 @@ from providers.base import (
     WhatsAppTemplate,
 )
 from providers.events import CallStatus, InboundMessage, KeypadInput, MessageStatus
+from providers.sandbox.twilio import FakeTwilio
 from providers.twilio import (
     OUTSIDE_SESSION_WINDOW,
     TwilioClient,
@@ -41,7 +45,6 @@ from providers.twilio import (
     parse_message_status,
     verify_signature,
 )
-from tests.fakes.twilio import FakeTwilio
 
 CUSTOMER = "+919876543210"
 SMS_FROM = "+14155550100"
@@ -305,6 +308,90 @@ async def test_slow_twilio_times_out_retryably():
         await twilio.aclose()
         await server.close()
     assert (error.retryable, error.code) == (True, "TIMEOUT")
+
+
+# Account check ------------------------------------------------------------------------------
+
+
+async def expect_refusal(client: TwilioClient, numbers: list[str]) -> CheckFailed:
+    with pytest.raises(CheckFailed) as caught:
+        await client.check_account(numbers)
+    return caught.value
+
+
+async def test_check_account_reports_the_numbers_capabilities(client, fake):
+    fake.add_number(SMS_FROM, sms=True, voice=True)
+    fake.add_number(WHATSAPP_FROM, sms=True, voice=False, mms=True)
+    fake.add_number("+14155550199")
+
+    check = await client.check_account([WHATSAPP_FROM, SMS_FROM])
+
+    assert check == AccountCheck(
+        name="My first Twilio account",
+        numbers=(
+            NumberCapabilities(WHATSAPP_FROM, sms=True, voice=False),
+            NumberCapabilities(SMS_FROM, sms=True, voice=True),
+        ),
+    )
+
+
+async def test_check_account_without_numbers_checks_the_credentials(client):
+    assert await client.check_account([]) == AccountCheck("My first Twilio account", ())
+
+
+async def test_check_account_refuses_a_wrong_auth_token(fake):
+    fake.add_number(SMS_FROM)
+    wrong = TwilioClient(fake.account_sid, "not-the-token", fake.base_url)
+    try:
+        refused = await expect_refusal(wrong, [SMS_FROM])
+    finally:
+        await wrong.aclose()
+    assert (refused.field, str(refused)) == ("auth_token", "Authenticate (Twilio error 20003)")
+
+
+async def test_check_account_refuses_an_unknown_account(client, fake):
+    fake.fail_next(1, status=404, code=20404)
+    refused = await expect_refusal(client, [])
+    assert (refused.field, refused.reason) == (
+        "account_sid",
+        "Injected failure (Twilio error 20404)",
+    )
+
+
+@pytest.mark.parametrize("status", ["suspended", "closed"])
+async def test_check_account_refuses_an_inactive_account(client, fake, status):
+    fake.status = status
+    refused = await expect_refusal(client, [])
+    assert (refused.field, refused.reason) == ("account_sid", f"the Twilio account is {status}")
+
+
+async def test_check_account_refuses_a_number_of_another_account(client, fake):
+    fake.add_number(SMS_FROM)
+    refused = await expect_refusal(client, [SMS_FROM, "+14155550123"])
+    assert refused.field == "numbers.1"
+    assert refused.reason == "+14155550123 is not a number of this Twilio account"
+
+
+async def test_check_account_matches_the_whole_number(client, fake):
+    # Twilio's PhoneNumber filter also matches numbers that contain the one asked for.
+    fake.add_number("+441555501000")
+    refused = await expect_refusal(client, ["+41555501000"])
+    assert refused.field == "numbers.0"
+
+
+async def test_check_account_refuses_what_is_not_a_phone_number(client):
+    refused = await expect_refusal(client, ["my number"])
+    assert (refused.field, refused.reason) == (
+        "numbers.0",
+        "my number is not an E.164 phone number",
+    )
+
+
+async def test_check_account_server_error_is_retryable(client, fake):
+    fake.fail_next(1, status=503)
+    with pytest.raises(ProviderError) as caught:
+        await client.check_account([SMS_FROM])
+    assert (caught.value.retryable, caught.value.code) == (True, "HTTP_503")
 
 
 # Callback signatures ------------------------------------------------------------------------

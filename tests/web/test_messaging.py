@@ -18,6 +18,7 @@ from main import make_worker, open_resources
 from providers.exotel import ExotelClient
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.gupshup import FakeGupshup
+from providers.sandbox.twilio import FakeTwilio
 from settings import Settings
 from storage.jobs import Worker
 from storage.models import (
@@ -33,7 +34,6 @@ from storage.models import (
 )
 from storage.models import MissedCall as MissedCallRow
 from tests.fakes.ringcentral import FakeRingCentral
-from tests.fakes.twilio import FakeTwilio
 from web.app import AppDeps, build_app
 
 CUSTOMER = "+919876543210"

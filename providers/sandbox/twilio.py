@@ -1,7 +1,9 @@
-"""A fake Twilio on 127.0.0.1: the Messages, Calls and Content APIs, and signed callbacks.
+"""A fake Twilio on 127.0.0.1: the Messages, Calls and Content APIs, the account and its
+IncomingPhoneNumbers (for the live check of an account), and signed callbacks.
 
 Answers in Twilio's wire shapes (wire-formats.md section 2): 201 JSON resources, error bodies
-`{"code", "message", "more_info", "status"}`; records the form fields of each create request.
+`{"code", "message", "more_info", "status"}`, 401 with code 20003 to any request whose Basic
+auth is not the configured account sid and token; records the form fields of each create request.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from multidict import MultiDict
@@ -39,6 +42,16 @@ class _Content:
 
 
 @dataclass
+class _Number:
+    sid: str
+    phone_number: str
+    friendly_name: str
+    sms: bool
+    voice: bool
+    mms: bool
+
+
+@dataclass
 class _Failure:
     status: int
     code: int
@@ -57,9 +70,19 @@ class _Refused(Exception):
 class FakeTwilio(FakeServer):
     """Twilio's REST API for one account, in memory on loopback, and its callback sender."""
 
-    def __init__(self, *, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+    party = "twilio"
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = ACCOUNT_SID,
+        auth_token: str = AUTH_TOKEN,
+        friendly_name: str = "My first Twilio account",
+    ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.friendly_name = friendly_name
+        self.status = "active"  # or "suspended", "closed"
         # Form fields of every authenticated create request, answered 201 or refused.
         self.messages: list[dict[str, str | list[str]]] = []
         self.calls: list[dict[str, str | list[str]]] = []
@@ -68,10 +91,13 @@ class FakeTwilio(FakeServer):
         self._opted_out: set[str] = set()
         self._invalid: set[str] = set()
         self._failures: list[_Failure] = []
+        self._numbers: dict[str, _Number] = {}
 
     def routes(self, app: web.Application) -> None:
         """The provider API this fake answers."""
         accounts = f"/{API_VERSION}/Accounts/{{sid}}"
+        app.router.add_get(f"{accounts}.json", self._fetch_account)
+        app.router.add_get(f"{accounts}/IncomingPhoneNumbers.json", self._list_numbers)
         app.router.add_post(f"{accounts}/Messages.json", self._create_message)
         app.router.add_post(f"{accounts}/Calls.json", self._create_call)
         app.router.add_get("/v1/Content/{sid}", self._fetch_content)
@@ -90,6 +116,20 @@ class FakeTwilio(FakeServer):
     ) -> None:
         """Store a Content template (`{{1}}` variables) with its WhatsApp approval status."""
         self._contents[sid] = _Content(sid, text, status, name or f"template_{sid[-6:]}", language)
+
+    def add_number(
+        self,
+        number: str,
+        *,
+        sms: bool = True,
+        voice: bool = True,
+        mms: bool = False,
+        friendly_name: str = "",
+    ) -> None:
+        """Give the account an IncomingPhoneNumber (E.164) with these capabilities."""
+        self._numbers[number] = _Number(
+            _sid("PN"), number, friendly_name or number, sms=sms, voice=voice, mms=mms
+        )
 
     def opt_out(self, number: str) -> None:
         """The number replied STOP: messages to it are refused with 21610."""
@@ -318,6 +358,105 @@ class FakeTwilio(FakeServer):
         }
         return web.json_response(resource, status=201)
 
+    async def _fetch_account(self, request: web.Request) -> web.Response:
+        try:
+            self._authorized_read(request)
+        except _Refused as refused:
+            return self._error(refused)
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}"
+        now = format_datetime(datetime.now(UTC))
+        resource = {
+            "auth_token": self.auth_token,
+            "date_created": now,
+            "date_updated": now,
+            "friendly_name": self.friendly_name,
+            "owner_account_sid": self.account_sid,
+            "sid": self.account_sid,
+            "status": self.status,
+            "subresource_uris": {
+                name: f"{uri}/{name}.json"
+                for name in ("Calls", "IncomingPhoneNumbers", "Messages", "Balance")
+            },
+            "type": "Full",
+            "uri": f"{uri}.json",
+        }
+        return web.json_response(resource)
+
+    async def _list_numbers(self, request: web.Request) -> web.Response:
+        try:
+            self._authorized_read(request)
+        except _Refused as refused:
+            return self._error(refused)
+        # PhoneNumber is a pattern of digits: a partial number matches, "*" is any digit.
+        wanted = request.query.get("PhoneNumber", "")
+        digits = re.sub(r"[^0-9*]", "", wanted)
+        pattern = re.compile(re.escape(digits).replace(r"\*", r"[0-9]"))
+        numbers = [
+            number
+            for number in self._numbers.values()
+            if pattern.search(re.sub(r"[^0-9]", "", number.phone_number))
+        ]
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers.json"
+        query = f"?PhoneNumber={quote(wanted)}&PageSize=50" if wanted else "?PageSize=50"
+        page = {
+            "end": max(0, len(numbers) - 1),
+            "first_page_uri": f"{uri}{query}&Page=0",
+            "incoming_phone_numbers": [self._number_resource(number) for number in numbers],
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": 50,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": f"{uri}{query}&Page=0",
+        }
+        return web.json_response(page)
+
+    def _number_resource(self, number: _Number) -> dict[str, Any]:
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/{number.sid}"
+        now = format_datetime(datetime.now(UTC))
+        return {
+            "account_sid": self.account_sid,
+            "address_requirements": "none",
+            "address_sid": None,
+            "api_version": API_VERSION,
+            "beta": False,
+            "bundle_sid": None,
+            "capabilities": {
+                "fax": False,
+                "mms": number.mms,
+                "sms": number.sms,
+                "voice": number.voice,
+            },
+            "date_created": now,
+            "date_updated": now,
+            "emergency_address_sid": None,
+            "emergency_address_status": "unregistered",
+            "emergency_status": "Inactive",
+            "friendly_name": number.friendly_name,
+            "identity_sid": None,
+            "origin": "twilio",
+            "phone_number": number.phone_number,
+            "sid": number.sid,
+            "sms_application_sid": "",
+            "sms_fallback_method": "POST",
+            "sms_fallback_url": "",
+            "sms_method": "POST",
+            "sms_url": "",
+            "status": "in-use",
+            "status_callback": "",
+            "status_callback_method": "POST",
+            "subresource_uris": {"assigned_add_ons": f"{uri}/AssignedAddOns.json"},
+            "trunk_sid": None,
+            "uri": f"{uri}.json",
+            "voice_application_sid": None,
+            "voice_caller_id_lookup": False,
+            "voice_fallback_method": "POST",
+            "voice_fallback_url": None,
+            "voice_method": "POST",
+            "voice_receive_mode": "voice",
+            "voice_url": None,
+        }
+
     async def _fetch_content(self, request: web.Request) -> web.Response:
         try:
             content = self._known_content(request)
@@ -390,6 +529,14 @@ class FakeTwilio(FakeServer):
             failure = self._failures.pop(0)
             raise _Refused(failure.status, failure.code, "Injected failure", failure.retry_after)
         return form
+
+    def _authorized_read(self, request: web.Request) -> None:
+        self._authorize(request)
+        if request.match_info["sid"] != self.account_sid:
+            raise _Refused(404, 20404, f"The requested resource {request.path} was not found")
+        if self._failures:
+            failure = self._failures.pop(0)
+            raise _Refused(failure.status, failure.code, "Injected failure", failure.retry_after)
 
     def _authorize(self, request: web.Request) -> None:
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
