@@ -512,7 +512,7 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
         clock,
         res.account_desk(),
         sandbox.demo_settings(),
-        sandbox.demo_account(exotel.account_sid, exotel.api_key, exotel.api_token),
+        sandbox.demo_accounts(exotel.account_sid, exotel.api_key, exotel.api_token),
     )
     world.shop.continue_numbering(await sandbox.last_order_number(res.db, shop.shop_id))
     public_url = res.settings.server.public_url

@@ -127,6 +127,8 @@ class ShopConnector:
             shop.timezone = info.iana_timezone or shop.timezone
             shop.phone = info.phone or shop.phone
             shop.country = info.country_code or shop.country
+            # "hi", "en-IN", "pt-BR": the language part; the settings may override it.
+            shop.language = info.primary_locale.split("-")[0].lower()[:8] or shop.language
             await shop_config.refresh_status(session, shop, self.box)
             shop.updated_at = now
             session.add(

@@ -34,9 +34,10 @@ from storage.shops import issue_secrets, shop_by_domain
 HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB, CHECK_JOB})
 
 
-def demo_account(exotel_sid: str, exotel_key: str, exotel_token: str) -> dict[str, Any]:
-    """The demo shop's own (simulated) Exotel account, connected as a merchant would."""
-    return {
+def demo_accounts(exotel_sid: str, exotel_key: str, exotel_token: str) -> list[dict[str, Any]]:
+    """The demo shop's accounts, connected as a merchant would: its own (simulated) Exotel
+    for calls and SMS, and the platform's Gupshup for WhatsApp."""
+    exotel = {
         "provider": "exotel",
         "subdomain": "api.in.exotel.com",
         "account_sid": exotel_sid,
@@ -44,6 +45,7 @@ def demo_account(exotel_sid: str, exotel_key: str, exotel_token: str) -> dict[st
         "api_token": exotel_token,
         "numbers": [demo.CALLER_ID, demo.EXOPHONE],
     }
+    return [exotel, {"provider": "gupshup", "platform": True}]
 
 
 def demo_settings() -> dict[str, Any]:
@@ -91,10 +93,11 @@ async def seed_demo_shop(
     clock: Clock,
     accounts: AccountDesk,
     settings: dict[str, Any],
-    account: dict[str, Any],
+    connections: list[dict[str, Any]],
 ) -> DemoShop:
-    """Create the demo shop with `settings` and its `account` unless it exists (what a
-    first start that stopped half-way left out is done now); issue it a new API key."""
+    """Create the demo shop with `settings` and its accounts (`connections`) unless it
+    exists (what a first start that stopped half-way left out is done now); issue it a new
+    API key."""
     async with db.sessions() as session:
         shop = await shop_by_domain(session, demo.SHOP_DOMAIN)
     if shop is None:
@@ -107,7 +110,8 @@ async def seed_demo_shop(
     if shop is None or not shop.settings:
         await shop_config.save(db, box, clock, shop_id, settings)
     if not (await accounts.listing(shop_id))["accounts"]:
-        await accounts.connect(shop_id, account)
+        for connection in connections:
+            await accounts.connect(shop_id, connection)
     async with db.transaction() as session:
         stored = await session.get(Shop, shop_id, with_for_update=True)
         assert stored is not None

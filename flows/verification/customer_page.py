@@ -26,6 +26,7 @@ from flows.verification.flow import (
     otp_expired,
     otp_resend_wait,
 )
+from flows.verification.ivr import language_of
 from flows.verification.runtime import Context, Verifier
 from storage.db import Database
 from storage.models import Order, Shop, Verification
@@ -181,7 +182,7 @@ class CustomerDesk:
         items: list[Any] = order.items or []
         return PageView(
             kind="otp" if "otp" in state.methods else "link",
-            language=ctx.shop.language,
+            language=language_of(ctx.shop, settings),
             shop_name=ctx.shop.name or ctx.shop.domain,
             order_name=order.name,
             amount=self.verifier.amount(ctx),

@@ -48,8 +48,14 @@ class IvrScript:
     no_input: str
 
 
+def language_of(shop: Shop, settings: ShopSettings) -> str:
+    """The shop's language: the merchant's choice, else its primary locale in Shopify."""
+    return settings.language or shop.language
+
+
 def script(shop: Shop, order: Order, settings: ShopSettings) -> IvrScript:
-    language = shop.language if shop.language in _TEXT else "en"
+    language = language_of(shop, settings)
+    language = language if language in _TEXT else "en"
     text = _TEXT[language]
     keys = ivr_keys(settings)
     currency = _CURRENCY_WORDS[language].get(order.currency, order.currency)

@@ -46,6 +46,7 @@ from flows.verification.flow import (
     options,
     step,
 )
+from flows.verification.ivr import language_of
 from providers.events import InboundMessage
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
@@ -468,7 +469,7 @@ class Verifier:
 
     def amount(self, ctx: Context) -> str:
         # The shop's language in its country (en_IN: ₹1,499.00); babel refuses unknown pairs.
-        locale = f"{ctx.shop.language or 'en'}_{ctx.shop.country or 'IN'}"
+        locale = f"{language_of(ctx.shop, ctx.settings) or 'en'}_{ctx.shop.country or 'IN'}"
         try:
             return format_currency(
                 Decimal(ctx.order.total_amount), ctx.order.currency, locale=locale

@@ -89,6 +89,7 @@ class _Shop:
     phone: str
     country_code: str
     email: str
+    locale: str = "en"
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
     transactions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -178,8 +179,10 @@ class FakeShopify(FakeServer):
         phone: str = "",
         country_code: str = "IN",
         email: str = "",
+        locale: str = "en",
     ) -> None:
-        """Install the app on a shop with this access token (keeps its data if it exists)."""
+        """Install the app on a shop with this access token (keeps its data if it exists);
+        `locale` is its primary locale."""
         shop = self._shops.get(domain)
         info = {
             "token": token,
@@ -189,6 +192,7 @@ class FakeShopify(FakeServer):
             "phone": phone,
             "country_code": country_code,
             "email": email or f"owner@{domain}",
+            "locale": locale,
         }
         if shop is None:
             self._shops[domain] = _Shop(domain=domain, **info)
@@ -381,7 +385,8 @@ class FakeShopify(FakeServer):
                     "phone": shop.phone or None,
                     "countryCodeV2": shop.country_code,
                 },
-            }
+            },
+            "shopLocales": [{"locale": shop.locale, "primary": True, "published": True}],
         }
 
     def _webhook_create(self, shop: _Shop, variables: dict[str, Any]) -> dict[str, Any]:

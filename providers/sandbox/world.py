@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from clock import Clock
+from providers.sandbox import shop as demo
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.gupshup import FakeGupshup
 from providers.sandbox.phones import (
@@ -101,6 +102,8 @@ class SandboxWorld:
             fake.watch(self._received)
             await fake.start()
         self.shop.install()
+        for exophone in (demo.CALLER_ID, demo.EXOPHONE):
+            self.exotel.add_exophone(exophone)
         self.exotel.mark_dnd(DND_NUMBER)
         for number in self.special_numbers.values():
             self.book.phone(number)

@@ -50,6 +50,7 @@ fragment CustomerFields on Customer {
 SHOP_QUERY = """
 query ShopInfo {
   shop { name email currencyCode ianaTimezone billingAddress { phone countryCodeV2 } }
+  shopLocales { locale primary }
 }
 """
 
@@ -167,7 +168,8 @@ _REFUNDABLE_KINDS = frozenset({"SALE", "CAPTURE"})
 
 @dataclass(frozen=True)
 class ShopInfo:
-    """The shop's name, owner email, currency, time zone and billing phone and country."""
+    """The shop's name, owner email, currency, time zone, billing phone and country, and its
+    primary locale (e.g. "en", "hi")."""
 
     name: str
     email: str
@@ -175,6 +177,7 @@ class ShopInfo:
     iana_timezone: str
     phone: str
     country_code: str
+    primary_locale: str = ""
 
 
 class ShopifyAdmin:
@@ -216,7 +219,9 @@ class ShopifyAdmin:
 
     async def shop_info(self, shop: str, token: str) -> ShopInfo:
         """The shop's own settings, read once when it connects."""
-        info = _field(await self.graphql(shop, token, SHOP_QUERY), "shop")
+        data = await self.graphql(shop, token, SHOP_QUERY)
+        info = _field(data, "shop")
+        locales = data.get("shopLocales")
         address = _dict(info.get("billingAddress"))
         return ShopInfo(
             name=_str(info.get("name")),
@@ -225,6 +230,14 @@ class ShopifyAdmin:
             iana_timezone=_str(info.get("ianaTimezone")),
             phone=_str(address.get("phone")),
             country_code=_str(address.get("countryCodeV2")),
+            primary_locale=next(
+                (
+                    _str(_dict(locale).get("locale"))
+                    for locale in (locales if isinstance(locales, list) else [])
+                    if _dict(locale).get("primary")
+                ),
+                "",
+            ),
         )
 
     async def register_webhook(self, shop: str, token: str, topic: str, uri: str) -> None:

@@ -67,6 +67,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+CALLER_ID = "08047110000"
+
+
 def _e164(number: str) -> str:
     parsed = phonenumbers.parse(number, "IN")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
@@ -76,20 +79,25 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _settings_document(exotel: FakeExotel) -> dict[str, Any]:
+def _exotel_account(exotel: FakeExotel) -> dict[str, Any]:
+    return {
+        "provider": "exotel",
+        "subdomain": "api.in.exotel.com",
+        "account_sid": exotel.account_sid,
+        "api_key": exotel.api_key,
+        "api_token": exotel.api_token,
+        "numbers": [CALLER_ID],
+    }
+
+
+def _settings_document() -> dict[str, Any]:
     return {
         "contact_phone": "+918040001234",
-        "credentials": {
-            "subdomain": "api.in.exotel.com",
-            "account_sid": exotel.account_sid,
-            "api_key": exotel.api_key,
-            "api_token": exotel.api_token,
-        },
         # The first call goes out at any hour: the test must not depend on when it runs.
         "verification": {"window_first_call": False},
         # One call, then at once one SMS with the link: no timer has to come due.
         "ivr": {
-            "caller_id": "08047110000",
+            "caller_id": CALLER_ID,
             "flow_id": "214512",
             "retries": 0,
             "retry_interval_minutes": 0,
@@ -414,6 +422,7 @@ async def test_sigkill_at_random_moments_during_200_verifications(
     rng = random.Random(SEED)
     shopify = FakeShopify(api_key="crash-app-key", api_secret="crash-app-secret")
     exotel = FakeExotel()
+    exotel.add_exophone(CALLER_ID)
     await shopify.start()
     await exotel.start()
     shopify.add_shop(DOMAIN, SHOPIFY_TOKEN, name="Demo Store", phone="+91 80 4000 1234")
@@ -465,12 +474,15 @@ async def test_sigkill_at_random_moments_during_200_verifications(
             await asyncio.sleep(0.1)
         endpoint = f"{public_url}/webhooks/shopify"
         assert ("orders/create", endpoint) in shopify.webhook_subscriptions[DOMAIN]
+        merchant = {"Authorization": f"Bearer {found.group(1)}"}
         async with browser.put(
-            f"{public_url}/api/v1/shop/settings",
-            json=_settings_document(exotel),
-            headers={"Authorization": f"Bearer {found.group(1)}"},
+            f"{public_url}/api/v1/shop/settings", json=_settings_document(), headers=merchant
         ) as response:
             assert response.status == 200, await response.text()
+        async with browser.post(
+            f"{public_url}/api/v1/shop/accounts", json=_exotel_account(exotel), headers=merchant
+        ) as response:
+            assert response.status == 201, await response.text()
         assert (await records.shop()).status == "installed"
 
         phones = [f"+9198{10_000_000 + i:08d}" for i in range(ORDERS)]

@@ -96,6 +96,7 @@ async def fake() -> AsyncIterator[FakeShopify]:
         phone="+912240001234",
         country_code="IN",
         email="owner@demo.example",
+        locale="hi",
     )
     yield shopify
     await shopify.close()
@@ -356,6 +357,7 @@ async def test_shop_info(admin):
         iana_timezone="Asia/Kolkata",
         phone="+912240001234",
         country_code="IN",
+        primary_locale="hi",
     )
 
 

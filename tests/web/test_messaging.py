@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from flows.channels.callback_urls import PLATFORM, ringcentral_token, shop_token
 from flows.channels.messaging import SEND_JOB, MessageSender, Route, queue_message
 from flows.channels.ringcentral_subscription import check_now
-from flows.shops import config as shop_config
 from main import make_worker, open_resources
 from providers.exotel import ExotelClient
 from providers.sandbox.exotel import FakeExotel
@@ -151,6 +150,9 @@ async def order(res, clock):
             updated_at=now,
         )
         session.add(row)
+    desk = res.account_desk()
+    for provider in ("twilio", "gupshup", "ringcentral"):  # SMS by Twilio, WhatsApp by Gupshup
+        await desk.connect(row.shop_id, {"provider": provider, "platform": True})
     return row
 
 
@@ -435,15 +437,20 @@ async def test_ringcentral_handshake_and_verified_deliveries(res, server, worker
 
 
 async def shop_own_exotel(res, order, exotel) -> None:
-    async with res.db.sessions() as session:
-        shop = await session.get(Shop, order.shop_id)
-    document = shop_config.load(shop, res.box).stored_document()
-    document["credentials"] |= {
-        "account_sid": exotel.account_sid,
-        "api_key": exotel.api_key,
-        "api_token": exotel.api_token,
-    }
-    await shop_config.save(res.db, res.box, res.clock, shop.id, document)
+    """The shop connects its own Exotel account and sends its SMS through it."""
+    exotel.add_exophone("08047110000")
+    desk = res.account_desk()
+    account = await desk.connect(
+        order.shop_id,
+        {
+            "provider": "exotel",
+            "account_sid": exotel.account_sid,
+            "api_key": exotel.api_key,
+            "api_token": exotel.api_token,
+            "numbers": ["08047110000"],
+        },
+    )
+    await desk.choose(order.shop_id, {"sms": account["id"]})
 
 
 async def test_shop_own_exotel_account_sends_and_reports(res, server, worker, fakes, order):
@@ -565,7 +572,7 @@ def sender_for(res, fakes, provider: str):
     """A MessageSender whose only route is `provider`'s account on its fake."""
     exotel = fakes["exotel"]
     clients = {
-        "twilio": (res.platform.twilio, "sms", SMS_FROM),
+        "twilio": (res.clients.configured.twilio, "sms", SMS_FROM),
         "exotel": (
             ExotelClient(
                 res.http,
@@ -577,16 +584,20 @@ def sender_for(res, fakes, provider: str):
             "sms",
             "DEMOSH",
         ),
-        "gupshup": (res.platform.gupshup, "whatsapp", fakes["gupshup"].source),
-        "ringcentral": (res.platform.ringcentral, "sms", "+16505550100"),
+        "gupshup": (res.clients.configured.gupshup, "whatsapp", fakes["gupshup"].source),
+        "ringcentral": (res.clients.configured.ringcentral, "sms", "+16505550100"),
     }
     client, channel, sender = clients[provider]
 
-    def route(shop, wanted):
+    async def route(session, shop, wanted):
         assert wanted == channel
         return Route(provider, "platform", client, sender, 1.0)
 
-    return MessageSender(res.db, res.clock, res.limiter, route, res.keys), channel
+    async def never_refused(account_id: int, reason: str) -> None:
+        raise AssertionError(f"account {account_id} refused: {reason}")
+
+    handler = MessageSender(res.db, res.clock, res.limiter, route, res.keys, never_refused)
+    return handler, channel
 
 
 def refuse_permanently(fakes, provider: str) -> tuple[dict, str]:

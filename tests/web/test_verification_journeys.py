@@ -27,16 +27,19 @@ APP_KEY = "journeys-app-key"
 APP_SECRET = "shpss_" + "fedcba9876543210" * 2
 EXOPHONE = "08047112345"
 LINK = re.compile(r"https?://\S+/v/([A-Za-z0-9_-]+)")
+CALLER_ID = "08047110000"
+EXOTEL_ACCOUNT = {
+    "provider": "exotel",
+    "subdomain": "api.in.exotel.com",
+    "account_sid": "ordertalk1",
+    "api_key": "fake-exotel-key",
+    "api_token": "fake-exotel-token",
+    "numbers": [CALLER_ID, EXOPHONE],
+}
 BASE_SETTINGS: dict[str, Any] = {
     "contact_phone": "+918040001234",
-    "credentials": {
-        "subdomain": "api.in.exotel.com",
-        "account_sid": "ordertalk1",
-        "api_key": "fake-exotel-key",
-        "api_token": "fake-exotel-token",
-    },
     "ivr": {
-        "caller_id": "08047110000",
+        "caller_id": CALLER_ID,
         "flow_id": "214512",
         "retries": 1,
         "retry_interval_minutes": 10,
@@ -74,6 +77,8 @@ async def fake():
 @pytest.fixture
 async def exotel():
     server = FakeExotel()
+    for number in (CALLER_ID, EXOPHONE):
+        server.add_exophone(number)
     await server.start()
     yield server
     await server.close()
@@ -144,6 +149,9 @@ class Journey:
             self.shop_id = await session.scalar(select(Shop.id))
         document = _merge(BASE_SETTINGS, changes or {})
         await shop_config.save(self.res.db, self.res.box, self.res.clock, self.shop_id, document)
+        desk = self.res.account_desk()
+        await desk.connect(self.shop_id, EXOTEL_ACCOUNT)
+        await desk.connect(self.shop_id, {"provider": "gupshup", "platform": True})
 
     async def order(self, phone: str = CUSTOMER, **overrides: Any) -> dict[str, Any]:
         self.res.clock.advance(timedelta(seconds=1))  # past the call rate limit's spacing
