@@ -69,6 +69,12 @@ INVALID_RECIPIENT_CODES = frozenset(
 # Generic parameter errors that name the recipient (parameterName "to", "to.phoneNumber").
 PARAMETER_CODES = frozenset({"CMN-101", "CMN-102"})
 FAILED_STATUSES = frozenset({"SendingFailed", "DeliveryFailed"})
+# The account-check input that a refused JWT grant blames, by OAuth error.
+_GRANT_FIELDS = {
+    "invalid_client": "client_secret",
+    "unauthorized_client": "client_id",  # the app may not use the JWT grant
+    "invalid_grant": "jwt",
+}
 _STATUSES = {
     "Queued": "queued",
     "Sent": "sent",
@@ -274,7 +280,7 @@ class RingCentralClient:
             data=form,
         )
         where = f"ringcentral token ({grant})"
-        if response.status in (400, 401):
+        if response.status in (400, 401, 403):
             reason = _describe(response.text)
             raise _Refusal(
                 f"{where}: HTTP {response.status}: {reason}",
@@ -436,12 +442,10 @@ def parse_notification(body: Mapping[str, Any]) -> list[InboundMessage]:
 
 
 def _grant_field(refused: _Refusal) -> str:
-    """The input a refused JWT grant blames: the app's credentials, or the JWT itself."""
-    if refused.error == "invalid_client" or refused.status == 401:
-        return "client_secret"
-    if refused.error == "unauthorized_client":  # the app may not use the JWT grant
-        return "client_id"
-    return "jwt"
+    """The input a refused JWT grant blames: by OAuth error, else by HTTP status."""
+    if refused.error in _GRANT_FIELDS:
+        return _GRANT_FIELDS[refused.error]
+    return {401: "client_secret", 403: "client_id"}.get(refused.status, "jwt")
 
 
 def _raise_for_delivery_error(message_id: str, code: str) -> None:
