@@ -166,13 +166,13 @@ class AccountCheck:
     numbers: tuple[NumberCapabilities, ...]  # the numbers asked about, in the order asked
 
 
-class AccountChecker(Protocol):
+class AccountVerifier(Protocol):
     name: str
 
     async def check_account(self, numbers: Sequence[str]) -> AccountCheck:
         """Verify the credentials and that the account holds `numbers`, live.
 
-        Raises CheckFailed when the provider refuses them, a retryable ProviderError when it
-        could not answer (5xx, timeout, throttling).
+        Raises CheckFailed when the provider refuses them, ProviderError when it gives no
+        verdict (retryable for 5xx answers, timeouts and throttling).
         """
         ...

@@ -1,6 +1,7 @@
-"""RingCentral SMS (aiohttp, no SDK): JWT auth with token refresh, SMS send, and inbound SMS
+"""RingCentral SMS (aiohttp, no SDK): JWT auth with token refresh, SMS send, inbound SMS
 through a WebHook subscription (the `Validation-Token` handshake, then a verification token on
-every delivery). Failures are ProviderErrors with retry advice.
+every delivery), and the live check of an app, JWT and the extension's numbers. Failures are
+ProviderErrors with retry advice.
 
 The web route answers the handshake and checks deliveries with the pure helpers below.
 """
@@ -13,7 +14,7 @@ import dataclasses
 import hmac
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -28,6 +29,9 @@ from providers.base import (
     INVALID_NUMBER,
     OPTED_OUT,
     UNAUTHORIZED,
+    AccountCheck,
+    CheckFailed,
+    NumberCapabilities,
     ProviderError,
     SendReceipt,
     SmsRequest,
@@ -38,6 +42,11 @@ from providers.http import Answer, exchange
 TOKEN_PATH = "/restapi/oauth/token"
 SMS_PATH = "/restapi/v1.0/account/~/extension/~/sms"
 SUBSCRIPTION_PATH = "/restapi/v1.0/subscription"
+EXTENSION_PATH = "/restapi/v1.0/account/~/extension/~"
+PHONE_NUMBER_PATH = "/restapi/v1.0/account/~/extension/~/phone-number"
+PHONE_NUMBER_PAGE_SIZE = 100
+SMS_SENDER = "SmsSender"
+CALLER_ID = "CallerId"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SMS_EVENT_FILTER = "/restapi/v1.0/account/~/extension/~/message-store/instant?type=SMS"
 VALIDATION_TOKEN_HEADER = "Validation-Token"
@@ -60,6 +69,12 @@ INVALID_RECIPIENT_CODES = frozenset(
 # Generic parameter errors that name the recipient (parameterName "to", "to.phoneNumber").
 PARAMETER_CODES = frozenset({"CMN-101", "CMN-102"})
 FAILED_STATUSES = frozenset({"SendingFailed", "DeliveryFailed"})
+# The account-check input that a refused JWT grant blames, by OAuth error.
+_GRANT_FIELDS = {
+    "invalid_client": "client_secret",
+    "unauthorized_client": "client_id",  # the app may not use the JWT grant
+    "invalid_grant": "jwt",
+}
 _STATUSES = {
     "Queued": "queued",
     "Sent": "sent",
@@ -76,6 +91,17 @@ class Subscription:
     id: str
     expires_at: datetime
     address: str
+
+
+class _Refusal(ProviderError):
+    """A permanent refusal that keeps its HTTP status, RingCentral's own words (`reason`) and,
+    from the token endpoint, the OAuth `error` ("invalid_client", "invalid_grant", ...)."""
+
+    def __init__(self, text: str, *, code: str, status: int, reason: str, error: str = "") -> None:
+        super().__init__(text, retryable=False, code=code)
+        self.status = status
+        self.reason = reason
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -150,6 +176,58 @@ class RingCentralClient:
         path = f"{SUBSCRIPTION_PATH}/{quote(subscription_id, safe='')}/renew"
         return _subscription(await self._api("POST", path), "")
 
+    async def check_account(self, numbers: Sequence[str]) -> AccountCheck:
+        """The JWT user's extension name and the capabilities of `numbers`, which must all be
+        numbers of that extension able to send SMS; raises CheckFailed naming the input
+        RingCentral refused."""
+        try:
+            # A fresh grant, not a cached token: the check is of the credentials as they are now.
+            self._token = await self._grant({"grant_type": JWT_GRANT, "assertion": self._jwt})
+        except _Refusal as refused:
+            raise CheckFailed(_grant_field(refused), refused.reason) from None
+        try:
+            extension = await self._api("GET", EXTENSION_PATH)
+            records = await self._phone_numbers()
+        except _Refusal as refused:
+            # 403: the app lacks the ReadAccounts permission these reads need.
+            if refused.status != 403:
+                raise
+            raise CheckFailed("client_id", refused.reason) from None
+        features: dict[str, set[str]] = {}
+        for record in records:
+            number = _str(record.get("phoneNumber"))
+            features.setdefault(number, set()).update(
+                feature for feature in _list(record.get("features")) if isinstance(feature, str)
+            )
+        held = []
+        for index, raw in enumerate(numbers):
+            field = f"numbers.{index}"
+            try:
+                number = _e164(raw, field)
+            except ValueError:
+                raise CheckFailed(field, f"{raw} is not an E.164 phone number") from None
+            if number not in features:
+                raise CheckFailed(field, f"{raw} is not a number of this RingCentral extension")
+            if SMS_SENDER not in features[number]:
+                raise CheckFailed(field, f"{raw} cannot send SMS (no {SMS_SENDER} feature)")
+            held.append(NumberCapabilities(number, sms=True, voice=CALLER_ID in features[number]))
+        return AccountCheck(name=_str(extension.get("name")), numbers=tuple(held))
+
+    async def _phone_numbers(self) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            query = f"?perPage={PHONE_NUMBER_PAGE_SIZE}&page={page}"
+            body = await self._api("GET", PHONE_NUMBER_PATH + query)
+            records += [
+                record for record in _list(body.get("records")) if isinstance(record, dict)
+            ]
+            paging = body.get("paging")
+            pages = paging.get("totalPages") if isinstance(paging, dict) else None
+            if not isinstance(pages, int) or page >= pages:
+                return records
+            page += 1
+
     async def _api(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -202,11 +280,14 @@ class RingCentralClient:
             data=form,
         )
         where = f"ringcentral token ({grant})"
-        if response.status in (400, 401):
-            raise ProviderError(
-                f"{where}: HTTP {response.status}: {_describe(response.text)}",
-                retryable=False,
+        if response.status in (400, 401, 403):
+            reason = _describe(response.text)
+            raise _Refusal(
+                f"{where}: HTTP {response.status}: {reason}",
                 code=UNAUTHORIZED,
+                status=response.status,
+                reason=reason,
+                error=_str((_json_object(response.text) or {}).get("error")),
             )
         body = self._result(where, response)
         access, expires_in = body.get("access_token"), body.get("expires_in")
@@ -258,26 +339,27 @@ class RingCentralClient:
                 )
             return body
         wait = _retry_after(response.retry_after, self._clock.now())
-        described = f"{where}: HTTP {status}: {_describe(response.text)}"
+        reason = _describe(response.text)
+        described = f"{where}: HTTP {status}: {reason}"
         if status == 429:
             raise ProviderError(described, retryable=True, code="THROTTLED", retry_after=wait)
         if status >= 500 or status == 408:
             raise ProviderError(described, retryable=True, code=f"HTTP_{status}", retry_after=wait)
         errors = _errors(_json_object(response.text))
         codes = {code for code, _ in errors}
+        specific = [code for code, _ in errors if "-" in code]
         if codes & OPT_OUT_CODES:
-            raise ProviderError(described, retryable=False, code=OPTED_OUT)
-        if codes & INVALID_RECIPIENT_CODES or any(
+            kind = OPTED_OUT
+        elif codes & INVALID_RECIPIENT_CODES or any(
             code in PARAMETER_CODES and parameter.split(".")[0] == "to"
             for code, parameter in errors
         ):
-            raise ProviderError(described, retryable=False, code=INVALID_NUMBER)
-        if status == 401:
-            raise ProviderError(described, retryable=False, code=UNAUTHORIZED)
-        specific = [code for code, _ in errors if "-" in code]
-        raise ProviderError(
-            described, retryable=False, code=specific[0] if specific else f"HTTP_{status}"
-        )
+            kind = INVALID_NUMBER
+        elif status == 401:
+            kind = UNAUTHORIZED
+        else:
+            kind = specific[0] if specific else f"HTTP_{status}"
+        raise _Refusal(described, code=kind, status=status, reason=reason)
 
 
 def needs_renewal(
@@ -357,6 +439,13 @@ def parse_notification(body: Mapping[str, Any]) -> list[InboundMessage]:
             text=text,
         )
     ]
+
+
+def _grant_field(refused: _Refusal) -> str:
+    """The input a refused JWT grant blames: by OAuth error, else by HTTP status."""
+    if refused.error in _GRANT_FIELDS:
+        return _GRANT_FIELDS[refused.error]
+    return {401: "client_secret", 403: "client_id"}.get(refused.status, "jwt")
 
 
 def _raise_for_delivery_error(message_id: str, code: str) -> None:

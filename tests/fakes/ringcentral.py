@@ -1,7 +1,9 @@
 """A fake RingCentral on 127.0.0.1: the OAuth token endpoint (JWT and refresh grants), SMS send,
-WebHook subscriptions with the real `Validation-Token` handshake, and SMS notifications.
+WebHook subscriptions with the real `Validation-Token` handshake, SMS notifications, and the JWT
+user's extension with its phone numbers and their features.
 
-Answers in RingCentral's wire shapes (`errorCode` with `errors[]`); records each request. Token and
+Answers in RingCentral's wire shapes (`errorCode` with `errors[]`; a wrong client id or secret
+is refused 401 invalid_client, a wrong JWT 400 invalid_grant); records each request. Token and
 subscription lifetimes follow the clock it is given, so a test's ManualClock expires them.
 """
 
@@ -50,6 +52,14 @@ class FakeSubscription:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class _PhoneNumber:
+    id: str
+    number: str
+    features: tuple[str, ...]
+    usage_type: str
+
+
 @dataclass
 class _Failure:
     status: int
@@ -72,6 +82,7 @@ class FakeRingCentral(FakeServer):
         self.client_id = client_id
         self.client_secret = client_secret
         self.jwt = jwt
+        self.extension_name = "Store Manager"
         self.clock = clock or SystemClock()
         self.expires_in = 3600
         self.refresh_token_expires_in = 604_800
@@ -85,10 +96,14 @@ class FakeRingCentral(FakeServer):
         self._failures: list[_Failure] = []
         self._invalid: set[str] = set()
         self._opted_out: set[str] = set()
+        self._numbers: dict[str, _PhoneNumber] = {}
 
     def routes(self, app: web.Application) -> None:
         """The provider API this fake answers."""
         app.router.add_post("/restapi/oauth/token", self._token)
+        extension = "/restapi/v1.0/account/{account}/extension/{extension}"
+        app.router.add_get(extension, self._extension)
+        app.router.add_get(f"{extension}/phone-number", self._phone_numbers)
         app.router.add_post(
             "/restapi/v1.0/account/{account}/extension/{extension}/sms", self._send_sms
         )
@@ -102,6 +117,18 @@ class FakeRingCentral(FakeServer):
     ) -> None:
         """Answer the next `count` API calls (not token requests) with `status`."""
         self._failures.extend([_Failure(status, retry_after)] * count)
+
+    def add_number(
+        self,
+        number: str,
+        *,
+        features: tuple[str, ...] = ("SmsSender", "CallerId"),
+        usage_type: str = "DirectNumber",
+    ) -> None:
+        """Give the JWT user's extension a number (E.164) with these features."""
+        self._numbers[number] = _PhoneNumber(
+            str(next(_MESSAGE_IDS)), number, tuple(features), usage_type
+        )
 
     def invalid(self, number: str) -> None:
         """Refuse SMS to `number` as an invalid recipient (400 CMN-101 on to.phoneNumber)."""
@@ -292,6 +319,84 @@ class FakeRingCentral(FakeServer):
             return body, _failure(self._failures.pop(0))
         return body, None
 
+    async def _extension(self, request: web.Request) -> web.Response:
+        _, refused = await self._api_gate(request)
+        if refused is not None:
+            return refused
+        first, _, last = self.extension_name.partition(" ")
+        return web.json_response(
+            {
+                "uri": self._extension_uri(),
+                "id": int(EXTENSION_ID),
+                "extensionNumber": "101",
+                "contact": {"firstName": first, "lastName": last, "email": "store@example.com"},
+                "name": self.extension_name,
+                "type": "User",
+                "status": "Enabled",
+                "account": {
+                    "uri": f"{self.base_url}/restapi/v1.0/account/{ACCOUNT_ID}",
+                    "id": ACCOUNT_ID,
+                },
+            }
+        )
+
+    async def _phone_numbers(self, request: web.Request) -> web.Response:
+        _, refused = await self._api_gate(request)
+        if refused is not None:
+            return refused
+        try:
+            page = int(request.query.get("page", "1"))
+            per_page = int(request.query.get("perPage", "100"))
+        except ValueError:
+            return _error(400, "CMN-101", "Parameter [page] value is invalid", "page")
+        if page < 1 or not 1 <= per_page <= 1000:
+            return _error(400, "CMN-101", "Parameter [perPage] value is invalid", "perPage")
+        numbers = list(self._numbers.values())
+        start = (page - 1) * per_page
+        shown = numbers[start : start + per_page]
+        uri = f"{self._extension_uri()}/phone-number"
+        pages = max(1, -(-len(numbers) // per_page))
+        return web.json_response(
+            {
+                "uri": f"{uri}?page={page}&perPage={per_page}",
+                "records": [self._phone_number_info(number, uri) for number in shown],
+                "paging": {
+                    "page": page,
+                    "totalPages": pages,
+                    "perPage": per_page,
+                    "totalElements": len(numbers),
+                    "pageStart": start,
+                    "pageEnd": start + max(0, len(shown) - 1),
+                },
+                "navigation": {
+                    "firstPage": {"uri": f"{uri}?page=1&perPage={per_page}"},
+                    "lastPage": {"uri": f"{uri}?page={pages}&perPage={per_page}"},
+                },
+            }
+        )
+
+    def _extension_uri(self) -> str:
+        return f"{self.base_url}/restapi/v1.0/account/{ACCOUNT_ID}/extension/{EXTENSION_ID}"
+
+    def _phone_number_info(self, number: _PhoneNumber, uri: str) -> dict[str, Any]:
+        return {
+            "uri": f"{uri}/{number.id}",
+            "id": int(number.id),
+            "phoneNumber": number.number,
+            "country": {
+                "uri": f"{self.base_url}/restapi/v1.0/dictionary/country/1",
+                "id": "1",
+                "name": "United States",
+                "isoCode": "US",
+            },
+            "location": "San Mateo, CA",
+            "paymentType": "Local",
+            "status": "Normal",
+            "type": "VoiceFax",
+            "usageType": number.usage_type,
+            "features": list(number.features),
+        }
+
     async def _send_sms(self, request: web.Request) -> web.Response:
         body, refused = await self._api_gate(request)
         if refused is not None:
@@ -459,6 +564,12 @@ def _failure(failure: _Failure) -> web.Response:
         response = _error(429, "CMN-301", "Request rate exceeded")
     elif failure.status == 401:
         response = _error(401, "OAU-213", "Token not found", top="TokenInvalid")
+    elif failure.status == 403:
+        message = (
+            "In order to call this API endpoint, application needs to have [ReadAccounts] "
+            "permission"
+        )
+        response = _error(403, "CMN-408", message)
     else:
         response = _error(failure.status, "CMN-201", "Service Temporary Unavailable")
     if failure.retry_after is not None:

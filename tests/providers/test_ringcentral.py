@@ -29,6 +29,9 @@ from providers.base import (
     INVALID_NUMBER,
     OPTED_OUT,
     UNAUTHORIZED,
+    AccountCheck,
+    CheckFailed,
+    NumberCapabilities,
     ProviderError,
     SendReceipt,
     SmsRequest,
@@ -320,6 +323,111 @@ async def test_unreachable_ringcentral_is_retryable(http, clock):
     )
     error = await expect_error(client.send_sms(sms()))
     assert (error.retryable, error.code) == (True, "CONNECTION")
+
+
+# Account check ------------------------------------------------------------------------------
+
+
+def account(
+    http: aiohttp.ClientSession, clock: ManualClock, fake: FakeRingCentral, **credentials: str
+) -> RingCentralClient:
+    values = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "jwt": JWT} | credentials
+    return RingCentralClient(http, clock, api_url=fake.base_url, **values)
+
+
+async def expect_refusal(client: RingCentralClient, numbers: list[str]) -> CheckFailed:
+    with pytest.raises(CheckFailed) as caught:
+        await client.check_account(numbers)
+    return caught.value
+
+
+async def test_check_account_reports_the_numbers_features(client, fake):
+    fake.add_number(SENDER)
+    fake.add_number("+16505550101", features=("SmsSender",))
+    fake.add_number("+16505550102", features=("CallerId",), usage_type="MainCompanyNumber")
+
+    check = await client.check_account(["+16505550101", SENDER])
+
+    assert check == AccountCheck(
+        name="Store Manager",
+        numbers=(
+            NumberCapabilities("+16505550101", sms=True, voice=False),
+            NumberCapabilities(SENDER, sms=True, voice=True),
+        ),
+    )
+    assert fake.grants == [JWT_GRANT]
+
+
+async def test_check_account_reads_every_page_of_numbers(client, fake):
+    owned = [f"+1650555{n:04d}" for n in range(150)]
+    for number in owned:
+        fake.add_number(number)
+    check = await client.check_account([owned[-1]])
+    assert check.numbers == (NumberCapabilities(owned[-1], sms=True, voice=True),)
+    pages = [path for _, path, _, _ in fake.requests if path.endswith("/phone-number")]
+    assert len(pages) == 2
+
+
+async def test_check_account_grants_afresh_and_the_token_serves_sends(client, fake):
+    fake.add_number(SENDER)
+    await client.send_sms(sms())
+    await client.check_account([SENDER])
+    await client.send_sms(sms())
+    assert fake.grants == [JWT_GRANT, JWT_GRANT]
+
+
+async def test_check_account_refuses_a_wrong_client_secret(http, clock, fake):
+    refused = await expect_refusal(account(http, clock, fake, client_secret="wrong"), [SENDER])
+    assert (refused.field, refused.reason) == (
+        "client_secret",
+        "OAU-146 Invalid client credentials",
+    )
+    assert fake.requests == []
+
+
+async def test_check_account_refuses_a_wrong_jwt(http, clock, fake):
+    refused = await expect_refusal(account(http, clock, fake, jwt="not-the-jwt"), [SENDER])
+    assert (refused.field, refused.reason) == ("jwt", "OAU-213 Token not found")
+
+
+async def test_check_account_refuses_an_app_without_read_accounts(client, fake):
+    fake.fail_next(1, status=403)
+    refused = await expect_refusal(client, [SENDER])
+    assert refused.field == "client_id"
+    assert "[ReadAccounts] permission" in refused.reason
+
+
+async def test_check_account_refuses_a_number_of_another_extension(client, fake):
+    fake.add_number(SENDER)
+    refused = await expect_refusal(client, [SENDER, "+16505550199"])
+    assert (refused.field, refused.reason) == (
+        "numbers.1",
+        "+16505550199 is not a number of this RingCentral extension",
+    )
+
+
+async def test_check_account_refuses_a_number_without_sms_sender(client, fake):
+    fake.add_number(SENDER, features=("CallerId", "MmsSender"))
+    refused = await expect_refusal(client, [SENDER])
+    assert (refused.field, refused.reason) == (
+        "numbers.0",
+        f"{SENDER} cannot send SMS (no SmsSender feature)",
+    )
+
+
+async def test_check_account_refuses_what_is_not_a_phone_number(client):
+    refused = await expect_refusal(client, ["sms line"])
+    assert (refused.field, refused.reason) == (
+        "numbers.0",
+        "sms line is not an E.164 phone number",
+    )
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_check_account_transient_failure_is_retryable(client, fake, status):
+    fake.fail_next(1, status=status)
+    error = await expect_error(client.check_account([SENDER]))
+    assert error.retryable
 
 
 # Subscriptions ------------------------------------------------------------------------------
