@@ -146,6 +146,8 @@ def parse(body: Any) -> PlatformAccount | TwilioAccount | ExotelAccount | Gupshu
     """The connect request's body as one of the input models, or AccountError."""
     if not isinstance(body, dict):
         raise AccountError([FieldProblem("body", "must be a JSON object")])
+    if body.get("provider") not in PROVIDERS:
+        raise AccountError([FieldProblem("provider", f"must be one of {', '.join(PROVIDERS)}")])
     model: Any = PlatformAccount if body.get("platform") is True else _OWN
     try:
         return (
@@ -163,13 +165,9 @@ def parse(body: Any) -> PlatformAccount | TwilioAccount | ExotelAccount | Gupshu
 
 
 def _checked_numbers(account: Any) -> list[tuple[str, str]]:
-    """(field, number) pairs a live check must confirm, in the order asked."""
-    if isinstance(account, TwilioAccount):
-        pairs = [(f"numbers.{i}", n) for i, n in enumerate(account.numbers)]
-        return pairs + (
-            [("whatsapp_number", account.whatsapp_number)] * bool(account.whatsapp_number)
-        )
-    if isinstance(account, ExotelAccount):
+    """(field, number) pairs a live check must confirm, in the order asked. A WhatsApp sender
+    is not a phone number resource of the account, so no provider can confirm it here."""
+    if isinstance(account, TwilioAccount | ExotelAccount):
         return [(f"numbers.{i}", n) for i, n in enumerate(account.numbers)]
     if isinstance(account, GupshupAccount):
         return [("whatsapp_number", account.whatsapp_number)]
