@@ -335,10 +335,10 @@ def waiting_reason(account_id: int) -> str:
 
 
 async def resume(session: AsyncSession, account_id: int, now: datetime) -> None:
+    """Bring the work that waits for the account forward to now."""
+    waiting = f"{Deferred.__name__}: {waiting_reason(account_id)}"  # as the worker records it
     await session.execute(
-        update(Job)
-        .where(Job.status == "queued", Job.last_error == waiting_reason(account_id))
-        .values(due_at=now)
+        update(Job).where(Job.status == "queued", Job.last_error == waiting).values(due_at=now)
     )
 
 
