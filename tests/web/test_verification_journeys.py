@@ -142,9 +142,11 @@ class Journey:
         self.res, self.worker, self.server = res, worker, server
         self.fake, self.exotel, self.urls, self.browser = fake, exotel, urls, browser
         self.shop_id = 0
+        self.headers: dict[str, str] = {}
 
     async def install(self, changes: dict[str, Any] | None = None) -> None:
-        await connect(self.browser, self.server, self.worker)
+        issued = await connect(self.browser, self.server, self.worker)
+        self.headers = {"Authorization": f"Bearer {issued['api_key']}"}
         async with self.res.db.sessions() as session:
             self.shop_id = await session.scalar(select(Shop.id))
         document = _merge(BASE_SETTINGS, changes or {})
@@ -152,6 +154,14 @@ class Journey:
         desk = self.res.account_desk()
         await desk.connect(self.shop_id, EXOTEL_ACCOUNT)
         await desk.connect(self.shop_id, {"provider": "gupshup", "platform": True})
+
+    async def api(self, method: str, path: str, body: Any = None) -> Any:
+        """The admin API with the shop's key, as the merchant uses it."""
+        async with self.browser.request(
+            method, url(self.server, f"/api/v1/shop/{path}"), json=body, headers=self.headers
+        ) as response:
+            assert response.status in (200, 201), await response.text()
+            return await response.json()
 
     async def order(self, phone: str = CUSTOMER, **overrides: Any) -> dict[str, Any]:
         self.res.clock.advance(timedelta(seconds=1))  # past the call rate limit's spacing
@@ -494,3 +504,65 @@ async def test_an_unanswered_whatsapp_goes_on_to_the_call_then_the_link(journey:
     await journey.call_ends("no-answer")
     assert journey.tags(payload) == ["whatsapp_retry_limit_reached", "ivr_retry_limit_reached"]
     assert len(journey.exotel.sms) == 1 and LINK.search(journey.exotel.sms[0]["Body"])
+
+
+async def test_the_setup_lists_the_passthru_url_that_records_the_keypad(journey: Journey):
+    await journey.install()
+    setup = await journey.api("GET", "setup")
+    assert setup["status"] == "installed" and setup["missing"] == []
+    [exotel] = [a for a in setup["accounts"] if a["provider"] == "exotel"]
+    keypad = next(item for item in exotel["paste"] if "Gather" in item["where"])
+    assert "214512" in keypad["where"]  # the merchant's call flow
+    payload = await journey.order()
+    sid = await journey.last_call_sid()
+    call = journey.exotel.placed_calls[sid]
+    answer = await journey.exotel.passthru(
+        keypad["value"],
+        call_sid=sid,
+        call_from=CUSTOMER,
+        call_to=CALLER_ID,
+        direction="outbound-dial",
+        digits="1",
+        custom_field=call["CustomField"],
+    )
+    assert answer[0] == 200
+    await journey.worker.run_until_idle()
+    assert await journey.status(payload) == "confirmed"
+    async with journey.res.db.sessions() as session:
+        digits = await session.scalar(select(Call.input_digits))
+    assert digits == "1"
+
+
+async def test_the_gupshup_callback_url_from_the_setup_list_delivers_a_button_reply(
+    journey: Journey, gupshup
+):
+    await journey.install(WHATSAPP_FIRST)
+    own = await journey.api(
+        "POST",
+        "accounts",
+        {
+            "provider": "gupshup",
+            "api_key": gupshup.api_key,
+            "app_name": gupshup.app_name,
+            "whatsapp_number": "+" + gupshup.source,
+        },
+    )
+    await journey.api("PUT", "channels", {"whatsapp": own["id"]})
+    setup = await journey.api("GET", "setup")
+    [callback] = next(a["paste"] for a in setup["accounts"] if a["id"] == own["id"])
+    assert callback["value"] != journey.urls.gupshup()  # the shop's own, not the platform's
+    payload = await journey.order()
+    sent = next(iter(gupshup.accepted.values()))
+    answer = await gupshup.send_button_reply(
+        callback["value"], from_phone=CUSTOMER, title="Confirm", reply_id=sent["message"]["msgid"]
+    )
+    assert answer[0] == 200
+    await journey.worker.run_until_idle()
+    assert await journey.status(payload) == "confirmed"
+    async with journey.res.db.sessions() as session:
+        account = await session.scalar(
+            select(Message.account).where(
+                Message.channel == "whatsapp", Message.direction == "out"
+            )
+        )
+    assert account == "shop"
