@@ -140,5 +140,15 @@ async def test_openapi_document_describes_the_api(client):
     assert response.status == 200
     document = await response.json()
     assert document["openapi"].startswith("3.")
-    assert {"/shops", "/shop/status", "/shop/settings"} <= set(document["paths"])
-    assert "ShopSettings" in document["components"]["schemas"]
+    assert {
+        "/shops",
+        "/shop/status",
+        "/shop/settings",
+        "/shop/accounts",
+        "/shop/accounts/{account_id}",
+        "/shop/channels",
+        "/shop/setup",
+    } <= set(document["paths"])
+    schemas = document["components"]["schemas"]
+    assert {"ShopSettings", "AccountInput", "TwilioAccount", "Setup"} <= set(schemas)
+    assert schemas["TwilioAccount"]["properties"]["auth_token"]["writeOnly"]

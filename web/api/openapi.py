@@ -7,16 +7,33 @@ from typing import Any
 
 from aiohttp import web
 
+from flows.channels.accounts import (
+    CHANNELS,
+    PROVIDERS,
+    ExotelAccount,
+    GupshupAccount,
+    PlatformAccount,
+    RingCentralAccount,
+    TwilioAccount,
+)
 from flows.orders import reports
 from flows.shops.settings import ShopSettings
 from web.api.shops import CreateShop
+
+ACCOUNT_INPUTS = (
+    TwilioAccount,
+    ExotelAccount,
+    GupshupAccount,
+    RingCentralAccount,
+    PlatformAccount,
+)
 
 REF = "#/components/schemas/{model}"
 
 
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in (ShopSettings, CreateShop):
+    for model in (ShopSettings, CreateShop, *ACCOUNT_INPUTS):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -51,6 +68,13 @@ def _schemas() -> dict[str, Any]:
             "name": {"type": "string"},
             "status": {"enum": ["partially_installed", "installed", "uninstalled"]},
             "missing": {"type": "array", "items": {"type": "string"}},
+            "problems": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
             "currency": {"type": "string"},
             "timezone": {"type": "string"},
             "country": {"type": "string"},
@@ -65,7 +89,97 @@ def _schemas() -> dict[str, Any]:
         },
     }
     schemas.update(_report_schemas())
+    schemas.update(_account_schemas())
     return schemas
+
+
+def _account_schemas() -> dict[str, Any]:
+    text = {"type": "string"}
+    moment = {"type": "string", "format": "date-time"}
+    selection = {
+        "type": ["object", "null"],
+        "description": "null: no account can carry the channel; connect one",
+        "properties": {
+            "account_id": {"type": "integer"},
+            "provider": {"enum": list(PROVIDERS)},
+            "owner": {"enum": ["shop", "platform"]},
+        },
+    }
+    account = {
+        "type": "object",
+        "description": "secrets are never shown",
+        "properties": {
+            "id": {"type": "integer"},
+            "provider": {"enum": list(PROVIDERS)},
+            "owner": {"enum": ["shop", "platform"]},
+            "status": {"enum": ["active", "rejected"]},
+            "status_reason": text,
+            "channels": {"type": "array", "items": {"enum": list(CHANNELS)}},
+            "details": {"type": "object"},
+            "connected_at": moment,
+            "checked_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    }
+    channels = {"type": "object", "properties": dict.fromkeys(CHANNELS, selection)}
+    problem = {"type": "object", "properties": {"field": text, "message": text}}
+    return {
+        "AccountInput": {
+            "description": "a shop's own account (checked live with the provider before it is "
+            "stored) or the platform's ({provider, platform: true})",
+            "oneOf": [{"$ref": REF.format(model=m.__name__)} for m in ACCOUNT_INPUTS],
+        },
+        "Account": account,
+        "AccountList": {
+            "type": "object",
+            "properties": {
+                "accounts": {"type": "array", "items": account},
+                "channels": channels,
+                "platform": {
+                    "type": "array",
+                    "description": "the platform's accounts a shop may connect",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "provider": {"enum": list(PROVIDERS)},
+                            "channels": {"type": "array", "items": {"enum": list(CHANNELS)}},
+                        },
+                    },
+                },
+            },
+        },
+        "ChannelChoice": {
+            "type": "object",
+            "description": "the account id to carry each named channel",
+            "properties": {channel: {"type": "integer"} for channel in CHANNELS},
+            "additionalProperties": False,
+            "minProperties": 1,
+        },
+        "Channels": {"type": "object", "properties": {"channels": channels}},
+        "Setup": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["partially_installed", "installed", "uninstalled"]},
+                "channels": channels,
+                "accounts": {
+                    "type": "array",
+                    "items": {
+                        "allOf": [account],
+                        "properties": {
+                            "paste": {
+                                "type": "array",
+                                "description": "what to paste where in the provider's console",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"where": text, "value": text},
+                                },
+                            }
+                        },
+                    },
+                },
+                "missing": {"type": "array", "items": problem},
+            },
+        },
+    }
 
 
 def _report_schemas() -> dict[str, Any]:
@@ -297,7 +411,7 @@ def build() -> dict[str, Any]:
             },
             "/shop/settings": {
                 "get": {
-                    "summary": "The shop's settings document (secrets masked)",
+                    "summary": "The shop's settings document",
                     "security": shop_auth,
                     "responses": {
                         "200": {"description": "settings", **_json("ShopSettings")},
@@ -313,6 +427,62 @@ def build() -> dict[str, Any]:
                         **_errors(400, 401, 422),
                     },
                 },
+            },
+            "/shop/accounts": {
+                "get": {
+                    "summary": "The shop's provider accounts and the account of each channel",
+                    "security": shop_auth,
+                    "responses": {
+                        "200": {"description": "accounts", **_json("AccountList")},
+                        **_errors(401),
+                    },
+                },
+                "post": {
+                    "summary": "Connect an account (checked live; wrong credentials: 422 naming "
+                    "the field with the provider's reason, nothing stored)",
+                    "security": shop_auth,
+                    "requestBody": {"required": True, **_json("AccountInput")},
+                    "responses": {
+                        "201": {"description": "connected", **_json("Account")},
+                        **_errors(400, 401, 422, 502),
+                    },
+                },
+            },
+            "/shop/accounts/{account_id}": {
+                "delete": {
+                    "summary": "Remove an account (its channels fall back to the next one)",
+                    "security": shop_auth,
+                    "parameters": [
+                        {
+                            "name": "account_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        }
+                    ],
+                    "responses": {"204": {"description": "removed"}, **_errors(401, 404)},
+                }
+            },
+            "/shop/channels": {
+                "put": {
+                    "summary": "Choose the account that carries a channel",
+                    "security": shop_auth,
+                    "requestBody": {"required": True, **_json("ChannelChoice")},
+                    "responses": {
+                        "200": {"description": "the channels", **_json("Channels")},
+                        **_errors(400, 401, 422),
+                    },
+                }
+            },
+            "/shop/setup": {
+                "get": {
+                    "summary": "What to paste where for each account, and what is missing",
+                    "security": shop_auth,
+                    "responses": {
+                        "200": {"description": "the setup list", **_json("Setup")},
+                        **_errors(401),
+                    },
+                }
             },
             "/orders": _report(
                 "Orders processed for verification, newest first, with totals",
