@@ -7,6 +7,7 @@
     python main.py migrate [--config PATH]   apply (or roll back) schema migrations
     python main.py check-config [--config PATH]
     python main.py shop add --domain X.myshopify.com [--token TOKEN] [--config PATH]
+    python main.py shop list | status | setup | rotate-key [--domain X.myshopify.com]
 
 This is the only module that knows every concrete class. An invalid configuration exits
 with status 2 and one line per problem naming the key.
@@ -606,20 +607,57 @@ async def run_migrate(settings: Settings, downgrade_to: str | None) -> None:
         await db.close()
 
 
-async def add_shop(settings: Settings, domain: str, token: str | None) -> None:
+async def shop_command(settings: Settings, args: argparse.Namespace) -> None:
+    """`main.py shop ACTION`: a shop's life from the command line."""
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
-        args = (res.db, res.queue, res.box, res.clock, domain)
-        if token:
-            done = await onboarding.connect_with_token(*args, token)
+        action = args.shop_command
+        if action == "add":
+            await add_shop(res, args.domain, args.token)
+        elif action == "list":
+            for row in await onboarding.list_shops(res.db):
+                print(f"{row.shop_id}\t{row.domain}\t{row.status}\t{row.name}")
+        elif action == "rotate-key":
+            api_key = await onboarding.rotate_key(res.db, res.clock, args.domain)
+            print(f"new API key for {args.domain} (shown once; the old one no longer works):")
+            print(api_key)
         else:
-            done = await onboarding.create_shop(*args, None)
+            shop_id = await onboarding.find_shop(res.db, args.domain)
+            setup = await res.account_desk().setup(shop_id)
+            print(setup_text(args.domain, setup, with_paste=action == "setup"))
+
+
+async def add_shop(res: Resources, domain: str, token: str | None) -> None:
+    args = (res.db, res.queue, res.box, res.clock, domain)
+    if token:
+        done = await onboarding.connect_with_token(*args, token)
+    else:
+        done = await onboarding.create_shop(*args, None)
     print(f"shop {done.domain} (id {done.shop_id}): {done.status}")
     if done.api_key:
         print(f"API key (shown once): {done.api_key}")
         print(f"bot link code (24 h): {done.bot_link_code}")
     if token:
         print("the worker (serve or worker) now registers webhooks and reads the shop's details")
+
+
+def setup_text(domain: str, setup: dict[str, Any], *, with_paste: bool) -> str:
+    """The setup list as the operator reads it in a terminal."""
+    lines = [f"shop {domain}: {setup['status']}"]
+    for channel, chosen in setup["channels"].items():
+        carrier = f"{chosen['owner']} {chosen['provider']} account" if chosen else "no account"
+        lines.append(f"  {channel}: {carrier}")
+    if with_paste:
+        for account in setup["accounts"]:
+            health = ": ".join(filter(None, (account["status"], account["status_reason"])))
+            lines.append(
+                f"{account['owner']} {account['provider']} account {account['id']} ({health})"
+            )
+            lines += [f"  {item['where']}:\n    {item['value']}" for item in account["paste"]]
+    if setup["missing"]:
+        lines.append("missing for installed:")
+        lines += [f"  {p['field']}: {p['message']}" for p in setup["missing"]]
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -643,10 +681,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     shop = commands.add_parser("shop", help="manage shops").add_subparsers(
         dest="shop_command", required=True, metavar="ACTION"
     )
-    add = shop.add_parser("add", help="register a shop (custom-app token: connect it)")
-    add.add_argument("--config", type=Path, help="TOML file (default: config.toml if any)")
-    add.add_argument("--domain", required=True, help="X.myshopify.com")
-    add.add_argument("--token", help="the custom app's Admin API access token")
+    actions = {
+        "add": "register a shop (custom-app token: connect it)",
+        "list": "every shop with its status",
+        "status": "a shop's status, the account of each channel and what is missing",
+        "setup": "what to paste where in each provider's console, and what is missing",
+        "rotate-key": "replace a shop's admin API key (a lost key is never recovered)",
+    }
+    for name, help_text in actions.items():
+        action = shop.add_parser(name, help=help_text)
+        action.add_argument("--config", type=Path, help="TOML file (default: config.toml if any)")
+        if name != "list":
+            action.add_argument("--domain", required=True, help="X.myshopify.com")
+        if name == "add":
+            action.add_argument("--token", help="the custom app's Admin API access token")
     return parser.parse_args(argv)
 
 
@@ -655,9 +703,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sandbox" and args.port is not None and not 0 <= args.port <= 65535:
         print(f"--port: {args.port} is not a port number (0 to 65535)", file=sys.stderr)
         return 2
-    if args.command == "shop" and not valid_shop_domain(args.domain.lower()):
-        print(f"--domain: {args.domain!r} is not a *.myshopify.com domain", file=sys.stderr)
-        return 2
+    if args.command == "shop" and "domain" in args:
+        args.domain = args.domain.lower()
+        if not valid_shop_domain(args.domain):
+            print(f"--domain: {args.domain!r} is not a *.myshopify.com domain", file=sys.stderr)
+            return 2
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -673,12 +723,15 @@ def main(argv: list[str] | None = None) -> int:
         "sandbox": lambda: run_sandbox(settings, args.port),
         "worker": lambda: run_workers(settings),
         "migrate": lambda: run_migrate(settings, args.downgrade),
-        "shop": lambda: add_shop(settings, args.domain.lower(), args.token),
+        "shop": lambda: shop_command(settings, args),
     }
     try:
         asyncio.run(runs[args.command]())
     except onboarding.ShopExists as exc:
         print(f"--domain: shop {exc} already exists", file=sys.stderr)
+        return 1
+    except onboarding.ShopMissing as exc:
+        print(f"--domain: no shop {exc}", file=sys.stderr)
         return 1
     except StartupError as exc:
         print(exc, file=sys.stderr)

@@ -50,6 +50,13 @@ def issue_secrets(shop: Shop, now: datetime) -> IssuedSecrets:
     return issued
 
 
+def replace_api_key(shop: Shop) -> str:
+    """A new API key for the shop; the old one stops working at once."""
+    api_key = new_api_key()
+    shop.api_key_hash = digest(api_key)
+    return api_key
+
+
 async def shop_by_domain(session: AsyncSession, domain: str) -> Shop | None:
     return await session.scalar(select(Shop).where(Shop.domain == domain))
 

@@ -159,3 +159,23 @@ def test_shop_add_registers_a_shop_once(tmp_path):
     bad = run_main("shop", "add", "--domain", "not-shopify.com", env=env)
     assert bad.returncode == 2
     assert bad.stderr.startswith("--domain: ")
+
+
+def test_shop_commands_cover_a_shops_life(tmp_path):
+    env = {"ORDERTALK_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
+    added = run_main("shop", "add", "--domain", "life.myshopify.com", env=env)
+    first_key = added.stdout.split("API key (shown once): ")[1].split()[0]
+    listed = run_main("shop", "list", env=env)
+    assert listed.returncode == 0 and "life.myshopify.com\tpartially_installed" in listed.stdout
+    status = run_main("shop", "status", "--domain", "life.myshopify.com", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "partially_installed" in status.stdout and "voice: no account" in status.stdout
+    assert "shopify.access_token: connect the shop to Shopify" in status.stdout
+    setup = run_main("shop", "setup", "--domain", "life.myshopify.com", env=env)
+    assert setup.returncode == 0 and "missing for installed:" in setup.stdout
+    rotated = run_main("shop", "rotate-key", "--domain", "life.myshopify.com", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = rotated.stdout.split()[-1]
+    assert new_key.startswith("otk_") and new_key != first_key
+    unknown = run_main("shop", "status", "--domain", "nope.myshopify.com", env=env)
+    assert unknown.returncode == 1 and "no shop nope.myshopify.com" in unknown.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from clock import Clock
@@ -21,11 +22,21 @@ from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
 from storage.models import Activity, Shop
-from storage.shops import installed_shop, issue_secrets, shop_by_domain, write_secrets
+from storage.shops import (
+    installed_shop,
+    issue_secrets,
+    replace_api_key,
+    shop_by_domain,
+    write_secrets,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
 CONNECT_JOB = "shopify.connect"
+
+
+class ShopMissing(Exception):
+    """No shop has this domain."""
 
 
 class ShopExists(Exception):
@@ -80,6 +91,43 @@ async def connect_with_token(
         shop.updated_at = clock.now()
         await queue.enqueue(session, _connect_job(shop))
     return Connected(shop.id, domain, shop.status)
+
+
+@dataclass(frozen=True)
+class ShopRow:
+    shop_id: int
+    domain: str
+    name: str
+    status: str
+
+
+async def list_shops(db: Database) -> list[ShopRow]:
+    async with db.sessions() as session:
+        rows = await session.execute(
+            select(Shop.id, Shop.domain, Shop.name, Shop.status).order_by(Shop.domain)
+        )
+        return [ShopRow(*row) for row in rows]
+
+
+async def find_shop(db: Database, domain: str) -> int:
+    """The id of the shop with this domain; ShopMissing if there is none."""
+    async with db.sessions() as session:
+        shop = await shop_by_domain(session, domain)
+    if shop is None:
+        raise ShopMissing(domain)
+    return shop.id
+
+
+async def rotate_key(db: Database, clock: Clock, domain: str) -> str:
+    """Replace the shop's API key (a lost key is replaced, never recovered)."""
+    async with db.transaction() as session:
+        shop = await shop_by_domain(session, domain)
+        if shop is None:
+            raise ShopMissing(domain)
+        api_key = replace_api_key(shop)
+        shop.updated_at = clock.now()
+    _LOGGER.info("shop %s: API key replaced", domain)
+    return api_key
 
 
 def _connect_job(shop: Shop) -> NewJob:

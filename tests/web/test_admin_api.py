@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from flows.shops import config as shop_config
+from flows.shops import onboarding
 from settings import Settings
 from storage.models import Shop
 
@@ -152,3 +153,10 @@ async def test_openapi_document_describes_the_api(client):
     schemas = document["components"]["schemas"]
     assert {"ShopSettings", "AccountInput", "TwilioAccount", "Setup"} <= set(schemas)
     assert schemas["TwilioAccount"]["properties"]["auth_token"]["writeOnly"]
+
+
+async def test_a_rotated_key_replaces_the_old_one(client, db, clock):
+    old = (await create(client, "rotate.myshopify.com"))["api_key"]
+    new = await onboarding.rotate_key(db, clock, "rotate.myshopify.com")
+    assert (await client.get("/api/v1/shop/status", headers=auth(old))).status == 401
+    assert (await client.get("/api/v1/shop/status", headers=auth(new))).status == 200
