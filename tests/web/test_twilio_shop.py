@@ -91,6 +91,7 @@ class Merchant:
     def __init__(self, browser, server, worker, twilio, shopify, res) -> None:
         self.browser, self.server, self.worker = browser, server, worker
         self.twilio, self.shopify, self.res = twilio, shopify, res
+        self.twilio_token = twilio.auth_token
         self.headers: dict[str, str] = {}
 
     async def install(self, changes: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -282,3 +283,25 @@ async def test_a_token_refused_mid_run_pauses_alerts_and_resumes(merchant: Merch
     res.clock.advance(timedelta(hours=1))
     await merchant.worker.run_until_idle()
     assert len(merchant.twilio.calls) == 1 and await count(res, Call) == 1
+
+
+async def test_a_daily_check_finds_a_refused_account_and_its_recovery(merchant: Merchant):
+    await merchant.install()
+    res = merchant.res
+    merchant.twilio.auth_token = "rotated-at-twilio"
+    res.clock.advance(timedelta(days=1))
+    await merchant.worker.run_until_idle()
+    status = await merchant.api("GET", "status")
+    assert status["status"] == "partially_installed"
+    assert "auth_token" in status["problems"][0]["message"]
+    assert await count(res, Activity, Activity.kind == "account_rejected") == 1
+
+    merchant.twilio.auth_token = merchant.twilio_token  # put back at Twilio
+    res.clock.advance(timedelta(days=1))
+    await merchant.worker.run_until_idle()
+    assert (await merchant.api("GET", "status"))["status"] == "installed"
+    async with res.db.sessions() as session:
+        checks = await session.scalar(
+            select(func.count()).where(Job.kind == "accounts.check", Job.status == "queued")
+        )
+    assert checks == 1  # the next day's
