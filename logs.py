@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line, with the request id and phone numbers masked.
+"""Logging: one JSON object per line (or, when stderr is a terminal, a line a person reads),
+with the request id and phone numbers masked.
 
 `request_id` is a context variable the web middleware sets, so every line logged while a
 request is handled carries it. Phone numbers in E.164 form are masked in every message.
@@ -12,6 +13,7 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TextIO
 
 request_id: ContextVar[str] = ContextVar("request_id", default="")
 
@@ -55,9 +57,24 @@ class JsonFormatter(logging.Formatter):
         return _ENCODER.encode(entry)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+class TextFormatter(logging.Formatter):
+    """`08:52:01 INFO  flows.verification.runtime  shop acme: order #1001 confirmed`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        line = f"{moment} {record.levelname:<7} {record.name}  {mask_phone(record.getMessage())}"
+        rid = request_id.get()
+        if rid:
+            line += f"  [{rid[:8]}]"
+        if record.exc_info:
+            line += "\n" + mask_phone(self.formatException(record.exc_info))
+        return line
+
+
+def setup_logging(level: str = "INFO", stream: TextIO = sys.stderr) -> None:
+    """Log to `stream`: readable lines on a terminal, JSON lines otherwise."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter() if stream.isatty() else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

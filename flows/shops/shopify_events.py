@@ -363,6 +363,15 @@ async def apply_order_data(
     if order.id is None:
         activity.order = order
     session.add(activity)
+    if kind == "order_received":
+        _LOGGER.info(
+            "shop %s: order %s received (%s %s %s)",
+            shop.domain,
+            data.name,
+            data.payment_method,
+            data.total_amount,
+            data.currency,
+        )
     # A shop still setting up verifies nothing: no job for it.
     job = verification_job(order, kind == "order_received") if shop.status == "installed" else None
     if job is not None:

@@ -101,6 +101,13 @@ class CallPlacer:
                 raise provider_failure(exc) from exc
             await self._refused(verification_id, call_id, ref, exc)
             return
+        _LOGGER.info(
+            "verification %s: call %s placed through the %s %s account",
+            verification_id,
+            ref,
+            route.account,
+            route.provider,
+        )
         async with self.db.transaction() as session:
             call = await session.get(Call, call_id)
             call.provider_call_id = receipt.provider_call_id

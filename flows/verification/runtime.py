@@ -192,6 +192,14 @@ class Verifier:
         row.version += 1
         row.updated_at = now
         ctx.order.verification_status = after.status
+        if after.status != before.status:
+            _LOGGER.info(
+                "shop %s: order %s verification %s%s",
+                ctx.shop.domain,
+                ctx.order.name,
+                after.status,
+                f" ({after.reason})" if after.reason else "",
+            )
         if after.reason:
             ctx.order.skip_reason = after.reason[:255]
         ctx.order.updated_at = now

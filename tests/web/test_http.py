@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 import pytest
 
-from logs import JsonFormatter, mask_phone, request_id
+from logs import JsonFormatter, mask_phone, request_id, setup_logging
 
 
 @pytest.fixture
@@ -93,3 +94,28 @@ async def test_requests_are_counted_in_metrics(client):
     assert 'ordertalk_http_requests_total{method="GET",route="/healthz",status="200"} 3.0' in text
     assert 'route="unmatched",status="404"} 1.0' in text
     assert 'ordertalk_http_request_duration_seconds_count{route="/healthz"} 3.0' in text
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+def test_logs_are_readable_lines_on_a_terminal_and_json_elsewhere(restore_logging):
+    master, replica = os.openpty()
+    with os.fdopen(replica, "w") as terminal:
+        setup_logging("INFO", terminal)
+        logging.getLogger("flows.demo").info("order %s for %s confirmed", "#1001", "+919876543210")
+        terminal.flush()
+        line = os.read(master, 4096).decode()
+    os.close(master)
+    assert "INFO" in line and "flows.demo  order #1001 for +91********10 confirmed" in line
+    assert not line.lstrip().startswith("{")
+
+    piped = io.StringIO()
+    setup_logging("INFO", piped)
+    logging.getLogger("flows.demo").info("order %s confirmed", "#1002")
+    assert json.loads(piped.getvalue())["msg"] == "order #1002 confirmed"

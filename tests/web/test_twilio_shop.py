@@ -7,6 +7,7 @@ lost or sent twice once the new token is connected)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
@@ -305,3 +306,17 @@ async def test_a_daily_check_finds_a_refused_account_and_its_recovery(merchant: 
             select(func.count()).where(Job.kind == "accounts.check", Job.status == "queued")
         )
     assert checks == 1  # the next day's
+
+
+async def test_business_events_are_logged_at_info(merchant: Merchant, caplog):
+    await merchant.install()
+    with caplog.at_level(logging.INFO):
+        payload = await merchant.order()
+        sid, twiml = await merchant.answer()
+        await merchant.twilio.send_gather(twiml.find("Gather").get("action"), sid, "1")
+        await merchant.worker.run_until_idle()
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    name = payload["name"]
+    assert any(f"order {name} received (cod" in line for line in lines), lines
+    assert any("placed through the shop twilio account" in line for line in lines), lines
+    assert any(f"order {name} verification confirmed" in line for line in lines), lines
