@@ -10,7 +10,7 @@ when it still offers the channel, else the first connected account that offers i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
@@ -19,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, Valid
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clock import Clock
 from flows.jobs import provider_failure
 from flows.shops.settings import ExoPhone, FieldProblem, Phone
 from providers.base import AccountCheck, CheckFailed, ProviderError
 from storage.crypto import SecretBox
-from storage.jobs import ClaimedJob, Deferred, NewJob
+from storage.db import Database
+from storage.jobs import ClaimedJob, Deferred, JobQueue, NewJob
 from storage.models import Activity, Job, ProviderAccount, Shop
 
 _LOGGER = logging.getLogger(__name__)
@@ -142,7 +144,10 @@ class PlatformOffer:
     numbers: tuple[str, ...]  # its senders / numbers, for display
 
 
-def parse(body: Any) -> PlatformAccount | TwilioAccount | ExotelAccount | GupshupAccount | Any:
+AnyAccount = PlatformAccount | TwilioAccount | ExotelAccount | GupshupAccount | RingCentralAccount
+
+
+def parse(body: Any) -> AnyAccount:
     """The connect request's body as one of the input models, or AccountError."""
     if not isinstance(body, dict):
         raise AccountError([FieldProblem("body", "must be a JSON object")])
@@ -386,12 +391,12 @@ class AccountChecker:
 
     def __init__(
         self,
-        db: Any,
-        queue: Any,
+        db: Database,
+        queue: JobQueue,
         box: SecretBox,
         clients: Clients,
-        clock: Any,
-        on_change: Callable[[AsyncSession, int], Any],
+        clock: Clock,
+        on_change: Callable[[AsyncSession, int], Awaitable[None]],
     ) -> None:
         self.db = db
         self.queue = queue

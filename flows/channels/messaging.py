@@ -54,7 +54,7 @@ class Route:
 
     @property
     def rate_key(self) -> str:
-        return f"{self.provider}:{self.account}:{self.sender}"
+        return f"{self.provider}:{self.account}:{self.account_id}:{self.sender}"
 
 
 class NoRoute(Exception):

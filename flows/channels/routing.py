@@ -157,6 +157,7 @@ class ProviderRouter:
         if account.owner == PLATFORM:
             caller_id = ivr.caller_id or self.providers.twilio.sms_from
         else:
+            # The status flags a caller id that is not the account's; calls use its own then.
             voice_numbers = [n["number"] for n in numbers if n.get("voice")]
             caller_id = ivr.caller_id if ivr.caller_id in voice_numbers else voice_numbers[0]
         return VoiceRoute(

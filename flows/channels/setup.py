@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flows.channels.accounts import OFFERS, PLATFORM, REJECTED, public, selected
+from flows.channels.accounts import OFFERS, PLATFORM, REJECTED, SHOP, public, selected
 from flows.channels.callback_urls import CallbackUrls
 from flows.shops.settings import FieldProblem, ShopSettings, methods
 from storage.models import ProviderAccount, Shop
@@ -69,6 +69,14 @@ def missing(
                 f"the {account.provider} account was refused by {account.provider}: "
                 f"{account.status_reason}; connect it again with working credentials",
             )
+        caller_id = settings.ivr.caller_id
+        if method == "ivr" and caller_id and account.owner == SHOP:
+            voice = [n["number"] for n in account.details.get("numbers", []) if n.get("voice")]
+            if not any(_same_number(caller_id, number) for number in voice):
+                problems["ivr.caller_id"] = (
+                    f"not a voice number of the {account.provider} account "
+                    f"({', '.join(voice)}); leave it empty to use the first"
+                )
         if method == "ivr" and account.provider == "exotel" and not settings.ivr.flow_id:
             problems["ivr.flow_id"] = (
                 "calls go through Exotel: the id of the call flow (app) that holds the "
@@ -87,6 +95,12 @@ def missing(
                     "missed calls are received through Exotel: connect an Exotel account"
                 )
     return [FieldProblem(field, message) for field, message in problems.items()]
+
+
+def _same_number(a: str, b: str) -> bool:
+    """Whether two spellings name one number (080 4711 2345, +91 80 4711 2345)."""
+    digits = ["".join(c for c in n if c.isdigit()).lstrip("0")[-10:] for n in (a, b)]
+    return digits[0] == digits[1]
 
 
 def _sender(settings: ShopSettings, section: str) -> str:

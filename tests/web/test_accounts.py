@@ -354,3 +354,13 @@ async def test_connecting_is_recorded_on_the_shops_timeline(merchant, fakes, db)
         kinds = list(await session.scalars(select(Activity.kind)))
         count = await session.scalar(select(func.count()).select_from(ProviderAccount))
     assert kinds == ["account_connected"] and count == 1
+
+
+async def test_a_caller_id_that_is_not_the_voice_accounts_is_flagged(merchant, fakes, client):
+    await merchant.connect(own(fakes, "exotel"))
+    document = await merchant.get("settings")
+    for caller_id, flagged in (("08047119999", True), ("+918047112345", False), ("", False)):
+        document["ivr"]["caller_id"] = caller_id
+        saved = await client.put("/api/v1/shop/settings", json=document, headers=merchant.headers)
+        assert saved.status == 200, await saved.text()
+        assert ("ivr.caller_id" in (await merchant.get("status"))["missing"]) is flagged
