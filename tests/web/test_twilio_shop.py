@@ -320,3 +320,23 @@ async def test_business_events_are_logged_at_info(merchant: Merchant, caplog):
     assert any(f"order {name} received (cod" in line for line in lines), lines
     assert any("placed through the shop twilio account" in line for line in lines), lines
     assert any(f"order {name} verification confirmed" in line for line in lines), lines
+
+
+async def test_an_sms_refused_mid_run_waits_and_goes_out_once(merchant: Merchant):
+    await merchant.install({"verification": {"type": "otp"}})
+    merchant.twilio.auth_token = "rotated-at-twilio"
+    await merchant.order()
+    assert merchant.twilio.messages == []
+    async with merchant.res.db.sessions() as session:
+        message = await session.scalar(select(Message))
+        job = await session.scalar(select(Job).where(Job.kind == "message.send"))
+    assert message.status == "queued" and (job.status, job.attempts) == ("queued", 0)
+    assert (await merchant.api("GET", "status"))["status"] == "partially_installed"
+    await merchant.connect_twilio()
+    await merchant.worker.run_until_idle()
+    merchant.res.clock.advance(timedelta(hours=1))
+    await merchant.worker.run_until_idle()
+    assert len(merchant.twilio.messages) == 1
+    async with merchant.res.db.sessions() as session:
+        message = await session.scalar(select(Message))
+    assert (message.status, message.account) == ("sent", "shop")
