@@ -69,11 +69,13 @@ from settings import (
     ProvidersSettings,
     RedisSettings,
     SandboxSettings,
+    SecuritySettings,
     Settings,
     ShopifySettings,
     TelegramSettings,
     load_settings,
     masked,
+    require_sandbox_allowed,
 )
 from storage import migrate
 from storage.crypto import SecretBox
@@ -450,8 +452,7 @@ async def serve(settings: Settings) -> None:
 
         def started(runner: web.AppRunner) -> None:
             host, port = runner.addresses[0][:2]
-            mode = " (sandbox mode)" if settings.sandbox.enabled else ""
-            print(f"ordertalk serving on http://{host}:{port}{mode}", flush=True)
+            print(f"ordertalk serving on http://{host}:{port}", flush=True)
 
         await serve_app(
             res,
@@ -462,20 +463,28 @@ async def serve(settings: Settings) -> None:
 
 
 SANDBOX_DATABASE = "sqlite+aiosqlite:///sandbox.db"
+# Public, so it keys nothing but the sandbox's simulated data, and only when no key is set.
+SANDBOX_SECRET_KEY = "ordertalk-sandbox-only-secret-key-do-not-use-in-production"
 
 
 def sandbox_settings(settings: Settings, world: SandboxWorld, public_url: str) -> Settings:
     """`settings` with every outside party replaced by the world's fakes: Shopify, the
     shop's Exotel and the platform's Gupshup; no Twilio, RingCentral, Telegram or Redis.
-    The database is `sandbox.db` unless one is configured."""
+    The database is `sandbox.db` and the key the sandbox's unless they are configured."""
     database = settings.database
     if "url" not in database.model_fields_set:
         database = DatabaseSettings(url=SANDBOX_DATABASE)
+    security = settings.security
+    if not security.secret_key.get_secret_value():
+        security = SecuritySettings(
+            secret_key=SecretStr(SANDBOX_SECRET_KEY), admin_token=security.admin_token
+        )
     gupshup = world.gupshup
     return settings.model_copy(
         update={
             "server": settings.server.model_copy(update={"public_url": public_url}),
             "database": database,
+            "security": security,
             "redis": RedisSettings(),
             "shopify": ShopifySettings(
                 api_key=world.shopify.api_key,
@@ -709,7 +718,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--domain: {args.domain!r} is not a *.myshopify.com domain", file=sys.stderr)
             return 2
     try:
-        settings = load_settings(args.config)
+        # Only the sandbox (its own key) and commands that touch no secret run without one.
+        settings = load_settings(
+            args.config, secret_key_required=args.command in {"serve", "worker", "shop"}
+        )
+        if args.command == "sandbox":
+            require_sandbox_allowed(settings)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

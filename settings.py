@@ -19,9 +19,6 @@ from sqlalchemy.exc import ArgumentError
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 
-# Used only in sandbox mode when no secret_key is configured: sandbox data is simulated.
-SANDBOX_SECRET_KEY = "ordertalk-sandbox-only-secret-key-do-not-use-in-production"
-
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
@@ -218,8 +215,16 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
     def secret_key(self) -> str:
-        """The key that encrypts secrets at rest (the sandbox's fixed key if none is set)."""
-        return self.security.secret_key.get_secret_value() or SANDBOX_SECRET_KEY
+        """The key that encrypts secrets at rest and signs links and callback tokens."""
+        key = self.security.secret_key.get_secret_value()
+        if not key:
+            raise ConfigError([MISSING_SECRET_KEY])
+        return key
+
+
+MISSING_SECRET_KEY = (
+    "security.secret_key: required (32+ characters); only `main.py sandbox` runs without one"
+)
 
 
 class ConfigError(Exception):
@@ -230,8 +235,12 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def load_settings(path: Path | None = None) -> Settings:
-    """Read `path` (default `config.toml` if it exists, else built-in sandbox defaults)."""
+def load_settings(path: Path | None = None, *, secret_key_required: bool = False) -> Settings:
+    """Read `path` (default `config.toml` if it exists, else built-in sandbox defaults).
+
+    `secret_key_required`: for every command that keeps or serves real data, that is all
+    but `main.py sandbox` (which has its own key) and those that touch no secret.
+    """
     data: dict[str, Any] = {}
     if path is None and DEFAULT_CONFIG_PATH.exists():
         path = DEFAULT_CONFIG_PATH
@@ -249,7 +258,8 @@ def load_settings(path: Path | None = None) -> Settings:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError([_describe(error) for error in exc.errors()] + problems) from None
-    problems += _cross_checks(settings)
+    if secret_key_required and not settings.security.secret_key.get_secret_value():
+        problems.append(MISSING_SECRET_KEY)
     if problems:
         raise ConfigError(problems)
     return settings
@@ -271,11 +281,12 @@ def _unknown_environment() -> list[str]:
     ]
 
 
-def _cross_checks(settings: Settings) -> list[str]:
-    problems = []
-    if not settings.sandbox.enabled and not settings.security.secret_key.get_secret_value():
-        problems.append("security.secret_key: required when sandbox.enabled is false")
-    return problems
+def require_sandbox_allowed(settings: Settings) -> None:
+    """Raise ConfigError when the configuration says it is not for `main.py sandbox`."""
+    if not settings.sandbox.enabled:
+        raise ConfigError(
+            ["sandbox.enabled: false: this configuration may not be run by `main.py sandbox`"]
+        )
 
 
 def _prefixed_environment() -> list[tuple[str, list[str]]]:

@@ -425,7 +425,7 @@ def service_env(url: str) -> dict[str, str]:
     return env | {
         "ORDERTALK_DATABASE__URL": url,
         "ORDERTALK_SHOPIFY__API_SECRET": SECRET,
-        "ORDERTALK_SANDBOX__ENABLED": "true",
+        "ORDERTALK_SECURITY__SECRET_KEY": "bench-ingest-secret-key-0123456789ab",
         "ORDERTALK_SERVER__PORT": "0",
         "ORDERTALK_SERVER__LOG_LEVEL": "WARNING",
     }

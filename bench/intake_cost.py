@@ -146,6 +146,7 @@ class CpuClock:
 async def measure_database(url: str, args: argparse.Namespace) -> None:
     settings = Settings(
         database={"url": url},
+        security={"secret_key": "bench-intake-secret-key-0123456789ab"},
         shopify={"api_secret": SECRET},
         jobs={"run_in_serve": False},
     )

@@ -37,6 +37,8 @@ from web.app import AppDeps, build_app
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY = "the-test-suite-secret-key-0123456789"
+SECURITY = {"secret_key": SECRET_KEY}
 
 
 def missing_service(reason: str) -> None:
@@ -193,7 +195,7 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database={"url": database_url})
+    return Settings(database={"url": database_url}, security=SECURITY)
 
 
 @pytest.fixture

@@ -7,15 +7,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from settings import SANDBOX_SECRET_KEY, load_settings
+from main import SANDBOX_SECRET_KEY, sandbox_settings
+from settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_main(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT):
+def run_main(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout=60):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERTALK_")}
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), *args],
@@ -23,7 +25,7 @@ def run_main(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT):
         text=True,
         env={**clean, **(env or {})},
         cwd=cwd,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -120,7 +122,6 @@ def test_secrets_are_masked_in_check_config(tmp_path):
     [
         ("[server\nport=1", "config: "),
         ('[security]\nsecret_key = "short"\n', "security.secret_key: must be at least 32"),
-        ("[sandbox]\nenabled = false\n", "security.secret_key: required when sandbox"),
         ('[database]\nurl = "sqlite+aiosqlite://"\n', "database.url: a SQLite URL needs a file"),
         ('[database]\nurl = "postgresql+psycopg2://h/db"\n', "database.url: use the "),
         ('[redis]\nurl = "localhost:6379"\n', "redis.url: must be empty or start with"),
@@ -138,17 +139,43 @@ def test_missing_config_file_exits_2(tmp_path):
     assert_config_error(result, "config: file not found")
 
 
-def test_defaults_are_the_sandbox(tmp_path):
+def test_defaults_are_the_sandbox_and_have_no_key(tmp_path):
     result = run_main("check-config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["sandbox"]["enabled"] is True
     assert shown["database"]["url"] == "sqlite+aiosqlite:///ordertalk.db"
-    assert load_settings(None).secret_key() == SANDBOX_SECRET_KEY
+    assert shown["security"]["secret_key"] == ""
+    with pytest.raises(ConfigError, match=r"security\.secret_key: required"):
+        load_settings(None).secret_key()
+
+
+def test_the_sandbox_key_is_only_the_sandboxs_and_only_without_a_key(tmp_path):
+    world = SimpleNamespace(
+        shopify=SimpleNamespace(api_key="k", api_secret="s", admin_url_template="{shop}{version}"),
+        exotel=SimpleNamespace(base_url="http://127.0.0.1:1"),
+        gupshup=SimpleNamespace(
+            api_key="g", app_name="a", source="1", base_url="http://127.0.0.1:2"
+        ),
+    )
+    bare = sandbox_settings(Settings(), world, "http://127.0.0.1:3")
+    assert bare.secret_key() == SANDBOX_SECRET_KEY
+    own = Settings(security={"secret_key": "an-operator-chosen-key-0123456789abc"})
+    assert sandbox_settings(own, world, "http://127.0.0.1:3").secret_key() == own.secret_key()
+
+
+def test_the_sandbox_refuses_a_configuration_that_says_it_is_not_for_it(tmp_path):
+    config = write(tmp_path, "[sandbox]\nenabled = false\n")
+    result = run_main("sandbox", "--config", str(config), "--port", "0", cwd=tmp_path)
+    assert_config_error(result, "sandbox.enabled: false")
+    assert not (tmp_path / "sandbox.db").exists()
 
 
 def test_shop_add_registers_a_shop_once(tmp_path):
-    env = {"ORDERTALK_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
+    env = {
+        "ORDERTALK_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "ORDERTALK_SECURITY__SECRET_KEY": "cli-test-secret-key-0123456789abcdef",
+    }
     first = run_main("shop", "add", "--domain", "Cli-Shop.myshopify.com", env=env)
     assert first.returncode == 0, first.stderr
     assert "shop cli-shop.myshopify.com" in first.stdout
@@ -159,10 +186,31 @@ def test_shop_add_registers_a_shop_once(tmp_path):
     bad = run_main("shop", "add", "--domain", "not-shopify.com", env=env)
     assert bad.returncode == 2
     assert bad.stderr.startswith("--domain: ")
+    del env["ORDERTALK_SECURITY__SECRET_KEY"]
+    keyless = run_main("shop", "add", "--domain", "other.myshopify.com", env=env)
+    assert_config_error(keyless, "security.secret_key: required")
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize("sandbox", [None, "true", "false"])
+def test_serve_and_worker_without_a_secret_key_exit_2(tmp_path, command, sandbox):
+    env = {
+        "ORDERTALK_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/never.db",
+        "ORDERTALK_SERVER__PORT": "0",
+    }
+    if sandbox is not None:
+        env["ORDERTALK_SANDBOX__ENABLED"] = sandbox
+    result = run_main(command, env=env, cwd=tmp_path, timeout=20)
+    assert_config_error(result, "security.secret_key: required")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "never.db").exists()
 
 
 def test_shop_commands_cover_a_shops_life(tmp_path):
-    env = {"ORDERTALK_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
+    env = {
+        "ORDERTALK_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "ORDERTALK_SECURITY__SECRET_KEY": "cli-test-secret-key-0123456789abcdef",
+    }
     added = run_main("shop", "add", "--domain", "life.myshopify.com", env=env)
     first_key = added.stdout.split("API key (shown once): ")[1].split()[0]
     listed = run_main("shop", "list", env=env)

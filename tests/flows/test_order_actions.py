@@ -15,6 +15,7 @@ from providers.sandbox.shopify import FakeShopify, order_payload
 from settings import Settings
 from storage.models import Activity, Job, Order, Shop
 from storage.shops import write_secrets
+from tests.conftest import SECURITY
 
 DOMAIN = "demo.myshopify.com"
 TOKEN = "shpat_test_token"
@@ -33,6 +34,7 @@ async def fake():
 def settings(database_url, fake, jobs_settings):
     return Settings(
         database={"url": database_url},
+        security=SECURITY,
         shopify={"admin_url": fake.admin_url_template},
         jobs=jobs_settings.model_dump(),
     )

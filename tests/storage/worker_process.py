@@ -30,6 +30,7 @@ SHOP_ID = 1
 async def main(url: str, log_path: str, concurrency: int, lease: float) -> None:
     settings = Settings(
         database={"url": url},
+        security={"secret_key": "worker-process-secret-key-0123456789"},
         jobs={"concurrency": concurrency, "lease_seconds": lease, "poll_seconds": 0.2},
     )
     clock = SystemClock()

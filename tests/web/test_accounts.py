@@ -15,6 +15,7 @@ from providers.sandbox.gupshup import FakeGupshup
 from providers.sandbox.twilio import FakeTwilio
 from settings import Settings
 from storage.models import Activity, ProviderAccount
+from tests.conftest import SECURITY
 from tests.fakes.ringcentral import FakeRingCentral
 
 ADMIN = "platform-admin-token-0123456789"
@@ -55,7 +56,7 @@ def settings(database_url, fakes):
     twilio, gupshup = fakes["twilio"], fakes["gupshup"]
     return Settings(
         database={"url": database_url},
-        security={"admin_token": ADMIN},
+        security={**SECURITY, "admin_token": ADMIN},
         providers={
             "twilio": {
                 "account_sid": twilio.account_sid,

@@ -9,13 +9,14 @@ from flows.shops import config as shop_config
 from flows.shops import onboarding
 from settings import Settings
 from storage.models import Shop
+from tests.conftest import SECURITY
 
 ADMIN = "platform-admin-token-0123456789"
 
 
 @pytest.fixture
 def settings(database_url):
-    return Settings(database={"url": database_url}, security={"admin_token": ADMIN})
+    return Settings(database={"url": database_url}, security={**SECURITY, "admin_token": ADMIN})
 
 
 @pytest.fixture

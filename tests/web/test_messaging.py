@@ -32,6 +32,7 @@ from storage.models import (
     WebhookReceipt,
 )
 from storage.models import MissedCall as MissedCallRow
+from tests.conftest import SECURITY
 from tests.fakes.ringcentral import FakeRingCentral
 from web.app import AppDeps, build_app
 
@@ -70,6 +71,7 @@ def settings(database_url, fakes, port):
     twilio, gupshup, ringcentral = fakes["twilio"], fakes["gupshup"], fakes["ringcentral"]
     return Settings(
         database={"url": database_url},
+        security=SECURITY,
         server={"public_url": f"http://127.0.0.1:{port}"},
         providers={
             "twilio": {

@@ -16,6 +16,7 @@ from flows.verification.customer_keys import CustomerKeys
 from flows.verification.runtime import Verifier
 from settings import Settings
 from storage.crypto import SecretBox
+from tests.conftest import SECURITY
 from tests.web.test_verify_page import (
     OTP_SETTINGS,
     SHOP,
@@ -42,7 +43,9 @@ ANONYMOUS = ""  # call(..., token=ANONYMOUS): no Authorization header at all
 @pytest.fixture
 def settings(database_url) -> Settings:
     return Settings(
-        database={"url": database_url}, shopify={"api_key": API_KEY, "api_secret": API_SECRET}
+        database={"url": database_url},
+        security=SECURITY,
+        shopify={"api_key": API_KEY, "api_secret": API_SECRET},
     )
 
 
@@ -305,7 +308,7 @@ async def test_the_preflight_allows_the_token_from_anywhere(client, path):
 async def test_without_the_apps_key_and_secret_tokens_cannot_be_checked(
     aiohttp_client, database_url, db, queue, clock, metrics, http, order, shopify, missing
 ):
-    bare = Settings(database={"url": database_url}, shopify=shopify)
+    bare = Settings(database={"url": database_url}, security=SECURITY, shopify=shopify)
     client = await aiohttp_client(build_app(AppDeps(bare, clock, db, queue, metrics, http)))
     for path in ("verify", "resend"):
         body = {"shop": SHOP, "order": order.name, "code": "123456"}

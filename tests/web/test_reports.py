@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from settings import Settings
 from storage.models import Activity, Call, Message, MissedCall, Order, Shop
+from tests.conftest import SECURITY
 
 ADMIN = "platform-admin-token-0123456789"
 CUSTOMER = "+919876543210"
@@ -22,7 +23,7 @@ SENDER = "+14155550199"
 
 @pytest.fixture
 def settings(database_url):
-    return Settings(database={"url": database_url}, security={"admin_token": ADMIN})
+    return Settings(database={"url": database_url}, security={**SECURITY, "admin_token": ADMIN})
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from providers.shopify.webhooks import SUBSCRIBED_TOPICS
 from settings import Settings
 from storage.models import Activity, Customer, Job, Message, Order, Shop, WebhookReceipt
 from storage.shops import read_secrets
+from tests.conftest import SECURITY
 
 DOMAIN = "demo.myshopify.com"
 TOKEN = "shpat_test_token"
@@ -56,6 +57,7 @@ def port() -> int:
 def settings(database_url, fake, port):
     return Settings(
         database={"url": database_url},
+        security=SECURITY,
         server={"public_url": f"http://127.0.0.1:{port}"},
         shopify={
             "api_key": "app-key",

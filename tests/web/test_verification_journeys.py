@@ -20,6 +20,7 @@ from providers.sandbox.gupshup import FakeGupshup
 from providers.sandbox.shopify import FakeShopify, order_payload
 from settings import Settings
 from storage.models import Activity, Call, Job, Message, MissedCall, Order, Shop
+from tests.conftest import SECURITY
 from tests.web.test_shopify import DOMAIN, TOKEN, connect, free_port, url
 
 CUSTOMER = "+919876500001"
@@ -107,6 +108,7 @@ def port() -> int:
 def settings(database_url, fake, exotel, gupshup, port):
     return Settings(
         database={"url": database_url},
+        security=SECURITY,
         server={"public_url": f"http://127.0.0.1:{port}"},
         shopify={
             "api_key": APP_KEY,
