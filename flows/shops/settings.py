@@ -236,8 +236,9 @@ class OtpSettings(_Section):
     resend_after_seconds: int = Field(30, ge=10, le=600)
     verified_tag: RequiredTag = "otp_verified"
     wrong_attempts_limit: int = Field(3, ge=0, le=5)
-    code_length: int = Field(6, ge=4, le=8)
-    expiry_minutes: int = Field(10, ge=1, le=60)
+    # OWASP ASVS V2.7 (out-of-band verifiers): 6+ digits, valid for 10 minutes at most.
+    code_length: int = Field(6, ge=6, le=8)
+    expiry_minutes: int = Field(10, ge=1, le=10)
 
 
 class ShopSettings(_Section):

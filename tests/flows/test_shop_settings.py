@@ -104,6 +104,9 @@ def retries_bounds(section: str) -> list[Any]:
         *bounds("otp.resend_limit", 0, 5),
         *bounds("otp.resend_after_seconds", 10, 600),
         *bounds("otp.wrong_attempts_limit", 0, 5),
+        # OWASP ASVS V2.7: an out-of-band code has 6+ digits and lives 10 minutes at most.
+        *bounds("otp.code_length", 6, 8),
+        *bounds("otp.expiry_minutes", 1, 10),
     ],
 )
 def test_range_bounds(changes, expected):

@@ -121,6 +121,17 @@ async def test_invalid_settings_are_refused_whole(client, db):
     assert not_object.status == 422
 
 
+async def test_otp_below_the_asvs_floor_is_refused_naming_the_fields(client):
+    key = (await create(client, "otp.myshopify.com"))["api_key"]
+    document = await (await client.get("/api/v1/shop/settings", headers=auth(key))).json()
+    assert (document["otp"]["code_length"], document["otp"]["expiry_minutes"]) == (6, 10)
+    document["otp"] |= {"code_length": 4, "expiry_minutes": 30}
+    response = await client.put("/api/v1/shop/settings", json=document, headers=auth(key))
+    assert response.status == 422
+    fields = {f["field"] for f in (await response.json())["error"]["fields"]}
+    assert fields == {"otp.code_length", "otp.expiry_minutes"}
+
+
 async def test_one_shop_key_never_reaches_another_shop(client):
     first = (await create(client, "first.myshopify.com"))["api_key"]
     second = (await create(client, "second.myshopify.com"))["api_key"]
