@@ -156,10 +156,10 @@ class ShopifyEvents:
         )
         for customer in customers:
             name = " ".join(filter(None, (payload.get("first_name"), payload.get("last_name"))))
-            customer.name = name or customer.name
-            customer.email = payload.get("email") or customer.email
+            customer.name = _fit(Customer.name, name) or customer.name
+            customer.email = _fit(Customer.email, payload.get("email") or "") or customer.email
             if consent:
-                customer.sms_consent = consent
+                customer.sms_consent = _fit(Customer.sms_consent, consent)
                 customer.consent_updated_at = self.clock.now()
 
     async def _uninstall(self, session: AsyncSession, shop: Shop) -> None:
@@ -381,7 +381,43 @@ async def apply_order_data(
 
 def parse_shop_order(shop: Shop, payload: dict[str, Any]) -> OrderData:
     # Without a known shop country only numbers written with +country code are usable.
-    return parse_order(payload, default_region=shop.country or "ZZ")
+    return _fitted(parse_order(payload, default_region=shop.country or "ZZ"))
+
+
+def _fit(column: Any, value: str) -> str:
+    """`value` as `column` (a String(n)) can hold it: PostgreSQL refuses longer values and
+    NUL characters, which would fail the event's job until it is dead; SQLite takes both."""
+    return _no_nul(value)[: column.type.length]
+
+
+def _no_nul(value: str) -> str:
+    return value.replace("\x00", "")
+
+
+def _fitted(data: OrderData) -> OrderData:
+    """`data` with every text cut to its column: a long checkout field never costs the order.
+    An amount is never cut (that would change it): one too long is refused."""
+    if len(data.total_amount) > Order.total_amount.type.length:
+        raise ValueError(f"total_price: longer than {Order.total_amount.type.length} characters")
+    customer = data.customer
+    if customer is not None:
+        customer = dataclasses.replace(
+            customer,
+            name=_fit(Customer.name, customer.name),
+            email=_fit(Customer.email, customer.email),
+            sms_consent=customer.sms_consent and _fit(Customer.sms_consent, customer.sms_consent),
+        )
+    return dataclasses.replace(
+        data,
+        name=_fit(Order.name, data.name),
+        financial_status=_fit(Order.financial_status, data.financial_status),
+        fulfillment_status=_fit(Order.fulfillment_status, data.fulfillment_status),
+        city=_fit(Order.city, data.city),
+        gateways=[_no_nul(gateway) for gateway in data.gateways],
+        tags=[tag for tag in map(_no_nul, data.tags) if tag],
+        items=[dataclasses.replace(item, title=_no_nul(item.title)) for item in data.items],
+        customer=customer,
+    )
 
 
 def _body(job: ClaimedJob) -> dict[str, Any]:

@@ -464,3 +464,67 @@ async def test_a_signed_but_malformed_body_is_answered_400_or_recorded_dead(
         job = await session.scalar(select(Job).where(Job.kind == "shopify.webhook"))
     assert job.status == "dead" and "not JSON" in job.last_error
     assert await count(db, Order) == 0
+
+
+async def test_long_checkout_fields_are_cut_to_their_columns_and_the_order_kept(
+    browser, server, worker, db, fake
+):
+    """PostgreSQL refuses a value longer than its String(n) column (SQLite stores it), and a
+    NUL character anywhere: such an order's job would fail until dead."""
+    await connect(browser, server, worker)
+    city = "Ĉ" * 300  # not ASCII: the limit counts characters, not bytes
+    first, last, email = "A" * 200, "R" * 200, "x" * 300 + "@example.com"
+    payload = order_payload(name="#" + "9" * 100, financial_status="partially_" * 10)
+    payload["shipping_address"]["city"] = city
+    payload["tags"] = "vip\x00, gift"
+    payload["line_items"][0]["title"] = "Kurta\x00"
+    payload["customer"] |= {
+        "first_name": first,
+        "last_name": last + "\x00",
+        "email": email,
+        "sms_marketing_consent": {"state": "subscribed" * 5},
+    }
+    endpoint = url(server, "/webhooks/shopify")
+    assert await fake.send_webhook(endpoint, "orders/create", DOMAIN, payload) == 200
+    await worker.run_until_idle()
+    assert await count(db, Job, Job.kind == "shopify.webhook", Job.status != "done") == 0
+    async with db.sessions() as session:
+        order = await session.scalar(select(Order))
+        customer = await session.scalar(select(Customer))
+    assert order.city == city[:128]
+    assert (order.name, order.financial_status) == (payload["name"][:64], "partially_" * 3 + "pa")
+    assert order.tags == ["vip", "gift"] and order.items[0]["title"] == "Kurta"
+    assert customer.name == f"{first} {last}"[:255]
+    assert customer.email == email[:255]
+    assert customer.sms_consent == "subscribedsubscr"
+
+    update = {
+        "id": payload["customer"]["id"],
+        "first_name": "B" * 300,
+        "email": "y" * 300,
+        "sms_marketing_consent": {"state": "not_subscribed" * 3},
+    }
+    assert await fake.send_webhook(endpoint, "customers/update", DOMAIN, update) == 200
+    await worker.run_until_idle()
+    assert await count(db, Job, Job.kind == "shopify.webhook", Job.status != "done") == 0
+    async with db.sessions() as session:
+        customer = await session.scalar(select(Customer))
+    assert (customer.name, customer.email) == ("B" * 255, "y" * 255)
+    assert customer.sms_consent == "not_subscribedno"
+
+
+async def test_an_amount_longer_than_its_column_is_recorded_as_rejected(
+    browser, server, worker, db, fake
+):
+    await connect(browser, server, worker)
+    payload = order_payload(total_price="1" * 40 + ".00")
+    assert (
+        await fake.send_webhook(url(server, "/webhooks/shopify"), "orders/create", DOMAIN, payload)
+        == 200
+    )
+    await worker.run_until_idle()
+    assert await count(db, Job, Job.kind == "shopify.webhook", Job.status != "done") == 0
+    assert await count(db, Order) == 0
+    async with db.sessions() as session:
+        rejected = await session.scalar(select(Activity).where(Activity.kind == "order_rejected"))
+    assert rejected.detail == {"error": "total_price: longer than 32 characters"}
