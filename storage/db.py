@@ -3,7 +3,10 @@
 SQLite runs in WAL mode behind a single pooled connection: the process's writes queue in
 asyncio instead of spinning on SQLite's lock, and `BEGIN IMMEDIATE` keeps other processes
 sharing the file from failing a read-then-write transaction. So code must never open a
-second session while it holds one. PostgreSQL uses asyncpg.
+second session while it holds one. Its commits are `synchronous=NORMAL` (the WAL is synced
+at checkpoints: a process crash loses nothing, a power loss the last commits), except the
+webhook intake's, which acknowledge deliveries and are FULL (see `storage.inbox_store`).
+PostgreSQL uses asyncpg.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from storage.types import json_text, json_value
 from storage.wakeup import Wakeup
 
 JOBS_CHANNEL = "ordertalk_jobs"
+SQLITE_SYNCHRONOUS = "NORMAL"
 JSON_CODEC = {"json_serializer": json_text, "json_deserializer": json_value}
 
 
@@ -165,7 +169,7 @@ def _create_engine(url: str, dialect: str) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         for pragma in (
             "journal_mode=WAL",
-            "synchronous=NORMAL",
+            f"synchronous={SQLITE_SYNCHRONOUS}",
             "busy_timeout=10000",
             "foreign_keys=ON",
         ):

@@ -5,7 +5,9 @@ going through an ORM session (whose per-statement and per-row work cost more tha
 database's). PostgreSQL: one statement, so one round trip and one implicit transaction,
 expands the batch from arrays, inserts the receipts, queues a job for each receipt that
 was new and sends the workers' NOTIFY. SQLite: one transaction on the shared connection,
-the receipts expanded from one JSON parameter, the jobs inserted by one `executemany`.
+the receipts expanded from one JSON parameter, the jobs inserted by one `executemany`, and
+committed with `synchronous=FULL`: the deliveries are acknowledged once it returns, so it
+must survive a power loss (PostgreSQL's commits always do).
 Values are encoded by SQLAlchemy's own column types, so rows read back like any other.
 """
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.db import JOBS_CHANNEL, Database
+from storage.db import JOBS_CHANNEL, SQLITE_SYNCHRONOUS, Database
 from storage.types import Json, UTCDateTime, json_text
 
 
@@ -146,8 +148,9 @@ class BatchStore:
                 for d in deliveries
             ]
         )
-        # A failure leaves the transaction open: the connection is then discarded, which
-        # rolls it back (see Database.driver_connection).
+        # A failure leaves the transaction open (and FULL set): the connection is then
+        # discarded, which rolls it back (see Database.driver_connection).
+        await conn.execute("PRAGMA synchronous=FULL")
         await conn.execute("BEGIN IMMEDIATE")
         found = await conn.execute_fetchall(_SQLITE_RECEIPTS, (stamp, receipts))
         stored = {(provider, delivery_id) for provider, delivery_id in found}
@@ -167,4 +170,5 @@ class BatchStore:
         if jobs:
             await conn.executemany(_SQLITE_JOBS, jobs)
         await conn.execute("COMMIT")
+        await conn.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         return stored
