@@ -56,15 +56,15 @@ class CustomerKeys:
         encryptor = self._link_cipher.encryptor()
         block = encryptor.update(_BLOCK.pack(verification_id, int(expires_at.timestamp())))
         block += encryptor.finalize()
-        raw = block + self._mac(block)
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return _encode(block + self._mac(block))
 
     def read_link(self, token: str, now: datetime) -> LinkClaim:
-        """The claim of a token made here; TokenError when forged, damaged or expired."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise TokenError("the link is damaged") from None
+        """The claim of a token made here; TokenError when forged, damaged or expired.
+
+        Only the exact spelling `link_token` makes is read: no padding, nothing after it, no
+        other alphabet, no stray bits in the last character.
+        """
+        raw = _decode(token)
         block, mac = raw[:16], raw[16:]
         if len(raw) != 16 + _MAC_BYTES or not hmac.compare_digest(mac, self._mac(block)):
             raise TokenError("the link is not valid")
@@ -90,3 +90,17 @@ class CustomerKeys:
 
     def _mac(self, block: bytes) -> bytes:
         return hmac.new(self._link_mac, block, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(token: str) -> bytes:
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise TokenError("the link is damaged") from None
+    if _encode(raw) != token:
+        raise TokenError("the link is damaged")
+    return raw

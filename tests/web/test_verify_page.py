@@ -8,6 +8,7 @@ link fallback) and the tokens and codes come from what the flow queued to send."
 from __future__ import annotations
 
 import re
+import string
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urljoin
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 
 from flows.channels.messaging import SEND_JOB
 from flows.orders.actions import TAGS_JOB
-from flows.verification.customer_keys import CustomerKeys
+from flows.verification.customer_keys import CustomerKeys, TokenError
 from flows.verification.flow import CallRefused
 from flows.verification.runtime import VERIFY_ORDER_JOB, Verifier
 from providers.base import DND
@@ -290,6 +291,36 @@ async def test_a_forged_or_damaged_link_is_404_and_changes_nothing(client, db, v
         assert "This link is not valid." in html and '<html lang="en">' in html
     assert await status_of(db, order) == "pending"
     assert await tag_jobs(db) == 0
+
+
+def lenient_twins(token: str) -> list[str]:
+    """Other spellings of the token's bytes that a lenient base64 decoder reads the same:
+    padding, trailing garbage, a non-zero unused bit in the last character, `+` for `-`."""
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    twins = [token + "=", token + "==", token + "~~~", token + "=garbage", token + "!="]
+    twins.append(token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1])
+    if "-" in token:
+        twins.append(token.replace("-", "+", 1))
+    return twins
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_link_is_read_strictly(client, db, verifier, keys, method):
+    order, token = await link_order(db, verifier, LINK_SETTINGS)
+    for twin in lenient_twins(token):
+        response = await client.request(method, f"/v/{twin}", data={"action": "confirm"})
+        assert response.status == 404, twin
+        assert "This link is not valid." in await response.text()
+    assert await status_of(db, order) == "pending"
+    assert await tag_jobs(db) == 0
+    # Whatever the id and expiry, no other spelling of a token is read.
+    now = verifier.clock.now()
+    for vid in (1, 2**20 + 7, 2**63 - 1):
+        made = keys.link_token(vid, now + timedelta(hours=vid % 47 + 1))
+        assert keys.read_link(made, now).verification_id == vid
+        for twin in lenient_twins(made):
+            with pytest.raises(TokenError):
+                keys.read_link(twin, now)
 
 
 async def test_an_expired_link_is_410_and_changes_nothing(client, db, verifier, clock):
