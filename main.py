@@ -106,7 +106,7 @@ class Resources:
 
     @functools.cached_property
     def keys(self) -> CustomerKeys:
-        return CustomerKeys(self.settings.secret_key())
+        return CustomerKeys(self.settings.secret_keys())
 
     def router(self) -> ProviderRouter:
         urls = callback_urls(self.settings)
@@ -148,7 +148,7 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
             Metrics(),
             redis,
             http,
-            SecretBox(settings.secret_key()),
+            SecretBox(settings.secret_keys()),
             shopify,
             clients,
             limiter,
@@ -293,13 +293,13 @@ class ProviderClients:
 
 
 def callback_urls(settings: Settings) -> CallbackUrls:
-    return CallbackUrls(settings.server.public_url, settings.secret_key())
+    return CallbackUrls(settings.server.public_url, settings.secret_keys())
 
 
 def account_desk(
     settings: Settings, db: Database, queue: JobQueue, clock: Clock, clients: ProviderClients
 ) -> AccountDesk:
-    box = SecretBox(settings.secret_key())
+    box = SecretBox(settings.secret_keys())
     return AccountDesk(db, queue, box, clock, clients, clients.offers(), callback_urls(settings))
 
 
@@ -526,7 +526,7 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
     )
     world.shop.continue_numbering(await sandbox.last_order_number(res.db, shop.shop_id))
     public_url = res.settings.server.public_url
-    urls = CallbackUrls(public_url, res.settings.secret_key())
+    urls = CallbackUrls(public_url, res.settings.secret_keys())
     world.connect(
         AppLinks(
             shopify_webhooks=f"{public_url}/webhooks/shopify",

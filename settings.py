@@ -26,12 +26,22 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _long_if_set(value: SecretStr) -> SecretStr:
+    """A key or token is empty (not set) or 32+ characters: shorter ones can be guessed."""
+    if value.get_secret_value() and len(value.get_secret_value()) < 32:
+        raise ValueError("must be at least 32 characters")
+    return value
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     log_level: str = "INFO"
+    # Empty: /metrics answers loopback clients only (not through a proxy); set: any client
+    # sending `Authorization: Bearer <metrics_token>`, and no other.
+    metrics_token: SecretStr = SecretStr("")
 
     @field_validator("public_url")
     @classmethod
@@ -47,6 +57,11 @@ class ServerSettings(Section):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr) -> SecretStr:
+        return _long_if_set(value)
 
 
 class DatabaseSettings(Section):
@@ -85,14 +100,21 @@ class RedisSettings(Section):
 
 class SecuritySettings(Section):
     secret_key: SecretStr = SecretStr("")
+    # Keys replaced by secret_key, still accepted for what they made (never used to make).
+    previous_secret_keys: list[SecretStr] = []
     admin_token: SecretStr = SecretStr("")
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "admin_token")
     @classmethod
-    def _secret_key(cls, value: SecretStr) -> SecretStr:
-        if value.get_secret_value() and len(value.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters")
-        return value
+    def _key_or_token(cls, value: SecretStr) -> SecretStr:
+        return _long_if_set(value)
+
+    @field_validator("previous_secret_keys")
+    @classmethod
+    def _previous(cls, values: list[SecretStr]) -> list[SecretStr]:
+        if any(len(value.get_secret_value()) < 32 for value in values):
+            raise ValueError("each must be at least 32 characters")
+        return values
 
 
 class ShopifySettings(Section):
@@ -216,10 +238,16 @@ class Settings(BaseSettings):
 
     def secret_key(self) -> str:
         """The key that encrypts secrets at rest and signs links and callback tokens."""
+        return self.secret_keys()[0]
+
+    def secret_keys(self) -> tuple[str, ...]:
+        """Every key that decrypts and verifies: `secret_key` (which alone encrypts and
+        signs) first, then `previous_secret_keys`."""
         key = self.security.secret_key.get_secret_value()
         if not key:
             raise ConfigError([MISSING_SECRET_KEY])
-        return key
+        previous = (value.get_secret_value() for value in self.security.previous_secret_keys)
+        return (key, *previous)
 
 
 MISSING_SECRET_KEY = (
@@ -258,8 +286,11 @@ def load_settings(path: Path | None = None, *, secret_key_required: bool = False
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError([_describe(error) for error in exc.errors()] + problems) from None
-    if secret_key_required and not settings.security.secret_key.get_secret_value():
-        problems.append(MISSING_SECRET_KEY)
+    if not settings.security.secret_key.get_secret_value():
+        if secret_key_required:
+            problems.append(MISSING_SECRET_KEY)
+        elif settings.security.previous_secret_keys:
+            problems.append("security.secret_key: required with security.previous_secret_keys")
     if problems:
         raise ConfigError(problems)
     return settings
@@ -320,6 +351,8 @@ def masked(settings: Settings) -> dict[str, Any]:
             return {name: walk(getattr(value, name)) for name in type(value).model_fields}
         if isinstance(value, SecretStr):
             return "********" if value.get_secret_value() else ""
+        if isinstance(value, list):
+            return [walk(item) for item in value]
         return value
 
     data = walk(settings)

@@ -252,7 +252,7 @@ def resources(
         metrics,
         None,
         http,
-        SecretBox(settings.secret_key()),
+        SecretBox(settings.secret_keys()),
         shopify,
         provider_clients,
         LocalRateLimiter(clock),

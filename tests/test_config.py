@@ -122,6 +122,15 @@ def test_secrets_are_masked_in_check_config(tmp_path):
     [
         ("[server\nport=1", "config: "),
         ('[security]\nsecret_key = "short"\n', "security.secret_key: must be at least 32"),
+        ('[security]\nadmin_token = "short-admin"\n', "security.admin_token: must be at least 32"),
+        (
+            f'[security]\nsecret_key = "{"k" * 32}"\nprevious_secret_keys = ["{"p" * 32}", "p"]\n',
+            "security.previous_secret_keys: each must be at least 32",
+        ),
+        (
+            f'[security]\nprevious_secret_keys = ["{"p" * 32}"]\n',
+            "security.secret_key: required with security.previous_secret_keys",
+        ),
         ('[database]\nurl = "sqlite+aiosqlite://"\n', "database.url: a SQLite URL needs a file"),
         ('[database]\nurl = "postgresql+psycopg2://h/db"\n', "database.url: use the "),
         ('[redis]\nurl = "localhost:6379"\n', "redis.url: must be empty or start with"),
@@ -227,3 +236,17 @@ def test_shop_commands_cover_a_shops_life(tmp_path):
     assert new_key.startswith("otk_") and new_key != first_key
     unknown = run_main("shop", "status", "--domain", "nope.myshopify.com", env=env)
     assert unknown.returncode == 1 and "no shop nope.myshopify.com" in unknown.stderr
+
+
+def test_a_rotation_from_the_environment_is_shown_masked():
+    previous = ["previous-key-one-0123456789abcdefgh", "previous-key-two-0123456789abcdefgh"]
+    result = run_main(
+        "check-config",
+        env={
+            "ORDERTALK_SECURITY__SECRET_KEY": "the-current-key-0123456789abcdefghij",
+            "ORDERTALK_SECURITY__PREVIOUS_SECRET_KEYS": json.dumps(previous),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "previous-key" not in result.stdout
+    assert json.loads(result.stdout)["security"]["previous_secret_keys"] == ["********"] * 2

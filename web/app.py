@@ -75,10 +75,10 @@ def build_app(deps: AppDeps) -> web.Application:
     app[http_key] = deps.http
     app[redis_key] = deps.redis
     app[accounts_key] = deps.accounts
-    box = SecretBox(deps.settings.secret_key())
+    box = SecretBox(deps.settings.secret_keys())
     app[secret_box_key] = box
     app[inbox_key] = Inbox(deps.db, deps.queue, deps.clock)
-    keys = CustomerKeys(deps.settings.secret_key())
+    keys = CustomerKeys(deps.settings.secret_keys())
     verifier = Verifier(
         deps.db, deps.clock, deps.queue, box, keys, deps.settings.server.public_url
     )

@@ -20,7 +20,7 @@ _LOGGER = logging.getLogger(__name__)
 
 def _shop(request: web.Request) -> int | None:
     """The shop of the path's token (None for the platform's); 404 for a forged token."""
-    shop_id = shop_from_token(request.app[settings_key].secret_key(), request.match_info["token"])
+    shop_id = shop_from_token(request.app[settings_key].secret_keys(), request.match_info["token"])
     if shop_id is None:
         raise web.HTTPNotFound()
     return None if shop_id == PLATFORM else shop_id
@@ -82,8 +82,8 @@ async def ringcentral_callback(request: web.Request) -> web.Response:
             status=200,
             headers={"Validation-Token": handshake, "Content-Type": "application/json"},
         )
-    expected = ringcentral_token(request.app[settings_key].secret_key())
-    if not ringcentral.verify_delivery(request.headers, expected):
+    keys = request.app[settings_key].secret_keys()
+    if not any(ringcentral.verify_delivery(request.headers, ringcentral_token(k)) for k in keys):
         return json_error(403, "missing or wrong verification token", "bad_signature")
     try:
         body = await request.json()

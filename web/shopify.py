@@ -151,7 +151,8 @@ async def callback(request: web.Request) -> web.Response:
         shop,
         grant.access_token,
     )
-    response = web.json_response(_issued_body(issued))
+    # It shows the shop's new API key: no browser history, cache or proxy may keep it.
+    response = web.json_response(_issued_body(issued), headers={"Cache-Control": "no-store"})
     response.del_cookie(STATE_COOKIE)
     return response
 

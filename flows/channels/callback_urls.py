@@ -2,7 +2,9 @@
 
 Exotel and Gupshup sign nothing, so their callback paths carry `{shop_id}.{mac}`: a keyed
 HMAC of the shop id that only this service can make. Nothing is stored; a wrong token is
-told apart in constant time.
+told apart in constant time. Tokens are made with `security.secret_key`; after a rotation
+those made with a previous key are still accepted (the URLs at the providers keep working
+until they are updated).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -30,19 +33,30 @@ def shop_token(secret_key: str, shop_id: int) -> str:
     return f"{shop_id}.{_mac(secret_key, shop_id)}"
 
 
-def shop_from_token(secret_key: str, token: str) -> int | None:
-    """The shop a callback token belongs to, or None for a forged or malformed token."""
+def shop_from_token(secret_keys: str | Sequence[str], token: str) -> int | None:
+    """The shop a callback token belongs to, or None for a forged or malformed token.
+
+    `secret_keys`: one key, or the keys of a rotation (a token made by any of them counts).
+    """
     shop_part, _, mac = token.partition(".")
     if not shop_part.isdigit() or len(shop_part) > 18:
         return None
     shop_id = int(shop_part)
-    return shop_id if hmac.compare_digest(mac, _mac(secret_key, shop_id)) else None
+    keys = [secret_keys] if isinstance(secret_keys, str) else secret_keys
+    # Every key is tried, so the time taken does not tell which one matched.
+    matches = [hmac.compare_digest(mac, _mac(key, shop_id)) for key in keys]
+    return shop_id if any(matches) else None
 
 
 @dataclass(frozen=True)
 class CallbackUrls:
     public_url: str
-    secret_key: str
+    # One key, or the keys of a rotation: the first makes the tokens.
+    secret_keys: str | Sequence[str]
+
+    @property
+    def _signing_key(self) -> str:
+        return self.secret_keys if isinstance(self.secret_keys, str) else self.secret_keys[0]
 
     def twilio(self, kind: str) -> str:
         """kind: messages | status | voice | voice/gather | voice/status."""
@@ -50,11 +64,11 @@ class CallbackUrls:
 
     def exotel(self, shop_id: int, kind: str) -> str:
         """kind: passthru | call-status | sms-status."""
-        return f"{self.public_url}/webhooks/exotel/{shop_token(self.secret_key, shop_id)}/{kind}"
+        return f"{self.public_url}/webhooks/exotel/{shop_token(self._signing_key, shop_id)}/{kind}"
 
     def gupshup(self, shop_id: int = PLATFORM) -> str:
         """To be set as the Gupshup app's callback URL (once, for the platform's app)."""
-        return f"{self.public_url}/webhooks/gupshup/{shop_token(self.secret_key, shop_id)}"
+        return f"{self.public_url}/webhooks/gupshup/{shop_token(self._signing_key, shop_id)}"
 
     def ringcentral(self) -> str:
         return f"{self.public_url}/webhooks/ringcentral"

@@ -148,7 +148,7 @@ class CustomerDesk:
             return OtpOutcome("not_pending")
         if otp_expired(before, now):
             return OtpOutcome("expired", self._attempts_left(ctx, before))
-        code_hash = self.keys.otp_hash(ctx.row.id, code)
+        code_hash = self.keys.otp_hash(ctx.row.id, code, before.otp_hash)
         after = await self.verifier.apply(session, ctx, OtpEntered(code_hash))
         if after.status == CONFIRMED:
             return OtpOutcome("verified")

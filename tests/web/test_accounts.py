@@ -18,7 +18,7 @@ from storage.models import Activity, ProviderAccount
 from tests.conftest import SECURITY
 from tests.fakes.ringcentral import FakeRingCentral
 
-ADMIN = "platform-admin-token-0123456789"
+ADMIN = "platform-admin-token-0123456789abcdef"
 TWILIO_NUMBER = "+15005550006"
 TWILIO_VOICE_ONLY = "+15005550007"
 PLATFORM_SMS = "+15005550001"

@@ -11,7 +11,7 @@ from settings import Settings
 from storage.models import Shop
 from tests.conftest import SECURITY
 
-ADMIN = "platform-admin-token-0123456789"
+ADMIN = "platform-admin-token-0123456789abcdef"
 
 
 @pytest.fixture
@@ -47,6 +47,23 @@ async def test_create_shop_returns_key_once_and_stores_it_hashed(client, db):
         shop = await session.scalar(select(Shop))
     assert body["api_key"] not in (shop.api_key_hash, shop.credentials)
     assert shop.api_key_hash and shop.bot_link_code_hash
+
+
+async def test_admin_api_answers_are_never_cached(client):
+    """They carry new keys (a created shop's) and shop data: no browser or proxy keeps them."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    created = await client.post(
+        "/api/v1/shops", json={"domain": "nc.myshopify.com"}, headers=admin
+    )
+    assert created.status == 201 and "api_key" in await created.json()
+    assert created.headers["Cache-Control"] == "no-store"
+    key = (await created.json())["api_key"]
+    for response in (
+        await client.get("/api/v1/shop/settings", headers=auth(key)),
+        await client.get("/api/v1/shop/status"),
+        await client.post("/api/v1/shops", json={"domain": "nc.myshopify.com"}, headers=admin),
+    ):
+        assert response.headers["Cache-Control"] == "no-store", response.status
 
 
 @pytest.mark.parametrize(

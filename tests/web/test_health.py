@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, Worker
+from web.app import AppDeps, build_app
 
 
 @pytest.fixture
@@ -105,3 +110,64 @@ async def test_job_lag_gauge_shows_the_oldest_waiting_job(client, db, queue, clo
     clock.advance(timedelta(seconds=90))
     text = await (await client.get("/metrics")).text()
     assert metric(text, "ordertalk_job_lag_seconds") == 90
+
+
+# /metrics: a bearer token when server.metrics_token is set, else loopback only ------------
+
+METRICS_TOKEN = "metrics-scraper-token-0123456789abc"
+
+
+def outward_address() -> str | None:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+@pytest.fixture
+def build(clock, metrics, http, db, queue, settings):
+    def make(**server: Any):
+        configured = settings.model_copy(
+            update={"server": settings.server.model_copy(update=server)}
+        )
+        return build_app(AppDeps(configured, clock, db, queue, metrics, http))
+
+    return make
+
+
+async def test_metrics_without_a_token_answer_loopback_only(aiohttp_server, build, http):
+    server = await aiohttp_server(build(), host="0.0.0.0")
+    local = await http.get(f"http://127.0.0.1:{server.port}/metrics")
+    assert local.status == 200 and "ordertalk_http_requests_total" in await local.text()
+    # Through a proxy on this machine, the client is whoever the proxy serves.
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        proxied = await http.get(
+            f"http://127.0.0.1:{server.port}/metrics", headers={header: "203.0.113.9"}
+        )
+        assert proxied.status == 403
+        assert (await proxied.json())["error"]["code"] == "forbidden"
+    address = outward_address()
+    if address is None:
+        pytest.skip("no address besides loopback to call from")
+    remote = await http.get(f"http://{address}:{server.port}/metrics")
+    assert remote.status == 403
+    assert "server.metrics_token" in (await remote.json())["error"]["message"]
+
+
+async def test_metrics_with_a_token_need_it_from_everywhere(aiohttp_server, build, http):
+    server = await aiohttp_server(build(metrics_token=SecretStr(METRICS_TOKEN)), host="0.0.0.0")
+    hosts = ["127.0.0.1", *filter(None, [outward_address()])]
+    for host in hosts:
+        url = f"http://{host}:{server.port}/metrics"
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}):
+            refused = await http.get(url, headers=headers)
+            assert refused.status == 401
+            assert refused.headers["WWW-Authenticate"] == "Bearer"
+            assert (await refused.json())["error"]["code"] == "unauthorized"
+        scraped = await http.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert scraped.status == 200
+        assert "ordertalk_jobs" in await scraped.text()

@@ -14,7 +14,7 @@ from settings import Settings
 from storage.models import Activity, Call, Message, MissedCall, Order, Shop
 from tests.conftest import SECURITY
 
-ADMIN = "platform-admin-token-0123456789"
+ADMIN = "platform-admin-token-0123456789abcdef"
 CUSTOMER = "+919876543210"
 OTHER = "+919812345678"
 AGENT = "+14155550100"

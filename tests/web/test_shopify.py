@@ -115,6 +115,16 @@ async def test_oauth_install_connects_the_shop(browser, server, worker, db, fake
     assert shop.status == "partially_installed"  # settings still to be completed
 
 
+async def test_the_page_showing_a_new_api_key_is_never_cached(browser, server):
+    install = await browser.get(
+        url(server, f"/shopify/install?shop={DOMAIN}"), allow_redirects=False
+    )
+    grant = await browser.get(install.headers["Location"], allow_redirects=False)
+    callback = await browser.get(grant.headers["Location"], allow_redirects=False)
+    assert callback.status == 200 and "api_key" in await callback.json()
+    assert callback.headers["Cache-Control"] == "no-store"
+
+
 async def test_oauth_callback_refuses_bad_hmac_and_bad_state(browser, server, db):
     install = await browser.get(
         url(server, f"/shopify/install?shop={DOMAIN}"), allow_redirects=False

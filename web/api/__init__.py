@@ -10,6 +10,7 @@ PREFIX = "/api/v1"
 
 
 def setup_routes(app: web.Application) -> None:
+    app.on_response_prepare.append(_no_store)
     app.router.add_post(f"{PREFIX}/shops", shops.create)
     app.router.add_get(f"{PREFIX}/shop/status", shops.status)
     app.router.add_get(f"{PREFIX}/shop/settings", shops.get_settings)
@@ -25,3 +26,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/messages", reports.list_messages)
     app.router.add_get(f"{PREFIX}/missed-calls", reports.list_missed_calls)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi.document)
+
+
+async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    """Admin API answers carry new keys and shop data: no browser or proxy may keep them."""
+    if request.path.startswith(f"{PREFIX}/"):
+        response.headers["Cache-Control"] = "no-store"
