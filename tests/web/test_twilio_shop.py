@@ -22,6 +22,7 @@ from providers.sandbox.shopify import FakeShopify, order_payload
 from providers.sandbox.twilio import FakeTwilio
 from settings import Settings
 from storage.models import Activity, Call, Job, Message, Order, ProviderAccount, Shop
+from tests.conftest import SECURITY
 from tests.web.test_shopify import DOMAIN, TOKEN, connect, free_port, url
 
 APP_KEY = "twilio-shop-app-key"
@@ -65,6 +66,7 @@ def settings(database_url, shopify, twilio, port):
     """No platform account at all: the shop brings its own Twilio."""
     return Settings(
         database={"url": database_url},
+        security=SECURITY,
         server={"public_url": f"http://127.0.0.1:{port}"},
         shopify={
             "api_key": APP_KEY,
