@@ -73,6 +73,7 @@ from settings import (
     Settings,
     ShopifySettings,
     TelegramSettings,
+    TwilioSettings,
     load_settings,
     masked,
     require_sandbox_allowed,
@@ -469,8 +470,9 @@ SANDBOX_SECRET_KEY = "ordertalk-sandbox-only-secret-key-do-not-use-in-production
 
 def sandbox_settings(settings: Settings, world: SandboxWorld, public_url: str) -> Settings:
     """`settings` with every outside party replaced by the world's fakes: Shopify, the
-    shop's Exotel and the platform's Gupshup; no Twilio, RingCentral, Telegram or Redis.
-    The database is `sandbox.db` and the key the sandbox's unless they are configured."""
+    shop's Exotel and Twilio (their API URLs only: their accounts are the shop's) and the
+    platform's Gupshup; no platform Twilio, no RingCentral, Telegram or Redis. The database
+    is `sandbox.db` and the key the sandbox's unless they are configured."""
     database = settings.database
     if "url" not in database.model_fields_set:
         database = DatabaseSettings(url=SANDBOX_DATABASE)
@@ -497,6 +499,7 @@ def sandbox_settings(settings: Settings, world: SandboxWorld, public_url: str) -
             "jobs": settings.jobs.model_copy(update={"run_in_serve": True}),
             "providers": ProvidersSettings(
                 exotel=ExotelSettings(api_url=world.exotel.base_url),
+                twilio=TwilioSettings(api_url=world.twilio.base_url),
                 gupshup=GupshupSettings(
                     api_key=SecretStr(gupshup.api_key),
                     app_name=gupshup.app_name,
@@ -514,7 +517,7 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
     latest = await sandbox.latest_moment(res.db)
     if latest is not None:
         clock.advance_to(latest)  # a restarted sandbox does not go back in time
-    exotel = world.exotel
+    exotel, twilio = world.exotel, world.twilio
     shop = await sandbox.seed_demo_shop(
         res.db,
         res.queue,
@@ -522,7 +525,13 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
         clock,
         res.account_desk(),
         sandbox.demo_settings(),
-        sandbox.demo_accounts(exotel.account_sid, exotel.api_key, exotel.api_token),
+        sandbox.demo_accounts(
+            exotel_sid=exotel.account_sid,
+            exotel_key=exotel.api_key,
+            exotel_token=exotel.api_token,
+            twilio_sid=twilio.account_sid,
+            twilio_token=twilio.auth_token,
+        ),
     )
     world.shop.continue_numbering(await sandbox.last_order_number(res.db, shop.shop_id))
     public_url = res.settings.server.public_url
@@ -532,6 +541,7 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
             shopify_webhooks=f"{public_url}/webhooks/shopify",
             exotel_passthru=urls.exotel(shop.shop_id, "passthru"),
             gupshup=urls.gupshup(),
+            twilio_messages=urls.twilio("messages"),
         )
     )
     return Sandbox(world, clock, shop)

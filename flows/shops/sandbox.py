@@ -2,8 +2,9 @@
 
 The demo shop is created on the first start through the same path as `main.py shop add
 --token` (the fake Shopify's token), with sample settings that point its calls and SMS at the
-fake Exotel; later starts keep it (and any settings changed since) and only issue a new admin
-API key, which the sandbox holds in memory for its page.
+fake Exotel, and its own fake Twilio connected beside it; later starts keep it (and any
+settings or channel choices changed since), connect what it lacks of the demo's accounts, and
+only issue a new admin API key, which the sandbox holds in memory for its page.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ from storage.shops import issue_secrets, shop_by_domain
 HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB, CHECK_JOB})
 
 
-def demo_accounts(exotel_sid: str, exotel_key: str, exotel_token: str) -> list[dict[str, Any]]:
-    """The demo shop's accounts, connected as a merchant would: its own (simulated) Exotel
-    for calls and SMS, and the platform's Gupshup for WhatsApp."""
+def demo_accounts(
+    *, exotel_sid: str, exotel_key: str, exotel_token: str, twilio_sid: str, twilio_token: str
+) -> list[dict[str, Any]]:
+    """The demo shop's accounts, connected as a merchant would: its own (simulated) Exotel,
+    first, so that it carries calls and SMS until the merchant picks its own (simulated)
+    Twilio instead, and the platform's Gupshup for WhatsApp."""
     exotel = {
         "provider": "exotel",
         "subdomain": "api.in.exotel.com",
@@ -45,7 +49,17 @@ def demo_accounts(exotel_sid: str, exotel_key: str, exotel_token: str) -> list[d
         "api_token": exotel_token,
         "numbers": [demo.CALLER_ID, demo.EXOPHONE],
     }
-    return [exotel, {"provider": "gupshup", "platform": True}]
+    twilio = {
+        "provider": "twilio",
+        "account_sid": twilio_sid,
+        "auth_token": twilio_token,
+        "numbers": [demo.TWILIO_NUMBER],
+    }
+    return [exotel, {"provider": "gupshup", "platform": True}, twilio]
+
+
+def _kind(account: dict[str, Any]) -> tuple[str, str]:
+    return account["provider"], "platform" if account.get("platform") else "shop"
 
 
 def demo_settings() -> dict[str, Any]:
@@ -96,8 +110,8 @@ async def seed_demo_shop(
     connections: list[dict[str, Any]],
 ) -> DemoShop:
     """Create the demo shop with `settings` and its accounts (`connections`) unless it
-    exists (what a first start that stopped half-way left out is done now); issue it a new
-    API key."""
+    exists (what a first start that stopped half-way, or an older sandbox, left out is done
+    now); issue it a new API key."""
     async with db.sessions() as session:
         shop = await shop_by_domain(session, demo.SHOP_DOMAIN)
     if shop is None:
@@ -109,8 +123,10 @@ async def seed_demo_shop(
         shop_id = shop.id
     if shop is None or not shop.settings:
         await shop_config.save(db, box, clock, shop_id, settings)
-    if not (await accounts.listing(shop_id))["accounts"]:
-        for connection in connections:
+    listed = (await accounts.listing(shop_id))["accounts"]
+    present = {(account["provider"], account["owner"]) for account in listed}
+    for connection in connections:
+        if _kind(connection) not in present:
             await accounts.connect(shop_id, connection)
     async with db.transaction() as session:
         stored = await session.get(Shop, shop_id, with_for_update=True)

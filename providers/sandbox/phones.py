@@ -1,5 +1,5 @@
-"""The customers' phones in the sandbox: what each number received from the fake Exotel and
-Gupshup (SMS, WhatsApp messages, calls) and what the customer did with them.
+"""The customers' phones in the sandbox: what each number received from the fake Exotel,
+Twilio and Gupshup (SMS, WhatsApp messages, calls) and what the customer did with them.
 
 `PhoneBook.sync` reads what the fakes accepted since the last look; everything shown is what a
 real handset would have seen (a refused call rings nowhere, a DLT-rejected SMS never arrives).
@@ -16,12 +16,14 @@ import phonenumbers
 
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.gupshup import FakeGupshup, message_text
+from providers.sandbox.twilio import FakeTwilio
 
 REGION = "IN"
 LINK = re.compile(r"https?://\S+/v/[A-Za-z0-9_-]+")
 # A call's status as the phone saw it.
 RINGING, COMPLETED, NO_ANSWER = "ringing", "completed", "no-answer"
-REFUSED, MISSED_CALL = "refused", "missed-call"  # refused by Exotel (DND); given by the customer
+REFUSED, MISSED_CALL = "refused", "missed-call"  # refused by the provider; given by the customer
+EXOTEL, TWILIO = "exotel", "twilio"  # the parties a call or SMS came through
 
 
 def e164(number: str, region: str = REGION) -> str | None:
@@ -39,15 +41,38 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+@dataclass(frozen=True)
+class Utterance:
+    """One turn of a call as the customer lived it: what the IVR said, or the key pressed."""
+
+    speaker: str  # ivr | customer
+    text: str
+
+    def json(self) -> dict[str, Any]:
+        return {"speaker": self.speaker, "text": self.text}
+
+
 @dataclass
 class PhoneCall:
     call_id: str
     status: str
     at: datetime
-    form: dict[str, str] = field(default_factory=dict)  # Exotel's connect form
+    form: dict[str, Any] = field(default_factory=dict)  # the provider's create (connect) form
+    party: str = EXOTEL
+    caller: str = ""  # the number shown on the phone
+    # What the call said and what was pressed, when the IVR is ours (Twilio fetches its TwiML
+    # from us); an Exotel call plays the merchant's flow, which the sandbox cannot hear.
+    transcript: list[Utterance] = field(default_factory=list)
 
     def json(self) -> dict[str, Any]:
-        return {"call_id": self.call_id, "status": self.status, "at": _iso(self.at)}
+        return {
+            "call_id": self.call_id,
+            "status": self.status,
+            "at": _iso(self.at),
+            "provider": self.party,
+            "from": self.caller,
+            "transcript": [line.json() for line in self.transcript],
+        }
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,8 @@ class SmsLine:
     body: str
     at: datetime
     sid: str = ""
+    party: str = EXOTEL
+    number: str = ""  # the other end: who sent it (out), or to whom it was sent (in)
 
     def json(self) -> dict[str, Any]:
         link = LINK.search(self.body)
@@ -64,6 +91,8 @@ class SmsLine:
             "body": self.body,
             "at": _iso(self.at),
             "link": link.group(0) if link else None,
+            "provider": self.party,
+            "number": self.number,
         }
 
 
@@ -96,6 +125,10 @@ class Phone:
         """The latest call still ringing, if any."""
         return next((call for call in reversed(self.calls) if call.status == RINGING), None)
 
+    def last_sms(self) -> SmsLine | None:
+        """The latest SMS this phone received, if any."""
+        return next((line for line in reversed(self.sms) if line.direction == "out"), None)
+
     def with_buttons(self) -> WhatsAppLine | None:
         """The latest WhatsApp message received with buttons, if any."""
         return next(
@@ -111,7 +144,12 @@ class Phone:
                 "sms": [line.json() for line in self.sms],
                 "whatsapp": [line.json() for line in self.whatsapp],
             },
-            "ringing": {"call_id": ringing.call_id, "since": _iso(ringing.at)}
+            "ringing": {
+                "call_id": ringing.call_id,
+                "since": _iso(ringing.at),
+                "provider": ringing.party,
+                "from": ringing.caller,
+            }
             if ringing
             else None,
             "calls": [call.json() for call in self.calls],
@@ -130,13 +168,16 @@ class Arrivals:
 class PhoneBook:
     """Every phone the sandbox knows, in the order they first appeared."""
 
-    def __init__(self, exotel: FakeExotel, gupshup: FakeGupshup) -> None:
+    def __init__(self, exotel: FakeExotel, gupshup: FakeGupshup, twilio: FakeTwilio) -> None:
         self.exotel = exotel
         self.gupshup = gupshup
+        self.twilio = twilio
         self.phones: dict[str, Phone] = {}
         self._seen_calls = 0
         self._seen_sms = 0
         self._seen_whatsapp = 0
+        self._seen_twilio_calls = 0
+        self._seen_twilio_messages = 0
 
     def phone(self, number: str) -> Phone:
         if number not in self.phones:
@@ -153,6 +194,8 @@ class PhoneBook:
         self._sync_calls(now, arrivals)
         self._sync_sms(now, arrivals)
         self._sync_whatsapp(now, arrivals)
+        self._sync_twilio_calls(now, arrivals)
+        self._sync_twilio_messages(now, arrivals)
         return arrivals
 
     def _sync_calls(self, now: datetime, arrivals: Arrivals) -> None:
@@ -164,7 +207,10 @@ class PhoneBook:
             if number is None:
                 continue
             sid = sids.get(id(form))
-            call = PhoneCall(sid or f"refused-{index}", RINGING if sid else REFUSED, now, form)
+            status = RINGING if sid else REFUSED
+            call = PhoneCall(
+                sid or f"refused-{index}", status, now, form, EXOTEL, form.get("CallerId", "")
+            )
             phone = self.phone(number)
             phone.calls.append(call)
             arrivals.calls.append((phone, call))
@@ -178,7 +224,7 @@ class PhoneBook:
             number = e164(form.get("To", ""))
             if sid is None or number is None or self.exotel.dlt_rejected(form):
                 continue
-            line = SmsLine("out", form.get("Body", ""), now, sid)
+            line = SmsLine("out", form.get("Body", ""), now, sid, EXOTEL, form.get("From", ""))
             phone = self.phone(number)
             phone.sms.append(line)
             arrivals.sms.append((phone, line, form))
@@ -196,6 +242,38 @@ class PhoneBook:
             phone = self.phone(number)
             phone.whatsapp.append(line)
             arrivals.whatsapp.append((phone, line))
+
+    def _sync_twilio_calls(self, now: datetime, arrivals: Arrivals) -> None:
+        attempts = self.twilio.calls[self._seen_twilio_calls :]
+        self._seen_twilio_calls += len(attempts)
+        sids = {id(form): sid for sid, form in self.twilio.placed_calls.items()}
+        for index, form in enumerate(attempts, start=self._seen_twilio_calls - len(attempts)):
+            number = e164(str(form.get("To", "")))
+            if number is None:
+                continue
+            sid = sids.get(id(form))
+            status = RINGING if sid else REFUSED
+            call = PhoneCall(
+                sid or f"refused-twilio-{index}", status, now, form, TWILIO, str(form.get("From"))
+            )
+            phone = self.phone(number)
+            phone.calls.append(call)
+            arrivals.calls.append((phone, call))
+
+    def _sync_twilio_messages(self, now: datetime, arrivals: Arrivals) -> None:
+        attempts = self.twilio.messages[self._seen_twilio_messages :]
+        self._seen_twilio_messages += len(attempts)
+        sids = {id(form): sid for sid, form in self.twilio.accepted_messages.items()}
+        for form in attempts:
+            sid = sids.get(id(form))
+            # A WhatsApp message ("whatsapp:+91...") is no SMS; the demo's account sends none.
+            number = e164(str(form.get("To", "")))
+            if sid is None or number is None:
+                continue
+            line = SmsLine("out", str(form.get("Body", "")), now, sid, TWILIO, str(form["From"]))
+            phone = self.phone(number)
+            phone.sms.append(line)
+            arrivals.sms.append((phone, line, {k: str(v) for k, v in form.items()}))
 
 
 def _whatsapp_line(fields: dict[str, Any], now: datetime, gs_id: str) -> WhatsAppLine:

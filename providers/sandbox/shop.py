@@ -23,6 +23,7 @@ APP_SECRET = "sandbox-app-secret"
 CALLER_ID = "08047110000"  # the ExoPhone the verification calls come from
 FLOW_ID = "214512"  # the merchant's Exotel call flow (Gather, then Passthru to us)
 EXOPHONE = "08047112345"  # the ExoPhone customers give a missed call to
+TWILIO_NUMBER = "+918047113000"  # the number of the shop's Twilio account (calls and SMS)
 SENDER_ID = "DEMOSH"
 DEFAULT_CUSTOMER = "Asha Rao"
 

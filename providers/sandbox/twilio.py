@@ -4,6 +4,7 @@ IncomingPhoneNumbers (for the live check of an account), and signed callbacks.
 Answers in Twilio's wire shapes (wire-formats.md section 2): 201 JSON resources, error bodies
 `{"code", "message", "more_info", "status"}`, 401 with code 20003 to any request whose Basic
 auth is not the configured account sid and token; records the form fields of each create request.
+Serves the tests and the sandbox (where it is the demo shop's Twilio, on the sandbox's clock).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +22,7 @@ from aiohttp import web
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
+from clock import Clock
 from providers.sandbox.server import FakeServer
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -78,7 +79,10 @@ class FakeTwilio(FakeServer):
         account_sid: str = ACCOUNT_SID,
         auth_token: str = AUTH_TOKEN,
         friendly_name: str = "My first Twilio account",
+        clock: Clock | None = None,
     ) -> None:
+        if clock is not None:
+            self.clock = clock
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.friendly_name = friendly_name
@@ -87,6 +91,8 @@ class FakeTwilio(FakeServer):
         self.messages: list[dict[str, str | list[str]]] = []
         self.calls: list[dict[str, str | list[str]]] = []
         self._parties: dict[str, tuple[str, str]] = {}  # sid -> (From, To)
+        self._placed: dict[str, dict[str, str | list[str]]] = {}
+        self._accepted: dict[str, dict[str, str | list[str]]] = {}
         self._contents: dict[str, _Content] = {}
         self._opted_out: set[str] = set()
         self._invalid: set[str] = set()
@@ -102,6 +108,30 @@ class FakeTwilio(FakeServer):
         app.router.add_post(f"{accounts}/Calls.json", self._create_call)
         app.router.add_get("/v1/Content/{sid}", self._fetch_content)
         app.router.add_get("/v1/Content/{sid}/ApprovalRequests", self._fetch_approval)
+
+    async def summary(self, request: web.Request) -> str:
+        """Whom a call or message is for (and the message's text), or what was read."""
+        if request.method == "POST":
+            form = await request.post()
+            if request.path.endswith("/Calls.json"):
+                return f"call {form.get('To', '?')} from {form.get('From', '?')}"
+            body = form.get("Body") or f"template {form.get('ContentSid', '?')}"
+            return f"message to {form.get('To', '?')} from {form.get('From', '?')}: {body}"
+        if request.path.endswith("/IncomingPhoneNumbers.json"):
+            return f"number lookup {request.query.get('PhoneNumber', '(all)')}"
+        if request.path.startswith("/v1/Content/"):
+            return f"content template {request.match_info.get('sid', '?')}"
+        return "account check"
+
+    @property
+    def placed_calls(self) -> dict[str, dict[str, str | list[str]]]:
+        """The calls Twilio accepted, by CallSid: the create form of each (live, in order)."""
+        return self._placed
+
+    @property
+    def accepted_messages(self) -> dict[str, dict[str, str | list[str]]]:
+        """The messages Twilio accepted, by MessageSid: the create form of each (in order)."""
+        return self._accepted
 
     # State -------------------------------------------------------------------------------
 
@@ -217,7 +247,7 @@ class FakeTwilio(FakeServer):
         """POST the call's final status callback with its duration in seconds."""
         params = self._voice_params(call_sid, status) | {
             "CallDuration": str(duration),
-            "Timestamp": format_datetime(datetime.now(UTC)),
+            "Timestamp": format_datetime(self.clock.now()),
             "CallbackSource": "call-progress-events",
             "SequenceNumber": "0",
         }
@@ -271,7 +301,7 @@ class FakeTwilio(FakeServer):
 
     async def _create_message(self, request: web.Request) -> web.Response:
         try:
-            form = await self._authorized_form(request, self.messages)
+            form, fields = await self._authorized_form(request, self.messages)
             to, sender = _field(form, "To", 21604), _field(form, "From", 21603)
             content = self._content_for(form)
             body = form.get("Body", "")
@@ -288,7 +318,8 @@ class FakeTwilio(FakeServer):
             return self._error(refused)
         sid = _sid("SM")
         self._parties[sid] = (sender, to)
-        now = format_datetime(datetime.now(UTC))
+        self._accepted[sid] = fields
+        now = format_datetime(self.clock.now())
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
         resource = {
             "account_sid": self.account_sid,
@@ -316,7 +347,7 @@ class FakeTwilio(FakeServer):
 
     async def _create_call(self, request: web.Request) -> web.Response:
         try:
-            form = await self._authorized_form(request, self.calls)
+            form, fields = await self._authorized_form(request, self.calls)
             to, sender = _field(form, "To", 21201), _field(form, "From", 21213)
             _field(form, "Url", 21205)
             if to in self._invalid:
@@ -325,7 +356,8 @@ class FakeTwilio(FakeServer):
             return self._error(refused)
         sid = _sid("CA")
         self._parties[sid] = (sender, to)
-        now = format_datetime(datetime.now(UTC))
+        self._placed[sid] = fields
+        now = format_datetime(self.clock.now())
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{sid}"
         resource = {
             "account_sid": self.account_sid,
@@ -364,7 +396,7 @@ class FakeTwilio(FakeServer):
         except _Refused as refused:
             return self._error(refused)
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}"
-        now = format_datetime(datetime.now(UTC))
+        now = format_datetime(self.clock.now())
         resource = {
             "auth_token": self.auth_token,
             "date_created": now,
@@ -413,7 +445,7 @@ class FakeTwilio(FakeServer):
 
     def _number_resource(self, number: _Number) -> dict[str, Any]:
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/{number.sid}"
-        now = format_datetime(datetime.now(UTC))
+        now = format_datetime(self.clock.now())
         return {
             "account_sid": self.account_sid,
             "address_requirements": "none",
@@ -463,7 +495,7 @@ class FakeTwilio(FakeServer):
         except _Refused as refused:
             return self._error(refused)
         url = f"https://content.twilio.com/v1/Content/{content.sid}"
-        now = format_datetime(datetime.now(UTC))
+        now = format_datetime(self.clock.now())
         resource = {
             "sid": content.sid,
             "account_sid": self.account_sid,
@@ -519,16 +551,18 @@ class FakeTwilio(FakeServer):
 
     async def _authorized_form(
         self, request: web.Request, log: list[dict[str, str | list[str]]]
-    ) -> MultiDict[str]:
+    ) -> tuple[MultiDict[str], dict[str, str | list[str]]]:
+        """The posted form, and its fields as recorded in `log`."""
         self._authorize(request)
         if request.match_info["sid"] != self.account_sid:
             raise _Refused(404, 20404, f"The requested resource {request.path} was not found")
         form = MultiDict((key, str(value)) for key, value in (await request.post()).items())
-        log.append(_fields(form))
+        fields = _fields(form)
+        log.append(fields)
         if self._failures:
             failure = self._failures.pop(0)
             raise _Refused(failure.status, failure.code, "Injected failure", failure.retry_after)
-        return form
+        return form, fields
 
     def _authorized_read(self, request: web.Request) -> None:
         self._authorize(request)

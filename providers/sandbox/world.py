@@ -1,11 +1,14 @@
-"""The sandbox's outside world: the demo shop's Shopify, the shop's Exotel, the platform's
-Gupshup, and the customers' phones, all in this process and driven from the sandbox page.
+"""The sandbox's outside world: the demo shop's Shopify, the shop's Exotel and Twilio, the
+platform's Gupshup, and the customers' phones, all in this process and driven from the sandbox
+page.
 
-`SandboxWorld` starts the three fakes, plays the merchant's side in Shopify (`world.shop`:
+`SandboxWorld` starts the four fakes, plays the merchant's side in Shopify (`world.shop`:
 create, fulfil, fail a delivery, cancel) and the customers' side on their phones (answer or
 let a call ring out, give a missed call, reply, press a WhatsApp button). Everything reaches
 our app the way the real parties would send it: signed Shopify webhooks and the providers'
-callbacks, at the app's public URLs. Two numbers behave on their own: one is on the DND
+callbacks, at the app's public URLs. A call rings the same phone whichever provider placed
+it; answering a Twilio call plays our TwiML IVR (fetched and posted back signed, as Twilio
+does) and the phone keeps what it said. Two numbers behave on their own: one is on the DND
 registry (Exotel refuses to call it) and one never answers (its calls ring out a moment after
 they arrive).
 """
@@ -16,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,11 +35,13 @@ from providers.sandbox.phones import (
     MISSED_CALL,
     NO_ANSWER,
     RINGING,
+    TWILIO,
     Arrivals,
     Phone,
     PhoneBook,
     PhoneCall,
     SmsLine,
+    Utterance,
     WhatsAppLine,
     e164,
 )
@@ -46,11 +52,13 @@ from providers.sandbox.shop import (
     CALLER_ID,
     EXOPHONE,
     SHOP_DOMAIN,
+    TWILIO_NUMBER,
     Conflict,
     NotFound,
     ShopSide,
 )
 from providers.sandbox.shopify import FakeShopify
+from providers.sandbox.twilio import FakeTwilio
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,6 +66,8 @@ DND_NUMBER = "+919999900001"
 NEVER_ANSWERS = "+919999900002"
 REQUEST_LOG = 300
 CALL_SECONDS = 25
+# Our IVR asks at most twice; a TwiML document that keeps asking is cut off after this many.
+TWIML_TURNS = 6
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class AppLinks:
     shopify_webhooks: str  # the address our app registers for every topic
     exotel_passthru: str  # the Passthru applet of the call flow and of the missed-call ExoPhone
     gupshup: str  # the Gupshup app's callback URL
+    twilio_messages: str  # the Twilio number's "A message comes in" webhook
 
 
 class SandboxWorld:
@@ -85,7 +96,8 @@ class SandboxWorld:
         self.shopify = FakeShopify(api_key=APP_KEY, api_secret=APP_SECRET, clock=clock)
         self.exotel = FakeExotel(clock=clock)
         self.gupshup = FakeGupshup(clock=clock)
-        self.book = PhoneBook(self.exotel, self.gupshup)
+        self.twilio = FakeTwilio(friendly_name=f"{demo.SHOP_NAME} (simulated)", clock=clock)
+        self.book = PhoneBook(self.exotel, self.gupshup, self.twilio)
         self.special_numbers = {"dnd": DND_NUMBER, "never_answers": NEVER_ANSWERS}
         self.requests: deque[Received] = deque(maxlen=REQUEST_LOG)
         self.links: AppLinks | None = None
@@ -98,12 +110,13 @@ class SandboxWorld:
 
     async def start(self) -> None:
         """Start the fakes on loopback and set up the demo shop's accounts."""
-        for fake in (self.shopify, self.exotel, self.gupshup):
+        for fake in (self.shopify, self.exotel, self.gupshup, self.twilio):
             fake.watch(self._received)
             await fake.start()
         self.shop.install()
         for exophone in (demo.CALLER_ID, demo.EXOPHONE):
             self.exotel.add_exophone(exophone)
+        self.twilio.add_number(TWILIO_NUMBER, friendly_name=f"{demo.SHOP_NAME} line")
         self.exotel.mark_dnd(DND_NUMBER)
         for number in self.special_numbers.values():
             self.book.phone(number)
@@ -116,7 +129,7 @@ class SandboxWorld:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for fake in (self.gupshup, self.exotel, self.shopify):
+        for fake in (self.twilio, self.gupshup, self.exotel, self.shopify):
             await fake.close()
 
     def connect(self, links: AppLinks) -> None:
@@ -175,6 +188,9 @@ class SandboxWorld:
             await self._end_call(call, NO_ANSWER)
 
     async def _sms_delivered(self, line: SmsLine, form: dict[str, str]) -> None:
+        if line.party == TWILIO:
+            await self.twilio.send_status(form["StatusCallback"], line.sid, "delivered")
+            return
         await self.exotel.sms_status(
             form["StatusCallback"],
             sms_sid=line.sid,
@@ -203,7 +219,9 @@ class SandboxWorld:
         phone, call = self._ringing(number)
         call.status = COMPLETED
         self._changed()
-        if digits:
+        if call.party == TWILIO:
+            await self._play_twiml(call, digits)
+        elif digits:
             await self.exotel.passthru(
                 self._links().exotel_passthru,
                 call_sid=call.call_id,
@@ -215,6 +233,37 @@ class SandboxWorld:
             )
         await self._end_call(call, COMPLETED)
         return call.json()
+
+    async def _play_twiml(self, call: PhoneCall, digits: str) -> None:
+        """Play our IVR as Twilio does: fetch the TwiML of the call's Url, say its <Say>s, and
+        post each <Gather> its key (one per Gather, none once `digits` are used up) until it
+        hangs up or has nothing more to say."""
+        keys = list(digits)
+        status, twiml = await self.twilio.post_voice(str(call.form["Url"]), call.call_id)
+        for _turn in range(TWIML_TURNS):
+            if status != 200:
+                self._heard(call, "ivr", f"(the call failed: our app answered HTTP {status})")
+                return
+            gather = None
+            for verb in ET.fromstring(twiml):
+                if verb.tag == "Say":
+                    self._heard(call, "ivr", verb.text or "")
+                elif verb.tag == "Gather":
+                    for say in verb.iter("Say"):
+                        self._heard(call, "ivr", say.text or "")
+                    gather = verb
+                    break
+            if gather is None:
+                return  # a <Hangup/>, or the end of the document: Twilio hangs up
+            key = keys.pop(0) if keys else ""
+            self._heard(call, "customer", f"pressed {key}" if key else "(pressed nothing)")
+            status, twiml = await self.twilio.send_gather(
+                str(gather.get("action")), call.call_id, key
+            )
+
+    def _heard(self, call: PhoneCall, speaker: str, text: str) -> None:
+        call.transcript.append(Utterance(speaker, text.strip()))
+        self._changed()
 
     async def ring_out(self, number: str) -> dict[str, Any]:
         """Let the ringing call ring out unanswered."""
@@ -238,17 +287,36 @@ class SandboxWorld:
         return call.json()
 
     async def reply(self, number: str, channel: str, text: str) -> dict[str, Any]:
-        """Send a text message from the customer's phone."""
+        """Send a text message from the customer's phone (an SMS answers the latest SMS)."""
         phone = self._phone(number)
-        if channel != "whatsapp":
-            raise Conflict(
-                "the demo shop sends SMS through Exotel, which does not pass replies on: "
-                "reply on WhatsApp"
-            )
+        if channel == "sms":
+            return await self._reply_sms(phone, text)
         line = WhatsAppLine("in", text, self.clock.now())
         phone.whatsapp.append(line)
         self._changed()
         await self.gupshup.send_text(self._links().gupshup, from_phone=phone.number, text=text)
+        return line.json()
+
+    async def _reply_sms(self, phone: Phone, text: str) -> dict[str, Any]:
+        received = phone.last_sms()
+        if received is None:
+            raise Conflict(f"no SMS reached {phone.number} yet: there is nothing to reply to")
+        if received.party != TWILIO:
+            raise Conflict(
+                "the latest SMS came through Exotel, which does not pass replies on: "
+                "reply on WhatsApp, or send SMS through Twilio (Setup)"
+            )
+        # No handset can answer a sender id (a DLT header such as DEMOSH): the customer texts
+        # the shop's Twilio number instead, whose inbound messages Twilio passes on to us.
+        to = received.number if e164(received.number) else TWILIO_NUMBER
+        line = SmsLine("in", text, self.clock.now(), party=TWILIO, number=to)
+        phone.sms.append(line)
+        self._changed()
+        status, _body = await self.twilio.send_inbound(
+            self._links().twilio_messages, from_=phone.number, to=to, body=text
+        )
+        if status != 200:
+            _LOGGER.warning("sandbox: our app answered an inbound SMS with HTTP %s", status)
         return line.json()
 
     async def press_button(self, number: str, title: str) -> dict[str, Any]:
@@ -290,12 +358,15 @@ class SandboxWorld:
         call.status = status
         self._changed()
         callback = call.form.get("StatusCallback")
-        if callback:
+        duration = CALL_SECONDS if status == COMPLETED else 0
+        if callback and call.party == TWILIO:
+            await self.twilio.send_call_status(str(callback), call.call_id, status, duration)
+        elif callback:
             await self.exotel.call_status(
                 callback,
                 call_sid=call.call_id,
                 status=status,
-                duration=CALL_SECONDS if status == COMPLETED else 0,
+                duration=duration,
             )
 
     def _links(self) -> AppLinks:

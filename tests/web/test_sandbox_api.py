@@ -18,7 +18,7 @@ from aiohttp import web
 
 from clock import OffsetClock
 from main import make_worker, open_resources, open_sandbox, sandbox_settings
-from providers.sandbox.shop import SHOP_DOMAIN
+from providers.sandbox.shop import SENDER_ID, SHOP_DOMAIN, TWILIO_NUMBER
 from providers.sandbox.world import DND_NUMBER, NEVER_ANSWERS, SandboxWorld
 from settings import Settings
 from tests.web.test_shopify import free_port
@@ -65,10 +65,30 @@ class Driver:
 
     async def card(self, name: str) -> dict[str, Any]:
         """The order's card from the real admin API, with the demo shop's key ({} if none)."""
+        status, card = await self.admin("GET", f"orders/{quote(name)}")
+        return card if status == 200 else {}
+
+    async def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The real admin API (/api/v1/...) with the demo shop's key, as the page calls it."""
         key = (await self.state())["shop"]["api_key"]
-        url = f"{self.base}/api/v1/orders/{quote(name)}"
-        async with self.http.get(url, headers={"Authorization": f"Bearer {key}"}) as response:
-            return await response.json() if response.status == 200 else {}
+        headers = {"Authorization": f"Bearer {key}"}
+        async with self.http.request(
+            method, f"{self.base}/api/v1/{path}", json=body, headers=headers
+        ) as response:
+            return response.status, await response.json()
+
+    async def use_twilio(self, *channels: str) -> dict[str, Any]:
+        """Carry `channels` by the demo's simulated Twilio (PUT /shop/channels); the setup."""
+        status, listing = await self.admin("GET", "shop/accounts")
+        assert status == 200, listing
+        twilio = next(a for a in listing["accounts"] if a["provider"] == "twilio")
+        status, chosen = await self.admin(
+            "PUT", "shop/channels", dict.fromkeys(channels, twilio["id"])
+        )
+        assert status == 200, chosen
+        status, setup = await self.admin("GET", "shop/setup")
+        assert status == 200, setup
+        return setup
 
     async def until(
         self,
@@ -107,6 +127,27 @@ def link_sms(state: dict[str, Any], number: str) -> str | None:
         (line["link"] for line in phone_of(state, number)["threads"]["sms"] if line["link"]),
         None,
     )
+
+
+async def link_after_unanswered_calls(sandbox: Driver) -> str:
+    """The link SMS the number that never answers gets once its calls rang out, the clock
+    moved to each next job (the retry) on the way."""
+
+    async def link_or_next_job(state: dict[str, Any]) -> str | None:
+        """The link if it came; else, once no call rings, the clock to the next job."""
+        link = link_sms(state, NEVER_ANSWERS)
+        if not link and not phone_of(state, NEVER_ANSWERS)["ringing"] and state["next_job_at"]:
+            status, moved = await sandbox.post("/sandbox/api/time", {"to": "next_job"})
+            assert status in (200, 409), moved  # 409: what was due has just run
+        return link
+
+    link = None
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while link is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.3)  # let the app take in the last call's end
+        link = await link_or_next_job(await sandbox.state())
+    assert link, "no link SMS arrived"
+    return link
 
 
 @pytest.fixture
@@ -180,7 +221,10 @@ async def test_answering_1_confirms_the_order_and_tags_it_in_shopify(sandbox: Dr
     assert phone_of(state, CUSTOMER)["ringing"] is None
     assert [c["status"] for c in phone_of(state, CUSTOMER)["calls"]] == ["completed"]
     parties = {request["party"] for request in state["requests"]}
-    assert parties == {"shopify", "exotel"}
+    assert parties == {"shopify", "exotel", "twilio"}
+    # Twilio was only asked about the demo's account when it was connected: the call was Exotel's.
+    assert {r["method"] for r in state["requests"] if r["party"] == "twilio"} == {"GET"}
+    assert phone_of(state, CUSTOMER)["calls"][0]["provider"] == "exotel"
     assert any("tagsAdd" in request["summary"] for request in state["requests"])
 
 
@@ -188,21 +232,7 @@ async def test_a_number_that_never_answers_gets_the_link_and_cancels_on_its_page
     sandbox: Driver,
 ):
     order = await sandbox.order(NEVER_ANSWERS)
-
-    async def link_or_next_job(state: dict[str, Any]) -> str | None:
-        """The link if it came; else, once no call rings, the clock to the next job."""
-        link = link_sms(state, NEVER_ANSWERS)
-        if not link and not phone_of(state, NEVER_ANSWERS)["ringing"] and state["next_job_at"]:
-            status, moved = await sandbox.post("/sandbox/api/time", {"to": "next_job"})
-            assert status in (200, 409), moved  # 409: what was due has just run
-        return link
-
-    link = None
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while link is None and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.3)  # let the app take in the last call's end
-        link = await link_or_next_job(await sandbox.state())
-    assert link, "no link SMS arrived"
+    link = await link_after_unanswered_calls(sandbox)
     state = await sandbox.state()
     calls = phone_of(state, NEVER_ANSWERS)["calls"]
     assert [call["status"] for call in calls] == ["no-answer", "no-answer"]
@@ -218,6 +248,105 @@ async def test_a_number_that_never_answers_gets_the_link_and_cancels_on_its_page
     )
     assert cancelled["verification_status"] == "cancelled"
     assert cancelled["tags"] == ["ivr_retry_limit_reached", "cod_cancelled"]
+
+
+async def test_the_demo_shop_has_its_exotel_and_twilio_and_a_setup_list(sandbox: Driver):
+    status, setup = await sandbox.admin("GET", "shop/setup")
+    assert status == 200, setup
+    assert (setup["status"], setup["missing"]) == ("installed", [])
+    assert {channel: route["provider"] for channel, route in setup["channels"].items()} == {
+        "voice": "exotel",  # connected first, so it carries calls and SMS until changed
+        "sms": "exotel",
+        "whatsapp": "gupshup",
+    }
+    twilio = next(a for a in setup["accounts"] if a["provider"] == "twilio")
+    assert twilio["owner"] == "shop" and twilio["status"] == "active"
+    assert [n["number"] for n in twilio["details"]["numbers"]] == [TWILIO_NUMBER]
+    assert [item["value"] for item in twilio["paste"]] == [
+        f"{sandbox.base}/webhooks/twilio/messages"
+    ]
+    setup = await sandbox.use_twilio("voice", "sms")
+    assert (setup["channels"]["voice"]["provider"], setup["channels"]["sms"]["provider"]) == (
+        "twilio",
+        "twilio",
+    )
+    assert (setup["status"], setup["missing"]) == ("installed", [])
+    # The choice is the merchant's: a wrong one is the admin API's 422 naming the channel.
+    gupshup = next(a for a in setup["accounts"] if a["provider"] == "gupshup")
+    status, problem = await sandbox.admin("PUT", "shop/channels", {"voice": gupshup["id"]})
+    assert status == 422 and [f["field"] for f in problem["error"]["fields"]] == ["voice"]
+
+
+async def test_a_call_through_twilio_plays_our_ivr_and_keypad_1_confirms(sandbox: Driver):
+    await sandbox.use_twilio("voice")
+    order = await sandbox.order(CUSTOMER)
+    ringing = await sandbox.until(lambda s: phone_of(s, CUSTOMER)["ringing"], "the call to ring")
+    assert (ringing["provider"], ringing["from"]) == ("twilio", TWILIO_NUMBER)
+    status, answer = await sandbox.post(f"/sandbox/api/phones/{CUSTOMER}/answer", {"digits": "1"})
+    assert status == 200, answer
+    call = answer["call"]
+    assert (call["call_id"], call["status"]) == (ringing["call_id"], "completed")
+    speakers = [line["speaker"] for line in call["transcript"]]
+    assert speakers == ["ivr", "customer", "ivr"]
+    prompt, pressed, thanks = (line["text"] for line in call["transcript"])
+    assert order["name"].lstrip("#") in prompt and "Press 1 to confirm" in prompt
+    assert pressed == "pressed 1" and thanks
+    confirmed = await sandbox.until(
+        lambda s: order_of(s, order["id"])["tags"] and order_of(s, order["id"]),
+        "the order to be tagged",
+    )
+    assert confirmed["verification_status"] == "confirmed"
+    assert sandbox.world.shopify.tags(SHOP_DOMAIN, order["id"]) == ["cod_confirmed"]
+    logged = await sandbox.until(
+        lambda calls: calls[1]["calls"] and calls[1]["calls"][0]["duration_seconds"] and calls,
+        "the call's end in the call log",
+        fetch=lambda: sandbox.admin("GET", "calls"),
+    )
+    [row] = logged[1]["calls"]
+    assert (row["provider"], row["input_digits"], row["status"]) == ("twilio", "1", "completed")
+    paths = [r["path"] for r in (await sandbox.state())["requests"] if r["party"] == "twilio"]
+    assert any(path.endswith("/Calls.json") for path in paths)
+
+
+async def test_no_answer_on_twilio_then_the_link_sms_by_twilio_and_a_reply(sandbox: Driver):
+    await sandbox.use_twilio("voice", "sms")
+    order = await sandbox.order(NEVER_ANSWERS)
+    link = await link_after_unanswered_calls(sandbox)
+    state = await sandbox.state()
+    calls = phone_of(state, NEVER_ANSWERS)["calls"]
+    assert [(c["provider"], c["status"]) for c in calls] == [("twilio", "no-answer")] * 2
+    [sms] = phone_of(state, NEVER_ANSWERS)["threads"]["sms"]
+    assert (sms["provider"], sms["number"]) == ("twilio", SENDER_ID)  # the DLT header
+    # Twilio's delivery report reached the app.
+    await sandbox.until(
+        lambda messages: [m["status"] for m in messages[1]["messages"]] == ["delivered"],
+        "the SMS to be reported delivered",
+        fetch=lambda: sandbox.admin("GET", "messages"),
+    )
+
+    async with sandbox.http.post(link, data={"action": "confirm"}) as page:
+        assert page.status == 200
+    confirmed = await sandbox.until(
+        lambda s: order_of(s, order["id"])["tags"] and order_of(s, order["id"]),
+        "the order to be confirmed from its page",
+    )
+    assert confirmed["verification_status"] == "confirmed"
+
+    # A reply typed on the phone reaches our app as Twilio posts it (signed).
+    status, reply = await sandbox.post(
+        f"/sandbox/api/phones/{NEVER_ANSWERS}/reply", {"channel": "sms", "text": "Thanks!"}
+    )
+    # A sender id cannot be answered: the customer texts the shop's Twilio number.
+    assert status == 200, reply
+    assert (reply["message"]["direction"], reply["message"]["number"]) == ("in", TWILIO_NUMBER)
+    inbound = await sandbox.until(
+        lambda messages: [m for m in messages[1]["messages"] if m["direction"] == "inbound"],
+        "the reply in the message log",
+        fetch=lambda: sandbox.admin("GET", "messages"),
+    )
+    assert [(m["provider"], m["from_phone"], m["body"]) for m in inbound] == [
+        ("twilio", NEVER_ANSWERS, "Thanks!")
+    ]
 
 
 async def test_a_dnd_number_is_not_called_and_gets_the_link_at_once(sandbox: Driver):
@@ -345,7 +474,14 @@ async def test_actions_without_a_call_or_message_are_404_or_409(sandbox: Driver)
     status, problem = await sandbox.post(
         f"/sandbox/api/phones/{CUSTOMER}/reply", {"channel": "sms", "text": "yes"}
     )
-    assert status == 409, problem
+    assert status == 409 and "nothing to reply to" in problem["error"]["message"]
+    # An SMS that came through Exotel cannot be answered: Exotel does not pass replies on.
+    await sandbox.order(DND_NUMBER)
+    await sandbox.until(lambda s: link_sms(s, DND_NUMBER), "the link SMS")
+    status, problem = await sandbox.post(
+        f"/sandbox/api/phones/{DND_NUMBER}/reply", {"channel": "sms", "text": "yes"}
+    )
+    assert status == 409 and "Exotel" in problem["error"]["message"]
 
 
 async def test_events_stream_says_changed(sandbox: Driver):
