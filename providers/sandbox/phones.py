@@ -16,7 +16,7 @@ import phonenumbers
 
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.gupshup import FakeGupshup, message_text
-from providers.sandbox.twilio import FakeTwilio
+from providers.sandbox.twilio import WHATSAPP_PREFIX, FakeTwilio
 
 REGION = "IN"
 LINK = re.compile(r"https?://\S+/v/[A-Za-z0-9_-]+")
@@ -266,9 +266,10 @@ class PhoneBook:
         sids = {id(form): sid for sid, form in self.twilio.accepted_messages.items()}
         for form in attempts:
             sid = sids.get(id(form))
-            # A WhatsApp message ("whatsapp:+91...") is no SMS; the demo's account sends none.
-            number = e164(str(form.get("To", "")))
-            if sid is None or number is None:
+            to = str(form.get("To", ""))
+            number = e164(to)
+            # The demo's account has no WhatsApp sender: its messages are SMS only.
+            if sid is None or number is None or to.startswith(WHATSAPP_PREFIX):
                 continue
             line = SmsLine("out", str(form.get("Body", "")), now, sid, TWILIO, str(form["From"]))
             phone = self.phone(number)
