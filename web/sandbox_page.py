@@ -1,5 +1,6 @@
-"""The sandbox's one screen, `GET /sandbox`: the shop, the customer's phone, the merchant's view,
-the sandbox clock and the log of requests the simulated parties received.
+"""The sandbox's one screen, `GET /sandbox`: the demo shop's setup, the shop, the customer's
+phone, the merchant's view, the sandbox clock and the log of requests the simulated parties
+received.
 
 The page is a shell rendered once; `/sandbox/static/sandbox.js` fills it from the sandbox's JSON
 API (`/sandbox/api/...`, registered by the sandbox back end) and the real admin API, and keeps
@@ -52,6 +53,28 @@ _STATUS_LABELS = {
 _TOTAL_LABELS = {"total": "Total"} | {status: _STATUS_LABELS[status] for status in TOTALS}
 # The keypad of the incoming-call panel: (digit sent, label, data-testid suffix).
 _KEYPAD = [(key, key, {"*": "star", "#": "hash"}.get(key, key)) for key in "123456789*0#"]
+# The verification methods the Setup panel offers: (value, label, the settings sections and
+# fields each sets in the shop's settings document). A missed call is seed 000's second
+# fallback: the SMS that asks for one when the IVR call got no answer.
+_SMS_LINK = {"fallback": {"mode": "sms_link"}}
+_METHODS = [
+    (
+        "ivr",
+        "IVR call, then an SMS with a link",
+        {"verification": {"type": "ivr", "then": []}} | _SMS_LINK,
+    ),
+    (
+        "whatsapp",
+        "WhatsApp buttons, then an SMS with a link",
+        {"verification": {"type": "whatsapp", "then": []}} | _SMS_LINK,
+    ),
+    ("otp", "OTP by SMS", {"verification": {"type": "otp", "then": []}}),
+    (
+        "missed_call",
+        "IVR call, then an SMS asking for a missed call",
+        {"verification": {"type": "ivr", "then": []}, "fallback": {"mode": "missed_call"}},
+    ),
+]
 _MERCHANT_TABS = [
     ("orders", "Orders"),
     ("calls", "Call log"),
@@ -84,6 +107,7 @@ async def show(request: web.Request) -> web.Response:
             totals=list(_TOTAL_LABELS.items()),
             keypad=_KEYPAD,
             merchant_tabs=_MERCHANT_TABS,
+            methods=_METHODS,
         )
     )
     return web.Response(text=html, content_type="text/html", headers=_HEADERS)

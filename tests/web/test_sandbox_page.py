@@ -1,9 +1,11 @@
 """The /sandbox page over HTTP, on a bare app (the sandbox's JSON back end is not needed):
 every region and data-testid the browser tests use, labelled controls and sound ARIA
-references, its script and style sheet served from /sandbox/static with no outside asset."""
+references, the Setup panel's verification methods, its script and style sheet served from
+/sandbox/static with no outside asset."""
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -11,16 +13,42 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from flows.shops.settings import SHOP_SETTINGS_DEFAULTS, ShopSettings
 from web import sandbox_page, templates
 
 STATIC = Path(sandbox_page.__file__).resolve().parent / "static"
-REGIONS = ["region-shop", "region-phone", "region-merchant", "region-time", "region-requests"]
+REGIONS = [
+    "region-setup",
+    "region-shop",
+    "region-phone",
+    "region-merchant",
+    "region-time",
+    "region-requests",
+]
 # The elements present in the page as served; rows and bubbles are added by the script.
 TESTIDS = [
     "sandbox",
     "shop-name",
     "connection-status",
     *REGIONS,
+    # setup
+    "setup-form",
+    "setup-method",
+    "setup-method-custom",
+    "setup-error-method",
+    "setup-voice",
+    "setup-error-voice",
+    "setup-sms",
+    "setup-error-sms",
+    "setup-save",
+    "setup-error",
+    "setup-status-message",
+    "setup-list",
+    "setup-status",
+    *(f"setup-channel-{channel}" for channel in ["voice", "sms", "whatsapp"]),
+    "setup-missing",
+    "setup-missing-empty",
+    "setup-paste",
     # shop
     "order-form",
     "order-phone-preset",
@@ -248,6 +276,32 @@ async def test_preset_phones_offer_the_normal_customer_and_the_special_numbers(c
     assert presets == ["normal", "dnd", "never_answers", "other"]
     assert page.first("option", value="normal")["data-number"] == sandbox_page.NORMAL_CUSTOMER
     assert page.by_testid()["order-phone"][1]["value"] == sandbox_page.NORMAL_CUSTOMER
+
+
+async def test_setup_offers_each_verification_method_as_a_settings_change(client):
+    _, page = await fetch_page(client)
+    methods = {
+        attrs["value"]: json.loads(attrs["data-changes"])
+        for tag, attrs in page.elements
+        if tag == "option" and "data-changes" in attrs
+    }
+    assert list(methods) == ["ivr", "whatsapp", "otp", "missed_call"]
+    assert {value: changes["verification"]["type"] for value, changes in methods.items()} == {
+        "ivr": "ivr",
+        "whatsapp": "whatsapp",
+        "otp": "otp",
+        "missed_call": "ivr",
+    }
+    assert methods["missed_call"]["fallback"] == {"mode": "missed_call"}
+    assert methods["ivr"]["fallback"] == {"mode": "sms_link"}
+    # Each change is a valid part of the real settings document.
+    for changes in methods.values():
+        document = SHOP_SETTINGS_DEFAULTS.document()
+        for section, fields in changes.items():
+            document[section] |= fields
+        ShopSettings.model_validate(document)
+    custom = page.by_testid()["setup-method-custom"][1]
+    assert "hidden" in custom and "disabled" in custom
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 // The sandbox page: polls the sandbox's state, renders what changed, and posts what the shop,
-// the customer's phone and the clock do. The merchant's view reads the real admin API with the
-// demo shop's key. No framework: the page's own HTML is the skeleton, this fills it in.
+// the customer's phone and the clock do. The Setup panel and the merchant's view use the real
+// admin API with the demo shop's key. No framework: the page's own HTML is the skeleton, this
+// fills it in.
 "use strict";
 
 (() => {
@@ -17,6 +18,9 @@
   // default range (the last 7 days) moves with the sandbox's clock.
   const MERCHANT_REFRESH_MS = 15000;
   const MERCHANT_LIMIT = 100;
+  // The channels whose account the Setup panel lets the merchant pick.
+  const SETUP_CHANNELS = ["voice", "sms"];
+  const PROVIDER_NAMES = { twilio: "Twilio", exotel: "Exotel", gupshup: "Gupshup", ringcentral: "RingCentral" };
 
   const root = document.querySelector('[data-testid="sandbox"]');
   const STATUS_LABELS = JSON.parse(root.dataset.statusLabels || "{}");
@@ -192,6 +196,10 @@
     return text ? String(text).replace(/_/g, " ") : "";
   }
 
+  function providerName(provider) {
+    return PROVIDER_NAMES[provider] || provider || "";
+  }
+
   // ---------------------------------------------------------------- requests
 
   async function request(method, url, body, headers) {
@@ -355,6 +363,7 @@
     renderPhones();
     renderRequests();
     applyBusy();
+    setupFollowState();
     merchantFollowState();
   }
 
@@ -670,9 +679,13 @@
       panel.dataset.ringing = ringing ? "true" : "false";
       panel.dataset.callId = ringing ? String(ringing.call_id) : "";
       const since = ringing ? formatClock(ringing.since) : "";
+      const caller = ringing && ringing.from ? ` from ${ringing.from}` : "";
+      const through = ringing && ringing.provider ? ` through ${providerName(ringing.provider)}` : "";
       setText(
         "call-status",
-        ringing ? `Incoming call…${since ? ` (since ${since} UTC)` : ""}` : "No incoming call",
+        ringing
+          ? `Incoming call${caller}${through}…${since ? ` (since ${since} UTC)` : ""}`
+          : "No incoming call",
       );
       for (const button of $("keypad").querySelectorAll("button")) setOff(button, !ringing);
       setOff($("ring-out"), !ringing);
@@ -686,12 +699,37 @@
         (c) =>
           h(
             "li",
-            { testid: "call-item", "data-call-id": c.call_id, "data-status": c.status || "" },
+            {
+              testid: "call-item",
+              "data-call-id": c.call_id,
+              "data-status": c.status || "",
+              "data-provider": c.provider || "",
+            },
             timeElement(c.at, formatClock(c.at)),
             ` Call ${humanize(c.status)}`,
+            c.provider ? ` · ${providerName(c.provider)}` : "",
+            c.from ? ` from ${c.from}` : "",
+            transcript(c.transcript || []),
           ),
       );
     }
+  }
+
+  // What our IVR said on the call and what the customer pressed (Twilio calls: an Exotel call
+  // plays the merchant's own flow, which the sandbox does not hear).
+  function transcript(lines) {
+    if (!lines.length) return null;
+    return h(
+      "ol",
+      { class: "transcript", testid: "call-transcript", "aria-label": "What was said on the call" },
+      lines.map((line) =>
+        h(
+          "li",
+          { class: `said said-${line.speaker}`, testid: "call-said", "data-speaker": line.speaker },
+          line.speaker === "ivr" ? `IVR: “${line.text}”` : `You: ${line.text}`,
+        ),
+      ),
+    );
   }
 
   function safeLink(link) {
@@ -745,7 +783,10 @@
         ),
       );
     }
-    children.push(h("span", { class: "meta" }, timeElement(message.at, formatClock(message.at))));
+    const other = message.number ? `${direction === "out" ? "from" : "to"} ${message.number} · ` : "";
+    children.push(
+      h("span", { class: "meta" }, other, timeElement(message.at, formatClock(message.at))),
+    );
     return h(
       "li",
       {
@@ -886,6 +927,226 @@
           ),
         ),
       );
+  }
+
+  // ---------------------------------------------------------------- setup
+
+  let setupRun = null;
+  let setupQueued = null;
+  let setupRead = 0;
+  // What the panel's controls showed after the last read: a control still showing it is
+  // untouched (a read may update it); one the merchant changed keeps the change until saved.
+  let setupShown = {};
+
+  function admin(method, path, body) {
+    const key = state && state.shop ? state.shop.api_key : "";
+    return request(method, `${ADMIN_URL}/${path}`, body, { Authorization: `Bearer ${key}` });
+  }
+
+  function setupFollowState() {
+    const key = (state.shop || {}).api_key || "";
+    if (changed("setup-source", key) || Date.now() - setupRead > MERCHANT_REFRESH_MS) {
+      refreshSetup();
+    }
+  }
+
+  function refreshSetup() {
+    if (setupRun) {
+      if (!setupQueued) {
+        setupQueued = setupRun.then(() => {
+          setupQueued = null;
+          return refreshSetup();
+        });
+      }
+      return setupQueued;
+    }
+    setupRun = loadSetup().finally(() => {
+      setupRun = null;
+    });
+    return setupRun;
+  }
+
+  async function loadSetup() {
+    if (!(state && state.shop && state.shop.api_key)) return;
+    setupRead = Date.now();
+    try {
+      const [settings, accounts, setup] = await Promise.all([
+        admin("GET", "shop/settings"),
+        admin("GET", "shop/accounts"),
+        admin("GET", "shop/setup"),
+      ]);
+      const failed = [settings, accounts, setup].find((r) => !r.ok);
+      if (failed) {
+        showError("setup-error", `The setup was not read: ${problemOf(failed).message}`);
+        return;
+      }
+      renderSetupForm(settings.data || {}, accounts.data || {});
+      renderSetupList(setup.data || {});
+    } catch (err) {
+      showError("setup-error", `The admin API did not answer (${err.message}).`);
+    }
+  }
+
+  function presetChanges(option) {
+    try {
+      return option && option.dataset.changes ? JSON.parse(option.dataset.changes) : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // Whether the settings document already has every field a preset sets.
+  function hasChanges(document, changes) {
+    return Object.entries(changes).every(([section, fields]) =>
+      Object.entries(fields).every(
+        ([name, value]) => JSON.stringify((document[section] || {})[name]) === JSON.stringify(value),
+      ),
+    );
+  }
+
+  function withChanges(document, changes) {
+    const next = { ...document };
+    for (const [section, fields] of Object.entries(changes)) {
+      next[section] = { ...(document[section] || {}), ...fields };
+    }
+    return next;
+  }
+
+  function accountLabel(account) {
+    const numbers = ((account.details || {}).numbers || []).map((n) => n.number).filter(Boolean);
+    const owner = account.owner === "platform" ? "the platform's" : "the shop's own";
+    const rejected = account.status === "rejected" ? ", refused by the provider" : "";
+    return `Simulated ${providerName(account.provider)}${numbers.length ? ` (${numbers.join(", ")})` : ""} — ${owner}${rejected}`;
+  }
+
+  function showSelect(select, key, options, value) {
+    const untouched = !(key in setupShown) || select.value === setupShown[key];
+    if (changed(`setup-options-${key}`, options)) {
+      const current = select.value;
+      select.replaceChildren(...options.map((o) => h("option", { value: o.value }, o.label)));
+      select.value = untouched ? value : current;
+    } else if (untouched && select.value !== value) {
+      select.value = value;
+    }
+    setupShown[key] = value;
+  }
+
+  function renderSetupForm(document, listing) {
+    const method = $("setup-method");
+    const preset = [...method.options].find((o) => {
+      const changes = presetChanges(o);
+      return changes && hasChanges(document, changes);
+    });
+    const custom = $("setup-method-custom");
+    custom.hidden = Boolean(preset);
+    const methodValue = preset ? preset.value : custom.value;
+    if (!("method" in setupShown) || method.value === setupShown.method) method.value = methodValue;
+    setupShown.method = methodValue;
+
+    const accounts = listing.accounts || [];
+    const channels = listing.channels || {};
+    for (const channel of SETUP_CHANNELS) {
+      const offering = accounts.filter((a) => (a.channels || []).includes(channel));
+      const options = offering.length
+        ? offering.map((a) => ({ value: String(a.id), label: accountLabel(a) }))
+        : [{ value: "", label: "No account offers this: connect one" }];
+      const route = channels[channel];
+      showSelect($(`setup-${channel}`), channel, options, route ? String(route.account_id) : "");
+    }
+  }
+
+  function routeText(route) {
+    if (!route) return "no account";
+    const owner = route.owner === "platform" ? "the platform's" : "the shop's own";
+    return `${providerName(route.provider)} (${owner}, account ${route.account_id})`;
+  }
+
+  function renderSetupList(setup) {
+    if (!changed("setup-list", setup)) return;
+    const status = setup.status || "";
+    const badge = $("setup-status");
+    badge.dataset.status = status;
+    setText("setup-status", humanize(status) || "—");
+    for (const channel of ["voice", "sms", "whatsapp"]) {
+      setText(`setup-channel-${channel}`, routeText((setup.channels || {})[channel]));
+    }
+    const missing = setup.missing || [];
+    showEmpty("setup-missing-empty", missing.length === 0);
+    $("setup-missing").replaceChildren(
+      ...missing.map((m) =>
+        h(
+          "li",
+          { testid: "setup-missing-item", "data-field": m.field },
+          h("code", {}, m.field),
+          `: ${m.message}`,
+        ),
+      ),
+    );
+    $("setup-paste").replaceChildren(
+      ...(setup.accounts || []).map((account) =>
+        h(
+          "li",
+          { testid: "setup-account", "data-provider": account.provider, "data-account-id": account.id },
+          h("strong", {}, accountLabel(account)),
+          (account.paste || []).length
+            ? h(
+                "ul",
+                {},
+                account.paste.map((item) =>
+                  h(
+                    "li",
+                    { testid: "setup-paste-item" },
+                    `${item.where}: `,
+                    item.value ? h("code", { class: "paste-value" }, item.value) : "nothing",
+                  ),
+                ),
+              )
+            : h("p", { class: "hint" }, "Nothing to paste: its callbacks are the platform's."),
+        ),
+      ),
+    );
+  }
+
+  async function saveSetup(event) {
+    event.preventDefault();
+    const form = $("setup-form");
+    clearFieldErrors(form);
+    setText("setup-status-message", "");
+    const result = await run("setup", "setup-error", async () => {
+      const saved = [];
+      const method = $("setup-method");
+      const changes = presetChanges(method.selectedOptions[0]);
+      if (changes && method.value !== setupShown.method) {
+        // The whole document goes back, as PUT /shop/settings asks; only the method changes.
+        const read = await admin("GET", "shop/settings");
+        if (!read.ok) return read;
+        const put = await admin("PUT", "shop/settings", withChanges(read.data || {}, changes));
+        if (!put.ok) return put;
+        saved.push("the verification method");
+      }
+      const choices = {};
+      for (const channel of SETUP_CHANNELS) {
+        const value = $(`setup-${channel}`).value;
+        if (value && value !== setupShown[channel]) choices[channel] = Number(value);
+      }
+      if (Object.keys(choices).length) {
+        const put = await admin("PUT", "shop/channels", choices);
+        if (!put.ok) return put;
+        saved.push(Object.keys(choices).length > 1 ? "the accounts" : "the account");
+      }
+      return { ok: true, saved };
+    });
+    await refreshSetup();
+    if (!result) return;
+    if (result.ok) {
+      const saved = result.saved || [];
+      setText("setup-status-message", saved.length ? `Saved ${saved.join(" and ")}.` : "Nothing to save.");
+      return;
+    }
+    const { message, fields } = problemOf(result);
+    const homeless = showFieldErrors(form, "setup", fields);
+    const summary = fields.length ? "Not saved: the admin API refused it." : message;
+    showError("setup-error", [summary, ...homeless].join(" "));
   }
 
   // ---------------------------------------------------------------- merchant's view
@@ -1156,6 +1417,7 @@
   $("phone-picker").addEventListener("change", (event) => pickPhone(event.target.value));
   $("reply-form").addEventListener("submit", sendReply);
   $("link-frame").addEventListener("load", frameLoaded);
+  $("setup-form").addEventListener("submit", saveSetup);
   $("merchant-filters").addEventListener("submit", applyFilters);
   $("merchant-tabs").addEventListener("click", (event) => {
     const tab = event.target.closest('[role="tab"]');
