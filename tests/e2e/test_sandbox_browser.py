@@ -1,5 +1,6 @@
 """The sandbox in a real browser, as a newcomer clicks through it: a COD order confirmed on the
-call, one cancelled from the SMS link after two unanswered calls, and the merchant's totals.
+call, one cancelled from the SMS link after two unanswered calls, the merchant's totals, and
+calls switched to the shop's simulated Twilio in the Setup panel, where our IVR speaks.
 
 Headless Debian Chromium against a fresh `main.py sandbox` per test (tests/e2e/conftest.py).
 The demo shop calls within 9:00-21:00 India time and retries once after 10 minutes; where the
@@ -67,6 +68,36 @@ def test_two_unanswered_calls_then_cancelled_from_the_sms_link(page: Page) -> No
         # The README's picture: refreshed on request, so a test run leaves the tree clean.
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=DOCS_SCREENSHOT, full_page=True)
+
+
+def test_calls_through_twilio_chosen_in_setup_and_keypad_1_confirms(page: Page) -> None:
+    expect(page.get_by_test_id("setup-method")).to_have_value("ivr")
+    expect(page.get_by_test_id("setup-status")).to_have_text("installed")
+    expect(page.get_by_test_id("setup-channel-voice")).to_contain_text("Exotel")
+    voice = page.get_by_test_id("setup-voice")
+    twilio = voice.locator("option", has_text="Twilio")
+    expect(twilio).to_have_count(1)
+    voice.select_option(twilio.get_attribute("value"))
+    page.get_by_test_id("setup-save").click()
+    expect(page.get_by_test_id("setup-status-message")).to_have_text("Saved the account.")
+    expect(page.get_by_test_id("setup-channel-voice")).to_contain_text("Twilio")
+    expect(page.get_by_test_id("setup-status")).to_have_text("installed")
+    expect(page.get_by_test_id("setup-error")).to_be_empty()
+
+    row = create_order(page, CUSTOMERS[0], customer="Meera Iyer")
+    wait_for_ring(page)
+    expect(page.get_by_test_id("call-status")).to_contain_text("through Twilio")
+    page.get_by_test_id("keypad-1").click()
+
+    expect(row).to_have_attribute("data-status", "confirmed")
+    expect(row.get_by_test_id("order-row-tag")).to_contain_text(["cod_confirmed"])
+    call = page.get_by_test_id("call-history").get_by_test_id("call-item")
+    expect(call).to_have_attribute("data-provider", "twilio")
+    said = call.get_by_test_id("call-said")
+    expect(said.first).to_contain_text("Press 1 to confirm")
+    expect(said.nth(1)).to_have_text("You: pressed 1")
+    twilio_calls = page.locator('[data-testid="request-row"][data-party="twilio"]')
+    expect(twilio_calls.filter(has_text="Calls.json")).to_have_count(1)
 
 
 def test_merchant_totals_count_each_outcome(page: Page) -> None:

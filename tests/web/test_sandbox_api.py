@@ -500,3 +500,22 @@ async def test_a_normal_app_has_no_sandbox_routes(aiohttp_client, app_factory, d
     assert (await client.get("/sandbox/api/state")).status == 404
     assert (await client.post("/sandbox/api/orders", json={})).status == 404
     assert (await client.post("/sandbox/api/time", json={"minutes": 5})).status == 404
+
+
+async def test_a_sandbox_from_before_twilio_gains_it_at_the_next_start(database_url):
+    clock = OffsetClock()
+    world = SandboxWorld(clock)
+    await world.start()
+    settings = sandbox_settings(Settings(database={"url": database_url}), world, "http://[::1]:9")
+    try:
+        async with open_resources(settings, clock) as res:
+            shop_id = (await open_sandbox(res, world, clock)).shop.shop_id
+            desk = res.account_desk()
+            listed = (await desk.listing(shop_id))["accounts"]
+            twilio = next(account for account in listed if account["provider"] == "twilio")
+            assert await desk.remove(shop_id, twilio["id"])  # as a sandbox.db from before
+            await open_sandbox(res, world, clock)  # the next start, on the same database
+            listed = (await desk.listing(shop_id))["accounts"]
+    finally:
+        await world.stop()
+    assert [account["provider"] for account in listed] == ["exotel", "gupshup", "twilio"]
