@@ -64,7 +64,8 @@ def _kind(account: dict[str, Any]) -> tuple[str, str]:
 
 def demo_settings() -> dict[str, Any]:
     """The demo shop's settings: an IVR call through the shop's Exotel, one retry after 10
-    minutes between 9:00 and 21:00 India time, then an SMS with the confirm/cancel link."""
+    minutes between 9:00 and 21:00 India time, then an SMS with the confirm/cancel link (and,
+    when the merchant picks OTP, an OTP SMS with a link to the page that takes the code)."""
     dlt = {"sender_id": demo.SENDER_ID, "dlt_entity_id": "1101000000000001"}
     return {
         "verification": {"for_orders": "cod", "type": "ivr"},
@@ -88,7 +89,13 @@ def demo_settings() -> dict[str, Any]:
                 "exophone": demo.EXOPHONE,
             },
         },
-        "otp": dlt | {"dlt_template_id": "1107000000000005"},
+        # The link opens the page with a code box: the sandbox has no checkout to enter it in.
+        "otp": dlt
+        | {
+            "dlt_template_id": "1107000000000005",
+            "template": "%otp% is the code to verify your order %ordername% of %orderamount%. "
+            "Enter it at %link%",
+        },
         "contact_phone": demo.SHOP_PHONE,
     }
 

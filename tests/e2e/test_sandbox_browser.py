@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Locator, Page, expect
@@ -98,6 +99,30 @@ def test_calls_through_twilio_chosen_in_setup_and_keypad_1_confirms(page: Page) 
     expect(said.nth(1)).to_have_text("You: pressed 1")
     twilio_calls = page.locator('[data-testid="request-row"][data-party="twilio"]')
     expect(twilio_calls.filter(has_text="Calls.json")).to_have_count(1)
+
+
+def test_a_refused_setup_change_shows_the_admin_apis_field_error(page: Page) -> None:
+    voice = page.get_by_test_id("setup-voice")
+    twilio = voice.locator("option", has_text="Twilio")
+    expect(twilio).to_have_count(1)
+    account_id = twilio.get_attribute("value")
+    # Meanwhile the merchant removes that account elsewhere (the API, the bot).
+    key = page.request.get(urljoin(page.url, "/sandbox/api/state")).json()["shop"]["api_key"]
+    removed = page.request.delete(
+        urljoin(page.url, f"/api/v1/shop/accounts/{account_id}"),
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert removed.status == 204
+    voice.select_option(account_id)
+    page.get_by_test_id("setup-save").click()
+
+    expect(page.get_by_test_id("setup-error-voice")).to_have_text(
+        "must be the id of a connected account"
+    )
+    expect(voice).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_test_id("setup-error")).to_contain_text("Not saved")
+    expect(page.get_by_test_id("setup-channel-voice")).to_contain_text("Exotel")
+    expect(twilio).to_have_count(0)  # the panel read the accounts again
 
 
 def test_merchant_totals_count_each_outcome(page: Page) -> None:

@@ -349,6 +349,30 @@ async def test_no_answer_on_twilio_then_the_link_sms_by_twilio_and_a_reply(sandb
     ]
 
 
+async def test_otp_picked_as_the_page_does_is_entered_on_the_link_page(sandbox: Driver):
+    # The Setup panel's change: the settings document read, its method set, put back whole.
+    status, document = await sandbox.admin("GET", "shop/settings")
+    assert status == 200, document
+    document["verification"] |= {"type": "otp", "then": []}
+    status, saved = await sandbox.admin("PUT", "shop/settings", document)
+    assert status == 200 and saved["verification"]["type"] == "otp", saved
+    await sandbox.use_twilio("sms")
+    order = await sandbox.order(CUSTOMER)
+    link = await sandbox.until(lambda s: link_sms(s, CUSTOMER), "the OTP SMS")
+    [sms] = phone_of(await sandbox.state(), CUSTOMER)["threads"]["sms"]
+    assert sms["provider"] == "twilio"
+    code = sms["body"].split()[0]
+    assert code.isdigit(), sms["body"]
+    async with sandbox.http.post(link, data={"code": code}) as page:
+        assert page.status == 200
+    verified = await sandbox.until(
+        lambda s: order_of(s, order["id"])["tags"] and order_of(s, order["id"]),
+        "the order to be verified",
+    )
+    assert verified["verification_status"] == "confirmed"
+    assert verified["tags"] == ["otp_verified"]
+
+
 async def test_a_dnd_number_is_not_called_and_gets_the_link_at_once(sandbox: Driver):
     await sandbox.order(DND_NUMBER)
     link = await sandbox.until(lambda s: link_sms(s, DND_NUMBER), "the link SMS")
