@@ -69,8 +69,9 @@ def demo_settings() -> dict[str, Any]:
     dlt = {"sender_id": demo.SENDER_ID, "dlt_entity_id": "1101000000000001"}
     return {
         "verification": {"for_orders": "cod", "type": "ivr"},
+        # No caller id: calls come from the first voice number of whichever account carries
+        # them (Exotel's CALLER_ID, or the Twilio number once the merchant picks Twilio).
         "ivr": {
-            "caller_id": demo.CALLER_ID,
             "flow_id": demo.FLOW_ID,
             "retries": 1,
             "retry_interval_minutes": 10,
