@@ -5,6 +5,9 @@ sandbox's own clock, driven over loopback HTTP as the sandbox page drives them."
 from __future__ import annotations
 
 import asyncio
+import html
+import json
+import re
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, time, timedelta
@@ -275,6 +278,28 @@ async def test_the_demo_shop_has_its_exotel_and_twilio_and_a_setup_list(sandbox:
     gupshup = next(a for a in setup["accounts"] if a["provider"] == "gupshup")
     status, problem = await sandbox.admin("PUT", "shop/channels", {"voice": gupshup["id"]})
     assert status == 422 and [f["field"] for f in problem["error"]["fields"]] == ["voice"]
+
+
+async def test_every_method_the_setup_panel_offers_is_accepted_and_installed(sandbox: Driver):
+    async with sandbox.http.get(f"{sandbox.base}/sandbox") as response:
+        page = await response.text()
+    offered = {
+        value: json.loads(html.unescape(changes))
+        for value, changes in re.findall(r'<option value="(\w+)" data-changes=\'([^\']+)\'', page)
+    }
+    assert list(offered) == ["ivr", "whatsapp", "otp", "missed_call"]
+    for carrier in ("exotel", "twilio"):
+        if carrier == "twilio":
+            await sandbox.use_twilio("voice", "sms")
+        for method, changes in offered.items():
+            # As the page saves it: the whole document read, the method's fields set, put back.
+            status, document = await sandbox.admin("GET", "shop/settings")
+            for section, fields in changes.items():
+                document[section] |= fields
+            status, saved = await sandbox.admin("PUT", "shop/settings", document)
+            assert status == 200, (carrier, method, saved)
+            status, setup = await sandbox.admin("GET", "shop/setup")
+            assert (setup["status"], setup["missing"]) == ("installed", []), (carrier, method)
 
 
 async def test_a_call_through_twilio_plays_our_ivr_and_keypad_1_confirms(sandbox: Driver):
