@@ -51,6 +51,12 @@ class Route:
     per_second: float
     status_callback: str = ""
     account_id: int = 0
+    # Exotel sends from the sender id (DLT header) the flow asks for; the others from the
+    # account's own number, which is also where customers' replies come back.
+    sender_ids: bool = False
+
+    def sender_for(self, message: Message) -> str:
+        return message.from_phone if self.sender_ids and message.from_phone else self.sender
 
     @property
     def rate_key(self) -> str:
@@ -199,7 +205,7 @@ class MessageSender:
                 SmsRequest(
                     to=message.to_phone,
                     body=body,
-                    sender=message.from_phone or route.sender,
+                    sender=route.sender_for(message),
                     status_callback=route.status_callback,
                     unicode=shape.unicode,
                     dlt_entity_id=details.get("dlt_entity_id", ""),
@@ -232,7 +238,7 @@ class MessageSender:
             message = await session.get(Message, message_id)
             message.status = status
             message.provider, message.account = route.provider, route.account
-            message.from_phone = message.from_phone or route.sender
+            message.from_phone = route.sender_for(message)
             message.updated_at = self.clock.now()
 
     def _settle(

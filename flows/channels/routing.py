@@ -114,7 +114,7 @@ class ProviderRouter:
         provider, owner, details = account.provider, account.owner, account.details
         own = owner != PLATFORM
         config = getattr(self.providers, provider)
-        callback = ""
+        callback, sender_ids = "", False
         if provider == "twilio":
             callback = self.urls.twilio("status")
             if channel == "whatsapp":
@@ -123,6 +123,7 @@ class ProviderRouter:
                 sender = _first(details.get("numbers", []), "sms") if own else config.sms_from
         elif provider == "exotel":
             sender, callback = "", self.urls.exotel(shop.id, "sms-status")
+            sender_ids = True
         elif provider == "gupshup":
             sender = details.get("whatsapp_number") if own else config.source
         else:
@@ -135,6 +136,7 @@ class ProviderRouter:
             config.messages_per_second,
             callback,
             account.id,
+            sender_ids,
         )
 
     async def voice(self, session: AsyncSession, shop: Shop, settings: ShopSettings) -> VoiceRoute:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from clock import OffsetClock
 from main import make_worker, open_resources, open_sandbox, sandbox_settings
-from providers.sandbox.shop import SENDER_ID, SHOP_DOMAIN, TWILIO_NUMBER
+from providers.sandbox.shop import SHOP_DOMAIN, TWILIO_NUMBER
 from providers.sandbox.world import DND_NUMBER, NEVER_ANSWERS, SandboxWorld
 from settings import Settings
 from tests.web.test_shopify import free_port
@@ -341,7 +341,8 @@ async def test_no_answer_on_twilio_then_the_link_sms_by_twilio_and_a_reply(sandb
     calls = phone_of(state, NEVER_ANSWERS)["calls"]
     assert [(c["provider"], c["status"]) for c in calls] == [("twilio", "no-answer")] * 2
     [sms] = phone_of(state, NEVER_ANSWERS)["threads"]["sms"]
-    assert (sms["provider"], sms["number"]) == ("twilio", SENDER_ID)  # the DLT header
+    # Twilio sends from the account's number (the sender id is Exotel's DLT header).
+    assert (sms["provider"], sms["number"]) == ("twilio", TWILIO_NUMBER)
     # Twilio's delivery report reached the app.
     await sandbox.until(
         lambda messages: [m["status"] for m in messages[1]["messages"]] == ["delivered"],
@@ -361,7 +362,6 @@ async def test_no_answer_on_twilio_then_the_link_sms_by_twilio_and_a_reply(sandb
     status, reply = await sandbox.post(
         f"/sandbox/api/phones/{NEVER_ANSWERS}/reply", {"channel": "sms", "text": "Thanks!"}
     )
-    # A sender id cannot be answered: the customer texts the shop's Twilio number.
     assert status == 200, reply
     assert (reply["message"]["direction"], reply["message"]["number"]) == ("in", TWILIO_NUMBER)
     inbound = await sandbox.until(
