@@ -85,7 +85,8 @@ async def queue_message(
 ) -> Message:
     """Record an outbound message and enqueue its send; a known key returns the first one.
 
-    `details` carries what the provider needs beyond the body: DLT ids, template params,
+    `details` carries what the provider needs beyond the body: DLT ids, the SMS encoding
+    chosen ("plain" | "unicode"; else the text's own), template params,
     buttons ([{"postback", "title"}]), and an OTP to put in place of %otp% when sending
     ({"nonce", "length"}: the code itself is never stored).
     """
@@ -96,7 +97,7 @@ async def queue_message(
         return existing
     otp = (details or {}).get("otp")
     sized = body.replace(OTP_PLACEHOLDER, "0" * otp["length"]) if otp else body
-    shape = measure(sized) if channel == "sms" else None
+    shape = measure(sized, (details or {}).get("encoding", "")) if channel == "sms" else None
     message = Message(
         shop_id=shop_id,
         order_id=order_id,
@@ -200,7 +201,7 @@ class MessageSender:
                 body = body.replace(
                     OTP_PLACEHOLDER, self.keys.otp_code(otp["nonce"], otp["length"])
                 )
-            shape = measure(body)
+            shape = measure(body, details.get("encoding", ""))
             return await route.client.send_sms(
                 SmsRequest(
                     to=message.to_phone,

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import ErrorDetails
 
 from providers.shopify.orders import DEFAULT_COD_GATEWAYS
+from providers.sms import not_gsm7
 
 ORDER_PLACEHOLDERS = ("%ordernumber%", "%ordername%", "%orderamount%")
 _PLACEHOLDER = re.compile(r"%\w+%", re.ASCII)
@@ -300,6 +301,14 @@ def sections_in_use(settings: ShopSettings) -> frozenset[str]:
     return frozenset(used)
 
 
+# The SMS templates, by section; each is sent in its section's encoding.
+SMS_TEMPLATES = (
+    ("otp", "template"),
+    ("fallback.sms_link", "template"),
+    ("fallback.missed_call", "template"),
+    ("fallback.missed_call", "confirmation_template"),
+)
+
 # Required for shops in India (DLT registration), for the sections in use.
 _DLT_IDS = {
     "otp": ("dlt_entity_id", "dlt_template_id"),
@@ -373,6 +382,21 @@ def _retry_interval_rule(section: str, longest: int) -> _Rule:
     return _Rule(f"{section}.retry_interval_minutes", (f"{section}.retries",), problem)
 
 
+def _encoding_rule(section: str, name: str) -> _Rule:
+    def problem(settings: ShopSettings, _country: str) -> str | None:
+        if _get(settings, f"{section}.encoding") != "plain":
+            return None
+        outside = not_gsm7(_get(settings, f"{section}.{name}"))
+        if outside:
+            return (
+                f"contains {''.join(outside)}, which a plain (GSM-7) SMS cannot carry: "
+                "remove them or choose the unicode encoding"
+            )
+        return None
+
+    return _Rule(f"{section}.{name}", (f"{section}.encoding",), problem)
+
+
 def _dlt_rule(section: str, name: str) -> _Rule:
     def problem(settings: ShopSettings, country: str) -> str | None:
         if (
@@ -402,6 +426,7 @@ _RULES = (
     _retry_interval_rule("fallback.sms_link", 60),
     _retry_interval_rule("fallback.missed_call", 60),
     *(_dlt_rule(section, name) for section, names in _DLT_IDS.items() for name in names),
+    *(_encoding_rule(section, name) for section, name in SMS_TEMPLATES),
 )
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from babel.numbers import format_currency
+from babel.numbers import format_currency, get_currency_symbol
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +48,7 @@ from flows.verification.flow import (
 )
 from flows.verification.ivr import language_of
 from providers.events import InboundMessage
+from providers.sms import is_gsm7, to_gsm7
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
 from storage.models import Activity, Customer, Order, Shop, Verification
@@ -418,8 +419,13 @@ class Verifier:
         else:
             section, text, dlt_template, extra = self._sms(ctx, effect, now)
             sender = section.sender_id
-            body = self._fill(text, ctx, **extra)
-            details = {"dlt_entity_id": section.dlt_entity_id, "dlt_template_id": dlt_template}
+            plain = section.encoding == "plain"
+            body = self._fill(text, ctx, gsm7=plain, **extra)
+            details = {
+                "dlt_entity_id": section.dlt_entity_id,
+                "dlt_template_id": dlt_template,
+                "encoding": section.encoding,
+            }
             if effect.otp_nonce:
                 details["otp"] = {"nonce": effect.otp_nonce, "length": settings.otp.code_length}
         details["mode"] = _MODES.get(effect.purpose, effect.purpose)
@@ -463,29 +469,33 @@ class Verifier:
             exophone,
         )
 
-    def _fill(self, template: str, ctx: Context, **extra: str) -> str:
-        """A template with the order's placeholders (%otp% stays: the send job fills it)."""
+    def _fill(self, template: str, ctx: Context, *, gsm7: bool = False, **extra: str) -> str:
+        """A template with the order's placeholders (%otp% stays: the send job fills it);
+        `gsm7` for a plain SMS, which carries GSM-7 characters only."""
         values = {
             "%ordernumber%": str(ctx.order.number),
             "%ordername%": ctx.order.name,
-            "%orderamount%": self.amount(ctx),
+            "%orderamount%": self.amount(ctx, gsm7=gsm7),
             **extra,
         }
         for placeholder, value in values.items():
             template = template.replace(placeholder, value)
-        return template
+        return to_gsm7(template) if gsm7 else template
 
-    def amount(self, ctx: Context) -> str:
-        # The shop's language in its country (en_IN: ₹1,499.00); babel refuses unknown pairs.
+    def amount(self, ctx: Context, *, gsm7: bool = False) -> str:
+        """The order's amount in the shop's language and country (en_IN: ₹1,499.00); with
+        `gsm7`, a currency sign outside GSM-7 is spelt as its code (INR 1,499.00)."""
+        amount, currency = Decimal(ctx.order.total_amount), ctx.order.currency
         locale = f"{language_of(ctx.shop, ctx.settings) or 'en'}_{ctx.shop.country or 'IN'}"
         try:
-            return format_currency(
-                Decimal(ctx.order.total_amount), ctx.order.currency, locale=locale
-            )
-        except (ValueError, LookupError):
-            return format_currency(
-                Decimal(ctx.order.total_amount), ctx.order.currency, locale="en"
-            )
+            text = format_currency(amount, currency, locale=locale)
+        except (ValueError, LookupError):  # babel refuses unknown language-country pairs
+            locale = "en"
+            text = format_currency(amount, currency, locale=locale)
+        if gsm7 and not is_gsm7(text):
+            symbol = get_currency_symbol(currency, locale)
+            text = " ".join(text.replace(symbol, f" {currency} ").split())
+        return text
 
 
 def _postback(button: str) -> tuple[int | None, str]:

@@ -286,3 +286,24 @@ def test_a_document_that_is_not_an_object_is_refused():
 def test_the_document_round_trips():
     stored = validate_settings(doc(COMPLETE), country="IN")
     assert ShopSettings.model_validate(stored.document()) == stored
+
+
+SMS_TEMPLATES = (
+    ("otp", "template", "%otp% for %ordername%"),
+    (SMS_LINK, "template", "Confirm %ordername%: %link%"),
+    (MISSED_CALL, "template", "Missed call on %exophone%"),
+    (MISSED_CALL, "confirmation_template", "Thanks, %ordername% is confirmed"),
+)
+
+
+@pytest.mark.parametrize(("section", "name", "template"), SMS_TEMPLATES)
+def test_a_plain_sms_template_must_be_gsm7(section, name, template):
+    rupee = f"₹ “{template}”"
+    with pytest.raises(SettingsError) as raised:
+        validate_settings(doc({f"{section}.{name}": rupee}), country="US")
+    [problem] = raised.value.problems
+    assert problem.field == f"{section}.{name}"
+    assert "₹“”" in problem.message and "unicode" in problem.message
+    # In unicode the same template is fine; in plain, GSM-7's extension characters are too.
+    assert problems({f"{section}.{name}": rupee, f"{section}.encoding": "unicode"}) == set()
+    assert problems({f"{section}.{name}": f"€ {{x}} {template}"}) == set()

@@ -189,3 +189,22 @@ async def test_a_rotated_key_replaces_the_old_one(client, db, clock):
     new = await onboarding.rotate_key(db, clock, "rotate.myshopify.com")
     assert (await client.get("/api/v1/shop/status", headers=auth(old))).status == 401
     assert (await client.get("/api/v1/shop/status", headers=auth(new))).status == 200
+
+
+async def test_a_template_the_chosen_sms_encoding_cannot_carry_is_refused(client, db):
+    key = (await create(client, "enc.myshopify.com"))["api_key"]
+    document = await (await client.get("/api/v1/shop/settings", headers=auth(key))).json()
+    document["contact_phone"] = "+919876543210"
+    document["fallback"]["sms_link"]["template"] = "Pay ₹ for %ordername%: %link%"
+    document["otp"] |= {"template": "आपका कोड %otp% है", "encoding": "plain"}
+    response = await client.put("/api/v1/shop/settings", json=document, headers=auth(key))
+    assert response.status == 422
+    fields = {f["field"]: f["message"] for f in (await response.json())["error"]["fields"]}
+    assert fields.keys() == {"fallback.sms_link.template", "otp.template"}
+    assert "₹" in fields["fallback.sms_link.template"]
+    after = await (await client.get("/api/v1/shop/settings", headers=auth(key))).json()
+    assert after["contact_phone"] == ""  # nothing half-saved
+    document["fallback"]["sms_link"]["encoding"] = "unicode"
+    document["otp"]["encoding"] = "unicode"
+    saved = await client.put("/api/v1/shop/settings", json=document, headers=auth(key))
+    assert saved.status == 200, await saved.text()

@@ -18,6 +18,7 @@ from flows.shops import config as shop_config
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.gupshup import FakeGupshup
 from providers.sandbox.shopify import FakeShopify, order_payload
+from providers.sms import is_gsm7
 from settings import Settings
 from storage.models import Activity, Call, Job, Message, MissedCall, Order, Shop
 from tests.conftest import SECURITY
@@ -297,7 +298,9 @@ async def test_unanswered_calls_fall_back_to_the_link_and_confirm_reaches_shopif
     assert len(journey.exotel.sms) == 1
     sms = journey.exotel.sms[0]
     assert sms["From"] == "DEMOSH" and sms["DltTemplateId"] == "1102"
-    assert f"#{payload['order_number']}" in sms["Body"] and "₹1,499.00" in sms["Body"]
+    # Plain (GSM-7) SMS, the default: the amount's rupee sign is spelt as its currency code.
+    assert f"#{payload['order_number']}" in sms["Body"] and "INR 1,499.00" in sms["Body"]
+    assert sms["EncodingType"] == "plain"
 
     token = journey.link_token()
     async with journey.browser.get(url(journey.server, f"/v/{token}")) as page:
@@ -317,6 +320,37 @@ async def test_unanswered_calls_fall_back_to_the_link_and_confirm_reaches_shopif
         dead = await session.scalar(select(Job).where(Job.status == "dead"))
     assert dead is None
     assert kinds.count("call_not_answered") == 2 and "verification_confirmed" in kinds
+
+
+@pytest.mark.parametrize(
+    ("encoding", "template", "amount"),
+    [
+        ("plain", "Confirm %ordername% of %orderamount%: %link%", "INR 1,499.00"),
+        ("unicode", "Confirm %ordername% of %orderamount%: %link%", "₹1,499.00"),
+        ("unicode", "Confirm %ordername%: %link%", ""),  # GSM-7 text, sent as unicode
+    ],
+)
+async def test_the_link_sms_goes_in_the_merchants_encoding(
+    journey: Journey, encoding, template, amount
+):
+    sms_link = {"encoding": encoding, "template": template}
+    await journey.install(
+        {"ivr": {"retries": 0, "retry_interval_minutes": 0}, "fallback": {"sms_link": sms_link}}
+    )
+    await journey.order()
+    await journey.call_ends("no-answer")
+    [sms] = journey.exotel.sms
+    assert sms["EncodingType"] == encoding
+    assert amount in sms["Body"]
+    async with journey.res.db.sessions() as session:
+        row = await session.scalar(select(Message).where(Message.channel == "sms"))
+    body = sms["Body"]
+    if encoding == "unicode":
+        segments = 1 if len(body) <= 70 else -(-len(body) // 67)
+        assert (row.encoding, row.segments) == ("UCS-2", segments)
+    else:
+        assert is_gsm7(body)
+        assert (row.encoding, row.segments) == ("GSM-7", 1 if len(body) <= 160 else 2)
 
 
 async def test_cancel_on_the_page_cancels_the_order_in_shopify(journey: Journey):
