@@ -11,7 +11,15 @@ from functools import cache, reduce
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from providers.shopify.orders import DEFAULT_COD_GATEWAYS
@@ -110,6 +118,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, str_strip_whitespace=True, validate_default=True
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_types(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic would read true as 1, 0 as false and "5" as 5; the document's schema
+        # (and so the admin API) takes JSON's own integers and booleans only.
+        annotation = cls.model_fields[info.field_name].annotation
+        if annotation is int and isinstance(value, bool | str):
+            raise ValueError("must be an integer")
+        if annotation is bool and not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
 
 
 class Verification(_Section):
@@ -469,7 +489,9 @@ def _parent(document: dict[str, Any], keys: Sequence[Any]) -> tuple[dict[str, An
 def _without(document: dict[str, Any], locs: list[tuple[Any, ...]]) -> dict[str, Any]:
     pruned = copy.deepcopy(document)
     for loc in locs:
-        parent, name = _parent(pruned, loc)
+        # A bad list item takes its whole list out (the field reverts to its default).
+        items = next((i for i, key in enumerate(loc) if not isinstance(key, str)), len(loc))
+        parent, name = _parent(pruned, loc[: max(items, 1)])
         if parent is not None:
             parent.pop(name, None)
     return pruned

@@ -77,5 +77,5 @@ def test_characters_outside_gsm7_in_order_of_appearance(text, outside):
 
 
 def test_plain_text_stands_in_for_characters_outside_gsm7():
-    assert to_gsm7("Pay\u00a0₹1,250 for “Tea” – ok") == "Pay ?1,250 for \"Tea\" - ok"
+    assert to_gsm7("Pay\u00a0₹1,250 for “Tea” – ok") == 'Pay ?1,250 for "Tea" - ok'
     assert to_gsm7("Order #1001 €5 {x}") == "Order #1001 €5 {x}"

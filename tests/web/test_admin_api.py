@@ -208,3 +208,67 @@ async def test_a_template_the_chosen_sms_encoding_cannot_carry_is_refused(client
     document["otp"]["encoding"] = "unicode"
     saved = await client.put("/api/v1/shop/settings", json=document, headers=auth(key))
     assert saved.status == 200, await saved.text()
+
+
+# Where the API disagreed with its OpenAPI document (issue 14 item 19; the whole document is
+# checked by schemathesis in test_openapi_conformance.py).
+
+
+async def test_an_empty_report_filter_filters_nothing(client):
+    key = (await create(client, "filters.myshopify.com"))["api_key"]
+    for path in ("orders", "calls", "messages", "missed-calls"):
+        response = await client.get(
+            f"/api/v1/{path}?customer=&order=&from=&to=&cursor=", headers=auth(key)
+        )
+        assert response.status == 200, (path, await response.text())
+    unknown = await client.get("/api/v1/orders?colour=", headers=auth(key))
+    assert unknown.status == 422  # an unknown parameter is still refused, empty or not
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ivr.retries", True),
+        ("otp.wrong_attempts_limit", False),
+        ("ivr.retries", "2"),
+        ("ivr.cancel_in_shopify", 0),
+        ("verification.window_first_call", "true"),
+    ],
+)
+async def test_settings_take_json_integers_and_booleans_only(client, field, value):
+    key = (await create(client, "types.myshopify.com"))["api_key"]
+    document = await (await client.get("/api/v1/shop/settings", headers=auth(key))).json()
+    section, name = field.split(".")
+    document[section][name] = value
+    response = await client.put("/api/v1/shop/settings", json=document, headers=auth(key))
+    assert response.status == 422
+    assert [f["field"] for f in (await response.json())["error"]["fields"]] == [field]
+
+
+async def test_a_bad_list_item_is_a_422_naming_it(client):
+    key = (await create(client, "lists.myshopify.com"))["api_key"]
+    document = {"eligibility": {"blocked_phones": ["+919876543210", "\u001a"]}}
+    response = await client.put("/api/v1/shop/settings", json=document, headers=auth(key))
+    assert response.status == 422
+    fields = [f["field"] for f in (await response.json())["error"]["fields"]]
+    assert fields == ["eligibility.blocked_phones.1"]
+
+
+@pytest.mark.parametrize("account_id", ["0", "²", "99999999999999999999", "2147483648"])
+async def test_removing_an_account_id_out_of_range_is_404(client, account_id):
+    key = (await create(client, "ids.myshopify.com"))["api_key"]
+    response = await client.delete(f"/api/v1/shop/accounts/{account_id}", headers=auth(key))
+    assert response.status == 404
+
+
+@pytest.mark.parametrize(
+    ("domain", "status"),
+    [
+        ("Demo.MyShopify.COM", 201),
+        (" demo.myshopify.com", 422),  # as the document's pattern says
+        ("\u212aelvin.myshopify.com", 422),  # lowercases to k, yet is not ASCII
+    ],
+)
+async def test_a_shop_domain_is_what_the_document_says(client, domain, status):
+    response = await client.post("/api/v1/shops", json={"domain": domain}, headers=auth(ADMIN))
+    assert response.status == status, await response.text()

@@ -12,6 +12,9 @@ from web.api.shops import read_json
 from web.errors import ApiError, field_problem
 from web.keys import accounts_key
 
+# Account ids are 32-bit integers in the database (PostgreSQL's integer).
+MAX_ID = 2**31 - 1
+
 
 def _desk(request: web.Request) -> AccountDesk:
     desk = request.app[accounts_key]
@@ -45,7 +48,8 @@ async def connect(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     shop = await require_shop(request)
     raw = request.match_info["account_id"]
-    if not raw.isdigit() or not await _desk(request).remove(shop.id, int(raw)):
+    account_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
+    if not 0 < account_id <= MAX_ID or not await _desk(request).remove(shop.id, account_id):
         raise ApiError(404, f"no account {raw} in this shop", "not_found")
     return web.Response(status=204)
 

@@ -317,7 +317,7 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
     return {
         "name": name,
         "in": "query",
-        "description": description,
+        "description": f"{description}; empty is the same as absent",
         "schema": schema or {"type": "string"},
     }
 
@@ -457,6 +457,7 @@ def build() -> dict[str, Any]:
                             "name": "account_id",
                             "in": "path",
                             "required": True,
+                            "description": "an id from the account list; any other is 404",
                             "schema": {"type": "integer"},
                         }
                     ],

@@ -3,7 +3,7 @@ calls, messages and missed calls. The filter rules and queries live in `flows.or
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -97,7 +97,7 @@ def _filters(
 ) -> reports.Filters:
     try:
         return reports.parse_filters(
-            request.query,
+            _given(request.query, accepted),
             accepted,
             country=shop.country,
             now=request.app[clock_key].now(),
@@ -107,6 +107,13 @@ def _filters(
         raise unprocessable(
             [field_problem(name, message) for name, message in exc.problems.items()]
         ) from None
+
+
+def _given(query: Mapping[str, str], accepted: frozenset[str]) -> dict[str, str]:
+    """The query without its empty filters: `?order=&from=` filters nothing, as the document
+    allows (an unknown parameter stays, to be refused)."""
+    known = accepted | {"from", "to", "limit", "cursor"}
+    return {name: value for name, value in query.items() if value.strip() or name not in known}
 
 
 def _time(moment: datetime | None) -> str | None:

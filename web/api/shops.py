@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema, field_validator
 
 from flows.shops import config as shop_config
 from flows.shops import onboarding
 from flows.shops.settings import FieldProblem, SettingsError
-from providers.shopify.oauth import valid_shop_domain
 from storage.models import Shop
 from web.api.auth import require_admin, require_shop
 from web.errors import ApiError, field_problem
 from web.keys import clock_key, db_key, queue_key, secret_box_key
 
+# A shop's *.myshopify.com domain in any letter case (stored lowercase), as the document says.
+DOMAIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*\.[Mm][Yy][Ss][Hh][Oo][Pp][Ii][Ff][Yy]\.[Cc][Oo][Mm]$"
+
 
 class CreateShop(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    domain: str
+    domain: Annotated[str, WithJsonSchema({"type": "string", "pattern": DOMAIN_PATTERN})]
     access_token: str | None = None
 
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not valid_shop_domain(value):
+        if not re.fullmatch(DOMAIN_PATTERN, value):
             raise ValueError("must be a *.myshopify.com domain")
-        return value
+        return value.lower()
 
 
 async def read_json(request: web.Request) -> Any:
