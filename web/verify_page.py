@@ -2,8 +2,11 @@
 Cancel / Call back buttons (the SMS link), or a code box (the OTP SMS's link).
 
 Only a POST acts — a link preview's GET never decides — and it answers 303 back to the page
-(post/redirect/get), with an OTP outcome in the query for the page to say. A forged token is
-404, an expired one 410, and bad input a 400 page that says what to do; none changes a thing.
+(post/redirect/get), with an OTP outcome in the query for the page to say. Cancelling cannot be
+undone, so Cancel asks once more (`?ask=cancel`, a plain form: no script) and only its "yes"
+(`sure=yes`) cancels. A decided page says what was decided and how to reach the shop. A forged
+token is 404, an expired one 410, and bad input a 400 page that says what to do; none changes
+a thing.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import phonenumbers
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
@@ -38,6 +42,11 @@ _STATUS_LINES = {
     CANCELLED: "status_cancelled",
     CALLBACK: "status_callback",
 }
+_HEADINGS = {
+    CONFIRMED: "heading_confirmed",
+    CANCELLED: "heading_cancelled",
+    CALLBACK: "heading_callback",
+}
 # How the page shows each OTP outcome carried in the redirect's query.
 _TONES = {
     "verified": "ok",
@@ -58,6 +67,16 @@ class Notice:
     text: str
 
 
+@dataclass(frozen=True)
+class Contact:
+    """The line with the shop's phone: the text before and after the number, and the number
+    as shown."""
+
+    before: str
+    shown: str
+    after: str
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v/{token}", show)
     app.router.add_post("/v/{token}", submit)
@@ -70,7 +89,8 @@ async def show(request: web.Request) -> web.Response:
         return _token_problem(request, exc)
     if page is None:
         return _gone(request)
-    return _page(request, page, _outcome_notice(request.query, language_of(page.language)))
+    notice = _outcome_notice(request.query, language_of(page.language))
+    return _page(request, page, notice, asking=request.query.get("ask") == "cancel")
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -99,6 +119,10 @@ async def _submit(request: web.Request, token: str) -> web.Response:
     if isinstance(action, str):
         if action not in DECISIONS:
             return _page(request, page, _error(language, "bad_action"), status=400)
+        if action == "cancel" and form.get("sure") != "yes":
+            # Not yet: ask once more, if the order can still be cancelled at all.
+            query = {"ask": "cancel"} if "cancel" in page.actions else None
+            raise web.HTTPSeeOther(_back(token, query))
         if await desk.act(token, action) is None:
             return _gone(request)
         raise web.HTTPSeeOther(_back(token))
@@ -160,24 +184,56 @@ def _error(language: str, key: str, **values: object) -> Notice:
 
 
 def _page(
-    request: web.Request, page: PageView, notice: Notice | None, status: int = 200
+    request: web.Request,
+    page: PageView,
+    notice: Notice | None,
+    status: int = 200,
+    *,
+    asking: bool = False,
 ) -> web.Response:
+    language = language_of(page.language)
     otp_open = page.kind == "otp" and page.status == PENDING
     status_line = (
         None if otp_open or page.actions else _STATUS_LINES.get(page.status, "status_closed")
     )
+    asking = asking and "cancel" in page.actions
+    if status_line:
+        heading = _HEADINGS.get(page.status, "heading_closed")
+    else:
+        heading = "ask_cancel_title" if asking else f"title_{page.kind}"
     return _render(
         request,
         "verify.html",
-        language_of(page.language),
+        language,
         status,
         page=page,
+        token=request.match_info["token"],
+        heading=heading,
         notice=notice,
         otp_open=otp_open,
+        asking=asking,
         status_line=status_line,
+        contact=_contact(language, page) if status_line else None,
         code_pattern=f"[0-9]{{{page.otp_length}}}",
         resend_wait=math.ceil(page.otp_resend_wait),
     )
+
+
+def _contact(language: str, page: PageView) -> Contact | None:
+    if not page.contact_phone:
+        return None
+    try:
+        shown = phonenumbers.format_number(
+            phonenumbers.parse(page.contact_phone), phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        )
+    except phonenumbers.NumberParseException:
+        shown = page.contact_phone
+    # The number becomes a link, so the sentence is cut around it (its place differs by
+    # language); NUL cannot occur in a catalog or a shop's name.
+    before, _, after = translate(language, "contact", shop=page.shop_name, phone="\0").partition(
+        "\0"
+    )
+    return Contact(before, shown, after)
 
 
 def _token_problem(request: web.Request, exc: TokenError) -> web.Response:

@@ -46,6 +46,7 @@ class PageView:
     status: str  # the verification status
     decided_by: str
     actions: tuple[str, ...]  # the buttons offered while the order awaits an answer
+    contact_phone: str = ""  # the shop's, E.164; "" when the merchant gave none
     otp_length: int = 0
     otp_resend_wait: float = 0.0
 
@@ -191,6 +192,7 @@ class CustomerDesk:
             status=state.status,
             decided_by=state.decided_by,
             actions=self._actions(ctx, state),
+            contact_phone=settings.contact_phone,
             otp_length=settings.otp.code_length,
             otp_resend_wait=otp_resend_wait(state, settings, self.clock.now()),
         )

@@ -58,7 +58,12 @@ def test_two_unanswered_calls_then_cancelled_from_the_sms_link(page: Page) -> No
     frame = page.frame_locator('[data-testid="link-frame"]')
     expect(frame.get_by_role("heading", level=1)).to_have_text("Confirm your order")
     frame.get_by_role("button", name="Cancel order").click()
+    # Cancelling cannot be undone: the page asks once more before it cancels.
+    expect(frame.get_by_role("heading", level=1)).to_have_text("Cancel this order?")
+    expect(row).to_have_attribute("data-status", "pending")
+    frame.get_by_role("button", name="Yes, cancel my order").click()
 
+    expect(frame.get_by_role("heading", level=1)).to_have_text("Order cancelled")
     expect(frame.get_by_role("status")).to_have_text("Your order is cancelled.")
     expect(row).to_have_attribute("data-status", "cancelled")
     expect(row).to_have_attribute("data-cancelled", "true")  # cancelled in Shopify too

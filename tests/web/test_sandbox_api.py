@@ -243,7 +243,7 @@ async def test_a_number_that_never_answers_gets_the_link_and_cancels_on_its_page
 
     async with sandbox.http.get(link) as page:
         assert page.status == 200
-    async with sandbox.http.post(link, data={"action": "cancel"}) as page:
+    async with sandbox.http.post(link, data={"action": "cancel", "sure": "yes"}) as page:
         assert page.status == 200
     cancelled = await sandbox.until(
         lambda s: order_of(s, order["id"])["cancelled"] and order_of(s, order["id"]),

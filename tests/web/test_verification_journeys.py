@@ -238,9 +238,9 @@ class Journey:
         assert found, self.exotel.sms[-1]["Body"]
         return found.group(1)
 
-    async def press_on_page(self, token: str, action: str) -> aiohttp.ClientResponse:
+    async def press_on_page(self, token: str, action: str, **form: str) -> aiohttp.ClientResponse:
         page = url(self.server, f"/v/{token}")
-        async with self.browser.post(page, data={"action": action}) as response:
+        async with self.browser.post(page, data={"action": action, **form}) as response:
             await response.read()
         await self.worker.run_until_idle()
         return response
@@ -357,7 +357,11 @@ async def test_cancel_on_the_page_cancels_the_order_in_shopify(journey: Journey)
     await journey.install({"ivr": {"retries": 0, "retry_interval_minutes": 0}})
     payload = await journey.order()
     await journey.call_ends("no-answer")
-    await journey.press_on_page(journey.link_token(), "cancel")
+    token = journey.link_token()
+    await journey.press_on_page(token, "cancel")  # the page asks once more
+    assert await journey.status(payload) == "pending"
+    assert "cod_cancelled" not in journey.tags(payload)
+    await journey.press_on_page(token, "cancel", sure="yes")
     assert await journey.status(payload) == "cancelled"
     order = journey.fake.order(DOMAIN, payload["id"])
     assert order["cancelled_at"] is not None

@@ -32,8 +32,10 @@ SHOP = "chai-house.myshopify.com"
 PHONE = "+919876543210"
 LINK = re.compile(r"/v/([A-Za-z0-9_-]+)")
 # IVR first, then the SMS link: a DND number skips the call and gets the link at once.
-LINK_SETTINGS: dict[str, Any] = {"fallback": {"mode": "sms_link"}}
+SHOP_PHONE = "+918040001234"
+LINK_SETTINGS: dict[str, Any] = {"fallback": {"mode": "sms_link"}, "contact_phone": SHOP_PHONE}
 OTP_SETTINGS: dict[str, Any] = {
+    "contact_phone": SHOP_PHONE,
     "verification": {"type": "otp"},
     "otp": {"template": "%otp% is your code for %ordername%: %link%"},
 }
@@ -187,6 +189,10 @@ def buttons(html: str) -> list[str]:
     return re.findall(r'<button type="submit" name="action" value="(\w+)"', html)
 
 
+def heading(html: str) -> str:
+    return re.search(r"<h1>(.*?)</h1>", html).group(1)
+
+
 # The link page -------------------------------------------------------------------------
 
 
@@ -253,7 +259,7 @@ async def test_a_second_action_changes_nothing_and_the_page_shows_the_decision(
 )
 async def test_cancel_and_callback_show_their_status(client, db, verifier, action, status, line):
     order, token = await link_order(db, verifier, LINK_SETTINGS)
-    html = await follow(client, token, await post(client, token, action=action))
+    html = await follow(client, token, await post(client, token, action=action, sure="yes"))
     assert line in html
     assert await status_of(db, order) == status
 
@@ -361,6 +367,113 @@ async def test_a_malformed_body_is_a_400_not_a_500(client, db, verifier):
             f"/v/{token}", data=b"garbage", headers={"Content-Type": content_type}
         )
         assert response.status == 400
+
+
+# Cancelling asks once more; a decided page says what was decided ---------------------
+
+
+async def test_cancel_asks_once_more_and_only_the_second_step_cancels(client, db, verifier):
+    order, token = await link_order(db, verifier, LINK_SETTINGS)
+    first = await post(client, token, action="cancel")
+    assert first.status == 303 and first.headers["Location"] == f"{token}?ask=cancel"
+    assert await status_of(db, order) == "pending"
+    assert await tag_jobs(db) == 0
+    html = await follow(client, token, first)
+    assert heading(html) == "Cancel this order?"
+    assert "Cancelling cannot be undone. Do you want to cancel order #1001?" in html
+    # The second step is a plain form: it works without JavaScript.
+    form = re.search(r'<form method="post">(.*?)</form>', html, re.S).group(1)
+    assert '<input type="hidden" name="sure" value="yes">' in form
+    assert '<button type="submit" name="action" value="cancel"' in form
+    assert "Yes, cancel my order" in form
+    keep = f'<form method="get" action="{token}">\n<button type="submit" class="secondary">'
+    assert keep + "No, keep my order</button>" in html
+    assert buttons(html) == ["cancel"]  # only the answer to the question
+    assert "<script" not in html
+    # Opening the question again, or keeping the order, changes nothing.
+    assert (await client.get(f"/v/{token}?ask=cancel")).status == 200
+    kept = await (await client.get(f"/v/{token}")).text()
+    assert heading(kept) == "Confirm your order"
+    assert buttons(kept) == ["confirm", "cancel", "callback"]
+    assert await status_of(db, order) == "pending"
+    sure = await post(client, token, action="cancel", sure="yes")
+    assert sure.status == 303 and sure.headers["Location"] == token
+    assert await status_of(db, order) == "cancelled"
+    assert await tag_jobs(db) == 1
+    html = await follow(client, token, sure)
+    assert heading(html) == "Order cancelled"
+    assert "Your order is cancelled." in html and buttons(html) == []
+
+
+async def test_anything_but_yes_asks_again(client, db, verifier):
+    order, token = await link_order(db, verifier, LINK_SETTINGS)
+    for sure in ("", "no", "YES", "1"):
+        response = await post(client, token, action="cancel", sure=sure)
+        assert response.headers["Location"] == f"{token}?ask=cancel"
+    assert await status_of(db, order) == "pending"
+
+
+async def test_the_question_is_only_asked_of_an_order_that_can_be_cancelled(client, db, verifier):
+    document = {**LINK_SETTINGS, "fallback": {"mode": "sms_link", "sms_link": {"cancel_tag": ""}}}
+    _, token = await link_order(db, verifier, document)
+    html = await (await client.get(f"/v/{token}?ask=cancel")).text()
+    assert heading(html) == "Confirm your order" and buttons(html) == ["confirm", "callback"]
+    response = await post(client, token, action="cancel")  # not offered: nothing to ask
+    assert response.headers["Location"] == token
+    order, token = await link_order(db, verifier, LINK_SETTINGS, number=1002)
+    await post(client, token, action="confirm")
+    html = await (await client.get(f"/v/{token}?ask=cancel")).text()
+    assert heading(html) == "Order confirmed" and "Cancel this order?" not in html
+    again = await post(client, token, action="cancel", sure="yes")
+    assert "Order confirmed" in await follow(client, token, again)
+    assert await status_of(db, order) == "confirmed"
+
+
+@pytest.mark.parametrize(
+    ("action", "title", "line"),
+    [
+        ("confirm", "Order confirmed", "Your order is confirmed. Thank you!"),
+        ("cancel", "Order cancelled", "Your order is cancelled."),
+        ("callback", "Call back requested", "We will call you back."),
+    ],
+)
+async def test_a_decided_page_says_what_was_decided_and_how_to_reach_the_shop(
+    client, db, verifier, action, title, line
+):
+    _, token = await link_order(db, verifier, LINK_SETTINGS)
+    pending = await (await client.get(f"/v/{token}")).text()
+    assert SHOP_PHONE not in pending  # the contact line comes with a decision
+    html = await follow(client, token, await post(client, token, action=action, sure="yes"))
+    assert heading(html) == title
+    assert f"<title>{title} · Chai House</title>" in html
+    assert line in html
+    assert "Questions? Call Chai House on" in html
+    assert f'<a href="tel:{SHOP_PHONE}">+91 80 4000 1234</a>' in html
+
+
+async def test_without_a_contact_phone_no_contact_line(client, db, verifier):
+    _, token = await link_order(db, verifier, {"fallback": {"mode": "sms_link"}})
+    html = await follow(client, token, await post(client, token, action="confirm"))
+    assert heading(html) == "Order confirmed" and "Questions?" not in html
+
+
+async def test_a_verified_otp_page_says_so(client, db, verifier, keys):
+    order, token = await otp_order(db, verifier)
+    right = await post(client, token, code=await otp_code(db, keys, order))
+    html = await follow(client, token, right)
+    assert heading(html) == "Order confirmed"
+    assert f'<a href="tel:{SHOP_PHONE}">' in html
+
+
+async def test_the_second_step_and_the_outcome_in_hindi(client, db, verifier):
+    order, token = await link_order(db, verifier, LINK_SETTINGS, language="hi")
+    html = await follow(client, token, await post(client, token, action="cancel"))
+    assert heading(html) == "यह ऑर्डर रद्द करें?"
+    assert "हाँ, मेरा ऑर्डर रद्द करें" in html and "नहीं, मेरा ऑर्डर रखें" in html
+    html = await follow(client, token, await post(client, token, action="cancel", sure="yes"))
+    assert heading(html) == "ऑर्डर रद्द कर दिया गया"
+    assert "कोई सवाल हो तो Chai House को" in html and "+91 80 4000 1234" in html
+    assert await status_of(db, order) == "cancelled"
 
 
 # Languages -----------------------------------------------------------------------------
