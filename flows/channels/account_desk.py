@@ -14,6 +14,7 @@ from flows.channels import accounts
 from flows.channels.accounts import (
     CHANNELS,
     CHECK_EVERY,
+    PLATFORM,
     SHOP,
     AccountError,
     Clients,
@@ -21,12 +22,15 @@ from flows.channels.accounts import (
     PlatformOffer,
     check_job,
     offered_channels,
+    secrets_of,
+    selected,
     shop_accounts,
 )
 from flows.channels.callback_urls import CallbackUrls
 from flows.channels.setup import setup_list
 from flows.shops import config as shop_config
-from flows.shops.settings import FieldProblem
+from flows.shops.settings import FieldProblem, template_variables
+from providers.base import ProviderError
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import JobQueue
@@ -129,6 +133,29 @@ class AccountDesk:
             rows = await shop_accounts(session, shop_id)
             problems = await shop_config.problems(session, shop, self.box)
         return setup_list(shop, shop_config.load(shop), rows, self.urls, problems)
+
+    async def template_variables(self, shop_id: int, template_id: str) -> int | None:
+        """How many variables a WhatsApp template of the shop's WhatsApp account has; None
+        when no account can tell (none connected, the provider unreachable, no such
+        template)."""
+        async with self.db.sessions() as session:
+            shop = await session.get(Shop, shop_id)
+            assert shop is not None
+            account = selected(shop, await shop_accounts(session, shop_id), "whatsapp")
+        if account is None:
+            return None
+        if account.owner == PLATFORM:
+            client = self.clients.platform(account.provider)
+        else:
+            secrets = secrets_of(account, self.box)
+            client = self.clients.for_account(account.provider, account.details, secrets)
+        if client is None:
+            return None
+        try:
+            found = await client.template(template_id)
+        except ProviderError:
+            return None
+        return template_variables(found.text)
 
     async def rejected(self, account_id: int, reason: str) -> None:
         """A provider refused the account mid-run: mark it, alert, and update the shop."""

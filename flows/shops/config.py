@@ -3,6 +3,7 @@ and saving a new document whole or not at all."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,13 +36,26 @@ async def refresh_status(session: AsyncSession, shop: Shop, box: SecretBox) -> N
 
 
 async def save(
-    db: Database, box: SecretBox, clock: Clock, shop_id: int, document: dict[str, Any]
+    db: Database,
+    box: SecretBox,
+    clock: Clock,
+    shop_id: int,
+    document: dict[str, Any],
+    template_variables: Callable[[str], Awaitable[int | None]] | None = None,
 ) -> ShopSettings:
-    """Validate and store a whole settings document; `SettingsError` leaves nothing changed."""
+    """Validate and store a whole settings document; `SettingsError` leaves nothing changed.
+
+    `template_variables` counts a WhatsApp template's variables (None when it cannot tell),
+    so the document's mapping of them is checked against the template itself."""
+    variables = None
+    section = document.get("whatsapp") if isinstance(document, dict) else None
+    template_id = section.get("template_id") if isinstance(section, dict) else None
+    if template_variables is not None and isinstance(template_id, str) and template_id.strip():
+        variables = await template_variables(template_id.strip())
     async with db.transaction() as session:
         shop = await session.get(Shop, shop_id, with_for_update=True)
         assert shop is not None
-        settings = validate_settings(document, country=shop.country)
+        settings = validate_settings(document, country=shop.country, template_variables=variables)
         shop.settings = settings.document()
         await refresh_status(session, shop, box)
         shop.updated_at = clock.now()

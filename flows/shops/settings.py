@@ -33,6 +33,21 @@ _TAG_LENGTH = 40
 _NOT_ZONES = frozenset({"localtime", "Factory"})
 
 Encoding = Literal["plain", "unicode"]  # Exotel's SMS EncodingType values
+# The order fields a WhatsApp template's variables can carry (seed 002's variable list, as far
+# as an order here knows it).
+OrderField = Literal[
+    "order_name",
+    "order_number",
+    "amount",
+    "customer_name",
+    "customer_phone",
+    "shop_name",
+    "city",
+    "items",
+    "item_count",
+]
+ORDER_FIELDS: tuple[str, ...] = OrderField.__args__
+_TEMPLATE_VARIABLE = re.compile(r"\{\{\s*([0-9]+)\s*\}\}")
 # Methods that can follow the first one in the cascade, before the fallback.
 NextMethod = Literal["ivr", "whatsapp"]
 
@@ -188,6 +203,10 @@ class WhatsAppSettings(_Section):
 
     # An approved template with three quick-reply buttons; "" sends a session message.
     template_id: str = Field("", max_length=128)
+    # The order field of each of the template's variables: {{1}}, {{2}}, ... in this order.
+    template_params: list[OrderField] = Field(
+        default_factory=lambda: ["order_name", "amount"], max_length=20
+    )
     text: WhatsAppText = "Please confirm your order %ordername% of %orderamount%."
     confirm_button: ButtonTitle = "Confirm"
     cancel_button: ButtonTitle = "Cancel"
@@ -450,8 +469,28 @@ _RULES = (
 )
 
 
-def validate_settings(document: dict[str, Any], *, country: str) -> ShopSettings:
-    """Parse a settings document for a shop in `country` (ISO code) or raise SettingsError."""
+def template_variables(text: str) -> int:
+    """How many variables ({{1}}, {{2}}, ...) a WhatsApp template's text has."""
+    return len(set(_TEMPLATE_VARIABLE.findall(text)))
+
+
+def _template_fit(settings: ShopSettings, variables: int | None) -> str | None:
+    mapped = len(settings.whatsapp.template_params)
+    if not settings.whatsapp.template_id or variables is None or variables == mapped:
+        return None
+    has = f"{variables} variable{'' if variables == 1 else 's'}"
+    given = "1 is mapped to an order field" if mapped == 1 else f"{mapped} are mapped"
+    return (
+        f"the template {settings.whatsapp.template_id} has {has} and {given}: "
+        "map each of its variables, in order, to an order field"
+    )
+
+
+def validate_settings(
+    document: dict[str, Any], *, country: str, template_variables: int | None = None
+) -> ShopSettings:
+    """Parse a settings document for a shop in `country` (ISO code) or raise SettingsError.
+    `template_variables`: how many variables the WhatsApp template has, when it is known."""
     if not isinstance(document, dict):
         raise SettingsError([FieldProblem("", "the settings document must be a JSON object")])
     problems: list[FieldProblem] = []
@@ -469,6 +508,9 @@ def validate_settings(document: dict[str, Any], *, country: str) -> ShopSettings
             message = rule.problem(settings, country.upper())
             if message:
                 problems.append(FieldProblem(rule.field, message))
+    fields = ("whatsapp.template_id", "whatsapp.template_params")
+    if not _touches(fields, failed) and (message := _template_fit(settings, template_variables)):
+        problems.append(FieldProblem("whatsapp.template_params", message))
     if problems:
         raise SettingsError(problems)
     return settings

@@ -408,7 +408,8 @@ class Verifier:
             postbacks = [f"verify:{ctx.row.id}:{action}" for action in offered]
             if section.template_id:
                 template = section.template_id
-                details = {"params": [order.name, self.amount(ctx)], "postbacks": postbacks}
+                params = await self._template_params(session, ctx, section.template_params)
+                details = {"params": params, "postbacks": postbacks}
             else:
                 details = {
                     "buttons": [
@@ -444,6 +445,30 @@ class Verifier:
             template=template,
             details=details,
         )
+
+    async def _template_params(
+        self, session: AsyncSession, ctx: Context, fields: list[str]
+    ) -> list[str]:
+        """The values of the order fields the merchant mapped the template's variables to."""
+        order, shop = ctx.order, ctx.shop
+        customer = None
+        if "customer_name" in fields and order.customer_id is not None:
+            customer = await session.get(Customer, order.customer_id)
+        items: list[Any] = order.items or []
+        values = {
+            "order_name": order.name,
+            "order_number": str(order.number),
+            "amount": self.amount(ctx),
+            "customer_name": customer.name if customer else "",
+            "customer_phone": order.phone,
+            "shop_name": shop.name or shop.domain,
+            "city": order.city,
+            "items": ", ".join(f"{i.get('title', '')} × {i.get('quantity', 1)}" for i in items),
+            "item_count": str(sum(int(i.get("quantity", 1)) for i in items)),
+        }
+        # WhatsApp refuses an empty variable and one with a line break, a tab or more than
+        # four spaces in a row: one line, and a dash for what the order does not know.
+        return [" ".join(values[field].split()) or "-" for field in fields]
 
     def _sms(
         self, ctx: Context, effect: SendMessage, now: datetime

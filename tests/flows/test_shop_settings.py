@@ -6,10 +6,12 @@ from typing import Any
 import pytest
 
 from flows.shops.settings import (
+    ORDER_FIELDS,
     ORDER_PLACEHOLDERS,
     SHOP_SETTINGS_DEFAULTS,
     SettingsError,
     ShopSettings,
+    template_variables,
     validate_settings,
 )
 
@@ -307,3 +309,53 @@ def test_a_plain_sms_template_must_be_gsm7(section, name, template):
     # In unicode the same template is fine; in plain, GSM-7's extension characters are too.
     assert problems({f"{section}.{name}": rupee, f"{section}.encoding": "unicode"}) == set()
     assert problems({f"{section}.{name}": f"€ {{x}} {template}"}) == set()
+
+
+def test_whatsapp_template_params_default_to_the_order_name_and_amount():
+    assert SHOP_SETTINGS_DEFAULTS.whatsapp.template_params == ["order_name", "amount"]
+    assert set(ORDER_FIELDS) >= {
+        "order_name",
+        "order_number",
+        "amount",
+        "customer_name",
+        "shop_name",
+        "city",
+        "items",
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (["customer_name", "order_number", "amount", "shop_name", "city", "items"], set()),
+        ([], set()),
+        (["order_name", "colour"], {"whatsapp.template_params.1"}),
+        (["order_name"] * 21, {"whatsapp.template_params"}),
+        ("order_name", {"whatsapp.template_params"}),
+    ],
+)
+def test_whatsapp_template_params_are_order_fields(params, expected):
+    assert problems({"whatsapp.template_params": params}) == expected
+
+
+def test_whatsapp_template_params_must_fit_a_known_template():
+    document = doc({"whatsapp.template_id": "order_confirm", "whatsapp.template_params": ["city"]})
+    with pytest.raises(SettingsError) as raised:
+        validate_settings(document, country="IN", template_variables=3)
+    [problem] = raised.value.problems
+    assert problem.field == "whatsapp.template_params"
+    assert "3 variables" in problem.message and "1 is mapped" in problem.message
+    validate_settings(document, country="IN", template_variables=1)
+    validate_settings(document, country="IN", template_variables=None)  # not known: no check
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("Hi {{1}}, your order {{2}} of {{3}} is waiting.", 3),
+        ("Hi {{1}}, again {{1}} and {{ 2 }}", 2),
+        ("No variables here {x} {{}}", 0),
+    ],
+)
+def test_a_templates_variables_are_counted(text, count):
+    assert template_variables(text) == count

@@ -606,3 +606,59 @@ async def test_the_gupshup_callback_url_from_the_setup_list_delivers_a_button_re
             )
         )
     assert account == "shop"
+
+
+TEMPLATE_ID = "6f1c0b9e-order-confirm"
+MAPPED = ["customer_name", "shop_name", "order_name", "amount", "city", "items"]
+
+
+async def test_whatsapp_template_variables_are_the_merchants_order_fields(
+    journey: Journey, gupshup
+):
+    gupshup.add_template(
+        TEMPLATE_ID, "order_confirm", text="Hi {{1}}, {{2}}: order {{3}} of {{4}} to {{5}}: {{6}}"
+    )
+    whatsapp = {"template_id": TEMPLATE_ID, "template_params": MAPPED}
+    await journey.install(WHATSAPP_FIRST | {"whatsapp": whatsapp})
+    payload = await journey.order()
+    [sent] = gupshup.accepted.values()
+    customer = payload["customer"]
+    address = payload["shipping_address"]
+    items = ", ".join(f"{i['title']} × {i['quantity']}" for i in payload["line_items"])
+    assert sent["template"] == {
+        "id": TEMPLATE_ID,
+        "params": [
+            f"{customer['first_name']} {customer['last_name']}",
+            "Demo Store",
+            payload["name"],
+            "₹1,499.00",
+            address["city"],
+            items,
+        ],
+    }
+
+
+async def test_a_mapping_that_does_not_fit_the_template_is_refused_at_save_time(
+    journey: Journey, gupshup
+):
+    gupshup.add_template(TEMPLATE_ID, "order_confirm", text="Order {{1}} of {{2}} for {{3}}")
+    await journey.install()
+    document = await journey.api("GET", "settings")
+    document["whatsapp"] |= {"template_id": TEMPLATE_ID, "template_params": ["order_name"]}
+    settings_url = url(journey.server, "/api/v1/shop/settings")
+    async with journey.browser.put(
+        settings_url, json=document, headers=journey.headers
+    ) as refused:
+        assert refused.status == 422
+        [problem] = (await refused.json())["error"]["fields"]
+    assert problem["field"] == "whatsapp.template_params"
+    assert "3 variables" in problem["message"]
+    saved = await journey.api("GET", "settings")
+    assert saved["whatsapp"]["template_id"] == ""  # nothing half-saved
+    document["whatsapp"]["template_params"] = ["order_name", "amount", "customer_name"]
+    assert (await journey.api("PUT", "settings", document))["whatsapp"] == document["whatsapp"]
+    # A template the account does not know (yet) cannot be counted: the mapping is kept.
+    document["whatsapp"] |= {"template_id": "not-approved-yet", "template_params": ["city"]}
+    assert (await journey.api("PUT", "settings", document))["whatsapp"]["template_params"] == [
+        "city"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any
 
@@ -14,7 +15,7 @@ from flows.shops.settings import FieldProblem, SettingsError
 from storage.models import Shop
 from web.api.auth import require_admin, require_shop
 from web.errors import ApiError, field_problem
-from web.keys import clock_key, db_key, queue_key, secret_box_key
+from web.keys import accounts_key, clock_key, db_key, queue_key, secret_box_key
 
 # A shop's *.myshopify.com domain in any letter case (stored lowercase), as the document says.
 DOMAIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*\.[Mm][Yy][Ss][Hh][Oo][Pp][Ii][Ff][Yy]\.[Cc][Oo][Mm]$"
@@ -106,9 +107,11 @@ async def put_settings(request: web.Request) -> web.Response:
     if not isinstance(document, dict):
         raise unprocessable([field_problem("body", "must be a JSON object")])
     app = request.app
+    desk = app[accounts_key]
+    count = None if desk is None else functools.partial(desk.template_variables, shop.id)
     try:
         saved = await shop_config.save(
-            app[db_key], app[secret_box_key], app[clock_key], shop.id, document
+            app[db_key], app[secret_box_key], app[clock_key], shop.id, document, count
         )
     except SettingsError as exc:
         raise unprocessable([field_problem(p.field, p.message) for p in exc.problems]) from None
