@@ -323,17 +323,16 @@ def _inbound(body: Mapping[str, Any]) -> InboundMessage:
 
 
 def _reply(content: Mapping[str, Any]) -> tuple[str, str]:
+    """(label, button): the button is its postback, else its label; never the reply's `id`,
+    which is the msgid we sent (a message id, the same for every button of the message)."""
     # A template button sends {"text", "type": "button", "postbackText"?}; a session quick reply
-    # or list reply {"title", "id" (the msgid we sent), "reply", "postbackText"?}.
+    # or list reply {"title", "id", "reply", "postbackText"?}.
     if "title" in content:
         label = _string(content.get("title"), "payload.payload.title")
     else:
         label = _string(content.get("text"), "payload.payload.text")
-    for key in ("postbackText", "id"):
-        value = content.get(key)
-        if isinstance(value, str) and value:
-            return label, value
-    return label, label
+    postback = content.get("postbackText")
+    return label, postback if isinstance(postback, str) and postback else label
 
 
 def _message_status(body: Mapping[str, Any]) -> MessageStatus | None:

@@ -463,7 +463,7 @@ NOT_ON_WHATSAPP = "Number Does Not Exists On WhatsApp"
             message(
                 "quick_reply", {"title": "Confirm", "id": "qr-order-1001", "reply": "Confirm 1"}
             ),
-            [inbound("Confirm", button="qr-order-1001")],
+            [inbound("Confirm", button="Confirm")],
         ),
         (
             message(
