@@ -15,7 +15,8 @@ async def accept_event(request: web.Request, event: Event, shop_id: int | None =
     return await request.app[inbox_key].accept(
         Delivery(
             provider=event.provider,
-            delivery_id=event.dedup_key,
+            # Within the shop: another shop's token must not take this shop's event's key first.
+            delivery_id=event.dedup_key if shop_id is None else f"{shop_id}:{event.dedup_key}",
             event_id=None,
             topic=type(event).__name__,
             triggered_at=None,

@@ -4,6 +4,10 @@ ends, keypad input and missed calls. One job per accepted (deduplicated) event r
 Statuses only move forward (a late "sent" never overwrites "delivered"). Call ends, keypad
 input, missed calls and WhatsApp answers are fed to the order's verification. An inbound
 message from a number no shop knows is logged and dropped.
+
+An event accepted for a shop (Exotel's callback paths name one) finds only that shop's calls
+and messages: another shop's token cannot reach them. A keypad input counts only on the open
+call it belongs to: not after that call ended, nor once a later call or method took over.
 """
 
 from __future__ import annotations
@@ -75,23 +79,26 @@ class ProviderEvents:
         shop_id = job.payload.get("shop_id")
         async with self.db.transaction() as session:
             if isinstance(event, MessageStatus):
-                await self._message_status(session, event)
+                await self._message_status(session, event, shop_id)
             elif isinstance(event, InboundMessage):
                 await self._inbound(session, event, shop_id)
             elif isinstance(event, CallStatus):
-                await self._call_status(session, event, job)
+                await self._call_status(session, event, job, shop_id)
             elif isinstance(event, KeypadInput):
-                await self._keypad(session, event, job)
+                await self._keypad(session, event, job, shop_id)
             elif isinstance(event, MissedCall):
                 await self._missed_call(session, event, shop_id)
 
-    async def _message_status(self, session: AsyncSession, event: MessageStatus) -> None:
-        message = await session.scalar(
-            select(Message).where(
-                Message.provider == event.provider,
-                Message.provider_message_id == event.message_id,
-            )
+    async def _message_status(
+        self, session: AsyncSession, event: MessageStatus, shop_id: int | None
+    ) -> None:
+        query = select(Message).where(
+            Message.provider == event.provider,
+            Message.provider_message_id == event.message_id,
         )
+        if shop_id is not None:
+            query = query.where(Message.shop_id == shop_id)
+        message = await session.scalar(query)
         if message is None:
             _LOGGER.info("%s status for unknown message %s", event.provider, event.message_id)
             return
@@ -153,15 +160,20 @@ class ProviderEvents:
             )
 
     async def _call(
-        self, session: AsyncSession, event: CallStatus | KeypadInput, job: ClaimedJob
+        self,
+        session: AsyncSession,
+        event: CallStatus | KeypadInput,
+        job: ClaimedJob,
+        shop_id: int | None,
     ) -> Call | None:
-        call = await session.scalar(
-            select(Call).where(
-                Call.provider == event.provider, Call.provider_call_id == event.call_id
-            )
+        query = select(Call).where(
+            Call.provider == event.provider, Call.provider_call_id == event.call_id
         )
+        if shop_id is not None:
+            query = query.where(Call.shop_id == shop_id)
+        call = await session.scalar(query)
         if call is None:
-            call = await self._unnamed_call(session, event)
+            call = await self._unnamed_call(session, event, shop_id)
         if call is None:
             if job.attempts <= UNKNOWN_CALL_RETRIES:
                 raise RetryLater(
@@ -171,54 +183,66 @@ class ProviderEvents:
         return call
 
     async def _unnamed_call(
-        self, session: AsyncSession, event: CallStatus | KeypadInput
+        self, session: AsyncSession, event: CallStatus | KeypadInput, shop_id: int | None
     ) -> Call | None:
         """The verification call the event's reference (`v{id}`) names, whose provider id was
         never saved (the worker died between the provider's answer and the save)."""
         found = _REFERENCE.fullmatch(event.reference)
         if found is None:
             return None
-        call = await session.scalar(
-            select(Call)
-            .where(
-                Call.provider == event.provider,
-                Call.provider_call_id.is_(None),
-                Call.idempotency_key.like(f"verify:{found[1]}:call:%"),
-            )
-            .order_by(Call.id.desc())
-            .limit(1)
+        query = select(Call).where(
+            Call.provider == event.provider,
+            Call.provider_call_id.is_(None),
+            Call.idempotency_key.like(f"verify:{found[1]}:call:%"),
         )
+        if shop_id is not None:
+            query = query.where(Call.shop_id == shop_id)
+        call = await session.scalar(query.order_by(Call.id.desc()).limit(1))
         if call is not None:
             call.provider_call_id = event.call_id
         return call
 
     async def _call_status(
-        self, session: AsyncSession, event: CallStatus, job: ClaimedJob
+        self, session: AsyncSession, event: CallStatus, job: ClaimedJob, shop_id: int | None
     ) -> None:
-        call = await self._call(session, event, job)
+        call = await self._call(session, event, job, shop_id)
         if call is None or call.status in CALL_ENDS:
             return
         call.status = event.status
         call.duration_seconds = event.duration_seconds
         if event.status in CALL_ENDS:
             call.ended_at = self.clock.now()
-            await self._to_verification(session, call, CallEnded, event.status)
+            await self._to_verification(session, call, event.status)
 
-    async def _keypad(self, session: AsyncSession, event: KeypadInput, job: ClaimedJob) -> None:
-        call = await self._call(session, event, job)
-        if call is not None:
-            call.input_digits = event.digits
-            await self._to_verification(session, call, Keypad, event.digits)
-
-    async def _to_verification(
-        self, session: AsyncSession, call: Call, kind: type[CallEnded | Keypad], value: str
+    async def _keypad(
+        self, session: AsyncSession, event: KeypadInput, job: ClaimedJob, shop_id: int | None
     ) -> None:
+        call = await self._call(session, event, job, shop_id)
+        if call is None:
+            return
+        if call.ended_at is not None or call.status in CALL_ENDS:
+            _LOGGER.info("%s keypad input after call %s ended ignored", call.provider, call.id)
+            return
+        ref = call_ref(call.idempotency_key)
+        ctx = await self.verifier.load(session, ref[0]) if ref is not None else None
+        if ref is not None and ctx is not None:
+            state = ctx.state
+            # A call whose end never came (its provider id was lost) stays the current one
+            # until a later call or method takes over: the customer's key still counts.
+            if ref[1] != (state.open_call or f"{state.stage}:{state.attempt}"):
+                _LOGGER.info("keypad input on call %s, no longer open, ignored", call.id)
+                return
+        call.input_digits = event.digits
+        if ref is not None and ctx is not None:
+            await self.verifier.apply(session, ctx, Keypad(ref[1], event.digits))
+
+    async def _to_verification(self, session: AsyncSession, call: Call, status: str) -> None:
         ref = call_ref(call.idempotency_key)
         if ref is None:
             return
         ctx = await self.verifier.load(session, ref[0])
         if ctx is not None:
-            await self.verifier.apply(session, ctx, kind(ref[1], value))
+            await self.verifier.apply(session, ctx, CallEnded(ref[1], status))
 
     async def _missed_call(
         self, session: AsyncSession, event: MissedCall, shop_id: int | None

@@ -6,6 +6,7 @@ token with shop B's call ids, message ids or verification reference changes noth
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -83,8 +84,9 @@ async def test_a_forged_keypad_with_another_shops_token_changes_nothing(
     before = await snapshot(journey)
 
     await forged_keypad(journey, shop_a, sid if known_sid else "forged-sid", digits, ref)
-    for _ in range(4):  # the unknown call's retries run out
-        await journey.advance(1)
+    for _ in range(4):  # the unknown call's retries (2, 4, 6 s) run out
+        journey.res.clock.advance(timedelta(seconds=10))
+        await journey.worker.run_until_idle()
     assert await snapshot(journey) == before
     assert await journey.status(payload) == "pending"
     assert journey.tags(payload) == []
