@@ -34,6 +34,9 @@ from storage.wakeup import Wakeup
 JOBS_CHANNEL = "ordertalk_jobs"
 SQLITE_SYNCHRONOUS = "NORMAL"
 JSON_CODEC = {"json_serializer": json_text, "json_deserializer": json_value}
+# Errors keep their statement, not its parameters: those carry phones, names and tokens into
+# logs and jobs.last_error.
+ENGINE_OPTIONS = {**JSON_CODEC, "hide_parameters": True}
 
 
 class Database:
@@ -49,7 +52,7 @@ class Database:
         self._priority_engine = (
             None
             if self._gate
-            else create_async_engine(url, pool_size=3, max_overflow=2, **JSON_CODEC)
+            else create_async_engine(url, pool_size=3, max_overflow=2, **ENGINE_OPTIONS)
         )
         self._priority_sessions = async_sessionmaker(
             self._priority_engine or self.engine, expire_on_commit=False
@@ -155,11 +158,16 @@ def _create_engine(url: str, dialect: str) -> AsyncEngine:
     if dialect != "sqlite":
         # No pre-ping: a connection broken by a server restart is invalidated on its first error
         # and the job loop or the request retries, instead of a round trip on every checkout.
-        return create_async_engine(url, pool_size=10, max_overflow=10, **JSON_CODEC)
+        return create_async_engine(url, pool_size=10, max_overflow=10, **ENGINE_OPTIONS)
     # No rollback on return to the pool: sessions and connections end their transactions
     # themselves, and on the only connection that round trip would be paid by every one.
     engine = create_async_engine(
-        url, pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None, **JSON_CODEC
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
+        pool_reset_on_return=None,
+        **ENGINE_OPTIONS,
     )
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -46,10 +46,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             request.method, _route_name(request), status, elapsed
         )
         if _LOGGER.isEnabledFor(logging.INFO):
+            # The route's pattern, never the path: paths carry link and callback tokens.
             _LOGGER.info(
                 "%s %s %s",
                 request.method,
-                request.path,
+                _route_name(request),
                 status,
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
             )
@@ -70,7 +71,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         return _answer(request, exc)
     except Exception:
-        _ERRORS.exception("unhandled error in %s %s", request.method, request.path)
+        _ERRORS.exception("unhandled error in %s %s", request.method, _route_name(request))
         if wants_json(request):
             return json_error(500, "internal error")
         return web.Response(status=500, text="Internal error")
