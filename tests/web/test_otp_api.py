@@ -11,11 +11,13 @@ from typing import Any
 
 import jwt
 import pytest
+from sqlalchemy import func, select
 
 from flows.verification.customer_keys import CustomerKeys
 from flows.verification.runtime import Verifier
 from settings import Settings
 from storage.crypto import SecretBox
+from storage.models import Job, Verification
 from tests.conftest import SECURITY
 from tests.web.test_verify_page import (
     OTP_SETTINGS,
@@ -28,6 +30,7 @@ from tests.web.test_verify_page import (
 )
 from web.app import AppDeps, build_app
 from web.keys import clock_key
+from web.otp_api import IP_BURST, TOKEN_BURST
 
 API_KEY = "b1c2d3e4f5a60718293a4b5c6d7e8f90"
 API_SECRET = "shpss_" + "0123456789abcdef" * 2
@@ -317,3 +320,76 @@ async def test_without_the_apps_key_and_secret_tokens_cannot_be_checked(
             assert status == 503 and answer["error"]["code"] == "not_configured"
             assert f"{missing} not configured" in answer["error"]["message"]
             assert_cors(headers)
+
+
+async def verification_of(db, order) -> tuple[Any, ...]:
+    async with db.sessions() as session:
+        row = await session.scalar(select(Verification).where(Verification.order_id == order.id))
+        jobs = await session.scalar(select(func.count(Job.id)))
+    return row.data, row.version, jobs
+
+
+async def test_another_customers_order_answers_as_not_found_and_changes_nothing(
+    client, db, keys, order
+):
+    code = await otp_code(db, keys, order)
+    before = await verification_of(db, order)
+    strangers = {
+        "another customer": session_token(client, sub="gid://shopify/Customer/2"),
+        "no customer": session_token(client, sub="gid://shopify/Shop/1"),
+        "post-purchase of another": session_token(
+            client, sub="ref-2", input_data={"initialPurchase": {"customerId": 2}}
+        ),
+    }
+    for who, token in strangers.items():
+        for path in ("verify", "resend"):
+            theirs = await call(client, path, {"order": order.name, "code": code}, token)
+            unknown = await call(client, path, {"order": "#9999", "code": code}, token)
+            assert theirs[0] == 404 and theirs[1]["error"]["code"] == "not_found", who
+            assert theirs[:2] == unknown[:2], who  # "not yours" reads as "no such order"
+    assert await verification_of(db, order) == before
+    assert await status_of(db, order) == "pending"
+
+    post_purchase = session_token(
+        client, sub="ref-1", input_data={"initialPurchase": {"customerId": 1}}
+    )
+    answer = await call(client, "verify", {"order": order.name, "code": code}, post_purchase)
+    assert answer[:2] == (200, {"result": "verified", "attempts_left": 0})
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def limits_in(request):
+    """Where the app keeps its rate limits: None (in-process) or Redis."""
+    return request.getfixturevalue("redis") if request.param == "redis" else None
+
+
+@pytest.fixture
+async def limited(limits_in, aiohttp_client, app_factory, db, queue):
+    if limits_in is not None:
+        for key in await limits_in.keys("ordertalk:rate:otp:*"):
+            await limits_in.delete(key)
+    return await aiohttp_client(app_factory(db, queue, limits_in))
+
+
+async def test_requests_are_rate_limited_per_token_then_per_ip(limited, db, keys, order, clock):
+    wrong = other_code(await otp_code(db, keys, order))
+    body = {"order": order.name, "code": wrong}
+    token = session_token(limited, jti="busy")
+    answers = [(await call(limited, "resend", body, token))[0] for _ in range(TOKEN_BURST)]
+    assert answers == [200] * TOKEN_BURST
+    status, answer, headers = await call(limited, "verify", body, token)
+    assert status == 429 and answer["error"]["code"] == "too_many_requests"
+    assert int(headers["Retry-After"]) >= 1
+    assert_cors(headers)
+    assert (await verification_of(db, order))[0]["otp_wrong"] == 0  # the 429 counted nothing
+    clock.advance(timedelta(seconds=int(headers["Retry-After"])))
+    assert (await call(limited, "resend", body, token))[0] == 200
+
+    # Fresh tokens, one each: the address's own limit.
+    statuses = [
+        (await call(limited, "resend", body, session_token(limited, jti=f"j{n}")))[0]
+        for n in range(IP_BURST)
+    ]
+    assert 429 in statuses and statuses[0] == 200
+    status, answer, _ = await call(limited, "resend", body, ANONYMOUS)
+    assert status == 429  # unauthenticated requests count too

@@ -450,16 +450,17 @@ async def test_otp_right_code_wrong_codes_and_resend_limit(journey: Journey, clo
     assert len(journey.exotel.sms) == 2 and "%otp%" not in journey.exotel.sms[0]["Body"]
     assert codes[0] in journey.exotel.sms[0]["Body"]
 
-    def signed() -> dict[str, str]:
-        """A session token of the checkout extension, as Shopify mints it."""
+    def signed(payload) -> dict[str, str]:
+        """A session token of the checkout extension, as Shopify mints it for the buyer."""
         now = int(clock.now().timestamp())
         claims = {"dest": f"https://{DOMAIN}", "aud": APP_KEY, "exp": now + 60, "nbf": now}
+        claims["sub"] = f"gid://shopify/Customer/{payload['customer']['id']}"
         return {"Authorization": f"Bearer {jwt.encode(claims, APP_SECRET, algorithm='HS256')}"}
 
     async def verify(payload, code) -> dict:
         body = {"order": str(payload["id"]), "code": code}
         async with journey.browser.post(
-            url(journey.server, "/api/otp/verify"), json=body, headers=signed()
+            url(journey.server, "/api/otp/verify"), json=body, headers=signed(payload)
         ) as r:
             assert r.status == 200, await r.text()
             return await r.json()
@@ -467,7 +468,7 @@ async def test_otp_right_code_wrong_codes_and_resend_limit(journey: Journey, clo
     async def resend(payload) -> dict:
         body = {"order": str(payload["id"])}
         async with journey.browser.post(
-            url(journey.server, "/api/otp/resend"), json=body, headers=signed()
+            url(journey.server, "/api/otp/resend"), json=body, headers=signed(payload)
         ) as r:
             assert r.status == 200, await r.text()
             return await r.json()

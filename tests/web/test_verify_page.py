@@ -25,7 +25,7 @@ from providers.base import DND
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import ClaimedJob
-from storage.models import Job, Message, Order, Shop, Verification
+from storage.models import Customer, Job, Message, Order, Shop, Verification
 from web.verify_text import CATALOGS
 
 SHOP = "chai-house.myshopify.com"
@@ -89,8 +89,17 @@ async def place_order(
             )
             session.add(shop)
             await session.flush()
+        customer = await session.scalar(select(Customer).where(Customer.shop_id == shop.id))
+        if customer is None:
+            # The buyer the checkout's session tokens name (sub gid://shopify/Customer/1).
+            customer = Customer(
+                shop_id=shop.id, phone=PHONE, shopify_customer_id="1", created_at=now
+            )
+            session.add(customer)
+            await session.flush()
         order = Order(
             shop_id=shop.id,
+            customer_id=customer.id,
             shopify_order_id=str(5512345670000 + number),
             name=f"#{number}",
             number=number,
