@@ -20,6 +20,7 @@ from storage.crypto import SecretBox
 from storage.db import Database
 from storage.inbox import Inbox
 from storage.jobs import JobQueue
+from storage.ratelimit import LocalRateLimiter, RedisRateLimiter
 from web import (
     api,
     callbacks,
@@ -41,6 +42,7 @@ from web.keys import (
     inbox_key,
     metrics_key,
     queue_key,
+    rate_limiter_key,
     redis_key,
     secret_box_key,
     settings_key,
@@ -75,6 +77,11 @@ def build_app(deps: AppDeps) -> web.Application:
     app[http_key] = deps.http
     app[redis_key] = deps.redis
     app[accounts_key] = deps.accounts
+    app[rate_limiter_key] = (
+        RedisRateLimiter(deps.redis, deps.clock)
+        if deps.redis is not None
+        else LocalRateLimiter(deps.clock)
+    )
     box = SecretBox(deps.settings.secret_keys())
     app[secret_box_key] = box
     app[inbox_key] = Inbox(deps.db, deps.queue, deps.clock)

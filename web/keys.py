@@ -15,6 +15,7 @@ from storage.crypto import SecretBox
 from storage.db import Database
 from storage.inbox import Inbox
 from storage.jobs import JobQueue
+from storage.ratelimit import RateLimiter
 
 settings_key = web.AppKey("settings", Settings)
 clock_key = web.AppKey("clock", Clock)
@@ -31,3 +32,5 @@ http_key = web.AppKey("http", aiohttp.ClientSession)
 redis_key = web.AppKey("redis", Any)
 # The provider-account use cases (an AccountDesk), None where the admin API does not need it.
 accounts_key = web.AppKey("accounts", Any)
+# Request rate limits (the OTP API's): in Redis when it is configured, else in-process.
+rate_limiter_key = web.AppKey("rate_limiter", RateLimiter)

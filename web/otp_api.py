@@ -8,6 +8,11 @@ the shop. The shop is the token's: the body's `shop` is optional, and one that d
 the token's is refused (403). No token, or an invalid one, is a 401 naming the reason; an app
 without `shopify.api_key` and `shopify.api_secret` cannot check tokens and answers 503.
 
+The order must be one the token's buyer placed (its `sub` customer, or the post-purchase
+purchase's customer): another customer's order answers exactly as an order that does not
+exist (404), and nothing changes. Requests are rate-limited per client address (before the
+token is read) and per token: 429 with `Retry-After`.
+
 Extensions run sandboxed, from an origin that is not the shop's, so every answer (errors
 too) and the OPTIONS preflight carry `Access-Control-Allow-Origin: *`. That is safe: the
 credential is the bearer token, never a cookie, and the browser sends no cookies to `*`.
@@ -15,6 +20,7 @@ credential is the bearer token, never a cookie, and the browser sends no cookies
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -24,10 +30,10 @@ from aiohttp import hdrs, web
 
 from flows.verification.customer_page import CustomerDesk
 from providers.shopify.oauth import valid_shop_domain
-from providers.shopify.session_token import SessionTokenError, shop_from_session_token
+from providers.shopify.session_token import SessionToken, SessionTokenError, read_session_token
 from web.api.shops import read_json, unprocessable
 from web.errors import ApiError, field_problem, json_error
-from web.keys import clock_key, customer_desk_key, settings_key
+from web.keys import clock_key, customer_desk_key, rate_limiter_key, settings_key
 
 VERIFY_PATH = "/api/otp/verify"
 RESEND_PATH = "/api/otp/resend"
@@ -40,9 +46,23 @@ _CORS = {
     hdrs.ACCESS_CONTROL_ALLOW_HEADERS: "Authorization, Content-Type",
 }
 _PREFLIGHT_MAX_AGE = "600"
+# A buyer enters a code or asks again a few times; an address may front many buyers.
+TOKEN_BURST, TOKEN_PER_SECOND = 10, 1 / 6
+IP_BURST, IP_PER_SECOND = 60, 1.0
 
-# (desk, shop, order, code) -> the answer's body, or None when the shop has no such order.
-Act = Callable[[CustomerDesk, str, str, str], Awaitable[dict[str, Any] | None]]
+# (desk, session, order, code) -> the answer's body, or None when the buyer has no such order.
+Act = Callable[[CustomerDesk, SessionToken, str, str], Awaitable[dict[str, Any] | None]]
+
+
+class _Throttled(ApiError):
+    def __init__(self, wait: float) -> None:
+        super().__init__(429, "too many requests: try again later", "too_many_requests")
+        self.retry_after = str(max(1, math.ceil(wait)))
+
+    def response(self) -> web.Response:
+        response = super().response()
+        response.headers[hdrs.RETRY_AFTER] = self.retry_after
+        return response
 
 
 def setup_routes(app: web.Application) -> None:
@@ -70,15 +90,19 @@ async def preflight(request: web.Request) -> web.Response:
     return response
 
 
-async def _verify(desk: CustomerDesk, shop: str, order: str, code: str) -> dict[str, Any] | None:
-    outcome = await desk.enter(shop, order, code)
+async def _verify(
+    desk: CustomerDesk, session: SessionToken, order: str, code: str
+) -> dict[str, Any] | None:
+    outcome = await desk.enter(session.shop, session.customer_id, order, code)
     if outcome is None:
         return None
     return {"result": outcome.result, "attempts_left": outcome.attempts_left}
 
 
-async def _resend(desk: CustomerDesk, shop: str, order: str, _code: str) -> dict[str, Any] | None:
-    outcome = await desk.resend(shop, order)
+async def _resend(
+    desk: CustomerDesk, session: SessionToken, order: str, _code: str
+) -> dict[str, Any] | None:
+    outcome = await desk.resend(session.shop, session.customer_id, order)
     if outcome is None:
         return None
     return {"result": outcome.result, "retry_after": math.ceil(outcome.retry_after)}
@@ -86,7 +110,11 @@ async def _resend(desk: CustomerDesk, shop: str, order: str, _code: str) -> dict
 
 async def _serve(request: web.Request, act: Act, need_code: bool) -> web.Response:
     try:
-        shop = _authenticated_shop(request)
+        await _throttle(request, f"otp:ip:{request.remote or ''}", IP_PER_SECOND, IP_BURST)
+        session, token = _authenticated(request)
+        digest = hashlib.sha256(token.encode()).hexdigest()[:32]
+        await _throttle(request, f"otp:token:{digest}", TOKEN_PER_SECOND, TOKEN_BURST)
+        shop = session.shop
         document = await read_json(request)
         if not isinstance(document, dict):
             raise unprocessable([field_problem("body", "must be a JSON object")])
@@ -95,9 +123,10 @@ async def _serve(request: web.Request, act: Act, need_code: bool) -> web.Respons
             raise unprocessable(problems)
         if named and named != shop:
             raise ApiError(403, f"the session token is for {shop}, not {named}", "forbidden")
-        body = await act(request.app[customer_desk_key], shop, order, code)
+        body = await act(request.app[customer_desk_key], session, order, code)
         if body is None:
-            raise ApiError(404, f"shop {shop} has no order {order} to verify", "not_found")
+            # The same answer for an order that does not exist and for another buyer's.
+            raise ApiError(404, f"shop {shop} has no such order to verify", "not_found")
         response = web.json_response(body)
     except ApiError as exc:
         response = exc.response()
@@ -110,8 +139,14 @@ async def _serve(request: web.Request, act: Act, need_code: bool) -> web.Respons
     return _cors(response)
 
 
-def _authenticated_shop(request: web.Request) -> str:
-    """The shop of the request's session token; ApiError 503, or 401 naming the reason."""
+async def _throttle(request: web.Request, key: str, per_second: float, burst: int) -> None:
+    wait = await request.app[rate_limiter_key].try_acquire(key, per_second, burst)
+    if wait > 0:
+        raise _Throttled(wait)
+
+
+def _authenticated(request: web.Request) -> tuple[SessionToken, str]:
+    """(the session token read, the token as sent); ApiError 503, or 401 naming why."""
     shopify = request.app[settings_key].shopify
     api_key, api_secret = shopify.api_key, shopify.api_secret.get_secret_value()
     needed = {"shopify.api_key": api_key, "shopify.api_secret": api_secret}
@@ -131,9 +166,8 @@ def _authenticated_shop(request: web.Request) -> str:
             "unauthorized",
         )
     try:
-        return shop_from_session_token(
-            token, api_key=api_key, api_secret=api_secret, now=request.app[clock_key].now()
-        )
+        now = request.app[clock_key].now()
+        return read_session_token(token, api_key=api_key, api_secret=api_secret, now=now), token
     except SessionTokenError as exc:
         raise ApiError(401, f"invalid session token: {exc}", "unauthorized") from None
 

@@ -1,7 +1,8 @@
 """What the customer does without a phone call: open the verification link and confirm,
 cancel or ask for a callback, or enter (and ask again for) an OTP — on the hosted page or
-from the checkout's post-purchase extension. Each answer is one event of the order's
-verification, in one transaction with the row locked, so two concurrent entries count twice.
+from the checkout's post-purchase extension, for an order the extension's buyer placed.
+Each answer is one event of the order's verification, in one transaction with the row
+locked, so two concurrent entries count twice.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from flows.verification.flow import (
 from flows.verification.ivr import language_of
 from flows.verification.runtime import Context, Verifier
 from storage.db import Database
-from storage.models import Order, Shop, Verification
+from storage.models import Customer, Order, Shop, Verification
 
 
 @dataclass(frozen=True)
@@ -104,27 +105,34 @@ class CustomerDesk:
             outcome = await self._resend(session, ctx)
             return self._page(ctx), outcome
 
-    async def enter(self, shop_domain: str, order_ref: str, code: str) -> OtpOutcome | None:
-        """An OTP from the checkout extension; None when the shop has no such order."""
+    async def enter(
+        self, shop_domain: str, buyer: str, order_ref: str, code: str
+    ) -> OtpOutcome | None:
+        """An OTP from the checkout extension for an order `buyer` (Shopify's customer id)
+        placed; None when the shop has no such order or it is another customer's."""
         async with self.db.transaction() as session:
-            ctx = await self._by_order(session, shop_domain, order_ref)
+            ctx = await self._by_order(session, shop_domain, buyer, order_ref)
             return None if ctx is None else await self._enter(session, ctx, code)
 
-    async def resend(self, shop_domain: str, order_ref: str) -> OtpOutcome | None:
+    async def resend(self, shop_domain: str, buyer: str, order_ref: str) -> OtpOutcome | None:
         async with self.db.transaction() as session:
-            ctx = await self._by_order(session, shop_domain, order_ref)
+            ctx = await self._by_order(session, shop_domain, buyer, order_ref)
             return None if ctx is None else await self._resend(session, ctx)
 
     async def _by_order(
-        self, session: AsyncSession, shop_domain: str, order_ref: str
+        self, session: AsyncSession, shop_domain: str, buyer: str, order_ref: str
     ) -> Context | None:
+        if not buyer:
+            return None
         ref = order_ref.strip()
         verification_id = await session.scalar(
             select(Verification.id)
             .join(Order, Verification.order_id == Order.id)
             .join(Shop, Order.shop_id == Shop.id)
+            .join(Customer, Order.customer_id == Customer.id)
             .where(
                 Shop.domain == shop_domain.strip().lower(),
+                Customer.shopify_customer_id == buyer,
                 or_(
                     Order.shopify_order_id == ref,
                     Order.name == ref,

@@ -5,15 +5,19 @@ extension as `inputData.token`. Shopify signs it HS256 with the app's API secret
 are `iss`, `dest` (`https://{shop}.myshopify.com`), `aud` (the app's API key), `sub`, `exp`,
 `nbf`, `iat`, `jti` and `sid`, and it lives a few minutes.
 
-`shop_from_session_token` checks the signature (HS256 only: never `none`, never another
+`read_session_token` checks the signature (HS256 only: never `none`, never another
 algorithm), the audience, and the lifetime against the injected `now` (PyJWT's own time
-checks would read the wall clock), and answers the shop's myshopify domain from `dest`.
-Every refusal is a `SessionTokenError` naming its reason.
+checks would read the wall clock), and answers the shop's myshopify domain from `dest` and
+the buyer the token was minted for: a checkout extension's `sub` is the signed-in customer's
+GID; the post-purchase extension's `sub` is the purchase's reference, and its buyer is
+`input_data.initialPurchase.customerId`. Every refusal is a `SessionTokenError` naming its
+reason.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,12 +41,23 @@ _OPTIONS: Any = {
 }
 
 
+_CUSTOMER_GID = "gid://shopify/Customer/"
+
+
 class SessionTokenError(ValueError):
     """The session token is not one Shopify issued to this app for a shop, now."""
 
 
-def shop_from_session_token(token: str, *, api_key: str, api_secret: str, now: datetime) -> str:
-    """The shop's myshopify domain (e.g. `example.myshopify.com`) from a valid session token.
+@dataclass(frozen=True)
+class SessionToken:
+    shop: str  # the myshopify domain, e.g. example.myshopify.com
+    customer_id: str  # Shopify's numeric id of the buyer, "" when the token names none
+
+
+def read_session_token(
+    token: str, *, api_key: str, api_secret: str, now: datetime
+) -> SessionToken:
+    """The shop and the buyer of a valid session token.
 
     Raises SessionTokenError with the reason the token is refused. `now` must be
     timezone-aware; `api_key` and `api_secret` must be set (ValueError otherwise: an empty
@@ -60,7 +75,7 @@ def shop_from_session_token(token: str, *, api_key: str, api_secret: str, now: d
         raise SessionTokenError("the session token has expired")
     if _seconds(claims, "nbf") > moment + LEEWAY_SECONDS:
         raise SessionTokenError("the session token is not valid yet (nbf is in the future)")
-    return shop
+    return SessionToken(shop, _customer_id(claims))
 
 
 def _decode(token: str, api_key: str, api_secret: str) -> dict[str, Any]:
@@ -112,3 +127,20 @@ def _seconds(claims: dict[str, Any], name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SessionTokenError(f"the session token's {name} is not a number of seconds")
     return float(value)
+
+
+def _customer_id(claims: dict[str, Any]) -> str:
+    sub = claims.get("sub")
+    if isinstance(sub, str) and sub.startswith(_CUSTOMER_GID):
+        return _numeric(sub.removeprefix(_CUSTOMER_GID))
+    data = claims.get("input_data")
+    purchase = data.get("initialPurchase") if isinstance(data, dict) else None
+    return _numeric(purchase.get("customerId")) if isinstance(purchase, dict) else ""
+
+
+def _numeric(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        return value
+    return ""

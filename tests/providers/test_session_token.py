@@ -1,6 +1,7 @@
-"""Shopify session tokens, pure: a valid token names its shop; a wrong signature, algorithm
-(`none` above all), audience or `dest`, an expired or not yet valid token, or a missing claim
-is refused with its reason; the clock is the injected `now`, never the wall clock."""
+"""Shopify session tokens, pure: a valid token names its shop and its buyer; a wrong
+signature, algorithm (`none` above all), audience or `dest`, an expired or not yet valid
+token, or a missing claim is refused with its reason; the clock is the injected `now`, never
+the wall clock."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from providers.shopify.session_token import (
     LEEWAY_SECONDS,
     SessionTokenError,
-    shop_from_session_token,
+    read_session_token,
 )
 
 API_KEY = "0123456789abcdef0123456789abcdef"
@@ -47,7 +48,7 @@ def mint(secret: str = API_SECRET, algorithm: str = "HS256", **overrides: Any) -
 
 
 def shop_of(token: str, now: datetime = NOW) -> str:
-    return shop_from_session_token(token, api_key=API_KEY, api_secret=API_SECRET, now=now)
+    return read_session_token(token, api_key=API_KEY, api_secret=API_SECRET, now=now).shop
 
 
 def refused(token: str, now: datetime = NOW) -> str:
@@ -166,10 +167,29 @@ def test_garbage_is_refused(token):
 def test_it_needs_an_api_key_secret_and_an_aware_now():
     token = mint()
     with pytest.raises(ValueError, match="api_secret"):
-        shop_from_session_token(token, api_key=API_KEY, api_secret="", now=NOW)
+        read_session_token(token, api_key=API_KEY, api_secret="", now=NOW)
     with pytest.raises(ValueError, match="api_key"):
-        shop_from_session_token(token, api_key="", api_secret=API_SECRET, now=NOW)
+        read_session_token(token, api_key="", api_secret=API_SECRET, now=NOW)
     with pytest.raises(ValueError, match="timezone"):
-        shop_from_session_token(
+        read_session_token(
             token, api_key=API_KEY, api_secret=API_SECRET, now=NOW.replace(tzinfo=None)
         )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "buyer"),
+    [
+        ({}, "7"),
+        ({"sub": None}, ""),
+        ({"sub": "gid://shopify/Customer/x7"}, ""),
+        ({"sub": "gid://shopify/StaffMember/7"}, ""),
+        ({"sub": "ref-1", "input_data": {"initialPurchase": {"customerId": 42}}}, "42"),
+        ({"sub": "ref-1", "input_data": {"initialPurchase": {"customerId": "42"}}}, "42"),
+        ({"sub": "ref-1", "input_data": {"initialPurchase": {"customerId": True}}}, ""),
+        ({"sub": "ref-1", "input_data": {"initialPurchase": []}}, ""),
+        ({"sub": "ref-1", "input_data": "x"}, ""),
+    ],
+)
+def test_the_buyer_is_the_subject_customer_or_the_post_purchase_customer(overrides, buyer):
+    token = read_session_token(mint(**overrides), api_key=API_KEY, api_secret=API_SECRET, now=NOW)
+    assert (token.shop, token.customer_id) == (SHOP, buyer)
