@@ -1,16 +1,35 @@
 """Normalised inbound events: what a provider's webhook says happened, in one vocabulary.
 
 Providers only translate raw requests into these; they never touch storage or flows. Every
-event has a `dedup_key`, unique per provider, so a repeated callback is recognised.
+event has a `dedup_key`, unique per provider, so a repeated callback is recognised. Its text
+can be stored anywhere: a NUL character or a lone surrogate (which PostgreSQL and UTF-8
+refuse) is a ValueError naming the field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+
+class _Storable:
+    def __post_init__(self) -> None:
+        for field in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if isinstance(value, str) and ("\x00" in value or not value.isascii()):
+                _check_text(field.name, value)
+
+
+def _check_text(name: str, value: str) -> None:
+    if "\x00" in value:
+        raise ValueError(f"{name}: contains a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{name}: is not valid Unicode text") from None
 
 
 @dataclass(frozen=True)
-class InboundMessage:
+class InboundMessage(_Storable):
     provider: str
     message_id: str
     channel: str  # sms | whatsapp
@@ -25,7 +44,7 @@ class InboundMessage:
 
 
 @dataclass(frozen=True)
-class MessageStatus:
+class MessageStatus(_Storable):
     provider: str
     message_id: str  # the id the provider gave when we sent it
     status: str  # queued | sent | delivered | read | failed | undelivered
@@ -38,7 +57,7 @@ class MessageStatus:
 
 
 @dataclass(frozen=True)
-class CallStatus:
+class CallStatus(_Storable):
     provider: str
     call_id: str
     status: str  # ringing | in-progress | completed | busy | no-answer | failed | canceled
@@ -51,7 +70,7 @@ class CallStatus:
 
 
 @dataclass(frozen=True)
-class KeypadInput:
+class KeypadInput(_Storable):
     provider: str
     call_id: str
     digits: str  # "" when the customer pressed nothing
@@ -63,7 +82,7 @@ class KeypadInput:
 
 
 @dataclass(frozen=True)
-class MissedCall:
+class MissedCall(_Storable):
     provider: str
     call_id: str
     from_phone: str  # E.164

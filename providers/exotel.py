@@ -82,7 +82,10 @@ _CALL_STATUS = {
 }
 _INCOMING = frozenset({"incoming", "inbound"})
 _ACCOUNT_SID = re.compile(r"account[\s_-]*sid", re.I)
-_KEYPAD = re.compile(r"[0-9*#]*")
+_KEYPAD = re.compile(r"[0-9*#]{0,16}")
+# Inbound values are stored in columns this wide (ids; error codes); longer is not Exotel's.
+_MAX_ID, _MAX_CODE = 128, 64
+_MAX_CALL_SECONDS = 86_400
 _DURATION_FIELDS = ("ConversationDuration", "Duration", "DialCallDuration")
 _XML_FIELD = "<{0}>(.*?)</{0}>"
 
@@ -255,7 +258,7 @@ class ExotelClient:
 
 def parse_passthru(query: Mapping[str, Any]) -> KeypadInput | MissedCall:
     """The event of a Passthru applet's GET: a call to our missed-call ExoPhone, or IVR input."""
-    call_id = _required(query, "CallSid")
+    call_id = _id(query, "CallSid")
     if _required(query, "Direction").lower() in _INCOMING:
         return MissedCall(
             provider=PROVIDER,
@@ -266,7 +269,7 @@ def parse_passthru(query: Mapping[str, Any]) -> KeypadInput | MissedCall:
     # Exotel wraps the Gather applet's digits in double quotes: digits=%221%22.
     digits = _param(query, "digits").strip().strip('"')
     if not _KEYPAD.fullmatch(digits):
-        raise ValueError(f"digits: not keypad input: {digits!r}")
+        raise ValueError(f"digits: not keypad input: {digits[:20]!r}")
     return KeypadInput(
         provider=PROVIDER,
         call_id=call_id,
@@ -283,7 +286,7 @@ def parse_call_status(params: Mapping[str, Any]) -> CallStatus:
         raise ValueError(f"Status: unknown call status {raw!r}")
     return CallStatus(
         provider=PROVIDER,
-        call_id=_required(params, "CallSid"),
+        call_id=_id(params, "CallSid"),
         status=status,
         duration_seconds=_duration(params),
         reference=_param(params, "CustomField"),
@@ -292,10 +295,12 @@ def parse_call_status(params: Mapping[str, Any]) -> CallStatus:
 
 def parse_sms_status(params: Mapping[str, Any]) -> MessageStatus:
     """The event of an SMS StatusCallback; a DND refusal is a failure with error_code DND."""
-    message_id = _required(params, "SmsSid")
+    message_id = _id(params, "SmsSid")
     raw = _required(params, "Status").lower()
     detailed = _param(params, "DetailedStatus")
     code = _param(params, "DetailedStatusCode")
+    if len(code) > _MAX_CODE:
+        raise ValueError(f"DetailedStatusCode: longer than {_MAX_CODE} characters")
     if raw == "failed_dnd" or (raw == "failed" and (code in _DND_CODES or _DND.search(detailed))):
         return MessageStatus(PROVIDER, message_id, "failed", error_code=DND, error=detailed or raw)
     status = _SMS_STATUS.get(raw)
@@ -426,6 +431,13 @@ def _required(params: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _id(params: Mapping[str, Any], key: str) -> str:
+    value = _required(params, key)
+    if len(value) > _MAX_ID:
+        raise ValueError(f"{key}: longer than {_MAX_ID} characters")
+    return value
+
+
 def _phone(params: Mapping[str, Any], key: str) -> str:
     raw = _required(params, key)
     number = _parse_phone(raw)
@@ -454,11 +466,12 @@ def _duration(params: Mapping[str, Any]) -> int:
         if value is None or value == "":
             continue
         if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-            durations.append(int(value))
-        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            durations.append(value)
-        else:
-            raise ValueError(f"{key}: not a number of seconds: {value!r}")
+            value = int(value) if len(value.strip()) <= 6 else _MAX_CALL_SECONDS + 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{key}: not a number of seconds: {str(value)[:20]!r}")
+        if value > _MAX_CALL_SECONDS:
+            raise ValueError(f"{key}: longer than a day: {value}")
+        durations.append(value)
     return max(durations)
 
 

@@ -65,6 +65,8 @@ _INVALID_DESTINATION = re.compile(r"invalid destination", re.IGNORECASE)
 _RATE_LIMITED = re.compile(r"rate limit", re.IGNORECASE)
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _REPLY_TYPES = frozenset({"quick_reply", "button_reply", "list_reply"})
+# Callback values are stored in columns this wide (ids; error codes; numbers).
+_MAX_ID, _MAX_CODE, _MAX_NUMBER = 128, 64, 20
 
 
 class GupshupClient:
@@ -293,7 +295,7 @@ def _receipt(body: dict[str, Any]) -> SendReceipt:
 
 def _inbound(body: Mapping[str, Any]) -> InboundMessage:
     payload = _mapping(body.get("payload"), "payload")
-    message_id = _required(payload.get("id"), "payload.id")
+    message_id = _id(payload.get("id"), "payload.id")
     kind = _required(payload.get("type"), "payload.type")
     sender = payload.get("sender")
     if isinstance(sender, Mapping) and "phone" in sender:
@@ -309,14 +311,15 @@ def _inbound(body: Mapping[str, Any]) -> InboundMessage:
     else:
         caption = content.get("caption") if isinstance(content, Mapping) else None
         text = caption if isinstance(caption, str) and caption else f"[{kind}]"
-    # Newer callbacks name our number in "phone"; older ones only the app.
+    # Newer callbacks name our number in "phone"; older ones only the app, whose name may not
+    # fit where our number is kept: then none is recorded.
     to = body.get("phone") or body.get("app")
     return InboundMessage(
         provider="gupshup",
         message_id=message_id,
         channel="whatsapp",
         from_phone=phone,
-        to=to if isinstance(to, str) else "",
+        to=to if isinstance(to, str) and len(to) <= _MAX_NUMBER else "",
         text=text,
         button=button,
     )
@@ -344,15 +347,17 @@ def _message_status(body: Mapping[str, Any]) -> MessageStatus | None:
     # enqueued and a synchronous failure carry ours in "id".
     gs_id = payload.get("gsId")
     if isinstance(gs_id, str) and gs_id:
-        message_id = gs_id
+        message_id = _id(gs_id, "payload.gsId")
     else:
-        message_id = _required(payload.get("id"), "payload.id")
+        message_id = _id(payload.get("id"), "payload.id")
     error_code = error = ""
     if status == "failed":
         details = payload.get("payload")
         details = details if isinstance(details, Mapping) else {}
         code, reason = details.get("code"), details.get("reason")
         raw = str(code) if isinstance(code, int | str) and not isinstance(code, bool) else ""
+        if len(raw) > _MAX_CODE:
+            raise ValueError(f"payload.payload.code: longer than {_MAX_CODE} characters")
         error_code = _FAILURE_CODES.get(raw, raw)
         error = reason if isinstance(reason, str) else ""
     return MessageStatus(
@@ -397,6 +402,13 @@ def _required(value: Any, field: str) -> str:
     text = _string(value, field)
     if not text:
         raise ValueError(f"{field}: empty")
+    return text
+
+
+def _id(value: Any, field: str) -> str:
+    text = _required(value, field)
+    if len(text) > _MAX_ID:
+        raise ValueError(f"{field}: longer than {_MAX_ID} characters")
     return text
 
 

@@ -52,6 +52,8 @@ SMS_EVENT_FILTER = "/restapi/v1.0/account/~/extension/~/message-store/instant?ty
 VALIDATION_TOKEN_HEADER = "Validation-Token"
 VERIFICATION_TOKEN_HEADER = "Verification-Token"
 TOKEN_MARGIN = timedelta(seconds=60)
+# An inbound message's id and our number are stored in columns this wide.
+_MAX_ID, _MAX_NUMBER = 128, 20
 
 # Codes in an error body (`errors[].errorCode`) or in a failed message's `deliveryErrorCode`.
 OPT_OUT_CODES = frozenset({"SMS-RC-413", "SMS-UP-413", "SMS-CAR-413"})
@@ -426,6 +428,10 @@ def parse_notification(body: Mapping[str, Any]) -> list[InboundMessage]:
     to = first.get("phoneNumber") if isinstance(first, Mapping) else None
     if not isinstance(to, str) or not to:
         raise ValueError("body.to[0].phoneNumber: missing")
+    if len(to) > _MAX_NUMBER:
+        raise ValueError(f"body.to[0].phoneNumber: longer than {_MAX_NUMBER} characters")
+    if len(str(message_id)) > _MAX_ID:
+        raise ValueError(f"body.id: longer than {_MAX_ID} characters")
     text = message.get("subject", "")
     if not isinstance(text, str):
         raise ValueError("body.subject: not a string")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -87,6 +88,11 @@ _CALL_STATUSES = frozenset(
 # (Say language, voice) per shop language. Polly.Aditi speaks Indian English and Hindi; the
 # default voice ("man") does not speak hi-IN. Another shop language falls back to English.
 _SPEECH = {"en": ("en-IN", "Polly.Aditi"), "hi": ("hi-IN", "Polly.Aditi")}
+# Callback values are stored in columns this wide (sids; error codes; numbers); longer ones
+# are not Twilio's.
+_MAX_ID, _MAX_CODE, _MAX_NUMBER = 128, 64, 20
+_MAX_CALL_SECONDS = 86_400
+_KEYPAD = re.compile(r"[0-9*#]{0,16}")
 
 
 class TwilioClient:
@@ -360,12 +366,15 @@ def verify_signature(
 def parse_inbound_message(params: Mapping[str, str]) -> InboundMessage:
     """An SMS or WhatsApp message to one of our numbers, with the pressed button's payload."""
     sender = _required(params, "From")
+    to = _required(params, "To").removeprefix(WHATSAPP_PREFIX)
+    if len(to) > _MAX_NUMBER:
+        raise ValueError(f"To: longer than {_MAX_NUMBER} characters")
     return InboundMessage(
         provider=PROVIDER,
-        message_id=_required(params, "MessageSid"),
+        message_id=_required(params, "MessageSid", _MAX_ID),
         channel="whatsapp" if sender.startswith(WHATSAPP_PREFIX) else "sms",
         from_phone=_e164(sender, "From"),
-        to=_required(params, "To").removeprefix(WHATSAPP_PREFIX),
+        to=to,
         text=params.get("Body", ""),
         button=params.get("ButtonPayload") or params.get("ButtonText") or "",
     )
@@ -376,11 +385,14 @@ def parse_message_status(params: Mapping[str, str]) -> MessageStatus:
     raw = _required(params, "MessageStatus")
     if raw not in _MESSAGE_STATUSES:
         raise ValueError(f"MessageStatus: {raw!r} is not an outbound message status")
+    error_code = params.get("ErrorCode", "")
+    if len(error_code) > _MAX_CODE:
+        raise ValueError(f"ErrorCode: longer than {_MAX_CODE} characters")
     return MessageStatus(
         provider=PROVIDER,
-        message_id=_required(params, "MessageSid"),
+        message_id=_required(params, "MessageSid", _MAX_ID),
         status=_MESSAGE_STATUSES[raw],
-        error_code=params.get("ErrorCode", ""),
+        error_code=error_code,
         error=params.get("ErrorMessage", ""),
     )
 
@@ -391,27 +403,45 @@ def parse_call_status(params: Mapping[str, str]) -> CallStatus:
     if status not in _CALL_STATUSES:
         raise ValueError(f"CallStatus: {status!r} is not a call status")
     duration = params.get("CallDuration", "") or "0"
-    if not duration.isdigit():
-        raise ValueError(f"CallDuration: {duration!r} is not a whole number of seconds")
+    if not (
+        duration.isascii()
+        and duration.isdigit()
+        and len(duration) <= 6
+        and int(duration) <= _MAX_CALL_SECONDS
+    ):
+        raise ValueError(f"CallDuration: {duration[:20]!r} is not a call's length in seconds")
     return CallStatus(
         provider=PROVIDER,
-        call_id=_required(params, "CallSid"),
+        call_id=_required(params, "CallSid", _MAX_ID),
         status=status,
         duration_seconds=int(duration),
     )
 
 
+def parse_voice(params: Mapping[str, str]) -> str:
+    """The CallSid of an answered call asking for its TwiML."""
+    call_sid = _required(params, "CallSid", _MAX_ID)
+    if not (call_sid.isascii() and call_sid.isprintable()):
+        raise ValueError("CallSid: not a Twilio call sid")
+    return call_sid
+
+
 def parse_gather(params: Mapping[str, str]) -> KeypadInput:
     """The key the customer pressed in the IVR ("" when the Gather timed out)."""
+    digits = params.get("Digits", "")
+    if not _KEYPAD.fullmatch(digits):
+        raise ValueError(f"Digits: not keypad input: {digits[:20]!r}")
     return KeypadInput(
-        provider=PROVIDER, call_id=_required(params, "CallSid"), digits=params.get("Digits", "")
+        provider=PROVIDER, call_id=_required(params, "CallSid", _MAX_ID), digits=digits
     )
 
 
-def _required(params: Mapping[str, str], name: str) -> str:
+def _required(params: Mapping[str, str], name: str, limit: int = 0) -> str:
     value = params.get(name, "").strip()
     if not value:
         raise ValueError(f"{name}: missing")
+    if limit and len(value) > limit:
+        raise ValueError(f"{name}: longer than {limit} characters")
     return value
 
 

@@ -27,17 +27,29 @@ def _shop(request: web.Request) -> int | None:
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
-    """Query, form or JSON parameters: Exotel uses all three."""
+    """Query, form or JSON parameters: Exotel uses all three. ValueError for a body that is
+    none of them."""
     params: dict[str, Any] = dict(request.query)
     if request.method == "POST":
         if request.content_type == "application/json":
-            body = await request.json()
+            body = await _json(request)
             if not isinstance(body, dict):
                 raise ValueError("body: must be a JSON object")
             params |= body
         else:
-            params |= {key: str(value) for key, value in (await request.post()).items()}
+            try:
+                form = await request.post()
+            except (ValueError, LookupError):
+                raise ValueError("body: not a readable form") from None
+            params |= {key: str(value) for key, value in form.items()}
     return params
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (ValueError, LookupError):  # not JSON, broken UTF-8, an unknown charset
+        raise ValueError("body: not JSON") from None
 
 
 async def _exotel(request: web.Request, parse: Any) -> web.Response:
@@ -65,7 +77,7 @@ async def exotel_sms_status(request: web.Request) -> web.Response:
 async def gupshup_callback(request: web.Request) -> web.Response:
     shop_id = _shop(request)
     try:
-        body = await request.json()
+        body = await _json(request)
         events = gupshup.parse_callback(body if isinstance(body, dict) else {})
     except ValueError as exc:
         return json_error(400, str(exc), "bad_callback")
@@ -86,7 +98,7 @@ async def ringcentral_callback(request: web.Request) -> web.Response:
     if not any(ringcentral.verify_delivery(request.headers, ringcentral_token(k)) for k in keys):
         return json_error(403, "missing or wrong verification token", "bad_signature")
     try:
-        body = await request.json()
+        body = await _json(request)
         events = ringcentral.parse_notification(body if isinstance(body, dict) else {})
     except ValueError as exc:
         # Refusals count towards RingCentral blacklisting the webhook: log and drop instead.

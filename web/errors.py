@@ -7,8 +7,15 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import DatabaseError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 JSON_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/metrics", "/shopify/")
+UNAVAILABLE = "the database or a service this request needs is not answering: try again"
+RETRY_AFTER_SECONDS = "30"
+# Connections refused, lost or timed out (the database's, or another service's), and the
+# database refusing work for now (SQLite locked or unopenable, PostgreSQL shutting down).
+_UNAVAILABLE = (OSError, TimeoutError, OperationalError, InterfaceError, PoolTimeout)
 
 
 def wants_json(request: web.Request) -> bool:
@@ -21,6 +28,15 @@ def json_error(status: int, message: str, code: str = "", **details: Any) -> web
     return web.json_response(
         {"error": {"code": code, "message": message, **details}}, status=status
     )
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means a backing service cannot be used now, rather than a bug."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # The plain kind, not its subclasses (integrity, data, programming errors: bugs or bad
+    # input): the database file itself is unusable (SQLite: not a database, corrupt).
+    return type(exc) is DatabaseError or isinstance(exc, _UNAVAILABLE)
 
 
 def field_problem(field: str, message: str) -> dict[str, str]:

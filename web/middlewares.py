@@ -1,7 +1,9 @@
 """Request middlewares: request id, access log and metrics; errors as clear 4xx answers.
 
 Bad input never becomes a 500: unknown routes are 404, wrong methods 405, oversize bodies
-413 (checked from Content-Length before the handler runs, and by aiohttp while reading).
+413 (checked from Content-Length before the handler runs, and by aiohttp while reading), a
+body nested too deeply to read 400. A database that does not answer is a 503 with
+`Retry-After`, so providers and clients try again.
 """
 
 from __future__ import annotations
@@ -11,11 +13,19 @@ import re
 import time
 import uuid
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from logs import request_id
-from web.errors import ApiError, json_error, wants_json
+from web.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE,
+    ApiError,
+    field_problem,
+    json_error,
+    unavailable,
+    wants_json,
+)
 from web.keys import metrics_key, settings_key
 
 _LOGGER = logging.getLogger("web.access")
@@ -40,6 +50,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = response.status
         response.headers["X-Request-Id"] = rid
         return response
+    except web.HTTPException as exc:  # a redirect the handler raised
+        status = exc.status
+        raise
     finally:
         elapsed = time.perf_counter() - started
         request.app[metrics_key].http_answered(
@@ -70,7 +83,19 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _answer(request, exc)
-    except Exception:
+    except RecursionError:
+        problem = field_problem("body", "nested too deeply")
+        return json_error(400, "the body is nested too deeply", fields=[problem])
+    except Exception as exc:
+        if unavailable(exc):
+            route = _route_name(request)
+            _ERRORS.warning("%s %s: %s", request.method, route, type(exc).__name__)
+            return _answer(
+                request,
+                web.HTTPServiceUnavailable(
+                    reason=UNAVAILABLE, headers={hdrs.RETRY_AFTER: RETRY_AFTER_SECONDS}
+                ),
+            )
         _ERRORS.exception("unhandled error in %s %s", request.method, _route_name(request))
         if wants_json(request):
             return json_error(500, "internal error")
@@ -78,13 +103,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _answer(request: web.Request, exc: web.HTTPException) -> web.Response:
+    kept = {k: v for k, v in exc.headers.items() if k in (hdrs.ALLOW, hdrs.RETRY_AFTER)}
     if wants_json(request):
         response = json_error(exc.status, exc.reason)
-        if exc.status == 405:
-            response.headers["Allow"] = exc.headers.get("Allow", "")
+        response.headers.update(kept)
         return response
-    return web.Response(
-        status=exc.status,
-        text=f"{exc.status}: {exc.reason}",
-        headers={k: v for k, v in exc.headers.items() if k == "Allow"},
-    )
+    return web.Response(status=exc.status, text=f"{exc.status}: {exc.reason}", headers=kept)

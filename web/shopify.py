@@ -12,7 +12,7 @@ import logging
 import secrets
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from flows.shops import onboarding
 from flows.shops.shopify_events import WEBHOOK_JOB
@@ -30,7 +30,7 @@ from providers.shopify.webhooks import (
     verify_webhook,
 )
 from storage.inbox import Accepted, Delivery
-from web.errors import json_error
+from web.errors import RETRY_AFTER_SECONDS, json_error
 from web.keys import (
     clock_key,
     db_key,
@@ -86,7 +86,9 @@ async def webhook(request: web.Request) -> web.Response:
         result = await request.app[inbox_key].accept(accepted)
     except Exception:
         _LOGGER.exception("shopify webhook not stored; Shopify will retry")
-        return json_error(503, "temporarily unable to store the webhook", "unavailable")
+        response = json_error(503, "temporarily unable to store the webhook")
+        response.headers[hdrs.RETRY_AFTER] = RETRY_AFTER_SECONDS
+        return response
     if result is Accepted.UNKNOWN_SHOP:
         _LOGGER.warning(
             "shopify webhook %s for unknown shop %s", delivery.topic, delivery.shop_domain

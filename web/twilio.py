@@ -19,12 +19,13 @@ from flows.verification.ivr import script
 from providers import twilio
 from providers.events import Event, KeypadInput
 from storage.models import Call, Order, ProviderAccount, Shop
-from web.errors import json_error
+from web.errors import ApiError, field_problem, json_error
 from web.inbound import accept_event
 from web.keys import db_key, secret_box_key, settings_key
 
 _LOGGER = logging.getLogger(__name__)
 EMPTY_TWIML = "<?xml version='1.0' encoding='UTF-8'?><Response />"
+_BODY = field_problem("body", "must be a UTF-8 form")
 
 
 def _twiml(body: str) -> web.Response:
@@ -33,9 +34,18 @@ def _twiml(body: str) -> web.Response:
 
 async def _signed_form(request: web.Request) -> Mapping[str, str]:
     """The posted form, if Twilio signed it for our public URL with the auth token of the
-    account it names (the platform's, or a shop's own); else 403."""
+    account it names (the platform's, or a shop's own); else 403 (400 for a body that is
+    no form)."""
     settings = request.app[settings_key]
-    form = {key: str(value) for key, value in (await request.post()).items()}
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise ApiError(415, "the body must be a form (application/x-www-form-urlencoded)")
+    try:
+        posted = await request.post()
+    except (ValueError, LookupError):  # broken UTF-8, an unknown charset
+        raise ApiError(
+            400, "the body is not a readable form", "bad_callback", fields=[_BODY]
+        ) from None
+    form = {key: str(value) for key, value in posted.items()}
     url = settings.server.public_url + request.path_qs
     signature = request.headers.get("X-Twilio-Signature")
     tokens = await _auth_tokens(request, form.get("AccountSid", ""))
@@ -116,9 +126,13 @@ def _gather_url(request: web.Request, attempt: int) -> str:
 
 async def voice(request: web.Request) -> web.Response:
     form = await _signed_form(request)
-    ivr = await _call_script(request, form.get("CallSid", ""))
+    try:
+        call_sid = twilio.parse_voice(form)
+    except ValueError as exc:
+        return json_error(400, str(exc), "bad_callback")
+    ivr = await _call_script(request, call_sid)
     if ivr is None:
-        _LOGGER.warning("voice webhook for a call we did not place: %s", form.get("CallSid"))
+        _LOGGER.warning("voice webhook for a call we did not place: %s", call_sid)
         return _twiml(twilio.ivr_goodbye("", language="en"))
     return _twiml(
         twilio.ivr_prompt(ivr.prompt, language=ivr.language, action_url=_gather_url(request, 1))

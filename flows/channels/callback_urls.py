@@ -38,6 +38,8 @@ def shop_from_token(secret_keys: str | Sequence[str], token: str) -> int | None:
 
     `secret_keys`: one key, or the keys of a rotation (a token made by any of them counts).
     """
+    if not token.isascii():  # other digits pass isdigit(), and compare_digest takes ASCII
+        return None
     shop_part, _, mac = token.partition(".")
     if not shop_part.isdigit() or len(shop_part) > 18:
         return None

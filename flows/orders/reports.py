@@ -175,10 +175,14 @@ def _window(
 ) -> tuple[datetime, datetime]:
     since = _moment(raw_from, time.min, "from", problems)
     until = _moment(raw_to, time.max, "to", problems)
-    if until is None:
-        until = now if since is None else since + MAX_RANGE
-    if since is None:
-        since = until - MAX_RANGE
+    try:
+        if until is None:
+            until = now if since is None else since + MAX_RANGE
+        if since is None:
+            since = until - MAX_RANGE
+    except OverflowError:  # a week past the end of the calendar, or before its start
+        problems.setdefault("from" if raw_from else "to", "is too near the calendar's end")
+        return now, now
     if since > until:
         problems.setdefault("from", "must not be after `to`")
     elif until - since > MAX_RANGE:
@@ -199,10 +203,12 @@ def _moment(
         pass
     try:
         moment = datetime.fromisoformat(raw)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
         problems[name] = "must be an ISO 8601 date or date and time"
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # in UTC it falls outside the calendar
+        problems[name] = "is too near the calendar's end"
+    return None
 
 
 def encode_cursor(moment: datetime, row_id: int) -> str:

@@ -26,6 +26,8 @@ WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
 EVENT_ID_HEADER = "X-Shopify-Event-Id"
 TRIGGERED_AT_HEADER = "X-Shopify-Triggered-At"
 API_VERSION_HEADER = "X-Shopify-API-Version"
+# The widths of the receipt's columns the headers are stored in.
+_MAX_TOPIC, _MAX_ID = 64, 255
 
 
 @dataclass(frozen=True)
@@ -54,22 +56,24 @@ def parse_delivery(headers: Mapping[str, str]) -> WebhookDelivery:
     """Read a delivery's headers (any casing); ValueError names the missing or bad header."""
     lowered = {name.lower(): value for name, value in headers.items()}
     return WebhookDelivery(
-        topic=_required(lowered, TOPIC_HEADER),
-        shop_domain=_required(lowered, SHOP_HEADER).lower(),
-        webhook_id=_required(lowered, WEBHOOK_ID_HEADER),
-        event_id=_optional(lowered, EVENT_ID_HEADER),
+        topic=_required(lowered, TOPIC_HEADER, _MAX_TOPIC),
+        shop_domain=_required(lowered, SHOP_HEADER, _MAX_ID).lower(),
+        webhook_id=_required(lowered, WEBHOOK_ID_HEADER, _MAX_ID),
+        event_id=_optional(lowered, EVENT_ID_HEADER, _MAX_ID),
         triggered_at=_triggered_at(_optional(lowered, TRIGGERED_AT_HEADER)),
         api_version=_optional(lowered, API_VERSION_HEADER) or "",
     )
 
 
-def _optional(headers: Mapping[str, str], name: str) -> str | None:
+def _optional(headers: Mapping[str, str], name: str, limit: int = 0) -> str | None:
     value = headers.get(name.lower(), "").strip()
+    if limit and len(value) > limit:
+        raise ValueError(f"{name}: longer than {limit} characters")
     return value or None
 
 
-def _required(headers: Mapping[str, str], name: str) -> str:
-    value = _optional(headers, name)
+def _required(headers: Mapping[str, str], name: str, limit: int = 0) -> str:
+    value = _optional(headers, name, limit)
     if value is None:
         raise ValueError(f"{name}: missing")
     return value

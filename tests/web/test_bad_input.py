@@ -185,19 +185,26 @@ async def test_the_pages_redirects_count_as_303_in_the_metrics(client, db, verif
 
 @pytest.fixture
 def down_url(database_url: str, tmp_path: Path) -> str:
-    """A database of the same kind that does not answer."""
+    """A database of the same kind that cannot be used: a server that is not listening, a
+    file that is no database (lost to a full or failing disk)."""
     if database_url.startswith("sqlite"):
-        return f"sqlite+aiosqlite:///{tmp_path}/no-such-dir/ordertalk.db"
+        broken = tmp_path / "broken.db"
+        broken.write_bytes(b"not a database " * 512)
+        return f"sqlite+aiosqlite:///{broken}"
     return "postgresql+asyncpg://postgres@127.0.0.1:1/ordertalk"
 
 
 @pytest.fixture
-async def down(aiohttp_client, settings, clock, metrics, http, down_url):
-    db = Database(down_url)
-    queue = JobQueue(db, clock, settings.jobs)
-    app = build_app(AppDeps(settings, clock, db, queue, metrics, http))
-    yield await aiohttp_client(app)
-    await db.close()
+async def down_db(down_url):
+    database = Database(down_url)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def down(down_db, aiohttp_client, settings, clock, metrics, http):
+    queue = JobQueue(down_db, clock, settings.jobs)
+    return await aiohttp_client(build_app(AppDeps(settings, clock, down_db, queue, metrics, http)))
 
 
 async def test_with_the_database_down_callbacks_page_and_api_answer_503(down, settings, clock):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -94,6 +95,9 @@ ID_MAX, PHONE_MAX, DIGITS_MAX, CODE_MAX = 128, 20, 16, 64
 
 
 def fits(event: Any) -> bool:
+    texts = [value for value in vars(event).values() if isinstance(value, str)]
+    if not all(_storable(text) for text in texts):
+        return False
     if isinstance(event, InboundMessage):
         return (
             0 < len(event.message_id) <= ID_MAX
@@ -110,11 +114,22 @@ def fits(event: Any) -> bool:
     return False
 
 
+def _storable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def parsed_or_refused(parse: Any, value: Any) -> None:
     try:
         result = parse(value)
     except ValueError as exc:
         assert str(exc).partition(":")[0], "the error names its field"
+        return
+    if isinstance(result, str):  # a call sid
+        assert 0 < len(result) <= ID_MAX and _storable(result)
         return
     for event in result if isinstance(result, list) else [result]:
         assert fits(event), event
@@ -127,6 +142,7 @@ def parsed_or_refused(parse: Any, value: Any) -> None:
         twilio.parse_message_status,
         twilio.parse_call_status,
         twilio.parse_gather,
+        twilio.parse_voice,
     ],
 )
 @FUZZ
@@ -348,7 +364,8 @@ async def test_exotel_callbacks_with_random_fields(client, db, settings, kind, p
     if how == "query":
         await answered(client, db, "GET", path, params=params)
     elif how == "form":
-        await answered(client, db, "POST", path, data=params)
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        await answered(client, db, "POST", path, data=urlencode(params).encode(), headers=form)
     else:
         await answered(client, db, "POST", path, json=params)
 
@@ -379,11 +396,14 @@ async def test_ringcentral_deliveries_with_random_json(client, db, settings, bod
 @FUZZ
 @given(headers=fields(SHOPIFY_HEADERS), body=bodies)
 async def test_signed_shopify_webhooks_with_random_headers(client, db, headers, body):
-    headers = {k: v for k, v in headers.items() if _header_safe(v)}
+    headers = {k: v for k, v in headers.items() if _NAME.fullmatch(k) and _header_safe(v)}
     headers["X-Shopify-Hmac-Sha256"] = base64.b64encode(
         hmac.new(SHOPIFY_SECRET.encode(), body, hashlib.sha256).digest()
     ).decode()
     await answered(client, db, "POST", "/webhooks/shopify", data=body, headers=headers)
+
+
+_NAME = re.compile(r"[A-Za-z0-9-]+")
 
 
 def _header_safe(value: str) -> bool:
