@@ -11,7 +11,7 @@ from aiohttp import web
 
 from flows.channels.callback_urls import PLATFORM, ringcentral_token, shop_from_token
 from providers import exotel, gupshup, ringcentral
-from web.errors import json_error
+from web.errors import bad_callback, json_error
 from web.inbound import accept_event
 from web.keys import settings_key
 
@@ -57,7 +57,7 @@ async def _exotel(request: web.Request, parse: Any) -> web.Response:
     try:
         event = parse(await _params(request))
     except ValueError as exc:
-        return json_error(400, str(exc), "bad_callback")
+        return bad_callback(exc)
     await accept_event(request, event, shop_id)
     return web.Response(text="OK")
 
@@ -80,7 +80,7 @@ async def gupshup_callback(request: web.Request) -> web.Response:
         body = await _json(request)
         events = gupshup.parse_callback(body if isinstance(body, dict) else {})
     except ValueError as exc:
-        return json_error(400, str(exc), "bad_callback")
+        return bad_callback(exc)
     for event in events:
         await accept_event(request, event, shop_id)
     return web.Response(status=200)

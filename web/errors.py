@@ -43,6 +43,14 @@ def field_problem(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
+def bad_callback(exc: ValueError) -> web.Response:
+    """400 for a callback a parser refused; its message starts with the field ("From: ...")."""
+    field, _, problem = str(exc).partition(": ")
+    return json_error(
+        400, str(exc), "bad_callback", fields=[field_problem(field, problem or str(exc))]
+    )
+
+
 class ApiError(Exception):
     """Raised by a handler to answer with a JSON error (the error middleware renders it)."""
 

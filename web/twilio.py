@@ -19,7 +19,7 @@ from flows.verification.ivr import script
 from providers import twilio
 from providers.events import Event, KeypadInput
 from storage.models import Call, Order, ProviderAccount, Shop
-from web.errors import ApiError, field_problem, json_error
+from web.errors import ApiError, bad_callback, field_problem
 from web.inbound import accept_event
 from web.keys import db_key, secret_box_key, settings_key
 
@@ -38,7 +38,9 @@ async def _signed_form(request: web.Request) -> Mapping[str, str]:
     no form)."""
     settings = request.app[settings_key]
     if request.content_type != "application/x-www-form-urlencoded":
-        raise ApiError(415, "the body must be a form (application/x-www-form-urlencoded)")
+        raise ApiError(
+            415, "the body must be a form (application/x-www-form-urlencoded)", fields=[_BODY]
+        )
     try:
         posted = await request.post()
     except (ValueError, LookupError):  # broken UTF-8, an unknown charset
@@ -75,7 +77,7 @@ async def _parsed(request: web.Request, parse) -> Event | web.Response:
     try:
         return parse(form)
     except ValueError as exc:
-        return json_error(400, str(exc), "bad_callback")
+        return bad_callback(exc)
 
 
 async def inbound_message(request: web.Request) -> web.Response:
@@ -129,7 +131,7 @@ async def voice(request: web.Request) -> web.Response:
     try:
         call_sid = twilio.parse_voice(form)
     except ValueError as exc:
-        return json_error(400, str(exc), "bad_callback")
+        return bad_callback(exc)
     ivr = await _call_script(request, call_sid)
     if ivr is None:
         _LOGGER.warning("voice webhook for a call we did not place: %s", call_sid)
@@ -144,7 +146,7 @@ async def gather(request: web.Request) -> web.Response:
     try:
         event = twilio.parse_gather(form)
     except ValueError as exc:
-        return json_error(400, str(exc), "bad_callback")
+        return bad_callback(exc)
     ivr = await _call_script(request, event.call_id)
     if ivr is None:
         return _twiml(twilio.ivr_goodbye("", language="en"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -295,6 +296,7 @@ async def answered(client, db, method: str, path: str, **options: Any) -> None:
     assert response.status < 500, (method, path, options, response.status, body[:300])
     if response.status >= 400:
         assert await stored(db) == before, (path, options)
+        assert "error" in json.loads(body), body[:300]
 
 
 def signed_form(path: str, params: dict[str, str]) -> dict[str, Any]:
