@@ -23,10 +23,11 @@ from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import JobQueue
 from storage.models import Job, WebhookReceipt
+from tests.conftest import SECURITY
 from tests.web.test_verify_page import LINK_SETTINGS, link_order
 from web.app import AppDeps, build_app
 
-ADMIN = "platform-admin-token-0123456789"
+ADMIN = "platform-admin-token-0123456789abcdef"
 TWILIO_TOKEN = "twilio-auth-token-0123456789"
 SHOPIFY_SECRET = "shpss_" + "0123456789abcdef" * 2
 TWILIO_ROUTES = ["messages", "status", "voice", "voice/gather", "voice/status"]
@@ -39,7 +40,7 @@ def settings(database_url) -> Settings:
     return Settings(
         database={"url": database_url},
         server={"public_url": PUBLIC_URL},
-        security={"admin_token": ADMIN},
+        security={**SECURITY, "admin_token": ADMIN},
         shopify={"api_key": "app-key", "api_secret": SHOPIFY_SECRET},
         providers={"twilio": {"account_sid": "AC" + "0" * 32, "auth_token": TWILIO_TOKEN}},
     )

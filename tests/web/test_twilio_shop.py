@@ -217,6 +217,7 @@ async def test_otp_by_twilio_sms(merchant: Merchant, clock):
     code = re.search(r"\b(\d{6})\b", str(sms["Body"])).group(1)
     now = int(clock.now().timestamp())
     claims = {"dest": f"https://{DOMAIN}", "aud": APP_KEY, "exp": now + 60, "nbf": now}
+    claims["sub"] = f"gid://shopify/Customer/{payload['customer']['id']}"  # the buyer
     headers = {"Authorization": f"Bearer {jwt.encode(claims, APP_SECRET, algorithm='HS256')}"}
     async with merchant.browser.post(
         url(merchant.server, "/api/otp/verify"),

@@ -26,6 +26,7 @@ from providers import exotel, gupshup, ringcentral, twilio
 from providers.events import CallStatus, InboundMessage, KeypadInput, MessageStatus, MissedCall
 from providers.shopify.webhooks import parse_delivery
 from settings import Settings
+from tests.conftest import SECURITY
 from tests.web.test_bad_input import stored
 
 PUBLIC_URL = "https://ordertalk.example"
@@ -39,6 +40,7 @@ FUZZ = settings(
 )
 
 TWILIO_FIELDS = {
+    "AccountSid": "AC" + "1" * 32,
     "MessageSid": "SM" + "0" * 32,
     "From": "whatsapp:+919876543210",
     "To": "whatsapp:+14155550100",
@@ -279,6 +281,7 @@ def settings(database_url) -> Settings:
     return Settings(
         database={"url": database_url},
         server={"public_url": PUBLIC_URL},
+        security=SECURITY,
         shopify={"api_key": "app-key", "api_secret": SHOPIFY_SECRET},
         providers={"twilio": {"account_sid": "AC" + "0" * 32, "auth_token": TWILIO_TOKEN}},
     )

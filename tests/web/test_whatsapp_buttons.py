@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from providers.sandbox.twilio import FakeTwilio
 from settings import Settings
 from storage.models import Message
-from tests.fakes.twilio import FakeTwilio
+from tests.conftest import SECURITY
 from tests.web.test_verification_journeys import WHATSAPP_FIRST, Journey
 
 WHATSAPP_FROM = "+14155238886"
@@ -29,41 +30,42 @@ async def twilio():
     await fake_twilio.close()
 
 
-@pytest.fixture(autouse=True)
-async def close_twilio_client(resources):
-    yield
-    if resources.platform.twilio is not None:
-        await resources.platform.twilio.aclose()
-
-
 @pytest.fixture
-def settings(database_url, fake, exotel, gupshup, twilio, port, shape):
-    """Gupshup carries WhatsApp, or (numbered text) Twilio alone."""
-    providers = {"exotel": {"api_url": exotel.base_url}}
-    if shape.startswith("gupshup"):
-        providers["gupshup"] = {
-            "api_key": gupshup.api_key,
-            "app_name": gupshup.app_name,
-            "source": gupshup.source,
-            "api_url": gupshup.base_url,
-        }
-    else:
-        providers["twilio"] = {
-            "account_sid": twilio.account_sid,
-            "auth_token": twilio.auth_token,
-            "api_url": twilio.base_url,
-            "whatsapp_from": WHATSAPP_FROM,
-        }
+def settings(database_url, fake, exotel, gupshup, twilio, port):
     return Settings(
         database={"url": database_url},
         server={"public_url": f"http://127.0.0.1:{port}"},
+        security=SECURITY,
         shopify={
             "api_key": "journeys-app-key",
             "api_secret": "shpss_" + "fedcba9876543210" * 2,
             "admin_url": fake.admin_url_template,
         },
-        providers=providers,
+        providers={
+            "exotel": {"api_url": exotel.base_url},
+            "gupshup": {
+                "api_key": gupshup.api_key,
+                "app_name": gupshup.app_name,
+                "source": gupshup.source,
+                "api_url": gupshup.base_url,
+            },
+            "twilio": {
+                "account_sid": twilio.account_sid,
+                "auth_token": twilio.auth_token,
+                "api_url": twilio.base_url,
+                "whatsapp_from": WHATSAPP_FROM,
+            },
+        },
     )
+
+
+async def install(journey: Journey, shape: str) -> None:
+    """The journeys' shop; WhatsApp by Gupshup, or (numbered text) by Twilio."""
+    await journey.install(WHATSAPP_FIRST)
+    if shape == "twilio_numbered_text":
+        desk = journey.res.account_desk()
+        account = await desk.connect(journey.shop_id, {"provider": "twilio", "platform": True})
+        await desk.choose(journey.shop_id, {"whatsapp": account["id"]})
 
 
 async def press(journey: Journey, gupshup, twilio, shape: str, phone: str, action: str) -> None:
@@ -97,7 +99,7 @@ async def press(journey: Journey, gupshup, twilio, shape: str, phone: str, actio
 async def test_each_button_records_its_own_answer_whatever_the_message_id(
     journey: Journey, gupshup, twilio, shape: str, action: str
 ):
-    await journey.install(WHATSAPP_FIRST)
+    await install(journey, shape)
     phones = [f"+9198765000{n:02d}" for n in range(1, 6)]
     orders = [await journey.order(phone=phone) for phone in phones]
     async with journey.res.db.sessions() as session:
