@@ -8,6 +8,7 @@ TwiML at once: the question, then the customer's key recorded as an event.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from web.keys import db_key, secret_box_key, settings_key
 _LOGGER = logging.getLogger(__name__)
 EMPTY_TWIML = "<?xml version='1.0' encoding='UTF-8'?><Response />"
 _BODY = field_problem("body", "must be a UTF-8 form")
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 
 def _twiml(body: str) -> web.Response:
@@ -60,6 +62,8 @@ async def _auth_tokens(request: web.Request, account_sid: str) -> list[str]:
     platform = request.app[settings_key].providers.twilio
     if account_sid and account_sid == platform.account_sid:
         return [platform.auth_token.get_secret_value()]
+    if not _ACCOUNT_SID.fullmatch(account_sid):  # unsigned yet: not worth a query
+        return []
     async with request.app[db_key].sessions() as session:
         rows = await session.scalars(
             select(ProviderAccount).where(
