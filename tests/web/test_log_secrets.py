@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from flows.channels.callback_urls import PLATFORM, shop_token
-from logs import JsonFormatter
+from logs import JsonFormatter, TextFormatter
 from tests.web.test_shopify import url
 from tests.web.test_verification_journeys import (
     CUSTOMER,
@@ -18,10 +18,11 @@ from tests.web.test_verification_journeys import (
 
 
 def printed(caplog: pytest.LogCaptureFixture) -> str:
-    """The lines `serve` would print: our access log (web.access), not aiohttp's (off)."""
-    formatter = JsonFormatter()
+    """The lines `serve` would print, as JSON and on a terminal: our access log (web.access),
+    not aiohttp's (off)."""
     records = [r for r in caplog.records if r.name != "aiohttp.access"]
-    return "\n".join(formatter.format(record) for record in records)
+    formatters = (JsonFormatter(), TextFormatter())
+    return "\n".join(f.format(record) for record in records for f in formatters)
 
 
 async def test_a_full_verification_logs_no_token_and_no_phone(
