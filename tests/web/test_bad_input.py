@@ -219,7 +219,13 @@ async def test_with_the_database_down_callbacks_page_and_api_answer_503(down, se
         "CallTo": "08047112345",
         "Direction": "incoming",
     }
-    twilio = {"MessageSid": "SM1", "From": "+14155550123", "To": "+14155550100", "Body": "Hi"}
+    twilio = {
+        "AccountSid": settings.providers.twilio.account_sid,
+        "MessageSid": "SM1",
+        "From": "+14155550123",
+        "To": "+14155550100",
+        "Body": "Hi",
+    }
     link = CustomerKeys(secret).link_token(1, clock.now() + timedelta(hours=1))
     shopify_body = b'{"id": 1}'
     requests: list[tuple[str, str, dict[str, Any]]] = [
