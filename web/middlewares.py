@@ -90,22 +90,30 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if unavailable(exc):
             route = _route_name(request)
             _ERRORS.warning("%s %s: %s", request.method, route, type(exc).__name__)
-            return _answer(
-                request,
-                web.HTTPServiceUnavailable(
-                    reason=UNAVAILABLE, headers={hdrs.RETRY_AFTER: RETRY_AFTER_SECONDS}
-                ),
-            )
+            return _unavailable(request)
         _ERRORS.exception("unhandled error in %s %s", request.method, _route_name(request))
         if wants_json(request):
             return json_error(500, "internal error")
         return web.Response(status=500, text="Internal error")
 
 
+def _unavailable(request: web.Request) -> web.Response:
+    retry = {hdrs.RETRY_AFTER: RETRY_AFTER_SECONDS}
+    if wants_json(request):
+        response = json_error(503, UNAVAILABLE)
+        response.headers.update(retry)
+        return response
+    return web.Response(status=503, text=f"503: {UNAVAILABLE}", headers=retry)
+
+
 def _answer(request: web.Request, exc: web.HTTPException) -> web.Response:
-    kept = {k: v for k, v in exc.headers.items() if k in (hdrs.ALLOW, hdrs.RETRY_AFTER)}
     if wants_json(request):
         response = json_error(exc.status, exc.reason)
-        response.headers.update(kept)
+        if exc.status == 405:
+            response.headers["Allow"] = exc.headers.get("Allow", "")
         return response
-    return web.Response(status=exc.status, text=f"{exc.status}: {exc.reason}", headers=kept)
+    return web.Response(
+        status=exc.status,
+        text=f"{exc.status}: {exc.reason}",
+        headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+    )
