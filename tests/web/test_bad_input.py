@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
@@ -154,6 +155,34 @@ async def test_deeply_nested_json_on_authenticated_routes_is_a_400(client, db, s
         },
     )
     assert response.status == 400
+    assert await stored(db) == before
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("application/json", DEEP), ("application/json; charset=no-such-charset", b"{}")],
+    ids=["deep", "unknown-charset"],
+)
+async def test_json_bodies_that_cannot_be_read_are_a_400_on_the_apis(
+    client, db, clock, content_type, body
+):
+    _, key = await new_shop(client)
+    before = await stored(db)
+    now = int(clock.now().timestamp())
+    claims = {"dest": "https://bad-input.myshopify.com", "aud": "app-key", "exp": now + 60}
+    session = jwt.encode(claims | {"nbf": now}, SHOPIFY_SECRET, algorithm="HS256")
+    requests = [
+        ("/api/v1/shop/settings", "PUT", f"Bearer {key}"),
+        ("/api/v1/shops", "POST", f"Bearer {ADMIN}"),
+        ("/api/otp/verify", "POST", f"Bearer {session}"),
+    ]
+    for path, method, authorization in requests:
+        headers = {"Content-Type": content_type, "Authorization": authorization}
+        response = await client.request(method, path, data=body, headers=headers)
+        assert response.status == 400, (path, response.status)
+        assert "error" in await response.json()
+        if path.startswith("/api/otp/"):
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert await stored(db) == before
 
 
