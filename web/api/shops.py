@@ -38,8 +38,9 @@ class CreateShop(BaseModel):
 async def read_json(request: web.Request) -> Any:
     try:
         return await request.json()
-    except ValueError:
-        raise ApiError(400, "the body must be JSON", "bad_body") from None
+    except (ValueError, LookupError, RecursionError):  # also an unknown charset, deep nesting
+        problem = field_problem("body", "must be JSON")
+        raise ApiError(400, "the body must be JSON", "bad_body", fields=[problem]) from None
 
 
 def unprocessable(problems: list[dict[str, str]]) -> ApiError:
