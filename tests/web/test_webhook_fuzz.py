@@ -413,3 +413,23 @@ _NAME = re.compile(r"[A-Za-z0-9-]+")
 
 def _header_safe(value: str) -> bool:
     return value.isprintable() and value.isascii() and value.strip() == value and value != ""
+
+
+@FUZZ
+@given(
+    token=st.text(min_size=1, max_size=80).filter(lambda t: "/" not in t and t not in (".", "..")),
+    form=st.dictionaries(st.sampled_from(["action", "code", "resend"]) | text, text, max_size=3),
+    content_type=st.sampled_from(CONTENT_TYPES),
+)
+async def test_the_customer_page_refuses_random_tokens_and_forms(
+    client, db, token, form, content_type
+):
+    """The page answers in HTML: only its status is checked."""
+    before = await stored(db)
+    response = await client.get(f"/v/{token}")
+    assert response.status < 500, (token, response.status)
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = urlencode(form).encode()
+    response = await client.post(f"/v/{token}", data=body, headers=headers)
+    assert response.status < 500, (token, form, response.status)
+    assert await stored(db) == before
