@@ -343,3 +343,53 @@ async def test_an_sms_refused_mid_run_waits_and_goes_out_once(merchant: Merchant
     async with merchant.res.db.sessions() as session:
         message = await session.scalar(select(Message))
     assert (message.status, message.account) == ("sent", "shop")
+
+
+async def test_a_shops_own_twilio_account_speaks_only_for_that_shop(merchant: Merchant):
+    await merchant.install()
+    res = merchant.res
+    now = res.clock.now()
+    other_sid = "CA" + "9" * 32
+    async with res.db.transaction() as session:
+        other = Shop(domain="other.myshopify.com", name="Other", created_at=now, updated_at=now)
+        session.add(other)
+        await session.flush()
+        order = Order(
+            shop_id=other.id,
+            shopify_order_id="77",
+            name="#7001",
+            number=7001,
+            phone=CUSTOMER,
+            total_amount="10.00",
+            currency="USD",
+            payment_method="cod",
+            placed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(order)
+        await session.flush()
+        session.add(
+            Call(
+                shop_id=other.id,
+                order_id=order.id,
+                provider="twilio",
+                provider_call_id=other_sid,
+                to_phone=CUSTOMER,
+                created_at=now,
+            )
+        )
+    # Signed with the demo shop's own token, about the other shop's call.
+    voice_url = url(merchant.server, "/webhooks/twilio/voice")
+    status, twiml = await merchant.twilio.post_voice(voice_url, other_sid)
+    assert status == 200 and ET.fromstring(twiml).find("Gather") is None
+    gather_url = url(merchant.server, "/webhooks/twilio/voice/gather?try=1")
+    assert (await merchant.twilio.send_gather(gather_url, other_sid, "1"))[0] == 200
+    status_url = url(merchant.server, "/webhooks/twilio/voice/status")
+    assert (await merchant.twilio.send_call_status(status_url, other_sid, "completed", 9))[
+        0
+    ] == 204
+    await merchant.worker.run_until_idle()
+    async with res.db.sessions() as session:
+        call = await session.scalar(select(Call).where(Call.provider_call_id == other_sid))
+    assert (call.status, call.input_digits, call.duration_seconds) == ("queued", "", 0)
