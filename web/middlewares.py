@@ -31,6 +31,7 @@ from web.keys import metrics_key, settings_key
 _LOGGER = logging.getLogger("web.access")
 _ERRORS = logging.getLogger("web.errors")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_POLLED = frozenset({"/sandbox/api/state", "/sandbox/api/events", "/healthz", "/metrics"})
 
 
 def _route_name(request: web.Request) -> str:
@@ -58,12 +59,16 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         request.app[metrics_key].http_answered(
             request.method, _route_name(request), status, elapsed
         )
-        if _LOGGER.isEnabledFor(logging.INFO):
+        route = _route_name(request)
+        # Polls (the sandbox page, health checks, scrapes) would bury what happens: DEBUG.
+        level = logging.DEBUG if request.method == "GET" and route in _POLLED else logging.INFO
+        if _LOGGER.isEnabledFor(level):
             # The route's pattern, never the path: paths carry link and callback tokens.
-            _LOGGER.info(
+            _LOGGER.log(
+                level,
                 "%s %s %s",
                 request.method,
-                _route_name(request),
+                route,
                 status,
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
             )

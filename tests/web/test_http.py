@@ -52,11 +52,21 @@ async def test_request_id_is_echoed_or_made(client):
 
 async def test_access_log_lines_carry_the_request_id(client, caplog):
     caplog.set_level(logging.INFO, logger="web.access")
-    await client.get("/healthz", headers={"X-Request-Id": "trace-me"})
+    await client.get("/api/v1/shop/status", headers={"X-Request-Id": "trace-me"})
     [record] = [r for r in caplog.records if r.name == "web.access"]
     line = json.loads(JsonFormatter().format(record))
-    assert line["msg"] == "GET /healthz 200"
-    assert line["status"] == 200
+    assert line["msg"] == "GET /api/v1/shop/status 401"
+    assert line["status"] == 401
+
+
+async def test_polls_are_logged_at_debug_so_they_bury_nothing(client, caplog):
+    caplog.set_level(logging.INFO, logger="web.access")
+    await client.get("/healthz")
+    await client.get("/metrics")
+    assert [r for r in caplog.records if r.name == "web.access"] == []
+    caplog.set_level(logging.DEBUG, logger="web.access")
+    await client.get("/healthz")
+    assert [r.levelno for r in caplog.records if r.name == "web.access"] == [logging.DEBUG]
 
 
 def test_phone_numbers_are_masked_in_logs():
