@@ -40,7 +40,7 @@ from sqlalchemy.engine import make_url
 from clock import Clock, OffsetClock, SystemClock
 from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import CHECK_JOB, AccountChecker, PlatformOffer
-from flows.channels.callback_urls import CallbackUrls, ringcentral_token
+from flows.channels.callback_urls import CallbackUrls
 from flows.channels.messaging import SEND_JOB, MessageSender
 from flows.channels.provider_events import EVENT_JOB, ProviderEvents
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
@@ -330,17 +330,16 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         CHECK_JOB: AccountChecker(
             res.db, res.queue, res.box, res.clients, res.clock, desk.refresh
         ).handle,
-    }
-    if res.clients.configured.ringcentral is not None:
-        keeper = SubscriptionKeeper(
+        SUBSCRIPTION_JOB: SubscriptionKeeper(
             res.db,
             res.queue,
             res.clock,
-            res.clients.configured.ringcentral,
-            f"{res.settings.server.public_url}/webhooks/ringcentral",
-            ringcentral_token(res.settings.secret_key()),
-        )
-        handlers[SUBSCRIPTION_JOB] = keeper.handle
+            res.clients,
+            res.box,
+            callback_urls(res.settings),
+            res.settings.secret_key(),
+        ).handle,
+    }
     return handlers
 
 

@@ -1,6 +1,8 @@
 """Callbacks of the providers that sign nothing (Exotel, Gupshup: a per-shop secret token in
 the path, wrong token -> 404) and of RingCentral (subscription handshake and verification
-token). Every event goes through the inbox; nothing here waits on an outside call."""
+token: the platform's subscription, or a shop account's at `?account={id}` with its own token,
+whose events stay in that shop). Every event goes through the inbox; nothing here waits on an
+outside call."""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
+from flows.channels.accounts import shop_of_account
 from flows.channels.callback_urls import PLATFORM, ringcentral_token, shop_from_token
 from providers import exotel, gupshup, ringcentral
 from web.errors import bad_callback, json_error
 from web.inbound import accept_event
-from web.keys import settings_key
+from web.keys import db_key, settings_key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,9 +97,19 @@ async def ringcentral_callback(request: web.Request) -> web.Response:
             status=200,
             headers={"Validation-Token": handshake, "Content-Type": "application/json"},
         )
+    raw = request.query.get("account", str(PLATFORM))
+    account_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
     keys = request.app[settings_key].secret_keys()
-    if not any(ringcentral.verify_delivery(request.headers, ringcentral_token(k)) for k in keys):
+    if account_id is None or not any(
+        ringcentral.verify_delivery(request.headers, ringcentral_token(k, account_id))
+        for k in keys
+    ):
         return json_error(403, "missing or wrong verification token", "bad_signature")
+    shop_id = None
+    if account_id != PLATFORM:
+        shop_id = await shop_of_account(request.app[db_key], account_id)
+        if shop_id is None:  # removed since: its subscription lapses
+            return web.Response(status=200)
     try:
         body = await _json(request)
         events = ringcentral.parse_notification(body if isinstance(body, dict) else {})
@@ -105,7 +118,7 @@ async def ringcentral_callback(request: web.Request) -> web.Response:
         _LOGGER.warning("ringcentral notification dropped: %s", exc)
         return web.Response(status=200)
     for event in events:
-        await accept_event(request, event)
+        await accept_event(request, event, shop_id)
     return web.Response(status=200)
 
 

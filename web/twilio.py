@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy import select
 
-from flows.channels.accounts import secrets_of
+from flows.channels.accounts import own_secrets
 from flows.shops import config as shop_config
 from flows.verification.ivr import script
 from providers import twilio
 from providers.events import Event, KeypadInput
-from storage.models import Call, Order, ProviderAccount, Shop
+from storage.models import Call, Order, Shop
 from web.errors import ApiError, bad_callback, field_problem
 from web.inbound import accept_event
 from web.keys import db_key, secret_box_key, settings_key
@@ -79,16 +79,10 @@ async def _auth_tokens(request: web.Request, account_sid: str) -> list[tuple[int
         return [(None, platform.auth_token.get_secret_value())]
     if not _ACCOUNT_SID.fullmatch(account_sid):  # unsigned yet: not worth a query
         return []
-    async with request.app[db_key].sessions() as session:
-        rows = await session.scalars(
-            select(ProviderAccount).where(
-                ProviderAccount.provider == "twilio",
-                ProviderAccount.owner == "shop",
-                ProviderAccount.external_id == account_sid,
-            )
-        )
-        box = request.app[secret_box_key]
-        return [(row.shop_id, secrets_of(row, box).get("auth_token", "")) for row in rows]
+    owners = await own_secrets(
+        request.app[db_key], request.app[secret_box_key], "twilio", account_sid
+    )
+    return [(shop_id, secrets.get("auth_token", "")) for shop_id, secrets in owners]
 
 
 async def _parsed(request: web.Request, parse) -> tuple[Event, int | None] | web.Response:

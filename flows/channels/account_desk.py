@@ -27,6 +27,7 @@ from flows.channels.accounts import (
     shop_accounts,
 )
 from flows.channels.callback_urls import CallbackUrls
+from flows.channels.ringcentral_subscription import check_now, subscriptions
 from flows.channels.setup import setup_list
 from flows.shops import config as shop_config
 from flows.shops.settings import FieldProblem, template_variables
@@ -62,7 +63,7 @@ class AccountDesk:
             shop = await session.get(Shop, shop_id)
             rows = await shop_accounts(session, shop_id)
         assert shop is not None
-        listed = setup_list(shop, shop_config.load(shop), rows, self.urls, [])
+        listed = setup_list(shop, shop_config.load(shop), rows, self.urls, [], {})
         return {
             "accounts": [accounts.public(row) for row in rows],
             "channels": listed["channels"],
@@ -85,6 +86,9 @@ class AccountDesk:
             row = await accounts.connect(session, self.box, now, shop, account, check, self.offers)
             if row.owner == SHOP:
                 await self.queue.enqueue(session, check_job(row.id, shop.id, now + CHECK_EVERY))
+            if row.owner == SHOP and row.provider == "ringcentral":
+                # Its inbound SMS come through a webhook subscription of its own.
+                await self.queue.enqueue(session, check_now(now, row.id))
             await shop_config.refresh_status(session, shop, self.box)
             return accounts.public(row)
 
@@ -132,7 +136,10 @@ class AccountDesk:
             assert shop is not None
             rows = await shop_accounts(session, shop_id)
             problems = await shop_config.problems(session, shop, self.box)
-        return setup_list(shop, shop_config.load(shop), rows, self.urls, problems)
+            live = await subscriptions(
+                session, [r.id for r in rows if r.provider == "ringcentral" and r.owner == SHOP]
+            )
+        return setup_list(shop, shop_config.load(shop), rows, self.urls, problems, live)
 
     async def template_variables(self, shop_id: int, template_id: str) -> int | None:
         """How many variables a WhatsApp template of the shop's WhatsApp account has; None

@@ -372,6 +372,29 @@ async def reject(session: AsyncSession, account_id: int, reason: str, now: datet
     )
 
 
+async def shop_of_account(db: Database, account_id: int) -> int | None:
+    """The shop that connected the account (None once it is removed)."""
+    async with db.sessions() as session:
+        account = await session.get(ProviderAccount, account_id)
+    return account.shop_id if account is not None else None
+
+
+async def own_secrets(
+    db: Database, box: SecretBox, provider: str, external_id: str
+) -> list[tuple[int, dict[str, Any]]]:
+    """(shop, secrets) of every shop's own account with this provider id (Twilio's
+    AccountSid): what a callback naming the account may be signed with."""
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            select(ProviderAccount).where(
+                ProviderAccount.provider == provider,
+                ProviderAccount.owner == SHOP,
+                ProviderAccount.external_id == external_id,
+            )
+        )
+        return [(row.shop_id, secrets_of(row, box)) for row in rows]
+
+
 def secrets_of(account: ProviderAccount, box: SecretBox) -> dict[str, Any]:
     return box.open(account.secrets) if account.secrets else {}
 

@@ -16,17 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
-def _mac(secret_key: str, shop_id: int) -> str:
-    digest = hmac.new(secret_key.encode(), f"callbacks:{shop_id}".encode(), hashlib.sha256)
+def _mac(secret_key: str, label: int | str) -> str:
+    digest = hmac.new(secret_key.encode(), f"callbacks:{label}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()[:18]).decode()
 
 
 PLATFORM = 0  # the shop id in tokens of callbacks configured once for the platform's account
 
 
-def ringcentral_token(secret_key: str) -> str:
-    """The verification token of the platform's RingCentral webhook subscription."""
-    return _mac(secret_key, PLATFORM).replace("-", "").replace("_", "")[:24]
+def ringcentral_token(secret_key: str, account_id: int = PLATFORM) -> str:
+    """The verification token of a RingCentral webhook subscription: the platform's, or that
+    of a shop's own account (`account_id`)."""
+    label = PLATFORM if account_id == PLATFORM else f"ringcentral:{account_id}"
+    return _mac(secret_key, label).replace("-", "").replace("_", "")[:24]
 
 
 def shop_token(secret_key: str, shop_id: int) -> str:
@@ -72,5 +74,7 @@ class CallbackUrls:
         """To be set as the Gupshup app's callback URL (once, for the platform's app)."""
         return f"{self.public_url}/webhooks/gupshup/{shop_token(self._signing_key, shop_id)}"
 
-    def ringcentral(self) -> str:
-        return f"{self.public_url}/webhooks/ringcentral"
+    def ringcentral(self, account_id: int = PLATFORM) -> str:
+        """Where a RingCentral subscription delivers: the platform's, or a shop account's."""
+        base = f"{self.public_url}/webhooks/ringcentral"
+        return base if account_id == PLATFORM else f"{base}?account={account_id}"

@@ -9,7 +9,8 @@ callback URLs under `server.public_url` that the provider's console must be give
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from flows.channels.accounts import OFFERS, PLATFORM, REJECTED, SHOP, public, selected
@@ -116,9 +117,11 @@ def setup_list(
     accounts: Sequence[ProviderAccount],
     urls: CallbackUrls,
     problems: Sequence[FieldProblem],
+    subscriptions: Mapping[int, datetime],
 ) -> dict[str, Any]:
     """What to paste where for each connected account, the channel each account carries,
-    and what is still missing."""
+    and what is still missing. `subscriptions`: when each RingCentral account's webhook
+    subscription expires."""
     channels = {}
     for channel in ("voice", "sms", "whatsapp"):
         account = selected(shop, accounts, channel)
@@ -131,7 +134,7 @@ def setup_list(
         "status": shop.status,
         "channels": channels,
         "accounts": [
-            public(account) | {"paste": _paste(shop, settings, account, urls)}
+            public(account) | {"paste": _paste(shop, settings, account, urls, subscriptions)}
             for account in accounts
         ],
         "missing": [{"field": p.field, "message": p.message} for p in problems],
@@ -139,7 +142,11 @@ def setup_list(
 
 
 def _paste(
-    shop: Shop, settings: ShopSettings, account: ProviderAccount, urls: CallbackUrls
+    shop: Shop,
+    settings: ShopSettings,
+    account: ProviderAccount,
+    urls: CallbackUrls,
+    subscriptions: Mapping[int, datetime],
 ) -> list[dict[str, str]]:
     if account.provider == "exotel":
         passthru = urls.exotel(shop.id, "passthru")
@@ -187,11 +194,16 @@ def _paste(
                 }
             )
         return items
+    expires = subscriptions.get(account.id)
+    state = (
+        f"live until {expires.isoformat(timespec='minutes')}, renewed by ordertalk"
+        if expires
+        else "not created yet: ordertalk creates it right after connecting; if it stays so, "
+        "give the RingCentral app the WebhookSubscriptions permission"
+    )
     return [
         {
-            "where": "RingCentral: nothing to paste, but inbound SMS reach ordertalk only "
-            "through the platform's RingCentral subscription; replies to this account's "
-            "number are not received yet",
-            "value": "",
+            "where": f"RingCentral: nothing to paste; the inbound SMS subscription is {state}",
+            "value": urls.ringcentral(account.id),
         }
     ]

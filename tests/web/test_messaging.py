@@ -570,6 +570,62 @@ async def test_ringcentral_subscription_is_created_then_renewed(res, server, wor
     assert state.value["id"] == subscription.id
 
 
+async def test_a_shops_own_ringcentral_account_has_its_own_subscription(
+    res, server, worker, fakes, order, clock
+):
+    ringcentral = fakes["ringcentral"]
+    ringcentral.add_number("+16505550177")
+    desk = res.account_desk()
+    account = await desk.connect(
+        order.shop_id,
+        {
+            "provider": "ringcentral",
+            "client_id": ringcentral.client_id,
+            "client_secret": ringcentral.client_secret,
+            "jwt": ringcentral.jwt,
+            "sms_number": "+16505550177",
+        },
+    )
+    await worker.run_until_idle()
+    [subscription] = ringcentral.subscriptions.values()
+    address = f"{res.settings.server.public_url}/webhooks/ringcentral?account={account['id']}"
+    assert subscription.address == address
+    own_token = ringcentral_token(res.settings.secret_key(), account["id"])
+    assert (
+        subscription.verification_token
+        == own_token
+        != ringcentral_token(res.settings.secret_key())
+    )
+    [listed] = [
+        a for a in (await desk.setup(order.shop_id))["accounts"] if a["id"] == account["id"]
+    ]
+    assert "live until" in listed["paste"][0]["where"] and listed["paste"][0]["value"] == address
+
+    # The platform's token does not speak for the shop's account, nor the reverse.
+    platform_token = ringcentral_token(res.settings.secret_key())
+    assert (
+        await ringcentral.deliver_sms(
+            address,
+            from_phone=CUSTOMER,
+            to_phone="+16505550177",
+            text="x",
+            verification_token=platform_token,
+        )
+    )[0] == 403
+    ok, _ = await ringcentral.deliver_sms(
+        address, from_phone=CUSTOMER, to_phone="+16505550177", text="Is it shipped?"
+    )
+    assert ok == 200
+    await worker.run_until_idle()
+    async with res.db.sessions() as session:
+        inbound = await session.scalar(select(Message).where(Message.direction == "in"))
+    assert (inbound.shop_id, inbound.provider, inbound.body) == (
+        order.shop_id,
+        "ringcentral",
+        "Is it shipped?",
+    )
+
+
 def sender_for(res, fakes, provider: str):
     """A MessageSender whose only route is `provider`'s account on its fake."""
     exotel = fakes["exotel"]
