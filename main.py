@@ -317,7 +317,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         ).handle,
         RECONCILE_JOB: Reconciler(res.db, res.queue, res.box, res.clock, res.shopify).handle,
         SEND_JOB: MessageSender(
-            res.db, res.clock, res.limiter, router, res.keys, desk.rejected
+            res.db, res.clock, res.limiter, router, res.keys, desk.rejected, metrics=res.metrics
         ).handle,
         EVENT_JOB: ProviderEvents(res.db, res.clock, verifier).handle,
         TAGS_JOB: order_actions.handle_tags,
@@ -325,7 +325,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         VERIFY_ORDER_JOB: verifier.handle_order,
         TIMER_JOB: verifier.handle_timer,
         CALL_JOB: CallPlacer(
-            res.db, res.clock, res.limiter, router, verifier, desk.rejected
+            res.db, res.clock, res.limiter, router, verifier, desk.rejected, metrics=res.metrics
         ).handle,
         CHECK_JOB: AccountChecker(
             res.db, res.queue, res.box, res.clients, res.clock, desk.refresh

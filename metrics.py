@@ -1,4 +1,5 @@
-"""Prometheus metrics of one process: HTTP requests and durable jobs, in their own registry."""
+"""Prometheus metrics of one process: HTTP requests, durable jobs and sends left in doubt, in
+their own registry."""
 
 from __future__ import annotations
 
@@ -49,6 +50,14 @@ class Metrics:
             "ordertalk_job_runs",
             "Job executions in this process's workers, by outcome (done, retry, dead).",
             ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.sends_in_doubt = Counter(
+            "ordertalk_sends_in_doubt",
+            "Messages and calls whose request went out but got no answer (a timeout or a "
+            "dropped connection): recorded unconfirmed, never sent again; by provider and "
+            "kind (sms, whatsapp, call).",
+            ["provider", "kind"],
             registry=self.registry,
         )
 

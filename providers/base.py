@@ -15,6 +15,11 @@ class ProviderError(Exception):
     `retryable` errors (5xx, timeouts, throttling) are retried by the job system, after
     `retry_after` seconds when the provider said how long to wait; the others (invalid number,
     opted out, order already cancelled) are recorded with `code` and not retried.
+
+    `in_doubt`: the request went out and no answer came back (a timeout or a dropped
+    connection after sending), so the provider may have acted on it. Reads may be retried;
+    a send must not be: none of our providers takes an idempotency key for a message or a
+    call, so a second request could reach the customer twice.
     """
 
     def __init__(
@@ -24,11 +29,13 @@ class ProviderError(Exception):
         retryable: bool,
         code: str = "",
         retry_after: float | None = None,
+        in_doubt: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
         self.retry_after = retry_after
+        self.in_doubt = in_doubt
 
 
 class CheckFailed(Exception):

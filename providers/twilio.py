@@ -42,6 +42,7 @@ from providers.base import (
     WhatsAppTemplate,
 )
 from providers.events import CallStatus, InboundMessage, KeypadInput, MessageStatus
+from providers.http import exchange
 
 PROVIDER = "twilio"
 API_URL = "https://api.twilio.com"
@@ -267,7 +268,8 @@ class _Transport(AsyncTwilioHttpClient):
         timeout: float | None = None,  # noqa: ASYNC109 (twilio-python's signature)
         allow_redirects: bool = False,
     ) -> Response:
-        """Send one request; a refusal, a timeout or a dropped connection is a ProviderError."""
+        """Send one request; a refusal, a timeout or a dropped connection is a ProviderError
+        (see providers.http for which failures are in doubt)."""
         parts = urlsplit(url)
         if self._base is not None:
             url = urlunsplit((*self._base, parts.path, parts.query, parts.fragment))
@@ -278,15 +280,23 @@ class _Transport(AsyncTwilioHttpClient):
             # Send the header ourselves: aiohttp 3.14 deprecates the BasicAuth twilio-python makes.
             credentials = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             headers = {**(headers or {}), "Authorization": f"Basic {credentials}"}
-        try:
-            # twilio-python passes timeout=None, which aiohttp reads as "no timeout at all".
-            response = await super().request(
-                method, url, params, data, headers, None, timeout or self.timeout, allow_redirects
-            )
-        except TimeoutError:
-            raise ProviderError(f"{where}: timed out", retryable=True, code="TIMEOUT") from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(f"{where}: {exc}", retryable=True, code="CONNECTION") from exc
+        # twilio-python passes timeout=None, which aiohttp reads as "no timeout at all".
+        answer = await exchange(
+            self.session,
+            method.upper(),
+            url,
+            where,
+            client_timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+            params=params,
+            data=data,
+            headers=headers,
+            allow_redirects=allow_redirects,
+        )
+        response = Response(
+            answer.status,
+            answer.text,
+            {"Retry-After": answer.retry_after} if answer.retry_after is not None else {},
+        )
         if response.status_code >= 400:
             raise _refusal(where, response)
         return response

@@ -1,7 +1,9 @@
 """Outbound messages: queue one (a message row and its send job, in the caller's transaction)
 and send it (the job): pick the provider and account, respect the sender's rate limit, and
 record the outcome. A transient provider failure is retried by the job system; a permanent
-one is recorded with its reason on the message and the order timeline, and not retried.
+one is recorded with its reason on the message and the order timeline, and not retried. A
+send left in doubt (the request went out, no answer came back) is never sent again: it is
+recorded `unconfirmed`, as when a worker died mid-send, and counted in the metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from clock import Clock
 from flows.channels.accounts import AccountWaiting
 from flows.jobs import provider_failure
 from flows.verification.customer_keys import CustomerKeys
+from metrics import Metrics
 from providers.base import (
     UNAUTHORIZED,
     Button,
@@ -142,6 +145,8 @@ class MessageSender:
         router: Any,
         keys: CustomerKeys,
         on_rejected: Callable[[int, str], Awaitable[None]],
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -149,6 +154,7 @@ class MessageSender:
         self.router = router
         self.keys = keys
         self.on_rejected = on_rejected  # (account id, reason): the provider refused it
+        self.metrics = metrics
 
     async def handle(self, job: ClaimedJob) -> None:
         details = job.payload.get("details") or {}
@@ -181,12 +187,15 @@ class MessageSender:
                 await self._mark(message.id, "queued", route)
                 await self.on_rejected(route.account_id, str(exc))
                 raise AccountWaiting(route.account_id).deferral() from exc
-            if exc.retryable and job.attempts < job.max_attempts:
+            if exc.retryable and not exc.in_doubt and job.attempts < job.max_attempts:
                 await self._mark(message.id, "queued", route)
                 raise provider_failure(exc) from exc
+            status = "unconfirmed" if exc.in_doubt else "failed"
             async with self.db.transaction() as session:
                 message = await session.get(Message, message.id)
-                self._settle(session, message, "failed", exc.code, str(exc), mode)
+                self._settle(session, message, status, exc.code, str(exc), mode)
+            if exc.in_doubt and self.metrics is not None:
+                self.metrics.sends_in_doubt.labels(route.provider, message.channel).inc()
             return
         async with self.db.transaction() as session:
             message = await session.get(Message, message.id)

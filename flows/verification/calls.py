@@ -3,7 +3,9 @@
 The call row is written before the provider is asked (status `placing`); a run that finds it
 still `placing` knows an earlier run died with the request possibly out, and never dials
 again for that attempt: it is recorded `unconfirmed` and the flow moves on as if unanswered.
-A DND or other permanent refusal goes to the flow, which falls back at once.
+A provider that timed out (or dropped the connection) after the request went out is the same
+case, found at once: `unconfirmed`, counted in the metrics, never dialled again. A DND or
+other permanent refusal goes to the flow, which falls back at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flows.channels.routing import ProviderRouter, VoiceRoute
 from flows.jobs import provider_failure
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
+from metrics import Metrics
 from providers.base import UNAUTHORIZED, CallRequest, ProviderError
 from storage.db import Database
 from storage.jobs import ClaimedJob, Deferred
@@ -41,6 +44,8 @@ class CallPlacer:
         router: ProviderRouter,
         verifier: Verifier,
         on_rejected: Callable[[int, str], Awaitable[None]],
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -48,6 +53,7 @@ class CallPlacer:
         self.router = router
         self.verifier = verifier
         self.on_rejected = on_rejected  # (account id, reason): the provider refused it
+        self.metrics = metrics
 
     async def handle(self, job: ClaimedJob) -> None:
         verification_id, ref = job.payload["verification_id"], job.payload["call"]
@@ -96,6 +102,11 @@ class CallPlacer:
                 await self._set(call_id, "queued")
                 await self.on_rejected(route.account_id, str(exc))
                 raise AccountWaiting(route.account_id).deferral() from exc
+            if exc.in_doubt:
+                await self._unconfirmed(verification_id, call_id, ref, exc)
+                if self.metrics is not None:
+                    self.metrics.sends_in_doubt.labels(route.provider, "call").inc()
+                return
             if exc.retryable and job.attempts < job.max_attempts:
                 await self._set(call_id, "queued")
                 raise provider_failure(exc) from exc
@@ -145,6 +156,17 @@ class CallPlacer:
         async with self.db.transaction() as session:
             call = await session.get(Call, call_id)
             call.status = status
+
+    async def _unconfirmed(
+        self, verification_id: int, call_id: int, ref: str, exc: ProviderError
+    ) -> None:
+        _LOGGER.warning("verification %s call in doubt: %s %s", verification_id, exc.code, exc)
+        async with self.db.transaction() as session:
+            call = await session.get(Call, call_id)
+            call.status, call.error = "unconfirmed", f"{exc.code}: {exc}"[:2000]
+            ctx = await self.verifier.load(session, verification_id)
+            if ctx is not None:
+                await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
 
     async def _refused(
         self, verification_id: int, call_id: int, ref: str, exc: ProviderError

@@ -2,11 +2,13 @@
 clock its timestamps follow, and a hook that reports each request it answered.
 
 The fakes serve the tests (a fresh one per test, any clock) and the sandbox (one of each for
-the process, on the sandbox's clock, watched by its request log).
+the process, on the sandbox's clock, watched by its request log). Any fake can hold requests
+until released: a provider that acts on a request but answers after the client gave up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -45,6 +47,9 @@ class FakeServer(ABC):
     _runner: web.AppRunner | None = None
     _http: aiohttp.ClientSession | None = None
     _watchers: tuple[Watcher, ...] = ()
+    _holds = 0
+    _gate: asyncio.Event | None = None
+    _held: tuple[asyncio.Future[None], ...] = ()
     client_headers: dict[str, str] = {}  # noqa: RUF012 (read-only default)
 
     @abstractmethod
@@ -59,9 +64,21 @@ class FakeServer(ABC):
         """Call `watcher` with every request this fake answers, once its answer is ready."""
         self._watchers = (*self._watchers, watcher)
 
+    def hold_next(self, count: int = 1) -> None:
+        """Hold the next `count` requests, unhandled, until `release()`."""
+        self._holds += count
+
+    async def release(self) -> None:
+        """Handle the held requests as if they had just arrived; return once they are."""
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
+        held, self._held = self._held, ()
+        await asyncio.gather(*held)
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen (by default on a free loopback port) and set `base_url`."""
-        app = web.Application(middlewares=[self._report])
+        app = web.Application(middlewares=[self._report, self._hold])
         self.routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -72,6 +89,7 @@ class FakeServer(ABC):
 
     async def close(self) -> None:
         """Stop listening and close the callback sender."""
+        await self.release()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -90,6 +108,22 @@ class FakeServer(ABC):
             raise
         await self._tell(request, response.status)
         return response
+
+    @web.middleware
+    async def _hold(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self._holds:
+            return await handler(request)
+        self._holds -= 1
+        await request.read()  # the whole request arrived; only the answer is late
+        if self._gate is None:
+            self._gate = asyncio.Event()
+        gate, handled = self._gate, asyncio.get_running_loop().create_future()
+        self._held = (*self._held, handled)
+        try:
+            await gate.wait()
+            return await handler(request)
+        finally:
+            handled.set_result(None)
 
     async def _tell(self, request: web.Request, status: int) -> None:
         try:

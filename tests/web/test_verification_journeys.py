@@ -5,6 +5,7 @@ callbacks, the customer's page and the OTP API, and the outcome in the fake Shop
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,11 @@ import pytest
 from sqlalchemy import func, select
 
 from flows.channels.callback_urls import CallbackUrls
+from flows.channels.messaging import SEND_JOB, MessageSender
 from flows.shops import config as shop_config
+from flows.verification.calls import CallPlacer
+from flows.verification.runtime import CALL_JOB
+from providers.exotel import ExotelClient
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.gupshup import FakeGupshup
 from providers.sandbox.shopify import FakeShopify, order_payload
@@ -663,3 +668,88 @@ async def test_a_mapping_that_does_not_fit_the_template_is_refused_at_save_time(
     assert (await journey.api("PUT", "settings", document))["whatsapp"]["template_params"] == [
         "city"
     ]
+
+
+# Issue 14: the verification's loose ends (items 8, 13, 14) ----------------------------------
+
+SHORT = 0.2  # seconds: the clients give up long before a held request is answered
+
+
+class ShortTimeouts:
+    """The worker's router, with Exotel clients that give up after SHORT seconds."""
+
+    def __init__(self, router: Any, exotel_url: str, http: Any) -> None:
+        self.router = router
+        self.client = ExotelClient(
+            http,
+            account_sid=EXOTEL_ACCOUNT["account_sid"],
+            api_key=EXOTEL_ACCOUNT["api_key"],
+            api_token=EXOTEL_ACCOUNT["api_token"],
+            api_url=exotel_url,
+            timeout_seconds=SHORT,
+        )
+
+    async def __call__(self, session: Any, shop: Any, channel: str) -> Any:
+        route = await self.router(session, shop, channel)
+        return replace(route, client=self.client) if route.provider == "exotel" else route
+
+    async def voice(self, session: Any, shop: Any, settings: Any) -> Any:
+        return replace(await self.router.voice(session, shop, settings), client=self.client)
+
+
+def short_timeouts(journey: Journey) -> None:
+    """Give the journey's worker call and send handlers with short provider timeouts."""
+    res = journey.res
+    router = ShortTimeouts(res.router(), journey.exotel.base_url, res.http)
+    desk = res.account_desk()
+    journey.worker.handlers[CALL_JOB] = CallPlacer(
+        res.db, res.clock, res.limiter, router, res.verifier(), desk.rejected, metrics=res.metrics
+    ).handle
+    journey.worker.handlers[SEND_JOB] = MessageSender(
+        res.db, res.clock, res.limiter, router, res.keys, desk.rejected, metrics=res.metrics
+    ).handle
+
+
+async def in_doubt(journey: Journey, kind: str) -> float:
+    """ordertalk_sends_in_doubt for Exotel and `kind`, as /metrics shows it."""
+    async with journey.browser.get(url(journey.server, "/metrics")) as response:
+        text = await response.text()
+    line = f'ordertalk_sends_in_doubt_total{{kind="{kind}",provider="exotel"}}'
+    found = [row for row in text.splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+async def kinds(journey: Journey) -> list[str]:
+    async with journey.res.db.sessions() as session:
+        return [a.kind for a in await session.scalars(select(Activity).order_by(Activity.id))]
+
+
+# Item 8: a send answered too late is never repeated ---------------------------------------
+
+
+async def test_a_call_and_an_sms_answered_too_late_are_never_sent_again(journey: Journey):
+    once = {"retries": 0, "retry_interval_minutes": 0}
+    await journey.install({"ivr": once, "fallback": {"sms_link": once}})
+    short_timeouts(journey)
+    journey.exotel.hold_next(2)
+    payload = await journey.order()
+    # Exotel dialled the customer, then sent the link, each after our client gave up.
+    await journey.exotel.release()
+    assert (len(journey.exotel.placed_calls), len(journey.exotel.accepted_sms)) == (1, 1)
+    async with journey.res.db.sessions() as session:
+        call = await session.scalar(select(Call))
+        message = await session.scalar(select(Message))
+        jobs = {job.kind: job.status for job in await session.scalars(select(Job))}
+    assert (call.status, call.error.split(":")[0]) == ("unconfirmed", "TIMEOUT")
+    assert (message.status, message.error_code) == ("unconfirmed", "TIMEOUT")
+    assert jobs[CALL_JOB] == jobs[SEND_JOB] == "done"
+    # Like a worker lost mid-call: the attempt counts as unanswered and the link SMS follows.
+    assert "call_not_answered" in await kinds(journey)
+    assert (await in_doubt(journey, "call"), await in_doubt(journey, "sms")) == (1, 1)
+
+    # The link may have reached them: it gets its full answer time, then the cascade ends.
+    await journey.advance(59)
+    assert await journey.status(payload) == "pending"
+    await journey.advance(1)
+    assert await journey.status(payload) == "unverified"
+    assert (len(journey.exotel.calls), len(journey.exotel.sms)) == (1, 1)
