@@ -317,7 +317,14 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         ).handle,
         RECONCILE_JOB: Reconciler(res.db, res.queue, res.box, res.clock, res.shopify).handle,
         SEND_JOB: MessageSender(
-            res.db, res.clock, res.limiter, router, res.keys, desk.rejected, metrics=res.metrics
+            res.db,
+            res.clock,
+            res.limiter,
+            router,
+            res.keys,
+            desk.rejected,
+            owner=verifier,
+            metrics=res.metrics,
         ).handle,
         EVENT_JOB: ProviderEvents(res.db, res.clock, verifier).handle,
         TAGS_JOB: order_actions.handle_tags,

@@ -1,7 +1,8 @@
 """Outbound messages: queue one (a message row and its send job, in the caller's transaction)
 and send it (the job): pick the provider and account, respect the sender's rate limit, and
 record the outcome. A transient provider failure is retried by the job system; a permanent
-one is recorded with its reason on the message and the order timeline, and not retried. A
+one is recorded with its reason on the message and the order timeline, and not retried (and
+the conversation the message belongs to is told, so it does not wait for an answer). A
 send left in doubt (the request went out, no answer came back) is never sent again: it is
 recorded `unconfirmed`, as when a worker died mid-send, and counted in the metrics.
 """
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,6 +69,17 @@ class Route:
 
 class NoRoute(Exception):
     """No provider account can send on this channel for this shop."""
+
+
+class MessageOwner(Protocol):
+    """The conversation messages belong to (a verification): told about the ones that could
+    not be sent, in the transaction that records it. It ignores messages not its own."""
+
+    async def send_failed(
+        self, session: AsyncSession, message: Message, code: str, permanent: bool
+    ) -> None:
+        """`message` failed: refused for good (`permanent`), or its retries ran out."""
+        ...
 
 
 async def queue_message(
@@ -146,6 +158,7 @@ class MessageSender:
         keys: CustomerKeys,
         on_rejected: Callable[[int, str], Awaitable[None]],
         *,
+        owner: MessageOwner | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.db = db
@@ -154,6 +167,7 @@ class MessageSender:
         self.router = router
         self.keys = keys
         self.on_rejected = on_rejected  # (account id, reason): the provider refused it
+        self.owner = owner
         self.metrics = metrics
 
     async def handle(self, job: ClaimedJob) -> None:
@@ -173,6 +187,7 @@ class MessageSender:
                 route = await self.router(session, shop, message.channel)
             except NoRoute as exc:
                 self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
+                await self._failed(session, message, "NO_ROUTE", permanent=True)
                 return
             except AccountWaiting as exc:
                 raise exc.deferral() from None
@@ -194,6 +209,8 @@ class MessageSender:
             async with self.db.transaction() as session:
                 message = await session.get(Message, message.id)
                 self._settle(session, message, status, exc.code, str(exc), mode)
+                if not exc.in_doubt:
+                    await self._failed(session, message, exc.code, not exc.retryable)
             if exc.in_doubt and self.metrics is not None:
                 self.metrics.sends_in_doubt.labels(route.provider, message.channel).inc()
             return
@@ -242,6 +259,12 @@ class MessageSender:
                 reference=str(message.id),
             )
         )
+
+    async def _failed(
+        self, session: AsyncSession, message: Message, code: str, permanent: bool
+    ) -> None:
+        if self.owner is not None:
+            await self.owner.send_failed(session, message, code, permanent)
 
     async def _mark(self, message_id: int, status: str, route: Route) -> None:
         async with self.db.transaction() as session:

@@ -7,6 +7,10 @@ the next method starts; when the last one is exhausted the order is unverified a
 shop's final action applies. An answer (keypad, link page, WhatsApp button, missed call,
 OTP) decides the order and ends everything else: a timer or call end that arrives for an
 attempt that is no longer current is ignored, so late and repeated events change nothing.
+
+Nothing waits for an answer that cannot come: an OTP nobody enters has a deadline, and a
+call or message the provider refuses for good (no route, invalid number, template refused)
+moves on to the next method at once.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ LIMIT_TAGS = {
 CALL_TIMEOUT = timedelta(minutes=15)
 # How long the last message waits for an answer when its section's interval is 0.
 LAST_ANSWER_WAIT = timedelta(minutes=60)
+# How long an OTP waits to be entered after its latest SMS (a code expires sooner: the wait
+# leaves the customer time to ask for another).
+OTP_ANSWER_WAIT = timedelta(minutes=30)
 # Orders placed longer ago than this are not verified.
 MAX_ORDER_AGE = timedelta(days=2)
 
@@ -98,6 +105,17 @@ class CallRefused:
 
 
 @dataclass(frozen=True)
+class MessageFailed:
+    """A message of this verification was not sent: refused for good (`permanent`), or
+    failing until its send job gave up."""
+
+    purpose: str  # as in SendMessage
+    key: str
+    code: str
+    permanent: bool
+
+
+@dataclass(frozen=True)
 class Keypad:
     call: str
     digits: str
@@ -129,6 +147,7 @@ Event = (
     | Timer
     | CallEnded
     | CallRefused
+    | MessageFailed
     | Keypad
     | Answer
     | OtpEntered
@@ -250,6 +269,8 @@ def step(state: VState, event: Event, settings: ShopSettings, now: datetime) -> 
         return _call_not_completed(state, event.status, settings, now)
     if isinstance(event, CallRefused):
         return _call_refused(state, event, settings, now)
+    if isinstance(event, MessageFailed):
+        return _message_failed(state, event, settings, now)
     if isinstance(event, OtpEntered):
         return _otp_entered(state, event, settings, now)
     if isinstance(event, OtpResend):
@@ -418,6 +439,10 @@ def _timer(state: VState, event: Timer, settings: ShopSettings, now: datetime) -
     if state.waiting == "call":
         return _call_not_completed(state, "unknown", settings, now)
     if state.waiting == "answer":
+        if state.method == "otp":
+            record = Record("otp_not_entered", "otp", {"sent": state.otp_resends + 1})
+            state, effects = _begin_stage(state, state.stage + 1, settings, now)
+            return state, [record, *effects]
         retries, _ = _spacing(state.method, settings)
         if state.attempt <= retries:
             return _attempt(state, settings, now)
@@ -451,6 +476,28 @@ def _call_refused(
     record = Record(kind, "ivr", {"attempt": state.attempt, "code": event.code})
     # No call can reach this number: the next method starts at once, without the limit tag.
     state, effects = _begin_stage(replace(state, open_call=""), state.stage + 1, settings, now)
+    return state, [record, *effects]
+
+
+def _message_failed(
+    state: VState, event: MessageFailed, settings: ShopSettings, now: datetime
+) -> Result:
+    if event.purpose == "otp":
+        current = state.method == "otp" and event.key == f"otp:{state.otp_resends + 1}"
+    else:
+        current = event.purpose == state.method and event.key == f"{state.stage}:{state.attempt}"
+    if not current:
+        return state, []
+    detail = {"attempt": state.attempt, "code": event.code}
+    if event.permanent:
+        # No message can reach this number this way: the next method starts at once.
+        record = Record("message_refused", state.method, detail)
+        state, effects = _begin_stage(state, state.stage + 1, settings, now)
+        return state, [record, *effects]
+    if state.method == "otp" or state.attempt <= _spacing(state.method, settings)[0]:
+        return state, []  # a resend, or the next attempt at its time, may still get through
+    record = Record("message_not_sent", state.method, detail)
+    state, effects = _stage_exhausted(state, settings, now)
     return state, [record, *effects]
 
 
@@ -543,7 +590,8 @@ def _send_otp(state: VState, otp: OtpIssue, settings: ShopSettings, now: datetim
         otp_sent_at=now,
         otp_expires_at=now + timedelta(minutes=settings.otp.expiry_minutes),
     )
-    return state, [SendMessage("otp", f"otp:{sent}", otp_nonce=otp.nonce)]
+    state, deadline = _schedule(state, "answer", now + OTP_ANSWER_WAIT)
+    return state, [SendMessage("otp", f"otp:{sent}", otp_nonce=otp.nonce), *deadline]
 
 
 def otp_expired(state: VState, now: datetime) -> bool:

@@ -4,7 +4,8 @@ transaction stores the new state and turns every effect into a durable job (call
 tags, cancel, timer) or a line of the order's timeline.
 
 Events come from the order's webhook (start, stop), timers, the call job and provider
-callbacks (call end, keypad), the customer's page and OTP entry, missed calls and replies.
+callbacks (call end, keypad), the customer's page and OTP entry, missed calls and replies, and
+the send job of the verification's messages (a message that could not be sent).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from flows.verification.flow import (
     CancelOrder,
     Effect,
     Event,
+    MessageFailed,
     NotifyMerchant,
     OrderChanged,
     OrderFacts,
@@ -51,7 +53,7 @@ from providers.events import InboundMessage
 from providers.sms import is_gsm7, to_gsm7
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
-from storage.models import Activity, Customer, Order, Shop, Verification
+from storage.models import Activity, Customer, Message, Order, Shop, Verification
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -98,6 +100,21 @@ def call_ref(key: str | None) -> tuple[int, str] | None:
     if prefix != "verify" or not vid.isdigit() or not call:
         return None
     return int(vid), call
+
+
+def message_key(verification_id: int, purpose: str, key: str) -> str:
+    """The idempotency key of a verification's message; `message_ref` reads it back."""
+    return f"verify:{verification_id}:{purpose}:{key}"
+
+
+def message_ref(key: str | None) -> tuple[int, str, str] | None:
+    """(verification id, purpose, key) of a verification message's key, else None."""
+    prefix, _, rest = (key or "").partition(":")
+    vid, _, rest = rest.partition(":")
+    purpose, _, key = rest.partition(":")
+    if prefix != "verify" or not vid.isdigit() or not purpose or purpose == "call" or not key:
+        return None
+    return int(vid), purpose, key
 
 
 @dataclass
@@ -277,6 +294,18 @@ class Verifier:
         state = await self.apply(session, ctx, Answer(action, "whatsapp"))
         return state.decided_by == "whatsapp"
 
+    async def send_failed(
+        self, session: AsyncSession, message: Message, code: str, permanent: bool
+    ) -> None:
+        """The send job gave up on a message (see MessageFailed); others' messages pass."""
+        ref = message_ref(message.idempotency_key)
+        if ref is None:
+            return
+        verification_id, purpose, key = ref
+        ctx = await self.load(session, verification_id)
+        if ctx is not None:
+            await self.apply(session, ctx, MessageFailed(purpose, key, code, permanent))
+
     def link(self, verification_id: int, now: datetime, hours: int) -> str:
         token = self.keys.link_token(verification_id, now + timedelta(hours=hours))
         return f"{self.public_url}/v/{token}"
@@ -437,7 +466,7 @@ class Verifier:
             shop_id=ctx.shop.id,
             channel=channel,
             to=order.phone,
-            idempotency_key=f"verify:{ctx.row.id}:{effect.purpose}:{effect.key}",
+            idempotency_key=message_key(ctx.row.id, effect.purpose, effect.key),
             body=body,
             sender=sender,
             order_id=order.id,

@@ -21,6 +21,7 @@ from flows.verification.flow import (
     CONFIRMED,
     FALLBACK_LIMIT,
     IVR_LIMIT,
+    OTP_ANSWER_WAIT,
     OTP_RESEND_LIMIT,
     OTP_WRONG_LIMIT,
     PENDING,
@@ -35,6 +36,7 @@ from flows.verification.flow import (
     Effect,
     Event,
     Keypad,
+    MessageFailed,
     NotifyMerchant,
     OrderChanged,
     OrderFacts,
@@ -1135,6 +1137,7 @@ def test_otp_start_sends_the_code() -> None:
     assert effects == [
         Record("verification_started", "", {"methods": ["otp"]}),
         SendMessage("otp", "otp:1", otp_nonce="nonce-1"),
+        StartTimer(1, T0 + OTP_ANSWER_WAIT),
     ]
     assert (state.method, state.otp_hash) == ("otp", "hash-1")
     assert (state.otp_sent_at, state.otp_expires_at) == (T0, T0 + minutes(5))
@@ -1153,7 +1156,7 @@ def test_wrong_codes_up_to_the_limit_then_the_limit_tag(limit: int) -> None:
     settings = otp_shop(wrong_attempts_limit=limit)
     allowed, effects = run(settings, [OTP_START, *[OtpEntered("bad")] * limit])
     assert allowed.status == PENDING
-    assert effects[2:] == [Record("otp_wrong", "otp", {"wrong": n}) for n in range(1, limit + 1)]
+    assert effects[3:] == [Record("otp_wrong", "otp", {"wrong": n}) for n in range(1, limit + 1)]
     # within the limit, the right code still confirms
     assert step(allowed, OtpEntered("hash-1"), settings, T0)[0].status == CONFIRMED
 
@@ -1199,7 +1202,10 @@ def test_a_resend_before_the_wait_is_refused() -> None:
 def test_a_resend_sends_a_new_code() -> None:
     settings = otp_shop()
     state, effects = run(settings, [OTP_START, (seconds(30), resend(2))])
-    assert effects[-1] == SendMessage("otp", "otp:2", otp_nonce="nonce-2")
+    assert effects[-2:] == [
+        SendMessage("otp", "otp:2", otp_nonce="nonce-2"),
+        StartTimer(2, seconds(30) + OTP_ANSWER_WAIT),
+    ]
     assert (state.otp_hash, state.otp_resends) == ("hash-2", 1)
     assert (state.otp_sent_at, state.otp_expires_at) == (seconds(30), seconds(330))
     # the old code is wrong now, the new one confirms (and lives 5 minutes from its sending)
@@ -1227,6 +1233,169 @@ def test_resends_beyond_the_limit_add_the_limit_tag_and_send_nothing(limit: int)
     last_code = OtpEntered(f"hash-{limit + 1}")
     confirmed, _ = step(state, last_code, settings, seconds(30 * (limit + 1) + 10))
     assert confirmed.status == CONFIRMED
+
+
+# Nothing waits for an answer that cannot come (issue 14 item 14) ----------------------
+
+NOT_ENTERED = Record("otp_not_entered", "otp", {"sent": 1})
+
+
+@pytest.mark.parametrize(
+    ("verification", "final"),
+    [
+        pytest.param({}, [], id="none"),
+        pytest.param({"final_action": "tag"}, [AddTags(("cod_unconfirmed",), "system")], id="tag"),
+        pytest.param(
+            {"final_action": "cancel", "cancel_after_hours": 2},
+            [StartTimer(3, T0 + OTP_ANSWER_WAIT + timedelta(hours=2))],
+            id="cancel",
+        ),
+    ],
+)
+def test_an_otp_never_entered_ends_at_its_deadline(
+    verification: dict[str, Any], final: list[Effect]
+) -> None:
+    settings = shop(verification={"type": "otp", **verification}, otp=OTP)
+    waiting, _ = run(settings, [OTP_START])
+    assert (waiting.waiting, waiting.timer_at) == ("answer", T0 + OTP_ANSWER_WAIT)
+    state, effects = run(settings, [FIRE], waiting)
+    assert effects == [NOT_ENTERED, UNVERIFIED_RECORD, *final]
+    assert state.status == UNVERIFIED
+    assert unchanged(settings, state, OtpEntered("hash-1"), T0 + OTP_ANSWER_WAIT)
+    assert unchanged(settings, state, resend(2), T0 + OTP_ANSWER_WAIT)
+
+
+def test_a_resend_moves_the_otp_deadline() -> None:
+    settings = otp_shop()
+    state, _ = run(settings, [OTP_START, (seconds(30), resend(2))])
+    assert state.timer_at == seconds(30) + OTP_ANSWER_WAIT
+    assert unchanged(settings, state, Timer(1), T0 + OTP_ANSWER_WAIT)  # the first deadline
+    state, effects = run(settings, [FIRE], state)
+    assert effects[0] == Record("otp_not_entered", "otp", {"sent": 2})
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        pytest.param([OtpEntered("hash-1")], id="confirmed"),
+        pytest.param([OtpEntered("bad")] * 4, id="wrong-limit"),
+        pytest.param([OrderChanged("paid")], id="stopped"),
+    ],
+)
+def test_a_decided_otp_has_no_deadline(items: list[Item]) -> None:
+    settings = otp_shop()
+    sent, _ = run(settings, [OTP_START])
+    state, _ = run(settings, [(seconds(40), item) for item in items], sent)
+    assert state.waiting == ""
+    assert unchanged(settings, state, Timer(sent.timer), T0 + OTP_ANSWER_WAIT)
+
+
+LINK_SENT = [START, CallEnded("0:1", "busy")]  # call 0:1 unanswered; SMS 1:1 sent
+LINK = {"retries": 1, "retry_interval_minutes": 30}
+
+
+@pytest.mark.parametrize(
+    ("settings", "before", "failed", "after"),
+    [
+        pytest.param(
+            fallback("sms_link", LINK),
+            LINK_SENT,
+            MessageFailed("sms_link", "1:1", "INVALID_NUMBER", permanent=True),
+            [Record("message_refused", "sms_link", {"attempt": 1, "code": "INVALID_NUMBER"})],
+            id="link-refused",
+        ),
+        pytest.param(
+            fallback("sms_link", LINK),
+            LINK_SENT,
+            MessageFailed("sms_link", "1:1", "NO_ROUTE", permanent=True),
+            [Record("message_refused", "sms_link", {"attempt": 1, "code": "NO_ROUTE"})],
+            id="link-no-route",
+        ),
+        pytest.param(
+            fallback("sms_link", QUICK_LINK),
+            LINK_SENT,
+            MessageFailed("sms_link", "1:1", "HTTP_503", permanent=False),
+            [
+                Record("message_not_sent", "sms_link", {"attempt": 1, "code": "HTTP_503"}),
+                AddTags((FALLBACK_LIMIT,), "system"),
+            ],
+            id="last-link-never-sent",
+        ),
+        pytest.param(
+            otp_shop(),
+            [OTP_START],
+            MessageFailed("otp", "otp:1", "INVALID_NUMBER", permanent=True),
+            [Record("message_refused", "otp", {"attempt": 0, "code": "INVALID_NUMBER"})],
+            id="otp-refused",
+        ),
+    ],
+)
+def test_a_message_that_cannot_be_sent_ends_its_method_at_once(
+    settings: ShopSettings, before: list[Item], failed: MessageFailed, after: list[Effect]
+) -> None:
+    sent, _ = run(settings, before)
+    state, effects = step(sent, failed, settings, T0 + minutes(1))
+    assert effects == [*after, UNVERIFIED_RECORD]
+    assert (state.status, state.waiting) == (UNVERIFIED, "")
+
+
+def test_a_refused_whatsapp_goes_on_to_the_call_at_once() -> None:
+    settings = shop(**CASCADE)
+    sent, _ = run(settings, [START])
+    refused = MessageFailed("whatsapp", "0:1", "TEMPLATE_NOT_APPROVED", permanent=True)
+    state, effects = step(sent, refused, settings, T0 + minutes(1))
+    code = {"attempt": 1, "code": "TEMPLATE_NOT_APPROVED"}
+    assert effects[:2] == [Record("message_refused", "whatsapp", code), PlaceCall("1:1")]
+    assert (state.method, state.open_call) == ("ivr", "1:1")
+    assert WHATSAPP_LIMIT not in tags_added(effects)
+
+
+@pytest.mark.parametrize(
+    ("settings", "before", "failed"),
+    [
+        pytest.param(
+            fallback("sms_link", LINK),
+            LINK_SENT,
+            MessageFailed("sms_link", "1:1", "HTTP_503", permanent=False),
+            id="a-retry-is-still-due",
+        ),
+        pytest.param(
+            otp_shop(),
+            [OTP_START],
+            MessageFailed("otp", "otp:1", "HTTP_503", permanent=False),
+            id="otp-can-be-resent",
+        ),
+        pytest.param(
+            fallback("sms_link", LINK),
+            [*LINK_SENT, FIRE],
+            MessageFailed("sms_link", "1:1", "INVALID_NUMBER", permanent=True),
+            id="an-earlier-attempt",
+        ),
+        pytest.param(
+            otp_shop(),
+            [OTP_START, (seconds(30), resend(2))],
+            MessageFailed("otp", "otp:1", "INVALID_NUMBER", permanent=True),
+            id="an-earlier-otp",
+        ),
+        pytest.param(
+            fallback("missed_call", {"exophone": "08047112345"}),
+            [START, CallEnded("0:1", "busy"), Answer("confirm", "missed_call")],
+            MessageFailed("missed_call_confirmation", "confirmation", "DND", permanent=True),
+            id="the-thanks-after-a-decision",
+        ),
+        pytest.param(
+            fallback("sms_link", LINK),
+            [*LINK_SENT, Answer("confirm", "sms_link")],
+            MessageFailed("sms_link", "1:1", "INVALID_NUMBER", permanent=True),
+            id="decided-meanwhile",
+        ),
+    ],
+)
+def test_a_failed_message_that_is_not_the_one_waited_for_changes_nothing(
+    settings: ShopSettings, before: list[Item], failed: MessageFailed
+) -> None:
+    state, _ = run(settings, before)
+    assert unchanged(settings, state, failed, T0 + minutes(2))
 
 
 # Order changed in Shopify -------------------------------------------------------------

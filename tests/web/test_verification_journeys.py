@@ -753,3 +753,43 @@ async def test_a_call_and_an_sms_answered_too_late_are_never_sent_again(journey:
     await journey.advance(1)
     assert await journey.status(payload) == "unverified"
     assert (len(journey.exotel.calls), len(journey.exotel.sms)) == (1, 1)
+
+
+# Item 14: nothing waits for an answer that cannot come ---------------------------------------
+
+
+async def test_an_otp_never_entered_ends_at_its_deadline_with_the_final_action(
+    journey: Journey,
+):
+    await journey.install({"verification": {"type": "otp", "final_action": "tag"}})
+    payload = await journey.order()
+    assert len(journey.exotel.sms) == 1
+    await journey.advance(29)
+    assert await journey.status(payload) == "pending"
+    await journey.advance(1)
+    assert await journey.status(payload) == "unverified"
+    assert journey.tags(payload) == ["cod_unconfirmed"]
+    assert "otp_not_entered" in await kinds(journey)
+    assert len(journey.exotel.sms) == 1
+
+
+async def test_a_link_sms_refused_for_good_ends_the_cascade_at_once(journey: Journey):
+    await journey.install(
+        {
+            "ivr": {"retries": 0, "retry_interval_minutes": 0},
+            "verification": {"final_action": "tag"},
+        }
+    )
+    journey.exotel.reject_template("1102")  # the link SMS's DLT template
+    payload = await journey.order()
+    await journey.call_ends("no-answer")
+    assert len(journey.exotel.sms) == 1  # tried once, refused: never retried
+    async with journey.res.db.sessions() as session:
+        message = await session.scalar(select(Message))
+    assert (message.status, message.error_code) == ("failed", "TEMPLATE_NOT_APPROVED")
+    # No wait for an answer to an SMS that never went: unverified now, not in an hour.
+    assert await journey.status(payload) == "unverified"
+    assert journey.tags(payload) == ["ivr_retry_limit_reached", "cod_unconfirmed"]
+    assert "message_refused" in await kinds(journey)
+    await journey.advance(24 * 60)
+    assert len(journey.exotel.sms) == 1 and len(journey.exotel.calls) == 1
