@@ -3,8 +3,10 @@ and send it (the job): pick the provider and account, respect the sender's rate 
 record the outcome. A transient provider failure is retried by the job system; a permanent
 one is recorded with its reason on the message and the order timeline, and not retried (and
 the conversation the message belongs to is told, so it does not wait for an answer). A
-send left in doubt (the request went out, no answer came back) is never sent again: it is
-recorded `unconfirmed`, as when a worker died mid-send, and counted in the metrics.
+conversation's message that must wait for the calling window is checked on every run, just
+before sending, and deferred to the window's next start when it is closed. A send left in
+doubt (the request went out, no answer came back) is never sent again: it is recorded
+`unconfirmed`, as when a worker died mid-send, and counted in the metrics.
 """
 
 from __future__ import annotations
@@ -72,8 +74,13 @@ class NoRoute(Exception):
 
 
 class MessageOwner(Protocol):
-    """The conversation messages belong to (a verification): told about the ones that could
-    not be sent, in the transaction that records it. It ignores messages not its own."""
+    """The conversation messages belong to (a verification), asked before each send and told
+    about the ones that could not be sent, in the send job's transaction. It answers None
+    and ignores messages that are not its own."""
+
+    async def send_after(self, session: AsyncSession, message: Message) -> datetime | None:
+        """When `message` may go if not now (its calling window is closed); None: now."""
+        ...
 
     async def send_failed(
         self, session: AsyncSession, message: Message, code: str, permanent: bool
@@ -173,24 +180,12 @@ class MessageSender:
     async def handle(self, job: ClaimedJob) -> None:
         details = job.payload.get("details") or {}
         mode = details.get("mode", "")
-        async with self.db.transaction() as session:
-            message = await session.get(Message, job.payload["message_id"])
-            if message is None or message.status not in ("queued", "sending"):
-                return  # already sent or settled by an earlier run
-            if message.status == "sending":
-                # An earlier run died while the provider had the request: it may have gone
-                # out. Never risk a second copy to the customer.
-                self._settle(session, message, "unconfirmed", "", "worker lost during send", mode)
-                return
-            shop = await session.get(Shop, message.shop_id)
-            try:
-                route = await self.router(session, shop, message.channel)
-            except NoRoute as exc:
-                self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
-                await self._failed(session, message, "NO_ROUTE", permanent=True)
-                return
-            except AccountWaiting as exc:
-                raise exc.deferral() from None
+        ready = await self._prepare(job.payload["message_id"], mode)
+        if ready is None:
+            return
+        if isinstance(ready, Deferred):
+            raise ready
+        message, route = ready
         wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
         if wait > 0:
             raise Deferred(wait, f"rate limit of {route.rate_key}")
@@ -218,6 +213,36 @@ class MessageSender:
             message = await session.get(Message, message.id)
             message.provider_message_id = receipt.provider_message_id
             self._settle(session, message, "sent", "", "", mode)
+
+    async def _prepare(
+        self, message_id: int, mode: str
+    ) -> tuple[Message, Route] | Deferred | None:
+        """The message and its route when it may go now; a deferral until its conversation's
+        calling window opens; or None when it is settled (now or earlier)."""
+        async with self.db.transaction() as session:
+            message = await session.get(Message, message_id)
+            if message is None or message.status not in ("queued", "sending"):
+                return None  # already sent or settled by an earlier run
+            if message.status == "sending":
+                # An earlier run died while the provider had the request: it may have gone
+                # out. Never risk a second copy to the customer.
+                self._settle(session, message, "unconfirmed", "", "worker lost during send", mode)
+                return None
+            if self.owner is not None:
+                until = await self.owner.send_after(session, message)
+                if until is not None:
+                    wait = (until - self.clock.now()).total_seconds()
+                    return Deferred(wait, "outside the calling window")
+            shop = await session.get(Shop, message.shop_id)
+            try:
+                route = await self.router(session, shop, message.channel)
+            except NoRoute as exc:
+                self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
+                await self._failed(session, message, "NO_ROUTE", permanent=True)
+                return None
+            except AccountWaiting as exc:
+                raise exc.deferral() from None
+            return message, route
 
     async def _send(self, route: Route, message: Message, details: dict[str, Any]) -> SendReceipt:
         if message.channel == "sms":

@@ -6,6 +6,10 @@ again for that attempt: it is recorded `unconfirmed` and the flow moves on as if
 A provider that timed out (or dropped the connection) after the request went out is the same
 case, found at once: `unconfirmed`, counted in the metrics, never dialled again. A DND or
 other permanent refusal goes to the flow, which falls back at once.
+
+The calling window is checked on every run, just before dialling: a late run (a backlog, a
+retry after backoff, a rate-limit deferral) finding it closed waits for its next start, the
+same attempt (the job is deferred, not failed; the flow's call timer moves with it).
 """
 
 from __future__ import annotations
@@ -57,40 +61,12 @@ class CallPlacer:
 
     async def handle(self, job: ClaimedJob) -> None:
         verification_id, ref = job.payload["verification_id"], job.payload["call"]
-        key = call_key(verification_id, ref)
-        async with self.db.transaction() as session:
-            ctx = await self.verifier.load(session, verification_id)
-            if ctx is None or ctx.state.status != PENDING or ctx.state.open_call != ref:
-                return  # decided, stopped or moved on since the call was asked for
-            call = await session.scalar(select(Call).where(Call.idempotency_key == key))
-            if call is not None and call.status == "placing":
-                call.status, call.error = "unconfirmed", "worker lost while placing the call"
-                await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
-                return
-            if call is not None and call.status != "queued":
-                return
-            try:
-                route = await self.router.voice(session, ctx.shop, ctx.settings)
-            except AccountWaiting as exc:
-                raise exc.deferral() from None
-            except NoRoute as exc:
-                _LOGGER.warning("verification %s: %s", verification_id, exc)
-                await self.verifier.apply(session, ctx, CallRefused(ref, "NO_ROUTE"))
-                return
-            if call is None:
-                call = self._new_call(ctx, route, key)
-                session.add(call)
-                await session.flush()
-            call_id = call.id
-            request = CallRequest(
-                to=ctx.order.phone,
-                caller_id=route.caller_id,
-                answer_url=route.answer_url,
-                flow_id=route.flow_id,
-                status_callback=route.status_callback,
-                reference=f"v{verification_id}",
-                timeout_seconds=RING_SECONDS,
-            )
+        ready = await self._prepare(verification_id, ref)
+        if ready is None:
+            return
+        if isinstance(ready, Deferred):
+            raise ready
+        route, call_id, request = ready
         wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
         if wait > 0:
             raise Deferred(wait, f"rate limit of {route.rate_key}")
@@ -137,6 +113,53 @@ class CallPlacer:
                     created_at=self.clock.now(),
                 )
             )
+
+    async def _prepare(
+        self, verification_id: int, ref: str
+    ) -> tuple[VoiceRoute, int, CallRequest] | Deferred | None:
+        """The route, call row and request of a call to place now; a deferral until the
+        calling window opens; or None when there is nothing (more) to do."""
+        key = call_key(verification_id, ref)
+        async with self.db.transaction() as session:
+            ctx = await self.verifier.load(session, verification_id)
+            if ctx is None or ctx.state.status != PENDING or ctx.state.open_call != ref:
+                return None  # decided, stopped or moved on since the call was asked for
+            call = await session.scalar(select(Call).where(Call.idempotency_key == key))
+            if call is not None and call.status == "placing":
+                call.status, call.error = "unconfirmed", "worker lost while placing the call"
+                await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
+                return None
+            if call is not None and call.status != "queued":
+                return None
+            until = await self.verifier.wait_for_window(session, ctx, "call", ref)
+            if until is not None:
+                wait = (until - self.clock.now()).total_seconds()
+                return Deferred(wait, "outside the calling window")
+            try:
+                route = await self.router.voice(session, ctx.shop, ctx.settings)
+            except AccountWaiting as exc:
+                raise exc.deferral() from None
+            except NoRoute as exc:
+                _LOGGER.warning("verification %s: %s", verification_id, exc)
+                await self.verifier.apply(session, ctx, CallRefused(ref, "NO_ROUTE"))
+                return None
+            if call is None:
+                call = self._new_call(ctx, route, key)
+                session.add(call)
+                await session.flush()
+            return route, call.id, self._request(ctx, route)
+
+    @staticmethod
+    def _request(ctx: Context, route: VoiceRoute) -> CallRequest:
+        return CallRequest(
+            to=ctx.order.phone,
+            caller_id=route.caller_id,
+            answer_url=route.answer_url,
+            flow_id=route.flow_id,
+            status_callback=route.status_callback,
+            reference=f"v{ctx.row.id}",
+            timeout_seconds=RING_SECONDS,
+        )
 
     def _new_call(self, ctx: Context, route: VoiceRoute, key: str) -> Call:
         return Call(

@@ -11,6 +11,10 @@ attempt that is no longer current is ignored, so late and repeated events change
 Nothing waits for an answer that cannot come: an OTP nobody enters has a deadline, and a
 call or message the provider refuses for good (no route, invalid number, template refused)
 moves on to the next method at once.
+
+Calls and messages that wait for the calling window are checked again when their job runs
+(`held_until`): a late job (backlog, retry, rate limit) finding the window closed waits for
+the next window start, and the flow's timer for that attempt moves with it (WindowClosed).
 """
 
 from __future__ import annotations
@@ -116,6 +120,16 @@ class MessageFailed:
 
 
 @dataclass(frozen=True)
+class WindowClosed:
+    """The job of a call (`purpose` "call", `key` its reference) or of a message found the
+    calling window closed: the contact waits until `until`, the same attempt."""
+
+    purpose: str
+    key: str
+    until: datetime
+
+
+@dataclass(frozen=True)
 class Keypad:
     call: str
     digits: str
@@ -148,6 +162,7 @@ Event = (
     | CallEnded
     | CallRefused
     | MessageFailed
+    | WindowClosed
     | Keypad
     | Answer
     | OtpEntered
@@ -271,6 +286,8 @@ def step(state: VState, event: Event, settings: ShopSettings, now: datetime) -> 
         return _call_refused(state, event, settings, now)
     if isinstance(event, MessageFailed):
         return _message_failed(state, event, settings, now)
+    if isinstance(event, WindowClosed):
+        return _window_closed(state, event, settings)
     if isinstance(event, OtpEntered):
         return _otp_entered(state, event, settings, now)
     if isinstance(event, OtpResend):
@@ -393,13 +410,16 @@ def _attempt(state: VState, settings: ShopSettings, now: datetime) -> Result:
         state, timer = _schedule(replace(state, open_call=call), "call", now + CALL_TIMEOUT)
         return state, [PlaceCall(call), *timer]
     send = SendMessage(state.method, f"{state.stage}:{attempt}")
-    retries, interval = _spacing(state.method, settings)
-    if attempt <= retries:
-        wake = _window(now + timedelta(minutes=interval), settings)
-    else:
-        wake = now + (timedelta(minutes=interval) if interval else LAST_ANSWER_WAIT)
-    state, timer = _schedule(state, "answer", wake)
+    state, timer = _schedule(state, "answer", _answer_wake(state, settings, now))
     return state, [send, *timer]
+
+
+def _answer_wake(state: VState, settings: ShopSettings, sent: datetime) -> datetime:
+    """When a message sent at `sent` stops waiting: the next attempt, or the last's answer."""
+    retries, interval = _spacing(state.method, settings)
+    if state.attempt <= retries:
+        return _window(sent + timedelta(minutes=interval), settings)
+    return sent + (timedelta(minutes=interval) if interval else LAST_ANSWER_WAIT)
 
 
 def _section(mode: str, settings: ShopSettings) -> Any:
@@ -499,6 +519,45 @@ def _message_failed(
     record = Record("message_not_sent", state.method, detail)
     state, effects = _stage_exhausted(state, settings, now)
     return state, [record, *effects]
+
+
+# The calling window at the moment of contact -------------------------------------------
+
+
+def held_until(
+    state: VState, purpose: str, key: str, settings: ShopSettings, now: datetime
+) -> datetime | None:
+    """The window start a call or message of this verification must wait for, if it may not
+    go now. Retries always wait for the window; first attempts as the settings say. An OTP
+    (the customer is at the checkout waiting for it) and the thanks for an answer never do."""
+    if purpose == "call":
+        first_waits = settings.verification.window_first_call
+    elif purpose in ("sms_link", "missed_call", "whatsapp"):
+        first_waits = settings.verification.window_first_message
+    else:
+        return None
+    if key.rpartition(":")[2] == "1" and not first_waits:
+        return None
+    opening = _window(now, settings)
+    return opening if opening > now else None
+
+
+def _window_closed(state: VState, event: WindowClosed, settings: ShopSettings) -> Result:
+    if event.purpose == "call":
+        if state.waiting != "call" or event.key != state.open_call:
+            return state, []
+        kind, mode, wake = "call_deferred", "ivr", event.until + CALL_TIMEOUT
+    else:
+        current = event.purpose == state.method and event.key == f"{state.stage}:{state.attempt}"
+        if state.waiting != "answer" or not current:
+            return state, []
+        kind, mode = "message_deferred", state.method
+        wake = _answer_wake(state, settings, event.until)
+    if wake == state.timer_at:
+        return state, []
+    detail = {"attempt": state.attempt, "until": event.until.isoformat()}
+    state, timer = _schedule(state, state.waiting, wake)
+    return state, [Record(kind, mode, detail), *timer]
 
 
 def _stage_exhausted(state: VState, settings: ShopSettings, now: datetime) -> Result:

@@ -45,6 +45,8 @@ from flows.verification.flow import (
     StartTimer,
     Timer,
     VState,
+    WindowClosed,
+    held_until,
     options,
     step,
 )
@@ -293,6 +295,25 @@ class Verifier:
             return False
         state = await self.apply(session, ctx, Answer(action, "whatsapp"))
         return state.decided_by == "whatsapp"
+
+    async def wait_for_window(
+        self, session: AsyncSession, ctx: Context, purpose: str, key: str
+    ) -> datetime | None:
+        """When a call or message about to go must wait for the calling window: its next
+        start (the flow is told, so the attempt's timer moves), else None."""
+        until = held_until(ctx.state, purpose, key, ctx.settings, self.clock.now())
+        if until is not None:
+            await self.apply(session, ctx, WindowClosed(purpose, key, until))
+        return until
+
+    async def send_after(self, session: AsyncSession, message: Message) -> datetime | None:
+        """The calling window start a verification message must wait for, if any."""
+        ref = message_ref(message.idempotency_key)
+        if ref is None:
+            return None
+        verification_id, purpose, key = ref
+        ctx = await self.load(session, verification_id)
+        return None if ctx is None else await self.wait_for_window(session, ctx, purpose, key)
 
     async def send_failed(
         self, session: AsyncSession, message: Message, code: str, permanent: bool

@@ -50,6 +50,8 @@ from flows.verification.flow import (
     StartTimer,
     Timer,
     VState,
+    WindowClosed,
+    held_until,
     screen,
     step,
 )
@@ -1235,6 +1237,127 @@ def test_resends_beyond_the_limit_add_the_limit_tag_and_send_nothing(limit: int)
     assert confirmed.status == CONFIRMED
 
 
+# The calling window when the contact is made (issue 14 item 13) -----------------------
+
+LINK_SENT = [START, CallEnded("0:1", "busy")]  # call 0:1 unanswered; SMS 1:1 sent
+LINK = {"retries": 1, "retry_interval_minutes": 30}
+FIRST_ANYTIME = {"window_first_call": False, "window_first_message": False}
+FIRST_IN_WINDOW = {"window_first_call": True, "window_first_message": True}
+
+
+@pytest.mark.parametrize(
+    ("verification", "purpose", "key", "now", "until"),
+    [
+        pytest.param(FIRST_IN_WINDOW, "call", "0:1", T0, None, id="call-inside"),
+        pytest.param(FIRST_IN_WINDOW, "call", "0:1", NIGHT, NEXT_MORNING, id="first-call-night"),
+        pytest.param(FIRST_ANYTIME, "call", "0:1", NIGHT, None, id="first-call-anytime"),
+        pytest.param(FIRST_ANYTIME, "call", "0:2", NIGHT, NEXT_MORNING, id="retry-call-night"),
+        pytest.param(FIRST_ANYTIME, "call", "1:2", NIGHT, NEXT_MORNING, id="later-stage-retry"),
+        pytest.param(
+            FIRST_IN_WINDOW, "sms_link", "1:1", NIGHT, NEXT_MORNING, id="first-link-in-window"
+        ),
+        pytest.param(FIRST_ANYTIME, "sms_link", "1:1", NIGHT, None, id="first-link-anytime"),
+        pytest.param(FIRST_ANYTIME, "sms_link", "1:2", NIGHT, NEXT_MORNING, id="link-resend"),
+        pytest.param(FIRST_ANYTIME, "whatsapp", "0:2", NIGHT, NEXT_MORNING, id="wa-resend"),
+        pytest.param(FIRST_ANYTIME, "missed_call", "1:3", NIGHT, NEXT_MORNING, id="mc-resend"),
+        pytest.param(FIRST_ANYTIME, "missed_call", "1:3", T0, None, id="mc-resend-inside"),
+        pytest.param(FIRST_IN_WINDOW, "otp", "otp:2", NIGHT, None, id="otp-never-waits"),
+        pytest.param(
+            FIRST_IN_WINDOW,
+            "missed_call_confirmation",
+            "confirmation",
+            NIGHT,
+            None,
+            id="thanks-never-waits",
+        ),
+    ],
+)
+def test_held_until(
+    verification: dict[str, Any], purpose: str, key: str, now: datetime, until: datetime | None
+) -> None:
+    assert held_until(VState(), purpose, key, shop(verification=verification), now) == until
+
+
+def test_a_late_call_waits_for_the_window_as_the_same_attempt() -> None:
+    settings = shop()
+    placing, _ = run(settings, [*RETRYING, FIRE])  # call 0:2 asked for at T0 + 30 min
+    assert placing.open_call == "0:2"
+    late = WindowClosed("call", "0:2", NEXT_MORNING)
+    state, effects = step(placing, late, settings, NIGHT)
+    detail = {"attempt": 2, "until": NEXT_MORNING.isoformat()}
+    assert effects == [
+        Record("call_deferred", "ivr", detail),
+        StartTimer(placing.timer + 1, NEXT_MORNING + CALL_TIMEOUT),
+    ]
+    assert (state.attempt, state.open_call, state.waiting) == (2, "0:2", "call")
+    # the call timer set when the call was asked for is stale: no "not answered" overnight
+    assert unchanged(settings, state, Timer(placing.timer), placing.timer_at)
+    assert unchanged(settings, state, late, NIGHT)  # the same news twice
+    # placed in the morning, the call ends as any call does
+    _, effects = step(state, CallEnded("0:2", "no-answer"), settings, NEXT_MORNING + minutes(1))
+    assert Record("call_not_answered", "ivr", {"attempt": 2, "status": "no-answer"}) in effects
+
+
+@pytest.mark.parametrize(
+    ("section", "until", "wake"),
+    [
+        pytest.param(
+            {"retries": 2, "retry_interval_minutes": 30},
+            NEXT_MORNING,
+            NEXT_MORNING + minutes(30),
+            id="next-resend-counts-from-the-morning",
+        ),
+        pytest.param(
+            {"retries": 1, "retry_interval_minutes": 10},
+            NEXT_MORNING,
+            NEXT_MORNING + minutes(10),
+            id="last-answer-wait-counts-from-the-morning",
+        ),
+    ],
+)
+def test_a_late_resend_waits_for_the_window_and_its_answer_time_moves(
+    section: dict[str, Any], until: datetime, wake: datetime
+) -> None:
+    settings = fallback("sms_link", section)
+    resending, _ = run(settings, [FIRE], in_fallback(settings))  # SMS 1:2 asked for
+    assert resending.attempt == 2
+    state, effects = step(resending, WindowClosed("sms_link", "1:2", until), settings, NIGHT)
+    detail = {"attempt": 2, "until": until.isoformat()}
+    assert effects == [
+        Record("message_deferred", "sms_link", detail),
+        StartTimer(resending.timer + 1, wake),
+    ]
+    assert (state.attempt, state.waiting, state.timer_at) == (2, "answer", wake)
+
+
+@pytest.mark.parametrize(
+    ("settings", "before", "event"),
+    [
+        pytest.param(
+            shop(), [*RETRYING, FIRE], WindowClosed("call", "0:1", NEXT_MORNING), id="old-call"
+        ),
+        pytest.param(shop(), RETRYING, WindowClosed("call", "0:1", NEXT_MORNING), id="call-ended"),
+        pytest.param(
+            shop(),
+            [START, Keypad("0:1", "1")],
+            WindowClosed("call", "0:1", NEXT_MORNING),
+            id="decided",
+        ),
+        pytest.param(
+            fallback("sms_link", LINK),
+            [*LINK_SENT, FIRE],
+            WindowClosed("sms_link", "1:1", NEXT_MORNING),
+            id="an-earlier-message",
+        ),
+    ],
+)
+def test_a_window_news_about_another_attempt_changes_nothing(
+    settings: ShopSettings, before: list[Item], event: WindowClosed
+) -> None:
+    state, _ = run(settings, before)
+    assert unchanged(settings, state, event, NIGHT)
+
+
 # Nothing waits for an answer that cannot come (issue 14 item 14) ----------------------
 
 NOT_ENTERED = Record("otp_not_entered", "otp", {"sent": 1})
@@ -1288,10 +1411,6 @@ def test_a_decided_otp_has_no_deadline(items: list[Item]) -> None:
     state, _ = run(settings, [(seconds(40), item) for item in items], sent)
     assert state.waiting == ""
     assert unchanged(settings, state, Timer(sent.timer), T0 + OTP_ANSWER_WAIT)
-
-
-LINK_SENT = [START, CallEnded("0:1", "busy")]  # call 0:1 unanswered; SMS 1:1 sent
-LINK = {"retries": 1, "retry_interval_minutes": 30}
 
 
 @pytest.mark.parametrize(

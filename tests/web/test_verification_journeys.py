@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -753,6 +753,68 @@ async def test_a_call_and_an_sms_answered_too_late_are_never_sent_again(journey:
     await journey.advance(1)
     assert await journey.status(payload) == "unverified"
     assert (len(journey.exotel.calls), len(journey.exotel.sms)) == (1, 1)
+
+
+# Item 13: a late job never calls or messages outside the calling window ---------------------
+
+NIGHT = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)  # 21:30 in Kolkata, the window (9-21) closed
+MORNING = datetime(2026, 1, 6, 3, 30, tzinfo=UTC)  # 09:00 in Kolkata, the window opens
+
+
+async def call_jobs(journey: Journey) -> list[Job]:
+    async with journey.res.db.sessions() as session:
+        return list(
+            await session.scalars(select(Job).where(Job.kind == CALL_JOB).order_by(Job.id))
+        )
+
+
+async def test_a_retry_call_run_late_at_night_waits_for_the_morning(journey: Journey):
+    await journey.install()
+    payload = await journey.order()  # 14:30 in Kolkata
+    await journey.call_ends("no-answer")  # the retry is due at 14:40
+    journey.res.clock.set(NIGHT)  # ...but the worker only gets to it at 21:30
+    await journey.worker.run_until_idle()
+    assert len(journey.exotel.calls) == 1
+    retry = (await call_jobs(journey))[-1]
+    assert (retry.status, retry.due_at, retry.attempts) == ("queued", MORNING, 0)
+    assert (await kinds(journey)).count("call_deferred") == 1
+
+    journey.res.clock.set(MORNING - timedelta(minutes=1))
+    await journey.worker.run_until_idle()  # the night passes: no "not answered", no call
+    assert len(journey.exotel.calls) == 1
+    assert (await kinds(journey)).count("call_not_answered") == 1
+    journey.res.clock.set(MORNING)
+    await journey.worker.run_until_idle()
+    assert len(journey.exotel.calls) == 2  # the same second attempt, at 09:00
+    async with journey.res.db.sessions() as session:
+        attempts = [c.attempt for c in await session.scalars(select(Call).order_by(Call.id))]
+    assert attempts == [1, 2]
+    await journey.call_ends("busy")
+    assert journey.tags(payload) == ["ivr_retry_limit_reached"]
+
+
+async def test_a_link_resend_run_late_at_night_waits_for_the_morning(journey: Journey):
+    await journey.install(
+        {
+            "ivr": {"retries": 0, "retry_interval_minutes": 0},
+            "fallback": {"sms_link": {"retries": 1, "retry_interval_minutes": 30}},
+        }
+    )
+    payload = await journey.order()
+    await journey.call_ends("no-answer")
+    assert len(journey.exotel.sms) == 1  # 14:30; the resend is due at 15:00
+    journey.res.clock.set(NIGHT)
+    await journey.worker.run_until_idle()
+    assert len(journey.exotel.sms) == 1
+    assert "message_deferred" in await kinds(journey)
+    journey.res.clock.set(MORNING)
+    await journey.worker.run_until_idle()
+    assert len(journey.exotel.sms) == 2
+    # The resend waits its 30 minutes for an answer from 09:00, not from 15:00.
+    await journey.advance(29)
+    assert await journey.status(payload) == "pending"
+    await journey.advance(1)
+    assert await journey.status(payload) == "unverified"
 
 
 # Item 14: nothing waits for an answer that cannot come ---------------------------------------
