@@ -107,6 +107,10 @@ class ProviderEvents:
         message.status = event.status
         message.error_code, message.error = event.error_code, event.error
         message.updated_at = self.clock.now()
+        if event.status in ("failed", "undelivered"):
+            # Its verification must not wait for an answer to it ("failed": never sendable).
+            code = event.error_code or event.status.upper()
+            await self.verifier.send_failed(session, message, code, event.status == "failed")
 
     async def _inbound(
         self, session: AsyncSession, event: InboundMessage, shop_id: int | None

@@ -855,3 +855,29 @@ async def test_a_link_sms_refused_for_good_ends_the_cascade_at_once(journey: Jou
     assert "message_refused" in await kinds(journey)
     await journey.advance(24 * 60)
     assert len(journey.exotel.sms) == 1 and len(journey.exotel.calls) == 1
+
+
+async def test_a_link_sms_reported_failed_later_ends_the_cascade_at_once(journey: Journey):
+    await journey.install(
+        {
+            "ivr": {"retries": 0, "retry_interval_minutes": 0},
+            "fallback": {"sms_link": {"retries": 1, "retry_interval_minutes": 30}},
+            "verification": {"final_action": "tag"},
+        }
+    )
+    payload = await journey.order()
+    await journey.call_ends("no-answer")
+    [sid] = journey.exotel.accepted_sms
+    answer = await journey.exotel.sms_status(
+        journey.urls.exotel(journey.shop_id, "sms-status"),
+        sms_sid=sid,
+        status="failed",
+        detailed_status="DND",
+        detailed_status_code="23005",
+    )
+    assert answer[0] == 200
+    await journey.worker.run_until_idle()
+    assert await journey.status(payload) == "unverified"  # no resend to a DND number
+    assert journey.tags(payload) == ["ivr_retry_limit_reached", "cod_unconfirmed"]
+    await journey.advance(24 * 60)
+    assert len(journey.exotel.sms) == 1
