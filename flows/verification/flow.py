@@ -524,9 +524,7 @@ def _message_failed(
 # The calling window at the moment of contact -------------------------------------------
 
 
-def held_until(
-    state: VState, purpose: str, key: str, settings: ShopSettings, now: datetime
-) -> datetime | None:
+def held_until(purpose: str, key: str, settings: ShopSettings, now: datetime) -> datetime | None:
     """The window start a call or message of this verification must wait for, if it may not
     go now. Retries always wait for the window; first attempts as the settings say. An OTP
     (the customer is at the checkout waiting for it) and the thanks for an answer never do."""

@@ -301,7 +301,7 @@ class Verifier:
     ) -> datetime | None:
         """When a call or message about to go must wait for the calling window: its next
         start (the flow is told, so the attempt's timer moves), else None."""
-        until = held_until(ctx.state, purpose, key, ctx.settings, self.clock.now())
+        until = held_until(purpose, key, ctx.settings, self.clock.now())
         if until is not None:
             await self.apply(session, ctx, WindowClosed(purpose, key, until))
         return until

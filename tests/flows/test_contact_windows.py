@@ -151,7 +151,7 @@ def simulate(
             purpose, key = what
             if purpose == "call" and (state.status != PENDING or state.open_call != key):
                 continue  # the call job's own check: decided or moved on
-            until = held_until(state, purpose, key, shop, now)
+            until = held_until(purpose, key, shop, now)
             if until is not None:
                 apply(WindowClosed(purpose, key, until), now)
                 push(until + next(lateness), "contact", what)

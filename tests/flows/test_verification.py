@@ -1275,7 +1275,7 @@ FIRST_IN_WINDOW = {"window_first_call": True, "window_first_message": True}
 def test_held_until(
     verification: dict[str, Any], purpose: str, key: str, now: datetime, until: datetime | None
 ) -> None:
-    assert held_until(VState(), purpose, key, shop(verification=verification), now) == until
+    assert held_until(purpose, key, shop(verification=verification), now) == until
 
 
 def test_a_late_call_waits_for_the_window_as_the_same_attempt() -> None:
