@@ -1,6 +1,7 @@
 """One HTTP exchange with a provider, and what a failed one means: a failure before the request
-could be written (refused, unresolvable, no connection in time) is safe to retry; a timeout or a
-dropped connection after that is *in doubt*: the provider may have acted on the request."""
+could be written (refused, unresolvable, no connection in time) is safe to retry, and so is a
+read; a POST that timed out or lost its connection after that is *in doubt*: the provider may
+have acted on it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from providers.base import ProviderError
 
 # Raised before a byte of the request went out.
 _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL)
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,15 @@ async def exchange(
     """Send one request and read the whole answer; `where` names it in errors."""
     try:
         async with http.request(
-            method, url, timeout=phased(client_timeout), **request
+            method, url, timeout=_phased(client_timeout), **request
         ) as response:
             text = (await response.read()).decode("utf-8", "replace")
             return Answer(response.status, response.headers.get("Retry-After"), text)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise transport_error(where, exc) from exc
+        raise _transport_error(where, exc, method) from exc
 
 
-def phased(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+def _phased(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
     """`timeout` with a connect phase shorter than the whole, so a request that never got a
     connection fails as a ConnectionTimeoutError (nothing sent) rather than as the total
     timeout, which may strike after the body went out."""
@@ -57,11 +59,12 @@ def phased(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
     )
 
 
-def transport_error(where: str, exc: BaseException) -> ProviderError:
-    """The retryable ProviderError of a request that got no answer; `in_doubt` unless the
-    request provably never left (see ProviderError)."""
+def _transport_error(where: str, exc: BaseException, method: str) -> ProviderError:
+    """The retryable ProviderError of a request that got no answer; `in_doubt` unless it
+    was a read or provably never left (see ProviderError)."""
+    doubt = method.upper() not in _READS and not isinstance(exc, _UNSENT)
     if isinstance(exc, _UNSENT):
         return ProviderError(f"{where}: {exc}", retryable=True, code="CONNECTION")
     if isinstance(exc, TimeoutError):
-        return ProviderError(f"{where}: timed out", retryable=True, code="TIMEOUT", in_doubt=True)
-    return ProviderError(f"{where}: {exc}", retryable=True, code="CONNECTION", in_doubt=True)
+        return ProviderError(f"{where}: timed out", retryable=True, code="TIMEOUT", in_doubt=doubt)
+    return ProviderError(f"{where}: {exc}", retryable=True, code="CONNECTION", in_doubt=doubt)

@@ -275,12 +275,16 @@ class RingCentralClient:
 
     async def _grant(self, form: dict[str, str]) -> _Token:
         grant = form["grant_type"].rsplit(":", 1)[-1]
-        response = await self._request(
-            "POST",
-            TOKEN_PATH,
-            headers={"Authorization": self._basic, "Accept": "application/json"},
-            data=form,
-        )
+        try:
+            response = await self._request(
+                "POST",
+                TOKEN_PATH,
+                headers={"Authorization": self._basic, "Accept": "application/json"},
+                data=form,
+            )
+        except ProviderError as exc:
+            exc.in_doubt = False  # a token sends nothing to anyone: the send may be retried
+            raise
         where = f"ringcentral token ({grant})"
         if response.status in (400, 401, 403):
             reason = _describe(response.text)
