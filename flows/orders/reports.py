@@ -3,7 +3,8 @@ missed calls of one shop (seed 000, "Records and reports").
 
 Every query reads the given shop's rows only. Lists are newest first, a page at a time behind
 an opaque cursor (the last row's time and id). A report covers at most seven days; without a
-range it covers the seven days up to now. Dates without an offset are UTC.
+range it covers the seven days up to now. Days are the shop's: a date, or a time without an
+offset, is read in the shop's time zone.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
@@ -106,6 +108,7 @@ def parse_filters(
     accepted: frozenset[str],
     *,
     country: str,
+    zone: str,
     now: datetime,
     statuses: Collection[str] | None = None,
 ) -> Filters:
@@ -114,6 +117,7 @@ def parse_filters(
     Args:
         accepted: the report's own filters (e.g. `ORDER_FILTERS`).
         country: the shop's country, the region of phones given without `+`.
+        zone: the shop's IANA time zone, of dates and of times given without an offset.
         statuses: the values `status` may take; None accepts any.
     """
     problems: dict[str, str] = {}
@@ -135,7 +139,7 @@ def parse_filters(
         problems["direction"] = f"must be one of: {', '.join(CALL_DIRECTIONS)}"
     limit = _limit(params.get("limit"), problems)
     after = _cursor(params.get("cursor"), problems)
-    since, until = _window(params.get("from"), params.get("to"), now, problems)
+    since, until = _window(params.get("from"), params.get("to"), ZoneInfo(zone), now, problems)
     if problems:
         raise FilterError(problems)
     return Filters(since, until, limit=limit, after=after, **values)
@@ -171,10 +175,14 @@ def _cursor(raw: str | None, problems: dict[str, str]) -> tuple[datetime, int] |
 
 
 def _window(
-    raw_from: str | None, raw_to: str | None, now: datetime, problems: dict[str, str]
+    raw_from: str | None,
+    raw_to: str | None,
+    zone: tzinfo,
+    now: datetime,
+    problems: dict[str, str],
 ) -> tuple[datetime, datetime]:
-    since = _moment(raw_from, time.min, "from", problems)
-    until = _moment(raw_to, time.max, "to", problems)
+    since = _moment(raw_from, time.min, zone, "from", problems)
+    until = _moment(raw_to, time.max, zone, "to", problems)
     try:
         if until is None:
             until = now if since is None else since + MAX_RANGE
@@ -191,24 +199,27 @@ def _window(
 
 
 def _moment(
-    raw: str | None, day_time: time, name: str, problems: dict[str, str]
+    raw: str | None, day_time: time, zone: tzinfo, name: str, problems: dict[str, str]
 ) -> datetime | None:
-    """An ISO 8601 date or datetime in UTC; a bare date means its first (`from`) or last
-    (`to`) moment, so `to=2026-01-07` includes that whole day."""
+    """An ISO 8601 date or datetime, in UTC; a bare date means its first (`from`) or last
+    (`to`) moment in `zone`, so `to=2026-01-07` includes that whole day of the shop, and a
+    time without an offset is `zone`'s."""
     if raw is None:
         return None
     try:
-        return datetime.combine(date.fromisoformat(raw), day_time, UTC)
+        moment = datetime.combine(date.fromisoformat(raw), day_time)
     except ValueError:
-        pass
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            problems[name] = "must be an ISO 8601 date or date and time"
+            return None
+    local = moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
     try:
-        moment = datetime.fromisoformat(raw)
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except ValueError:
-        problems[name] = "must be an ISO 8601 date or date and time"
+        return local.astimezone(UTC)
     except OverflowError:  # in UTC it falls outside the calendar
         problems[name] = "is too near the calendar's end"
-    return None
+        return None
 
 
 def encode_cursor(moment: datetime, row_id: int) -> str:

@@ -11,15 +11,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.channels.accounts import shop_accounts
 from flows.channels.setup import missing
-from flows.shops.settings import FieldProblem, ShopSettings, validate_settings
+from flows.shops.settings import FieldProblem, ShopSettings, is_zone, validate_settings
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.models import Shop
 from storage.shops import read_secrets
 
 
-def load(shop: Shop) -> ShopSettings:
+def stored(shop: Shop) -> ShopSettings:
+    """The settings document as the merchant saved it ("" where the shop's own value holds)."""
     return ShopSettings.model_validate(shop.settings or {})
+
+
+def load(shop: Shop) -> ShopSettings:
+    """The settings the shop works by: `stored`, with the shop's own time zone for the
+    calling window unless the merchant named one."""
+    settings = stored(shop)
+    if settings.ivr.timezone:
+        return settings
+    ivr = settings.ivr.model_copy(update={"timezone": shop_zone(shop)})
+    return settings.model_copy(update={"ivr": ivr})
+
+
+def shop_zone(shop: Shop) -> str:
+    """The shop's IANA time zone from Shopify; UTC until it is known (or if it is unknown
+    here)."""
+    return shop.timezone if is_zone(shop.timezone) else "UTC"
 
 
 async def problems(session: AsyncSession, shop: Shop, box: SecretBox) -> list[FieldProblem]:

@@ -82,9 +82,17 @@ def _zones() -> frozenset[str]:
     return frozenset(available_timezones() - _NOT_ZONES)
 
 
+def is_zone(name: str) -> bool:
+    """True for an IANA time zone name this host knows."""
+    return name in _zones()
+
+
 def _timezone(value: str) -> str:
-    if value not in _zones():
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Kolkata")
+    if value and value not in _zones():
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name such as Asia/Kolkata, "
+            "or leave it empty for the shop's own"
+        )
     return value
 
 
@@ -185,7 +193,8 @@ class IvrSettings(_Section):
     flow_id: Digits = ""
     retries: int = Field(2, ge=0, le=5)
     retry_interval_minutes: int = Field(30, ge=0, le=120)
-    timezone: TimeZone = "Asia/Kolkata"
+    # The calling window's zone; "" is the shop's own, from Shopify.
+    timezone: TimeZone = ""
     window_start_hour: int = Field(9, ge=0, le=23)
     window_end_hour: int = Field(21, ge=0, le=23)
     confirm_tag: RequiredTag = "cod_confirmed"

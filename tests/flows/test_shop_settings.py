@@ -53,7 +53,7 @@ def test_defaults_are_seed_000_defaults_and_valid():
     defaults = SHOP_SETTINGS_DEFAULTS
     assert (defaults.verification.for_orders, defaults.verification.type) == ("cod", "ivr")
     assert defaults.fallback.sms_link.link_expiry_hours == 48
-    assert defaults.ivr.timezone == "Asia/Kolkata"
+    assert defaults.ivr.timezone == ""  # the shop's own, from Shopify
     assert defaults.ivr.confirm_tag and defaults.otp.verified_tag
     assert "{XYZ Shop}" not in json.dumps(defaults.document())
 

@@ -330,12 +330,13 @@ def _parameters() -> dict[str, Any]:
     return {
         "from": _query(
             "from",
-            "ISO 8601 date or date-time (UTC without an offset); default: 7 days before `to`",
+            "ISO 8601 date (from the start of that day in the shop's time zone) or date-time "
+            "(the shop's time zone without an offset); default: 7 days before `to`",
         ),
         "to": _query(
             "to",
-            "ISO 8601 date (the whole day) or date-time, at most 7 days after `from`; "
-            "default: now",
+            "ISO 8601 date (the whole day, in the shop's time zone) or date-time (the shop's "
+            "time zone without an offset), at most 7 days after `from`; default: now",
         ),
         "limit": _query(
             "limit",

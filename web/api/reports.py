@@ -11,6 +11,7 @@ from aiohttp import web
 
 from flows.orders import reports
 from flows.orders.reports import OrderRef
+from flows.shops import config as shop_config
 from storage.models import Activity, Call, Message, MissedCall, Order, Shop
 from web.api.auth import require_shop
 from web.api.shops import unprocessable
@@ -100,6 +101,7 @@ def _filters(
             _given(request.query, accepted),
             accepted,
             country=shop.country,
+            zone=shop_config.shop_zone(shop),
             now=request.app[clock_key].now(),
             statuses=statuses,
         )

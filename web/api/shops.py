@@ -99,7 +99,7 @@ def _status_body(shop: Shop, problems: list[FieldProblem]) -> dict[str, Any]:
 
 async def get_settings(request: web.Request) -> web.Response:
     shop = await require_shop(request)
-    return web.json_response(shop_config.load(shop).document())
+    return web.json_response(shop_config.stored(shop).document())
 
 
 async def put_settings(request: web.Request) -> web.Response:
