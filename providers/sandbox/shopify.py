@@ -90,6 +90,8 @@ class _Shop:
     country_code: str
     email: str
     locale: str = "en"
+    # A custom app's API secret key: it signs this shop's webhooks ("" : the app's own).
+    app_secret: str = ""
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
     transactions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -180,9 +182,11 @@ class FakeShopify(FakeServer):
         country_code: str = "IN",
         email: str = "",
         locale: str = "en",
+        app_secret: str = "",
     ) -> None:
         """Install the app on a shop with this access token (keeps its data if it exists);
-        `locale` is its primary locale."""
+        `locale` is its primary locale. With `app_secret` the token is a custom app's, made
+        in the shop's admin, and that app's API secret key signs the shop's webhooks."""
         shop = self._shops.get(domain)
         info = {
             "token": token,
@@ -193,6 +197,7 @@ class FakeShopify(FakeServer):
             "country_code": country_code,
             "email": email or f"owner@{domain}",
             "locale": locale,
+            "app_secret": app_secret,
         }
         if shop is None:
             self._shops[domain] = _Shop(domain=domain, **info)
@@ -272,17 +277,19 @@ class FakeShopify(FakeServer):
         secret: str | None = None,
         api_version: str = API_VERSION,
     ) -> int:
-        """POST a webhook delivery like Shopify's, signed with the app secret (or `secret`)."""
+        """POST a webhook delivery like Shopify's, signed with `secret`, else the shop's
+        custom app's secret, else the app secret."""
         if self._http is None:
             raise RuntimeError("FakeShopify.start() has not been called")
+        if secret is None:
+            known = self._shops.get(shop)
+            secret = (known.app_secret if known else "") or self.api_secret
         body = json.dumps(payload).encode()
         moment = (triggered_at or self.clock.now()).astimezone(UTC)
         headers = {
             "Content-Type": "application/json",
             "X-Shopify-Topic": topic,
-            "X-Shopify-Hmac-Sha256": webhook_hmac(
-                body, self.api_secret if secret is None else secret
-            ),
+            "X-Shopify-Hmac-Sha256": webhook_hmac(body, secret),
             "X-Shopify-Shop-Domain": shop,
             "X-Shopify-API-Version": api_version,
             "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
