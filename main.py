@@ -6,7 +6,7 @@
     python main.py worker [--config PATH]    job workers only
     python main.py migrate [--config PATH]   apply (or roll back) schema migrations
     python main.py check-config [--config PATH]
-    python main.py shop add --domain X.myshopify.com [--token TOKEN] [--config PATH]
+    python main.py shop add --domain X.myshopify.com [--token TOKEN [--api-secret SECRET]]
     python main.py shop list | status | setup | rotate-key [--domain X.myshopify.com]
 
 This is the only module that knows every concrete class. An invalid configuration exits
@@ -638,7 +638,7 @@ async def shop_command(settings: Settings, args: argparse.Namespace) -> None:
         await ensure_schema(res.db)
         action = args.shop_command
         if action == "add":
-            await add_shop(res, args.domain, args.token)
+            await add_shop(res, args.domain, args.token, args.api_secret)
         elif action == "list":
             for row in await onboarding.list_shops(res.db):
                 print(f"{row.shop_id}\t{row.domain}\t{row.status}\t{row.name}")
@@ -650,12 +650,15 @@ async def shop_command(settings: Settings, args: argparse.Namespace) -> None:
             shop_id = await onboarding.find_shop(res.db, args.domain)
             setup = await res.account_desk().setup(shop_id)
             print(setup_text(args.domain, setup, with_paste=action == "setup"))
+            signing = await onboarding.webhook_signing_of(res.db, res.box, args.domain)
+            print(f"  {onboarding.SIGNING_MESSAGES[signing]}")
 
 
-async def add_shop(res: Resources, domain: str, token: str | None) -> None:
+async def add_shop(res: Resources, domain: str, token: str | None, api_secret: str | None) -> None:
     args = (res.db, res.queue, res.box, res.clock, domain)
     if token:
-        done = await onboarding.connect_with_token(*args, token)
+        access = onboarding.ShopifyAccess(token, app_secret=api_secret or "")
+        done = await onboarding.connect_with_token(*args, access)
     else:
         done = await onboarding.create_shop(*args, None)
     print(f"shop {done.domain} (id {done.shop_id}): {done.status}")
@@ -664,6 +667,7 @@ async def add_shop(res: Resources, domain: str, token: str | None) -> None:
         print(f"bot link code (24 h): {done.bot_link_code}")
     if token:
         print("the worker (serve or worker) now registers webhooks and reads the shop's details")
+        print(onboarding.SIGNING_MESSAGES[done.webhooks])
 
 
 def setup_text(domain: str, setup: dict[str, Any], *, with_paste: bool) -> str:
@@ -720,6 +724,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             action.add_argument("--domain", required=True, help="X.myshopify.com")
         if name == "add":
             action.add_argument("--token", help="the custom app's Admin API access token")
+            action.add_argument(
+                "--api-secret",
+                help="the custom app's API secret key (it signs the shop's webhooks)",
+            )
     return parser.parse_args(argv)
 
 
@@ -728,6 +736,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sandbox" and args.port is not None and not 0 <= args.port <= 65535:
         print(f"--port: {args.port} is not a port number (0 to 65535)", file=sys.stderr)
         return 2
+    if args.command == "shop" and getattr(args, "api_secret", None) is not None:
+        if not args.token:
+            print("--api-secret: is given with --token, the custom app's token", file=sys.stderr)
+            return 2
+        if not args.api_secret.strip():
+            print("--api-secret: must not be empty", file=sys.stderr)
+            return 2
+        args.api_secret = args.api_secret.strip()
     if args.command == "shop" and "domain" in args:
         args.domain = args.domain.lower()
         if not valid_shop_domain(args.domain):

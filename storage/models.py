@@ -72,6 +72,9 @@ class Shop(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Fernet ciphertext of a JSON document of the shop's secrets (Shopify token).
     credentials: Mapped[str] = mapped_column(Text, default="")
+    # Fernet ciphertext of the API secret key of the custom app whose token the shop gave:
+    # Shopify signs that app's webhooks with it. "" for the platform's own app.
+    app_secret: Mapped[str] = mapped_column(Text, default="", server_default="")
     # The account the merchant chose per channel ({"voice": account id, ...}); a channel
     # without a choice uses its first connected account.
     channels: Mapped[dict[str, Any]] = mapped_column(default=dict)

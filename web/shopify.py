@@ -16,6 +16,7 @@ from aiohttp import hdrs, web
 
 from flows.shops import onboarding
 from flows.shops.shopify_events import WEBHOOK_JOB
+from flows.shops.webhook_secrets import WebhookSecrets
 from providers.base import ProviderError
 from providers.shopify.oauth import (
     authorize_url,
@@ -24,7 +25,9 @@ from providers.shopify.oauth import (
     verify_query_hmac,
 )
 from providers.shopify.webhooks import (
+    HMAC_HEADER,
     PRIVACY_TOPICS,
+    SHOP_HEADER,
     SUBSCRIBED_TOPICS,
     parse_delivery,
     verify_webhook,
@@ -46,13 +49,27 @@ STATE_COOKIE = "ordertalk_oauth_state"
 SCOPES = "read_orders,write_orders,read_customers,write_customers"
 # The webhook's answers, encoded once (json_response would encode one per request).
 _ANSWERS = {result: json.dumps({"status": result.value}).encode() for result in Accepted}
+# The custom apps' secrets that sign some shops' webhooks.
+webhook_secrets_key = web.AppKey("webhook_secrets", WebhookSecrets)
+
+
+async def _signed(request: web.Request, body: bytes) -> bool:
+    """Signed by the named shop's custom app, or by the platform's app."""
+    signature = request.headers.get(HMAC_HEADER)
+    platform = request.app[settings_key].shopify.api_secret.get_secret_value()
+    domain = request.headers.get(SHOP_HEADER, "").strip().lower()
+    secrets = request.app[webhook_secrets_key]
+    own = await secrets.secret(domain)
+    if verify_webhook(body, signature, own) or verify_webhook(body, signature, platform):
+        return True
+    # The shop's secret may have been stored a moment ago by another process.
+    fresh = await secrets.secret(domain, fresh=True)
+    return fresh != own and verify_webhook(body, signature, fresh)
 
 
 async def webhook(request: web.Request) -> web.Response:
-    settings = request.app[settings_key]
     body = await request.read()
-    secret = settings.shopify.api_secret.get_secret_value()
-    if not verify_webhook(body, request.headers.get("X-Shopify-Hmac-Sha256"), secret):
+    if not await _signed(request, body):
         return json_error(401, "missing or wrong X-Shopify-Hmac-Sha256", "bad_signature")
     try:
         delivery = parse_delivery(request.headers)
@@ -151,8 +168,9 @@ async def callback(request: web.Request) -> web.Response:
         request.app[secret_box_key],
         request.app[clock_key],
         shop,
-        grant.access_token,
+        onboarding.ShopifyAccess(grant.access_token, custom_app=False),
     )
+    request.app[webhook_secrets_key].forget()
     # It shows the shop's new API key: no browser history, cache or proxy may keep it.
     response = web.json_response(_issued_body(issued), headers={"Cache-Control": "no-store"})
     response.del_cookie(STATE_COOKIE)
@@ -167,6 +185,7 @@ def _issued_body(issued: onboarding.Connected) -> dict[str, Any]:
 
 
 def setup_routes(app: web.Application) -> None:
+    app[webhook_secrets_key] = WebhookSecrets(app[db_key], app[secret_box_key])
     app.router.add_post("/webhooks/shopify", webhook)
     app.router.add_get("/shopify/install", install)
     app.router.add_get("/shopify/callback", callback)

@@ -1,6 +1,11 @@
 """Connecting a shop: create it (API key, bot link code), store its Shopify token, then a job
 registers the webhooks, reads the shop's name, currency, time zone and phone, and starts
 reconciliation. The same path serves the OAuth install, `main.py shop add` and the admin API.
+
+A token given by `shop add` or the admin API is a custom app's, made in the shop's admin:
+Shopify signs that app's webhooks with its own API secret key, which the merchant gives with
+the token. Without it the shop's webhooks cannot be verified, and its orders come only from
+reconciliation.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from clock import Clock
 from flows.jobs import provider_failure
 from flows.shops import config as shop_config
-from flows.shops.reconcile import RECONCILE_JOB
+from flows.shops.reconcile import INTERVAL, RECONCILE_JOB
+from flows.shops.webhook_secrets import seal_app_secret
 from providers.base import ProviderError
 from providers.shopify.admin import ShopifyAdmin
 from providers.shopify.webhooks import SUBSCRIBED_TOPICS
@@ -25,6 +31,7 @@ from storage.models import Activity, Shop
 from storage.shops import (
     installed_shop,
     issue_secrets,
+    read_secrets,
     replace_api_key,
     shop_by_domain,
     write_secrets,
@@ -43,17 +50,46 @@ class ShopExists(Exception):
     """A shop with this domain is already registered."""
 
 
+# How the shop's webhooks are verified (`webhook_signing`).
+PLATFORM_APP, CUSTOM_APP = "platform_app", "custom_app"
+RECONCILIATION_ONLY = "reconciliation_only"
+_MINUTES = int(INTERVAL.total_seconds() // 60)
+SIGNING_MESSAGES = {
+    PLATFORM_APP: "webhooks are verified with the platform app's API secret key",
+    CUSTOM_APP: "webhooks are verified with the custom app's API secret key",
+    RECONCILIATION_ONLY: "webhooks are refused: the custom app's API secret key, which signs "
+    "them, was not given; orders arrive only by the "
+    f"{_MINUTES}-minute reconciliation until it is (shop add --api-secret)",
+}
+
+
 @dataclass(frozen=True)
 class Connected:
     shop_id: int
     domain: str
     status: str
+    webhooks: str  # PLATFORM_APP | CUSTOM_APP | RECONCILIATION_ONLY
     api_key: str | None = None  # only when the shop was created now
     bot_link_code: str | None = None
 
 
+@dataclass(frozen=True)
+class ShopifyAccess:
+    """What a shop gives to connect: an access token, and whether it is a custom app's
+    (with that app's API secret key, when given) or the platform app's (OAuth)."""
+
+    token: str
+    custom_app: bool = True
+    app_secret: str = ""
+
+
 async def create_shop(
-    db: Database, queue: JobQueue, box: SecretBox, clock: Clock, domain: str, token: str | None
+    db: Database,
+    queue: JobQueue,
+    box: SecretBox,
+    clock: Clock,
+    domain: str,
+    access: ShopifyAccess | None,
 ) -> Connected:
     """Register a new shop; with a token, connecting to Shopify starts at once (as a job)."""
     now = clock.now()
@@ -63,34 +99,73 @@ async def create_shop(
                 raise ShopExists(domain)
             shop = Shop(domain=domain, name=domain.split(".")[0], created_at=now, updated_at=now)
             issued = issue_secrets(shop, now)
-            if token:
-                write_secrets(shop, box, shopify_access_token=token)
+            if access:
+                _store_access(shop, box, access)
             session.add(shop)
             await session.flush()
-            if token:
+            if access:
                 await queue.enqueue(session, _connect_job(shop))
     except IntegrityError:
         raise ShopExists(domain) from None
-    return Connected(shop.id, domain, shop.status, issued.api_key, issued.bot_link_code)
+    return Connected(
+        shop.id,
+        domain,
+        shop.status,
+        webhook_signing(shop, box),
+        issued.api_key,
+        issued.bot_link_code,
+    )
 
 
 async def connect_with_token(
-    db: Database, queue: JobQueue, box: SecretBox, clock: Clock, domain: str, token: str
+    db: Database,
+    queue: JobQueue,
+    box: SecretBox,
+    clock: Clock,
+    domain: str,
+    access: ShopifyAccess,
 ) -> Connected:
-    """Store a (new) access token for the shop, creating the shop if it is new."""
+    """Store a (new) access token for the shop, creating the shop if it is new. A custom
+    app's secret given before is kept when none is given now."""
     try:
-        return await create_shop(db, queue, box, clock, domain, token)
+        return await create_shop(db, queue, box, clock, domain, access)
     except ShopExists:
         pass
     async with db.transaction() as session:
         shop = await shop_by_domain(session, domain)
         assert shop is not None
-        write_secrets(shop, box, shopify_access_token=token)
+        _store_access(shop, box, access)
         if shop.status == "uninstalled":
             shop.status = "partially_installed"
         shop.updated_at = clock.now()
         await queue.enqueue(session, _connect_job(shop))
-    return Connected(shop.id, domain, shop.status)
+    return Connected(shop.id, domain, shop.status, webhook_signing(shop, box))
+
+
+def _store_access(shop: Shop, box: SecretBox, access: ShopifyAccess) -> None:
+    app = CUSTOM_APP if access.custom_app else PLATFORM_APP
+    write_secrets(shop, box, shopify_access_token=access.token, shopify_app=app)
+    if access.app_secret or not access.custom_app:
+        shop.app_secret = seal_app_secret(box, access.app_secret)
+
+
+def webhook_signing(shop: Shop, box: SecretBox) -> str:
+    """How the shop's webhooks are verified: with the platform app's secret, its custom
+    app's, or not at all (a custom app's token without its secret)."""
+    if shop.app_secret:
+        return CUSTOM_APP
+    if read_secrets(shop, box).get("shopify_app") == CUSTOM_APP:
+        return RECONCILIATION_ONLY
+    return PLATFORM_APP
+
+
+async def webhook_signing_of(db: Database, box: SecretBox, domain: str) -> str:
+    """`webhook_signing` of the shop with this domain; ShopMissing if there is none."""
+    async with db.sessions() as session:
+        shop = await shop_by_domain(session, domain)
+    if shop is None:
+        raise ShopMissing(domain)
+    return webhook_signing(shop, box)
 
 
 @dataclass(frozen=True)

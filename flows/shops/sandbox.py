@@ -123,8 +123,10 @@ async def seed_demo_shop(
     async with db.sessions() as session:
         shop = await shop_by_domain(session, demo.SHOP_DOMAIN)
     if shop is None:
+        # The simulated Shopify signs the demo's webhooks as the platform's app.
+        access = onboarding.ShopifyAccess(demo.SHOP_TOKEN, custom_app=False)
         connected = await onboarding.connect_with_token(
-            db, queue, box, clock, demo.SHOP_DOMAIN, demo.SHOP_TOKEN
+            db, queue, box, clock, demo.SHOP_DOMAIN, access
         )
         shop_id = connected.shop_id
     else:

@@ -21,6 +21,7 @@ SUBSCRIBED_TOPICS = (
 )
 
 TOPIC_HEADER = "X-Shopify-Topic"
+HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 SHOP_HEADER = "X-Shopify-Shop-Domain"
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
 EVENT_ID_HEADER = "X-Shopify-Event-Id"

@@ -172,7 +172,7 @@ async def test_shop_add_takes_the_custom_apps_secret(database_url, server, worke
     assert plain.returncode == 0, plain.stderr
     assert "--api-secret" in plain.stdout and "15-minute reconciliation" in plain.stdout
     status = await asyncio.to_thread(run_main, "shop", "status", "--domain", PLAIN, env=env)
-    assert "webhooks: refused" in status.stdout and "reconciliation" in status.stdout
+    assert "webhooks are refused" in status.stdout and "reconciliation" in status.stdout
 
     lonely = await asyncio.to_thread(
         run_main, "shop", "add", "--domain", PLAIN, "--api-secret", PLAIN_SECRET, env=env

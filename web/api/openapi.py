@@ -78,12 +78,34 @@ def _schemas() -> dict[str, Any]:
             "currency": {"type": "string"},
             "timezone": {"type": "string"},
             "country": {"type": "string"},
+            "webhooks": {
+                "type": "object",
+                "description": "how the shop's webhooks are verified; signed_by null: a custom "
+                "app's token was given without its API secret key, so they are refused and "
+                "orders arrive only by the 15-minute reconciliation",
+                "properties": {
+                    "signed_by": {"enum": ["platform_app", "custom_app", None]},
+                    "message": {"type": "string"},
+                },
+            },
         },
     }
     schemas["CreatedShop"] = {
         "type": "object",
         "properties": {
-            "shop": {"type": "object"},
+            "shop": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "domain": {"type": "string"},
+                    "status": {"type": "string"},
+                    "webhooks": {
+                        "enum": ["platform_app", "custom_app", "reconciliation_only"],
+                        "description": "reconciliation_only: a custom app's token without its "
+                        "API secret key; its webhooks are refused",
+                    },
+                },
+            },
             "api_key": {"type": "string", "description": "shown once; stored hashed"},
             "bot_link_code": {"type": "string", "description": "one-time, 24 h"},
         },

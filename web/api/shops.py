@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from flows.shops import config as shop_config
 from flows.shops import onboarding
@@ -16,16 +16,44 @@ from storage.models import Shop
 from web.api.auth import require_admin, require_shop
 from web.errors import ApiError, field_problem
 from web.keys import accounts_key, clock_key, db_key, queue_key, secret_box_key
+from web.shopify import webhook_secrets_key
 
 # A shop's *.myshopify.com domain in any letter case (stored lowercase), as the document says.
 DOMAIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*\.[Mm][Yy][Ss][Hh][Oo][Pp][Ii][Ff][Yy]\.[Cc][Oo][Mm]$"
 
 
 class CreateShop(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # A custom app's secret comes with that app's token.
+        json_schema_extra={
+            "if": {"properties": {"api_secret": {"type": "string"}}, "required": ["api_secret"]},
+            "then": {
+                "properties": {"access_token": {"type": "string", "minLength": 1}},
+                "required": ["access_token"],
+            },
+        },
+    )
 
     domain: Annotated[str, WithJsonSchema({"type": "string", "pattern": DOMAIN_PATTERN})]
-    access_token: str | None = None
+    access_token: str | None = Field(
+        None, description="a custom app's Admin API access token: the shop connects with it"
+    )
+    api_secret: Annotated[
+        str | None,
+        WithJsonSchema({"type": ["string", "null"], "pattern": r"\S"}),
+    ] = Field(
+        None,
+        description="that custom app's API secret key, which signs the shop's webhooks; "
+        "without it they are refused and orders arrive only by reconciliation",
+    )
+
+    @field_validator("api_secret")
+    @classmethod
+    def _api_secret(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value if value is None else value.strip()
 
     @field_validator("domain")
     @classmethod
@@ -55,21 +83,29 @@ async def create(request: web.Request) -> web.Response:
         raise unprocessable(
             [field_problem(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
         ) from None
+    if body.api_secret and not body.access_token:
+        raise unprocessable(
+            [field_problem("api_secret", "is given with access_token, the custom app's token")]
+        )
+    access = None
+    if body.access_token:
+        access = onboarding.ShopifyAccess(body.access_token, app_secret=body.api_secret or "")
     app = request.app
     try:
         issued = await onboarding.create_shop(
-            app[db_key],
-            app[queue_key],
-            app[secret_box_key],
-            app[clock_key],
-            body.domain,
-            body.access_token,
+            app[db_key], app[queue_key], app[secret_box_key], app[clock_key], body.domain, access
         )
     except onboarding.ShopExists:
         raise ApiError(409, f"shop {body.domain} already exists", "exists") from None
+    app[webhook_secrets_key].forget()
     return web.json_response(
         {
-            "shop": {"id": issued.shop_id, "domain": issued.domain, "status": issued.status},
+            "shop": {
+                "id": issued.shop_id,
+                "domain": issued.domain,
+                "status": issued.status,
+                "webhooks": issued.webhooks,
+            },
             "api_key": issued.api_key,
             "bot_link_code": issued.bot_link_code,
         },
@@ -79,12 +115,14 @@ async def create(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     shop = await require_shop(request)
+    box = request.app[secret_box_key]
     async with request.app[db_key].sessions() as session:
-        problems = await shop_config.problems(session, shop, request.app[secret_box_key])
-    return web.json_response(_status_body(shop, problems))
+        problems = await shop_config.problems(session, shop, box)
+    return web.json_response(_status_body(shop, problems, onboarding.webhook_signing(shop, box)))
 
 
-def _status_body(shop: Shop, problems: list[FieldProblem]) -> dict[str, Any]:
+def _status_body(shop: Shop, problems: list[FieldProblem], signing: str) -> dict[str, Any]:
+    signed_by = None if signing == onboarding.RECONCILIATION_ONLY else signing
     return {
         "domain": shop.domain,
         "name": shop.name,
@@ -94,6 +132,7 @@ def _status_body(shop: Shop, problems: list[FieldProblem]) -> dict[str, Any]:
         "currency": shop.currency,
         "timezone": shop.timezone,
         "country": shop.country,
+        "webhooks": {"signed_by": signed_by, "message": onboarding.SIGNING_MESSAGES[signing]},
     }
 
 
