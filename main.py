@@ -81,7 +81,7 @@ from settings import (
 from storage import migrate
 from storage.crypto import SecretBox
 from storage.db import JOBS_CHANNEL, Database
-from storage.jobs import Handler, JobQueue, Worker
+from storage.jobs import PRUNE_JOB, Handler, JobQueue, Retention, Worker, prune_job
 from storage.models import Shop
 from storage.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from storage.wakeup import PostgresWakeup, RedisWakeup, Wakeup
@@ -337,6 +337,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         CHECK_JOB: AccountChecker(
             res.db, res.queue, res.box, res.clients, res.clock, desk.refresh
         ).handle,
+        PRUNE_JOB: Retention(res.queue).handle,
         SUBSCRIPTION_JOB: SubscriptionKeeper(
             res.db,
             res.queue,
@@ -351,12 +352,13 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
 
 
 async def schedule_periodic(res: Resources) -> None:
-    """At start: every connected shop's reconciliation, and the RingCentral subscription check
-    (each once per interval, however many processes start)."""
+    """At start: every connected shop's reconciliation, the pruning of dead jobs and the
+    RingCentral subscription check (each once per interval, however many processes start)."""
     async with res.db.transaction() as session:
         shop_ids = await session.scalars(select(Shop.id).where(Shop.status != "uninstalled"))
         now = res.clock.now()
         await res.queue.enqueue(session, *(next_reconcile(i, now) for i in shop_ids))
+        await res.queue.enqueue(session, prune_job(now, next_slot=False))
         if res.clients.configured.ringcentral is not None:
             await res.queue.enqueue(session, check_now(now))
 

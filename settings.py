@@ -150,6 +150,8 @@ class JobsSettings(Section):
     backoff_max_seconds: float = Field(3600.0, gt=0, le=86400)
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=600)
     keep_done_hours: float = Field(72.0, ge=0, le=24 * 365)
+    # Dead jobs hold raw webhook bodies (names, addresses, phones): deleted after this long.
+    keep_dead_days: float = Field(30.0, ge=0, le=3650)
     # false: `serve` only answers HTTP and `main.py worker` processes run every job.
     run_in_serve: bool = True
     # While webhooks are arriving, the share of `serve`'s time that turning them into orders

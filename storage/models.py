@@ -333,6 +333,25 @@ class WebhookReceipt(Base):
     received_at: Mapped[datetime]
 
 
+class DataRequest(Base):
+    """A customer's data, exported for the merchant when Shopify's customers/data_request
+    arrives: the merchant passes it on to the customer."""
+
+    __tablename__ = "data_requests"
+    __table_args__ = (Index(None, "shop_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    # Shopify's id of the request (its `data_request.id`).
+    shopify_request_id: Mapped[str] = mapped_column(String(64), default="")
+    # Whom it is about, as the request named them (a later redaction finds the export).
+    shopify_customer_id: Mapped[str] = mapped_column(String(64), default="")
+    email: Mapped[str] = mapped_column(String(255), default="")
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    document: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[datetime]
+
+
 class BotLink(Base):
     """A Telegram chat linked to a shop, with the role it acts in."""
 
@@ -381,6 +400,12 @@ class Job(Base):
             "finished_at",
             postgresql_where=text("status = 'done'"),
             sqlite_where=text("status = 'done'"),
+        ),
+        Index(
+            "ix_jobs_dead_finished",
+            "finished_at",
+            postgresql_where=text("status = 'dead'"),
+            sqlite_where=text("status = 'dead'"),
         ),
     )
 

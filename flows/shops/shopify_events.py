@@ -12,22 +12,22 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.shops import privacy
 from flows.verification.runtime import verification_job
 from providers.shopify.orders import OrderData, parse_order
 from storage.db import Database, dialect_insert
 from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
-from storage.models import Activity, Call, Customer, Job, Message, MissedCall, Order, Shop
+from storage.models import Activity, Customer, Job, Order, Shop
 from storage.types import json_value
 
 _LOGGER = logging.getLogger(__name__)
 
 WEBHOOK_JOB = "shopify.webhook"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled"}
-REDACTED = "redacted"
 
 
 class ShopifyEvents:
@@ -179,56 +179,23 @@ class ShopifyEvents:
     async def _record_data_request(
         self, session: AsyncSession, shop: Shop, payload: dict[str, Any]
     ) -> None:
-        customer = payload.get("customer") or {}
-        held = await _customer_rows(session, shop, customer)
+        now = self.clock.now()
+        exported = await privacy.export(session, shop, payload, now)
         detail = {
-            "shopify_customer_id": str(customer.get("id", "")),
-            "customers_held": len(held),
-            "orders_requested": payload.get("orders_requested") or [],
+            "data_request": exported.id,
+            "shopify_request_id": exported.shopify_request_id,
+            "customers_held": len(exported.document["customers"]),
+            "orders_held": len(exported.document["orders"]),
         }
-        session.add(_activity(shop.id, None, "privacy_data_request", self.clock.now(), detail))
+        session.add(_activity(shop.id, None, "privacy_data_request", now, detail))
 
     async def _redact_customer(
         self, session: AsyncSession, shop: Shop, payload: dict[str, Any]
     ) -> None:
-        """Anonymise a customer: phone, name, email, message bodies; orders keep their totals."""
-        customers = await _customer_rows(session, shop, payload.get("customer") or {})
-        order_ids = [str(o) for o in payload.get("orders_to_redact") or []]
-        conditions = [Order.shopify_order_id.in_(order_ids)]
-        if customers:
-            conditions.append(Order.customer_id.in_([c.id for c in customers]))
-        orders = list(
-            await session.scalars(select(Order).where(Order.shop_id == shop.id, or_(*conditions)))
-        )
-        phones = {c.phone for c in customers} | {o.phone for o in orders if o.phone}
-        for customer in customers:
-            customer.phone = f"{REDACTED}-{customer.id}"
-            customer.name = customer.email = ""
-            customer.shopify_customer_id = None
-        for order in orders:
-            order.phone = ""
-        ids = [o.id for o in orders]
-        in_scope_messages = or_(
-            Message.order_id.in_(ids), Message.to_phone.in_(phones), Message.from_phone.in_(phones)
-        )
-        await session.execute(
-            update(Message)
-            .where(Message.shop_id == shop.id, in_scope_messages)
-            .values(body="", to_phone=REDACTED, from_phone=REDACTED)
-        )
-        await session.execute(
-            update(Call)
-            .where(Call.shop_id == shop.id, or_(Call.order_id.in_(ids), Call.to_phone.in_(phones)))
-            .values(to_phone=REDACTED)
-        )
-        await session.execute(
-            update(MissedCall)
-            .where(MissedCall.shop_id == shop.id, MissedCall.from_phone.in_(phones))
-            .values(from_phone=REDACTED)
-        )
-        await session.execute(update(Activity).where(Activity.order_id.in_(ids)).values(detail={}))
         now = self.clock.now()
-        session.add(_activity(shop.id, None, "privacy_redacted", now, {"orders": len(ids)}))
+        erased = await privacy.redact(session, shop, payload, now)
+        detail = {"customers": len(erased.customers), "orders": len(erased.orders)}
+        session.add(_activity(shop.id, None, "privacy_redacted", now, detail))
 
     async def _redact_shop(self, session: AsyncSession, payload: dict[str, Any]) -> None:
         domain = str(payload.get("shop_domain", "")).lower()
@@ -466,22 +433,6 @@ async def _event_shop(
         return await session.get(Shop, shop_id)
     domain = str(payload.get("shop_domain", "")).lower()
     return await session.scalar(select(Shop).where(Shop.domain == domain)) if domain else None
-
-
-async def _customer_rows(
-    session: AsyncSession, shop: Shop, customer: dict[str, Any]
-) -> list[Customer]:
-    conditions = []
-    if customer.get("id") is not None:
-        conditions.append(Customer.shopify_customer_id == str(customer["id"]))
-    if customer.get("phone"):
-        conditions.append(Customer.phone == str(customer["phone"]))
-    if not conditions:
-        return []
-    rows = await session.scalars(
-        select(Customer).where(Customer.shop_id == shop.id, or_(*conditions))
-    )
-    return list(rows)
 
 
 def _activity(

@@ -7,6 +7,7 @@ execution after a crash records no second effect.
 """
 
 from storage.jobs.queue import ClaimedJob, JobQueue, NewJob, Outcome
+from storage.jobs.retention import PRUNE_JOB, Retention, prune_job
 from storage.jobs.worker import (
     BatchHandler,
     Deferred,
@@ -18,6 +19,7 @@ from storage.jobs.worker import (
 )
 
 __all__ = [
+    "PRUNE_JOB",
     "BatchHandler",
     "ClaimedJob",
     "Deferred",
@@ -26,7 +28,9 @@ __all__ = [
     "NewJob",
     "Outcome",
     "PermanentJobError",
+    "Retention",
     "RetryLater",
     "Worker",
     "backoff_seconds",
+    "prune_job",
 ]

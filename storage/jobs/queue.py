@@ -32,6 +32,7 @@ def _in_state(state: str) -> Any:
 
 
 QUEUED, RUNNING, DONE = _in_state("queued"), _in_state("running"), _in_state("done")
+DEAD = _in_state("dead")
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,19 @@ class JobQueue:
         old = (
             select(jobs.c.id)
             .where(DONE, jobs.c.finished_at < before)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        async with self.db.transaction() as session:
+            result = await session.execute(delete(jobs).where(jobs.c.id.in_(old)))
+        return result.rowcount
+
+    async def prune_dead(self, limit: int = 10_000) -> int:
+        """Delete up to `limit` dead jobs older than the configured retention."""
+        before = self.clock.now() - timedelta(days=self.settings.keep_dead_days)
+        old = (
+            select(jobs.c.id)
+            .where(DEAD, jobs.c.finished_at < before)
             .limit(limit)
             .scalar_subquery()
         )

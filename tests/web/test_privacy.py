@@ -274,8 +274,8 @@ async def test_a_data_request_is_exported_for_the_merchant(
     assert document["data_request"]["id"] == "9001" and document["shop"] == DOMAIN
     people = sorted((c["phone"], c["name"], c["email"]) for c in document["customers"])
     assert people == [
-        (GUEST_PHONE, "", ""),
         (ASHA, "Asha Rao", "asha.rao@example.com"),
+        (GUEST_PHONE, "", ""),
     ]
     exported = {o["name"]: o for o in document["orders"]}
     assert set(exported) == {asha["name"], guest["name"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.api import accounts, openapi, reports, shops
+from web.api import accounts, data_requests, openapi, reports, shops
 
 PREFIX = "/api/v1"
 
@@ -25,6 +25,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/calls", reports.list_calls)
     app.router.add_get(f"{PREFIX}/messages", reports.list_messages)
     app.router.add_get(f"{PREFIX}/missed-calls", reports.list_missed_calls)
+    app.router.add_get(f"{PREFIX}/data-requests", data_requests.list_exports)
+    app.router.add_get(f"{PREFIX}/data-requests/{{id}}", data_requests.get_export)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi.document)
 
 

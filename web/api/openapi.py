@@ -112,7 +112,83 @@ def _schemas() -> dict[str, Any]:
     }
     schemas.update(_report_schemas())
     schemas.update(_account_schemas())
+    schemas.update(_privacy_schemas())
     return schemas
+
+
+def _privacy_schemas() -> dict[str, Any]:
+    text = {"type": "string"}
+    nullable_text = {"type": ["string", "null"]}
+    moment = {"type": "string", "format": "date-time"}
+    listed = {"type": "array", "items": {"type": "object"}}
+    requested = {
+        "type": "object",
+        "description": "whom the request named (Shopify customer id, email, phone in E.164)",
+        "properties": {"id": text, "email": text, "phone": text},
+    }
+    return {
+        "DataRequestList": {
+            "type": "object",
+            "properties": {
+                "data_requests": {
+                    "type": "array",
+                    "description": "newest first",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "integer"},
+                            "shopify_request_id": text,
+                            "customer": requested,
+                            "orders_requested": {"type": "array", "items": text},
+                            "received_at": moment,
+                            "url": text,
+                        },
+                    },
+                }
+            },
+        },
+        "DataRequestExport": {
+            "type": "object",
+            "description": "everything the product holds of the customer, for the merchant to "
+            "pass on; erased with the customer's data by customers/redact",
+            "properties": {
+                "data_request": {
+                    "type": "object",
+                    "properties": {"id": text, "received_at": moment},
+                },
+                "shop": text,
+                "requested": {
+                    "type": "object",
+                    "properties": {
+                        "customer": requested,
+                        "orders": {"type": "array", "items": text},
+                    },
+                },
+                "customers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "shopify_customer_id": nullable_text,
+                            "phone": text,
+                            "name": text,
+                            "email": text,
+                            "sms_consent": text,
+                            "whatsapp_consent": text,
+                        },
+                    },
+                },
+                "orders": {
+                    "type": "array",
+                    "description": "each with its items, verification and timeline",
+                    "items": {"type": "object"},
+                },
+                "messages": listed,
+                "calls": listed,
+                "missed_calls": listed,
+            },
+        },
+    }
 
 
 def _account_schemas() -> dict[str, Any]:
@@ -558,6 +634,42 @@ def build() -> dict[str, Any]:
                 _shared("order"),
                 _query("status", "delivery status (queued, sent, delivered, failed, ...)"),
             ),
+            "/data-requests": {
+                "get": {
+                    "summary": "The customers' data exported for Shopify's data requests, "
+                    "newest first",
+                    "security": shop_auth,
+                    "parameters": [
+                        _query(
+                            "limit",
+                            "rows (default 50)",
+                            {"type": "integer", "minimum": 1, "maximum": 200},
+                        )
+                    ],
+                    "responses": {
+                        "200": {"description": "the exports", **_json("DataRequestList")},
+                        **_errors(401, 422),
+                    },
+                }
+            },
+            "/data-requests/{id}": {
+                "get": {
+                    "summary": "One export: the customer's data as a JSON document",
+                    "security": shop_auth,
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "the export", **_json("DataRequestExport")},
+                        **_errors(401, 404),
+                    },
+                }
+            },
             "/missed-calls": _report(
                 "Missed calls, newest first, with the orders each was matched to",
                 "MissedCallList",
