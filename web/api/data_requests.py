@@ -18,7 +18,7 @@ MAX_LIMIT = 200
 
 async def list_exports(request: web.Request) -> web.Response:
     shop = await require_shop(request)
-    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+    raw = request.query.get("limit") or str(DEFAULT_LIMIT)
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise unprocessable(
             [field_problem("limit", f"must be a whole number from 1 to {MAX_LIMIT}")]
