@@ -1,7 +1,7 @@
 """The verification flow as transition tables: (settings, state, event) -> (state, effects).
 
 Pure: fixed UTC instants, no I/O, no sleeps. Shop times in the comments are Asia/Kolkata
-(UTC+05:30, the default `ivr.timezone`) unless a row says otherwise.
+(UTC+05:30, the shop's own zone here) unless a row says otherwise.
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ def minutes(n: float) -> timedelta:
 
 
 def shop(**sections: Any) -> ShopSettings:
-    return ShopSettings.model_validate(sections)
+    """Settings as the runtime hands them to the flow (`shop_config.load`): an empty
+    `ivr.timezone` resolved to the shop's own zone, here Asia/Kolkata."""
+    ivr = {"timezone": "Asia/Kolkata", **sections.pop("ivr", {})}
+    return ShopSettings.model_validate({**sections, "ivr": ivr})
 
 
 def order(**changes: Any) -> OrderFacts:
