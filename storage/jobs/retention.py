@@ -23,9 +23,7 @@ def prune_job(now: datetime, *, next_slot: bool = True) -> NewJob:
     now (`next_slot=False`, at start-up)."""
     slot = int(now.timestamp() // INTERVAL.total_seconds()) + int(next_slot)
     due = datetime.fromtimestamp(slot * INTERVAL.total_seconds(), now.tzinfo)
-    return NewJob(
-        PRUNE_JOB, due_at=max(due, now), idempotency_key=f"{PRUNE_JOB}:{slot}", max_attempts=3
-    )
+    return NewJob(PRUNE_JOB, due_at=max(due, now), idempotency_key=f"{PRUNE_JOB}:{slot}")
 
 
 class Retention:
