@@ -326,7 +326,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             owner=verifier,
             metrics=res.metrics,
         ).handle,
-        EVENT_JOB: ProviderEvents(res.db, res.clock, verifier).handle,
+        EVENT_JOB: ProviderEvents(res.db, res.clock, verifier, res.queue).handle,
         TAGS_JOB: order_actions.handle_tags,
         CANCEL_JOB: order_actions.handle_cancel,
         VERIFY_ORDER_JOB: verifier.handle_order,

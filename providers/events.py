@@ -37,6 +37,9 @@ class InboundMessage(_Storable):
     to: str  # our number or sender, as the provider gave it
     text: str
     button: str = ""  # the pressed button's postback/payload, "" for typed text
+    # STOP | START | HELP when the provider handled the keyword and answered it itself
+    # (Twilio's Advanced Opt-Out), else "".
+    opt_out_type: str = ""
 
     @property
     def dedup_key(self) -> str:

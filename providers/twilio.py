@@ -93,6 +93,8 @@ _SPEECH = {"en": ("en-IN", "Polly.Aditi"), "hi": ("hi-IN", "Polly.Aditi")}
 # are not Twilio's.
 _MAX_ID, _MAX_CODE, _MAX_NUMBER = 128, 64, 20
 _MAX_CALL_SECONDS = 86_400
+# Advanced Opt-Out's keyword families; a value Twilio adds later is an ordinary message.
+_OPT_OUT_TYPES = frozenset({"STOP", "START", "HELP"})
 _KEYPAD = re.compile(r"[0-9*#]{0,16}")
 
 
@@ -387,7 +389,13 @@ def parse_inbound_message(params: Mapping[str, str]) -> InboundMessage:
         to=to,
         text=params.get("Body", ""),
         button=params.get("ButtonPayload") or params.get("ButtonText") or "",
+        opt_out_type=_opt_out_type(params),
     )
+
+
+def _opt_out_type(params: Mapping[str, str]) -> str:
+    value = params.get("OptOutType", "").upper()
+    return value if value in _OPT_OUT_TYPES else ""
 
 
 def parse_message_status(params: Mapping[str, str]) -> MessageStatus:

@@ -232,6 +232,38 @@ class Message(Base):
     updated_at: Mapped[datetime]
 
 
+class Consent(Base):
+    """Whether a shop may message a customer's phone on a channel (sms | whatsapp)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("shop_id", "phone", "channel"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    phone: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # opted_in | opted_out
+    source: Mapped[str] = mapped_column(String(16))  # keyword | shopify | merchant | api
+    updated_at: Mapped[datetime]
+
+
+class ConsentEvent(Base):
+    """One change of a consent, kept for audit."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index(None, "shop_id", "phone", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    phone: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    # What caused it: the inbound message's id for a keyword.
+    reference: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime]
+
+
 class Call(Base):
     """A verification call: its status, the customer's input and its duration."""
 

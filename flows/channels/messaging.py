@@ -7,6 +7,12 @@ conversation's message that must wait for the calling window is checked on every
 before sending, and deferred to the window's next start when it is closed. A send left in
 doubt (the request went out, no answer came back) is never sent again: it is recorded
 `unconfirmed`, as when a worker died mid-send, and counted in the metrics.
+
+The send gate: consent is checked in the transaction that marks the message `sending`, just
+before the provider is called, not when the message was queued. A message to a phone opted
+out of its channel is not sent: it is recorded `suppressed` with the reason (and its
+conversation told, as for a permanent failure). Only a compliance keyword's own answer passes
+(its send details carry CONSENT_REPLY).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.accounts import AccountWaiting
+from flows.conversations.consent import CONSENT_REPLY, opted_out
 from flows.jobs import provider_failure
 from flows.verification.customer_keys import CustomerKeys
 from metrics import Metrics
@@ -43,6 +50,7 @@ from storage.ratelimit import RateLimiter
 _LOGGER = logging.getLogger(__name__)
 
 SEND_JOB = "message.send"
+SUPPRESSED, OPTED_OUT = "suppressed", "OPTED_OUT"
 OTP_PLACEHOLDER = "%otp%"
 
 
@@ -189,7 +197,8 @@ class MessageSender:
         wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
         if wait > 0:
             raise Deferred(wait, f"rate limit of {route.rate_key}")
-        await self._mark(message.id, "sending", route)
+        if not await self._start_sending(message.id, route, mode, CONSENT_REPLY in details):
+            return
         try:
             receipt = await self._send(route, message, details)
         except ProviderError as exc:
@@ -291,13 +300,33 @@ class MessageSender:
         if self.owner is not None:
             await self.owner.send_failed(session, message, code, permanent)
 
-    async def _mark(self, message_id: int, status: str, route: Route) -> None:
+    async def _start_sending(
+        self, message_id: int, route: Route, mode: str, consent_reply: bool
+    ) -> bool:
+        """The send gate, in the transaction that marks the message `sending` (the last before
+        the provider is called): False when the phone opted out of the message's channel, and
+        the message is then settled `suppressed`."""
         async with self.db.transaction() as session:
             message = await session.get(Message, message_id)
-            message.status = status
-            message.provider, message.account = route.provider, route.account
-            message.from_phone = route.sender_for(message)
-            message.updated_at = self.clock.now()
+            if not consent_reply and await opted_out(
+                session, message.shop_id, message.to_phone, message.channel
+            ):
+                reason = f"the customer opted out of {message.channel}"
+                self._settle(session, message, SUPPRESSED, OPTED_OUT, reason, mode)
+                await self._failed(session, message, OPTED_OUT, permanent=True)
+                return False
+            self._assign(message, "sending", route)
+        return True
+
+    async def _mark(self, message_id: int, status: str, route: Route) -> None:
+        async with self.db.transaction() as session:
+            self._assign(await session.get(Message, message_id), status, route)
+
+    def _assign(self, message: Message, status: str, route: Route) -> None:
+        message.status = status
+        message.provider, message.account = route.provider, route.account
+        message.from_phone = route.sender_for(message)
+        message.updated_at = self.clock.now()
 
     def _settle(
         self,

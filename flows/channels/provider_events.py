@@ -3,7 +3,9 @@ ends, keypad input and missed calls. One job per accepted (deduplicated) event r
 
 Statuses only move forward (a late "sent" never overwrites "delivered"). Call ends, keypad
 input, missed calls and WhatsApp answers are fed to the order's verification. An inbound
-message from a number no shop knows is logged and dropped.
+message from a number no shop knows is logged and dropped. A typed compliance keyword (STOP,
+START, HELP and their families) is handled before anything else, in the transaction that
+records it: consent is set and its one answer queued (flows.conversations.replies).
 
 An event accepted for a shop (Exotel's callback paths name one) finds only that shop's calls
 and messages: another shop's token cannot reach them. A keypad input counts only on the open
@@ -21,7 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows.verification.flow import CallEnded, Keypad
+from flows.conversations.keywords import Keyword, classify
+from flows.conversations.replies import answer_keyword
+from flows.verification.flow import ANSWERABLE, CallEnded, Keypad
 from flows.verification.runtime import Verifier, call_ref
 from providers.events import (
     CallStatus,
@@ -32,8 +36,8 @@ from providers.events import (
     MissedCall,
 )
 from storage.db import Database
-from storage.jobs import ClaimedJob, RetryLater
-from storage.models import Activity, Call, Customer, Message, Order
+from storage.jobs import ClaimedJob, JobQueue, RetryLater
+from storage.models import Activity, Call, Customer, Message, Order, Shop, Verification
 from storage.models import MissedCall as MissedCallRow
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,10 +73,11 @@ def event_from_payload(payload: dict[str, Any]) -> Event:
 class ProviderEvents:
     """The EVENT_JOB handler."""
 
-    def __init__(self, db: Database, clock: Clock, verifier: Verifier) -> None:
+    def __init__(self, db: Database, clock: Clock, verifier: Verifier, queue: JobQueue) -> None:
         self.db = db
         self.clock = clock
         self.verifier = verifier
+        self.queue = queue
 
     async def handle(self, job: ClaimedJob) -> None:
         event = event_from_payload(job.payload)
@@ -149,19 +154,69 @@ class ProviderEvents:
         )
         session.add(message)
         await session.flush()
-        if event.channel == "whatsapp" and await self.verifier.reply(session, customer, event):
+        keyword = await self._keyword(session, customer, event)
+        if keyword is not None:
+            await answer_keyword(
+                session,
+                self.queue,
+                now,
+                keyword,
+                shop=await session.get_one(Shop, customer.shop_id),
+                channel=event.channel,
+                phone=event.from_phone,
+                inbound_id=f"{event.provider}:{event.message_id}",
+                reply=not event.opt_out_type,
+                customer_id=customer.id,
+                order_id=order.id if order else None,
+            )
+        elif event.channel == "whatsapp" and await self.verifier.reply(session, customer, event):
             return
         if order is not None:
+            detail = {"message_id": message.id, "button": event.button}
+            if keyword is not None:
+                detail["keyword"] = keyword.value
             session.add(
                 Activity(
                     shop_id=customer.shop_id,
                     order_id=order.id,
                     kind="message_received",
                     mode=event.channel,
-                    detail={"message_id": message.id, "button": event.button},
+                    detail=detail,
                     created_at=now,
                 )
             )
+
+    async def _keyword(
+        self, session: AsyncSession, customer: Customer, event: InboundMessage
+    ) -> Keyword | None:
+        """The compliance keyword the message is: Advanced Opt-Out's, or typed (a pressed
+        button never is one: its title may well be "Cancel")."""
+        if event.opt_out_type:
+            return Keyword[event.opt_out_type]
+        if event.button:
+            return None
+        keyword = classify(event.text, question_open=True)
+        # Only YES depends on an open question, so only YES costs the query.
+        if (
+            keyword is None
+            and classify(event.text, question_open=False) is not None
+            and not await self._question_open(session, customer)
+        ):
+            keyword = Keyword.START
+        return keyword
+
+    async def _question_open(self, session: AsyncSession, customer: Customer) -> bool:
+        pending = await session.scalar(
+            select(Verification.id)
+            .join(Order, Verification.order_id == Order.id)
+            .where(
+                Order.shop_id == customer.shop_id,
+                Order.phone == customer.phone,
+                Verification.state.in_(ANSWERABLE),
+            )
+            .limit(1)
+        )
+        return pending is not None
 
     async def _call(
         self,

@@ -188,8 +188,10 @@ class FakeTwilio(FakeServer):
         whatsapp: bool = False,
         button_payload: str | None = None,
         auth_token: str | None = None,
+        opt_out_type: str | None = None,
     ) -> tuple[int, str]:
-        """POST an inbound SMS or WhatsApp message (a button press with `button_payload`)."""
+        """POST an inbound SMS or WhatsApp message (a button press with `button_payload`; a
+        keyword Advanced Opt-Out answered itself with `opt_out_type`)."""
         sid = _sid("SM")
         prefix = WHATSAPP_PREFIX if whatsapp else ""
         params = {
@@ -210,6 +212,8 @@ class FakeTwilio(FakeServer):
             params |= {"ProfileName": "Customer", "WaId": from_.lstrip("+")}
         if button_payload is not None:
             params |= {"ButtonText": body, "ButtonPayload": button_payload}
+        if opt_out_type is not None:
+            params["OptOutType"] = opt_out_type
         return await self._post_signed(url, params, auth_token)
 
     async def send_status(

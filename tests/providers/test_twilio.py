@@ -535,6 +535,15 @@ def test_parse_sms_inbound():
     )
 
 
+@pytest.mark.parametrize(
+    ("opt_out_type", "expected"),
+    [("STOP", "STOP"), ("start", "START"), ("HELP", "HELP"), ("", ""), ("RESUBSCRIBE", "")],
+)
+def test_parse_advanced_opt_out_type(opt_out_type, expected):
+    params = SMS_INBOUND | {"OptOutType": opt_out_type}
+    assert parse_inbound_message(params).opt_out_type == expected
+
+
 def test_parse_whatsapp_button_reply():
     message = parse_inbound_message(WHATSAPP_BUTTON)
     assert (message.channel, message.from_phone, message.to) == (

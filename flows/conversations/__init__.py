@@ -1,0 +1,1 @@
+"""Customer conversations: compliance keywords and consent."""
