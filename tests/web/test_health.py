@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, Worker
+from tests.conftest import missing_service
 from web.app import AppDeps, build_app
 
 
@@ -152,7 +153,7 @@ async def test_metrics_without_a_token_answer_loopback_only(aiohttp_server, buil
         assert (await proxied.json())["error"]["code"] == "forbidden"
     address = outward_address()
     if address is None:
-        pytest.skip("no address besides loopback to call from")
+        missing_service("no network address besides loopback to call /metrics from")
     remote = await http.get(f"http://{address}:{server.port}/metrics")
     assert remote.status == 403
     assert "server.metrics_token" in (await remote.json())["error"]["message"]
