@@ -454,8 +454,8 @@ async def serve(settings: Settings) -> None:
                 res.queue,
                 res.metrics,
                 res.http,
+                res.account_desk(),
                 res.redis,
-                accounts=res.account_desk(),
             )
         )
 
@@ -589,8 +589,8 @@ async def run_sandbox(settings: Settings, port: int | None) -> None:
                 res.queue,
                 res.metrics,
                 res.http,
-                res.redis,
                 res.account_desk(),
+                res.redis,
                 simulation,
             )
             page = f"{settings.server.public_url}/sandbox"

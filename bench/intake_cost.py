@@ -154,7 +154,16 @@ async def measure_database(url: str, args: argparse.Namespace) -> None:
         await migrate.upgrade(res.db)
         await onboarding.create_shop(res.db, res.queue, res.box, res.clock, SHOP, None)
         app = build_app(
-            AppDeps(settings, res.clock, res.db, res.queue, res.metrics, res.http, res.redis)
+            AppDeps(
+                settings,
+                res.clock,
+                res.db,
+                res.queue,
+                res.metrics,
+                res.http,
+                res.account_desk(),
+                res.redis,
+            )
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -224,9 +224,7 @@ def app_factory(
 ) -> Any:
     def make(db: Database, queue: JobQueue, redis: Any = None) -> Any:
         accounts = account_desk(settings, db, queue, clock, provider_clients)
-        return build_app(
-            AppDeps(settings, clock, db, queue, metrics, http, redis, accounts=accounts)
-        )
+        return build_app(AppDeps(settings, clock, db, queue, metrics, http, accounts, redis))
 
     return make
 

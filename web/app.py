@@ -58,9 +58,9 @@ class AppDeps:
     queue: JobQueue
     metrics: Metrics
     http: aiohttp.ClientSession
-    redis: Any = None
     # The provider-account use cases (connect, choose, setup list) for the admin API.
-    accounts: AccountDesk | None = None
+    accounts: AccountDesk
+    redis: Any = None
     # Only in sandbox mode (`main.py sandbox`): adds the /sandbox routes.
     sandbox: sandbox_api.Sandbox | None = None
 

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from clock import Clock
+from flows.channels.account_desk import AccountDesk
 from flows.verification.customer_page import CustomerDesk
 from metrics import Metrics
 from settings import Settings
@@ -30,7 +31,7 @@ customer_desk_key = web.AppKey("customer_desk", CustomerDesk)
 http_key = web.AppKey("http", aiohttp.ClientSession)
 # A redis.asyncio.Redis client, or None when Redis is not configured.
 redis_key = web.AppKey("redis", Any)
-# The provider-account use cases (an AccountDesk), None where the admin API does not need it.
-accounts_key = web.AppKey("accounts", Any)
+# The provider-account use cases: connect, choose, the setup list.
+accounts_key = web.AppKey("accounts", AccountDesk)
 # Request rate limits (the OTP API's): in Redis when it is configured, else in-process.
 rate_limiter_key = web.AppKey("rate_limiter", RateLimiter)

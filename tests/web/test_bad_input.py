@@ -19,6 +19,7 @@ from twilio.request_validator import RequestValidator
 from flows.channels.callback_urls import PLATFORM, shop_token
 from flows.verification.customer_keys import CustomerKeys
 from flows.verification.runtime import Verifier
+from main import account_desk
 from settings import Settings
 from storage.crypto import SecretBox
 from storage.db import Database
@@ -234,9 +235,11 @@ async def down_db(down_url):
 
 
 @pytest.fixture
-async def down(down_db, aiohttp_client, settings, clock, metrics, http):
+async def down(down_db, aiohttp_client, settings, clock, metrics, http, provider_clients):
     queue = JobQueue(down_db, clock, settings.jobs)
-    return await aiohttp_client(build_app(AppDeps(settings, clock, down_db, queue, metrics, http)))
+    accounts = account_desk(settings, down_db, queue, clock, provider_clients)
+    deps = AppDeps(settings, clock, down_db, queue, metrics, http, accounts)
+    return await aiohttp_client(build_app(deps))
 
 
 async def test_with_the_database_down_callbacks_page_and_api_answer_503(down, settings, clock):

@@ -11,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from main import account_desk
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, Worker
 from tests.conftest import missing_service
@@ -130,12 +131,13 @@ def outward_address() -> str | None:
 
 
 @pytest.fixture
-def build(clock, metrics, http, db, queue, settings):
+def build(clock, metrics, http, db, queue, settings, provider_clients):
     def make(**server: Any):
         configured = settings.model_copy(
             update={"server": settings.server.model_copy(update=server)}
         )
-        return build_app(AppDeps(configured, clock, db, queue, metrics, http))
+        accounts = account_desk(configured, db, queue, clock, provider_clients)
+        return build_app(AppDeps(configured, clock, db, queue, metrics, http, accounts))
 
     return make
 

@@ -9,6 +9,7 @@ import pytest
 from flows.channels.callback_urls import PLATFORM, CallbackUrls, ringcentral_token, shop_token
 from flows.verification.customer_keys import CustomerKeys, TokenError
 from flows.verification.runtime import Verifier
+from main import account_desk
 from settings import Settings
 from storage.crypto import SecretBox, SecretBoxError
 from tests.conftest import SECRET_KEY
@@ -48,9 +49,11 @@ def verifier(db, clock, queue, settings, keys) -> Verifier:
 
 
 @pytest.fixture
-def app_with(aiohttp_client, clock, db, queue, metrics, http):
+def app_with(aiohttp_client, clock, db, queue, metrics, http, provider_clients):
     async def make(settings: Settings):
-        return await aiohttp_client(build_app(AppDeps(settings, clock, db, queue, metrics, http)))
+        accounts = account_desk(settings, db, queue, clock, provider_clients)
+        deps = AppDeps(settings, clock, db, queue, metrics, http, accounts)
+        return await aiohttp_client(build_app(deps))
 
     return make
 

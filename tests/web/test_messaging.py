@@ -115,8 +115,8 @@ async def server(aiohttp_server, res, port):
             res.queue,
             res.metrics,
             res.http,
+            res.account_desk(),
             res.redis,
-            accounts=res.account_desk(),
         )
     )
     return await aiohttp_server(app, port=port)

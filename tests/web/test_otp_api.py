@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from flows.verification.customer_keys import CustomerKeys
 from flows.verification.runtime import Verifier
+from main import account_desk
 from settings import Settings
 from storage.crypto import SecretBox
 from storage.models import Job, Verification
@@ -309,10 +310,23 @@ async def test_the_preflight_allows_the_token_from_anywhere(client, path):
     ],
 )
 async def test_without_the_apps_key_and_secret_tokens_cannot_be_checked(
-    aiohttp_client, database_url, db, queue, clock, metrics, http, order, shopify, missing
+    aiohttp_client,
+    database_url,
+    db,
+    queue,
+    clock,
+    metrics,
+    http,
+    provider_clients,
+    order,
+    shopify,
+    missing,
 ):
     bare = Settings(database={"url": database_url}, security=SECURITY, shopify=shopify)
-    client = await aiohttp_client(build_app(AppDeps(bare, clock, db, queue, metrics, http)))
+    accounts = account_desk(bare, db, queue, clock, provider_clients)
+    client = await aiohttp_client(
+        build_app(AppDeps(bare, clock, db, queue, metrics, http, accounts))
+    )
     for path in ("verify", "resend"):
         body = {"shop": SHOP, "order": order.name, "code": "123456"}
         for token in (None, ANONYMOUS):

@@ -172,8 +172,8 @@ async def sandbox(database_url) -> AsyncIterator[Driver]:
                 res.queue,
                 res.metrics,
                 res.http,
-                None,
                 res.account_desk(),
+                None,
                 simulation,
             )
             runner = web.AppRunner(build_app(deps), access_log=None)
