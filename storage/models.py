@@ -228,6 +228,10 @@ class Message(Base):
     encoding: Mapped[str] = mapped_column(String(8), default="")
     segments: Mapped[int] = mapped_column(Integer, default=0)
     credits: Mapped[int] = mapped_column(Integer, default=0)
+    # The merchant thread it belongs to: a customer's message for the merchant, or an answer.
+    thread_id: Mapped[int | None] = mapped_column(
+        ForeignKey("threads.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -245,6 +249,72 @@ class Consent(Base):
     state: Mapped[str] = mapped_column(String(16))  # opted_in | opted_out
     source: Mapped[str] = mapped_column(String(16))  # keyword | shopify | merchant | api
     updated_at: Mapped[datetime]
+
+
+class LineConsent(Base):
+    """A compliance keyword's effect, committed with the inbound message that carried it,
+    before the provider is answered: on `line` "shop:{id}" when the callback names its shop,
+    or "{provider}:platform" for a platform account's shared number (every shop sending from
+    it). The send gate takes the most recent of these and the shop's `Consent`."""
+
+    __tablename__ = "line_consents"
+    __table_args__ = (UniqueConstraint("line", "phone", "channel"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    line: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # opted_in | opted_out
+    # The inbound message that set it ("{provider}:{message id}").
+    reference: Mapped[str] = mapped_column(String(128), default="")
+    updated_at: Mapped[datetime]
+
+
+class Thread(Base):
+    """A shop's conversation with one customer phone on one channel, as the merchant sees it:
+    the customer's messages no flow took, and the merchant's answers (messages.thread_id)."""
+
+    __tablename__ = "threads"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "phone", "channel"),
+        Index(None, "shop_id", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL")
+    )
+    phone: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(16))  # sms | whatsapp
+    status: Mapped[str] = mapped_column(String(16), default="unanswered")  # | answered
+    # Why a flow handed the customer to the merchant ("" for a plain message).
+    handed_over: Mapped[str] = mapped_column(String(64), default="")
+    last_inbound_at: Mapped[datetime | None]
+    last_outbound_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class PendingChoice(Base):
+    """A reply on a shared number that two or more shops await from the same phone: not
+    guessed, held here (no shop sees it) while the customer is asked which order it is for."""
+
+    __tablename__ = "pending_choices"
+    __table_args__ = (Index(None, "line", "phone", "channel"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    line: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(16))
+    # [{"shop_id", "order_id", "label"}] in the order the customer was offered them.
+    options: Mapped[list[Any]] = mapped_column(default=list)
+    held_text: Mapped[str] = mapped_column(Text, default="")
+    held_button: Mapped[str] = mapped_column(String(255), default="")
+    # The held inbound message ("{provider}:{message id}").
+    reference: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
 
 
 class ConsentEvent(Base):

@@ -16,7 +16,7 @@ from storage.models import Base
 TABLES = {
     "shops", "customers", "orders", "verifications", "messages", "calls", "missed_calls",
     "activities", "credit_ledger", "webhook_receipts", "bot_links", "jobs", "provider_accounts",
-    "consents", "consent_events",
+    "consents", "consent_events", "line_consents", "threads", "pending_choices",
 }  # fmt: skip
 
 
