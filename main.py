@@ -45,6 +45,7 @@ from flows.channels.messaging import SEND_JOB, MessageSender
 from flows.channels.provider_events import EVENT_JOB, ProviderEvents
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
 from flows.channels.routing import ProviderRouter, platform_offers
+from flows.conversations.shopify_consent import SYNC_JOB, ConsentSync
 from flows.orders.actions import CANCEL_JOB, TAGS_JOB, OrderActions
 from flows.shops import onboarding, sandbox
 from flows.shops.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
@@ -329,6 +330,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         EVENT_JOB: ProviderEvents(res.db, res.clock, verifier, res.queue).handle,
         TAGS_JOB: order_actions.handle_tags,
         CANCEL_JOB: order_actions.handle_cancel,
+        SYNC_JOB: ConsentSync(res.db, res.clock, res.box, res.shopify).handle,
         VERIFY_ORDER_JOB: verifier.handle_order,
         TIMER_JOB: verifier.handle_timer,
         CALL_JOB: CallPlacer(

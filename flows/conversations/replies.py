@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flows.channels.messaging import queue_message
 from flows.conversations.consent import CONSENT_REPLY, OPTED_IN, OPTED_OUT, record
 from flows.conversations.keywords import Keyword
+from flows.conversations.shopify_consent import queue_consent_sync
 from flows.shops import config as shop_config
 from storage.jobs import JobQueue
 from storage.models import Shop
@@ -67,6 +68,10 @@ async def answer_keyword(
             source="keyword",
             reference=inbound_id,
         )
+        if channel == "sms":  # Shopify holds SMS marketing consent only
+            await queue_consent_sync(
+                session, queue, now, shop.id, phone, _STATES[keyword], inbound_id
+            )
     if not reply:
         return
     await queue_message(

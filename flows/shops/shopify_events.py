@@ -16,9 +16,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.conversations.shopify_consent import FROM_SHOPIFY, from_shopify, shopify_time
 from flows.shops import privacy
 from flows.verification.runtime import verification_job
-from providers.shopify.orders import OrderData, parse_order
+from providers.shopify.orders import OrderData, normalize_phone, parse_order
 from storage.db import Database, dialect_insert
 from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
 from storage.models import Activity, Customer, Job, Order, Shop
@@ -148,12 +149,30 @@ class ShopifyEvents:
     async def _update_customer(
         self, session: AsyncSession, shop: Shop, payload: dict[str, Any]
     ) -> None:
-        consent = (payload.get("sms_marketing_consent") or {}).get("state")
-        customers = await session.scalars(
-            select(Customer).where(
-                Customer.shop_id == shop.id, Customer.shopify_customer_id == str(payload.get("id"))
+        sms = payload.get("sms_marketing_consent")
+        sms = sms if isinstance(sms, dict) else {}
+        consent = sms.get("state")
+        customers = list(
+            await session.scalars(
+                select(Customer).where(
+                    Customer.shop_id == shop.id,
+                    Customer.shopify_customer_id == str(payload.get("id")),
+                )
             )
         )
+        # The consent is the phone's: the one Shopify holds, else the ones we know them by.
+        raw = payload.get("phone")
+        phone = normalize_phone(raw, shop.country or None) if isinstance(raw, str) else None
+        for number in {phone} if phone else {customer.phone for customer in customers}:
+            await from_shopify(
+                session,
+                self.clock.now(),
+                shop_id=shop.id,
+                phone=number,
+                state=consent if isinstance(consent, str) else None,
+                updated_at=shopify_time(sms.get("consent_updated_at")),
+                reference=f"shopify:customer:{payload.get('id')}",
+            )
         for customer in customers:
             name = " ".join(filter(None, (payload.get("first_name"), payload.get("last_name"))))
             customer.name = _fit(Customer.name, name) or customer.name
@@ -295,6 +314,17 @@ async def apply_order_data(
         _LOGGER.info("stale update of order %s ignored", data.name)
         return None
     customer = await _upsert_customer(book, shop, data, now)
+    buyer = data.customer
+    if buyer is not None and buyer.sms_consent in FROM_SHOPIFY and (buyer.phone or data.phone):
+        await from_shopify(
+            session,
+            now,
+            shop_id=shop.id,
+            phone=buyer.phone or data.phone or "",
+            state=buyer.sms_consent,
+            updated_at=buyer.sms_consent_updated_at,
+            reference=f"shopify:order:{data.shopify_order_id}",
+        )
     kind = "order_updated"
     if order is None:
         kind = "order_received"

@@ -12,6 +12,11 @@ Nothing waits for an answer that cannot come: an OTP nobody enters has a deadlin
 call or message the provider refuses for good (no route, invalid number, template refused)
 moves on to the next method at once.
 
+A method that messages the customer on a channel they opted out of (SMS for the OTP, the
+link and the missed-call number; WhatsApp for its buttons) is skipped, on the timeline, for
+the next one, rather than sending what the send gate would suppress. The runtime reads the
+consent and hands it in with the state (`VState.opted_out`); it is never stored.
+
 Calls and messages that wait for the calling window are checked again when their job runs
 (`held_until`): a late job (backlog, retry, rate limit) finding the window closed waits for
 the next window start, and the flow's timer for that attempt moves with it (WindowClosed).
@@ -57,6 +62,14 @@ LAST_ANSWER_WAIT = timedelta(minutes=60)
 OTP_ANSWER_WAIT = timedelta(minutes=30)
 # Orders placed longer ago than this are not verified.
 MAX_ORDER_AGE = timedelta(days=2)
+# The channel each message of a verification goes on.
+CHANNELS = {
+    "whatsapp": "whatsapp",
+    "sms_link": "sms",
+    "missed_call": "sms",
+    "missed_call_confirmation": "sms",
+    "otp": "sms",
+}
 
 
 @dataclass(frozen=True)
@@ -239,6 +252,8 @@ class VState:
     otp_wrong: int = 0
     decided_by: str = ""
     reason: str = ""  # why it was skipped or stopped
+    # The channels the customer opted out of, as read by the runtime just before this step.
+    opted_out: frozenset[str] = frozenset()
 
     @property
     def method(self) -> str:
@@ -250,6 +265,7 @@ class VState:
             moment = document[name]
             document[name] = moment.isoformat() if moment else None
         document["methods"] = list(self.methods)
+        del document["opted_out"]
         return document
 
     @classmethod
@@ -267,7 +283,7 @@ Result = tuple[VState, list[Effect]]
 def step(state: VState, event: Event, settings: ShopSettings, now: datetime) -> Result:
     """The next state of a verification and the effects that follow from `event`."""
     if isinstance(event, Start):
-        return _start(event, settings, now)
+        return _start(state, event, settings, now)
     if isinstance(event, Answer):
         return _answer(state, event.action, event.mode, settings, now)
     if isinstance(event, Keypad):
@@ -350,7 +366,7 @@ def verification_tags(settings: ShopSettings) -> frozenset[str]:
     return frozenset(tag for tag in tags if tag)
 
 
-def _start(event: Start, settings: ShopSettings, now: datetime) -> Result:
+def _start(prior: VState, event: Start, settings: ShopSettings, now: datetime) -> Result:
     verdict, reason = screen(event.order, settings, now)
     if verdict == "skip":
         state = VState(status=SKIPPED, reason=reason)
@@ -365,7 +381,7 @@ def _start(event: Start, settings: ShopSettings, now: datetime) -> Result:
             effects.append(CancelOrder("system"))
             return VState(status=CANCELLED, decided_by="system", reason=reason), effects
         return VState(status=SKIPPED, reason=reason), effects
-    state = VState(methods=methods(settings))
+    state = VState(methods=methods(settings), opted_out=prior.opted_out)
     started = Record("verification_started", "", {"methods": list(state.methods)})
     state, effects = _begin_stage(state, 0, settings, now, event)
     return state, [started, *effects]
@@ -381,6 +397,8 @@ def _begin_stage(
         return _exhausted(state, settings, now)
     state = replace(state, stage=stage, attempt=0, open_call="", wrong_input="")
     method = state.method
+    if _opted_out(state, method):
+        return _skip_method(state, settings, now)
     if method == "otp":
         assert start is not None and start.otp is not None, "an OTP verification needs its code"
         return _send_otp(state, start.otp, settings, now)
@@ -403,6 +421,8 @@ def _attempt_at(state: VState, due: datetime, settings: ShopSettings, now: datet
 
 
 def _attempt(state: VState, settings: ShopSettings, now: datetime) -> Result:
+    if _opted_out(state, state.method):
+        return _skip_method(state, settings, now)
     attempt = state.attempt + 1
     state = replace(state, attempt=attempt, wrong_input="")
     if state.method == "ivr":
@@ -412,6 +432,18 @@ def _attempt(state: VState, settings: ShopSettings, now: datetime) -> Result:
     send = SendMessage(state.method, f"{state.stage}:{attempt}")
     state, timer = _schedule(state, "answer", _answer_wake(state, settings, now))
     return state, [send, *timer]
+
+
+def _opted_out(state: VState, purpose: str) -> bool:
+    return CHANNELS.get(purpose, "") in state.opted_out
+
+
+def _skip_method(state: VState, settings: ShopSettings, now: datetime) -> Result:
+    """The current method would message a channel the customer opted out of: the next."""
+    reason = f"the customer opted out of {CHANNELS[state.method]}"
+    record = Record("method_skipped", state.method, {"reason": reason})
+    state, effects = _begin_stage(state, state.stage + 1, settings, now)
+    return state, [record, *effects]
 
 
 def _answer_wake(state: VState, settings: ShopSettings, sent: datetime) -> datetime:
@@ -631,6 +663,9 @@ def _answer(
         effects.append(CancelOrder(mode))
     elif action == "callback":
         effects.append(NotifyMerchant("callback_requested", {"mode": mode}))
+    elif mode == "missed_call" and _opted_out(state, "missed_call_confirmation"):
+        reason = f"the customer opted out of {CHANNELS['missed_call_confirmation']}"
+        effects.append(Record("confirmation_skipped", mode, {"reason": reason}))
     elif mode == "missed_call":
         effects.append(SendMessage("missed_call_confirmation", "confirmation"))
     return _clear(replace(state, status=status, decided_by=mode)), effects
@@ -690,6 +725,8 @@ def _otp_resend(state: VState, event: OtpResend, settings: ShopSettings, now: da
     if state.otp_resends >= settings.otp.resend_limit:
         record = Record("otp_resend_refused", "otp", {"resends": state.otp_resends})
         return state, [record, AddTags((OTP_RESEND_LIMIT,), "system")]
+    if _opted_out(state, "otp"):
+        return _skip_method(state, settings, now)
     state = replace(state, otp_resends=state.otp_resends + 1)
     return _send_otp(state, event.otp, settings, now)
 

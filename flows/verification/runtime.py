@@ -11,7 +11,7 @@ the send job of the verification's messages (a message that could not be sent).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,12 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.messaging import queue_message
+from flows.conversations.consent import opted_out
 from flows.orders.actions import queue_cancel, queue_tags
 from flows.shops import config as shop_config
 from flows.shops.settings import ShopSettings, methods
 from flows.verification.customer_keys import CustomerKeys
 from flows.verification.flow import (
     ANSWERABLE,
+    CHANNELS,
     PENDING,
     AddTags,
     Answer,
@@ -201,6 +203,13 @@ class Verifier:
         now = self.clock.now()
         before = ctx.state
         after, effects = step(before, event, ctx.settings, now)
+        # Consent is read only when the step would message the customer (most steps do not);
+        # opted out of that channel, the same step again skips the method.
+        if any(isinstance(effect, SendMessage) for effect in effects):
+            channels = await self._opted_out(session, ctx)
+            if channels:
+                before = replace(before, opted_out=channels)
+                after, effects = step(before, event, ctx.settings, now)
         if after == before and not effects:
             return after
         row = ctx.row
@@ -326,6 +335,12 @@ class Verifier:
         ctx = await self.load(session, verification_id)
         if ctx is not None:
             await self.apply(session, ctx, MessageFailed(purpose, key, code, permanent))
+
+    async def _opted_out(self, session: AsyncSession, ctx: Context) -> frozenset[str]:
+        """The channels the order's phone opted out of at the shop, as the send gate sees it."""
+        shop_id, phone = ctx.shop.id, ctx.order.phone
+        channels = sorted(set(CHANNELS.values()))
+        return frozenset([c for c in channels if await opted_out(session, shop_id, phone, c)])
 
     def link(self, verification_id: int, now: datetime, hours: int) -> str:
         token = self.keys.link_token(verification_id, now + timedelta(hours=hours))

@@ -39,6 +39,7 @@ class CustomerData:
     email: str
     phone: str | None
     sms_consent: str | None
+    sms_consent_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ def _customer(customer: dict[str, Any], default_region: str) -> CustomerData:
     default_address = _section(customer, "default_address", "customer.")
     first = _text(customer.get("first_name"), "customer.first_name")
     last = _text(customer.get("last_name"), "customer.last_name")
+    consent = customer.get("sms_marketing_consent")
     phone, _ = _first_valid_phone(
         [
             (customer.get("phone"), None),
@@ -172,7 +174,11 @@ def _customer(customer: dict[str, Any], default_region: str) -> CustomerData:
         name=" ".join(part for part in (first.strip(), last.strip()) if part),
         email=_text(customer.get("email"), "customer.email"),
         phone=phone,
-        sms_consent=_sms_consent(customer.get("sms_marketing_consent")),
+        sms_consent=_sms_consent(consent),
+        sms_consent_updated_at=_optional_time(
+            consent.get("consent_updated_at") if isinstance(consent, dict) else None,
+            "customer.sms_marketing_consent.consent_updated_at",
+        ),
     )
 
 
