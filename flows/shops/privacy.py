@@ -6,6 +6,12 @@ customers of the orders it lists (`orders_requested`, `orders_to_redact`), with 
 orders. Erasing reaches the customers, their orders' phone and city, messages, calls,
 missed calls, the orders' timelines, exports made for earlier requests, and the jobs that
 carried their data (raw webhook bodies, inbound events) or quote it in an error.
+
+Consents are the exception that keeps a phone: an opt-out must go on being honoured after the
+customer is forgotten (a later order from the same phone must not be messaged), so an
+opted-out consent stays, with its phone and time, as a suppression entry. What is not needed
+for that goes: opted-in consents, the history of opting in, and what caused each change (the
+inbound message, the request) on the opt-outs kept.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ import orjson
 from sqlalchemy import Text, and_, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flows.conversations.consent import OPTED_OUT
 from providers.shopify.orders import normalize_phone
 from storage.db import Database
 from storage.models import (
     Activity,
     Call,
+    Consent,
+    ConsentEvent,
     Customer,
     DataRequest,
     Job,
@@ -202,9 +211,25 @@ async def redact(
         .values(from_phone=REDACTED)
     )
     await session.execute(update(Activity).where(Activity.order_id.in_(ids)).values(detail={}))
+    await _redact_consents(session, shop, phones)
     await session.execute(delete(DataRequest).where(*_exports_of(shop, subject)))
     await _redact_jobs(session, shop, subject, now)
     return subject
+
+
+async def _redact_consents(session: AsyncSession, shop: Shop, phones: set[str]) -> None:
+    """Keep only what honours an opt-out (see the module's docstring)."""
+    for model in (Consent, ConsentEvent):
+        await session.execute(
+            delete(model).where(
+                model.shop_id == shop.id, model.phone.in_(phones), model.state != OPTED_OUT
+            )
+        )
+    await session.execute(
+        update(ConsentEvent)
+        .where(ConsentEvent.shop_id == shop.id, ConsentEvent.phone.in_(phones))
+        .values(reference="")
+    )
 
 
 def _exports_of(shop: Shop, subject: Subject) -> list[Any]:
@@ -354,6 +379,20 @@ async def _customer_data(session: AsyncSession, shop: Shop, subject: Subject) ->
                 "received_at": m.received_at.isoformat(),
             }
             for m in missed
+        ],
+        "consents": [
+            {
+                "phone": e.phone,
+                "channel": e.channel,
+                "state": e.state,
+                "source": e.source,
+                "at": e.created_at.isoformat(),
+            }
+            for e in await session.scalars(
+                select(ConsentEvent)
+                .where(ConsentEvent.shop_id == shop.id, ConsentEvent.phone.in_(phones))
+                .order_by(ConsentEvent.created_at, ConsentEvent.id)
+            )
         ],
     }
 
