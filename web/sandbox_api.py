@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from clock import OffsetClock
-from flows.shops.sandbox import DemoShop, app_facts
+from flows.shops.sandbox import DemoShop, app_facts, phone_facts
 from providers.sandbox.phones import e164
 from providers.sandbox.shop import WorldError
 from providers.sandbox.world import SandboxWorld
@@ -84,6 +84,10 @@ class Button(_Body):
     title: str = Field(min_length=1, max_length=20)
 
 
+class SmsConsent(_Body):
+    subscribed: bool
+
+
 class TimeMove(_Body):
     minutes: int | None = Field(None, ge=1, le=1440)
     to: Literal["next_job"] | None = None
@@ -109,6 +113,7 @@ def setup_routes(app: web.Application, sandbox: Sandbox) -> None:
         f"{PREFIX}/phones/{{number}}/{{action:answer|ring-out|missed-call|reply|button}}",
         phone_action,
     )
+    app.router.add_post(f"{PREFIX}/customers/{{number}}/sms-consent", set_sms_consent)
     app.router.add_post(f"{PREFIX}/time", move_time)
 
 
@@ -130,6 +135,7 @@ async def sandbox_state(app: web.Application) -> dict[str, Any]:
         sandbox.clock.now(),
     )
     statuses = facts.verification_statuses
+    phones = await phone_facts(app[db_key], sandbox.shop.shop_id)
     return {
         **_time(sandbox.clock, facts.next_job_at),
         "shop": {
@@ -139,7 +145,15 @@ async def sandbox_state(app: web.Application) -> dict[str, Any]:
         },
         "special_numbers": world["special_numbers"],
         "orders": [_order(order, statuses) for order in world["orders"]],
-        "phones": world["phones"],
+        "customers": world["customers"],
+        "phones": [
+            phone
+            | {
+                "consent": phones.consents.get(phone["number"], {}),
+                "suppressed": phones.suppressed.get(phone["number"], []),
+            }
+            for phone in world["phones"]
+        ],
         "requests": world["requests"],
     }
 
@@ -289,6 +303,16 @@ async def phone_action(request: web.Request) -> web.Response:
         button = await _body(request, Button)
         result = {"message": await _world(world.press_button(number, button.title))}
     return web.json_response(result)
+
+
+async def set_sms_consent(request: web.Request) -> web.Response:
+    """The merchant changes a customer's SMS marketing consent in the shop's Shopify."""
+    body = await _body(request, SmsConsent)
+    world = request.app[sandbox_key].world
+    number = request.match_info["number"]
+    return web.json_response(
+        {"customer": await _world(world.set_sms_consent(number, body.subscribed))}
+    )
 
 
 async def move_time(request: web.Request) -> web.Response:

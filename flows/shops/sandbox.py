@@ -28,7 +28,7 @@ from providers.sandbox import shop as demo
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import JobQueue
-from storage.models import Activity, Job, Order, Shop
+from storage.models import Activity, Consent, Job, Message, Order, Shop
 from storage.shops import issue_secrets, shop_by_domain
 
 # Periodic upkeep: "to the next job" skips these to reach the next step of a conversation.
@@ -172,6 +172,43 @@ async def app_facts(
         statuses = {order_id: status for order_id, status in rows}
         next_job = await next_job_at(session, now)
     return AppFacts(name or "", statuses, next_job)
+
+
+@dataclass(frozen=True)
+class PhoneFacts:
+    """What our app holds of each phone: its consent per channel ({"sms": "opted_out"}) and
+    the messages the send gate kept from it, oldest first."""
+
+    consents: dict[str, dict[str, str]]
+    suppressed: dict[str, list[dict[str, Any]]]
+
+
+# The latest suppressed messages the sandbox page lists.
+SUPPRESSED_SHOWN = 100
+
+
+async def phone_facts(db: Database, shop_id: int) -> PhoneFacts:
+    async with db.sessions() as session:
+        consents: dict[str, dict[str, str]] = {}
+        for row in await session.scalars(select(Consent).where(Consent.shop_id == shop_id)):
+            consents.setdefault(row.phone, {})[row.channel] = row.state
+        rows = await session.scalars(
+            select(Message)
+            .where(Message.shop_id == shop_id, Message.status == "suppressed")
+            .order_by(Message.id.desc())
+            .limit(SUPPRESSED_SHOWN)
+        )
+        suppressed: dict[str, list[dict[str, Any]]] = {}
+        for message in reversed(list(rows)):
+            suppressed.setdefault(message.to_phone, []).append(
+                {
+                    "channel": message.channel,
+                    "body": message.body,
+                    "at": message.updated_at.isoformat(),
+                    "reason": message.error,
+                }
+            )
+    return PhoneFacts(consents, suppressed)
 
 
 async def next_job_at(session: AsyncSession, now: datetime) -> datetime | None:

@@ -233,6 +233,10 @@ class FakeShopify(FakeServer):
         """The shop's orders (REST shape, live), in the order they were added."""
         return list(self._shops[domain].orders.values())
 
+    def customers(self, domain: str) -> list[dict[str, Any]]:
+        """The shop's customers (REST shape, live), in the order they were added."""
+        return list(self._shops[domain].customers.values())
+
     def customer(self, domain: str, customer_id: int | str) -> dict[str, Any]:
         """The stored customer (REST shape, live)."""
         return self._shops[domain].customers[int(customer_id)]

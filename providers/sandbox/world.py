@@ -11,12 +11,20 @@ it; answering a Twilio call plays our TwiML IVR (fetched and posted back signed,
 does) and the phone keeps what it said. Two numbers behave on their own: one is on the DND
 registry (Exotel refuses to call it) and one never answers (its calls ring out a moment after
 they arrive).
+
+A phone can text the shop at any time, on SMS (to the number the latest SMS came from, else
+the shop's Twilio number: a sender id or an Exotel number takes no replies) and on WhatsApp.
+The customers' SMS marketing consent in Shopify is shown with the shop; the merchant can
+change it there (a customers/update webhook follows), and Shopify answers our own change of
+it with the same webhook, as the real one does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import json
 import logging
 import secrets
 import xml.etree.ElementTree as ET
@@ -104,6 +112,7 @@ class SandboxWorld:
         self.version = 0
         self._waiters: set[asyncio.Event] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._consents: dict[int, str] = {}  # each Shopify customer's SMS consent, last seen
         self.shop = ShopSide(self.shopify, clock, self._webhook, self._changed)
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -152,6 +161,8 @@ class SandboxWorld:
         return self.version
 
     def _changed(self) -> None:
+        for customer_id, customer in self._shop_customers().items():
+            self._consents.setdefault(customer_id, _consent_key(customer))
         self.version += 1
         for event in self._waiters:
             event.set()
@@ -159,6 +170,11 @@ class SandboxWorld:
     def _received(self, received: Received) -> None:
         self.requests.append(received)
         self._react(self.book.sync(self.clock.now()))
+        if received.party == "shopify":
+            # Shopify tells apps of a consent changed through its API too (our own: the echo).
+            for customer in self._consent_changes():
+                update = partial(self._webhook, "customers/update", copy.deepcopy(customer))
+                self._later(self.delivery_after, update)
         self._changed()
 
     def _react(self, arrivals: Arrivals) -> None:
@@ -299,16 +315,11 @@ class SandboxWorld:
 
     async def _reply_sms(self, phone: Phone, text: str) -> dict[str, Any]:
         received = phone.last_sms()
-        if received is None:
-            raise Conflict(f"no SMS reached {phone.number} yet: there is nothing to reply to")
-        if received.party != TWILIO:
-            raise Conflict(
-                "the latest SMS came through Exotel, which does not pass replies on: "
-                "reply on WhatsApp, or send SMS through Twilio (Setup)"
-            )
-        # No handset can answer a sender id (a DLT header such as DEMOSH): the customer texts
-        # the shop's Twilio number instead, whose inbound messages Twilio passes on to us.
-        to = received.number if e164(received.number) else TWILIO_NUMBER
+        # No handset can answer a sender id (a DLT header such as DEMOSH), and Exotel passes
+        # no replies on: the customer texts the shop's Twilio number, whose inbound messages
+        # Twilio passes on to us.
+        answerable = received is not None and received.party == TWILIO
+        to = received.number if answerable and e164(received.number) else TWILIO_NUMBER
         line = SmsLine("in", text, self.clock.now(), party=TWILIO, number=to)
         phone.sms.append(line)
         self._changed()
@@ -340,6 +351,43 @@ class SandboxWorld:
             reply_id=message.msgid or None,
         )
         return line.json()
+
+    # The merchant's side: customers in Shopify --------------------------------------------
+
+    async def set_sms_consent(self, number: str, subscribed: bool) -> dict[str, Any]:
+        """Change a customer's SMS marketing consent in the shop's Shopify admin, as the
+        merchant does; Shopify tells our app with customers/update."""
+        normal = e164(number)
+        customer = next(
+            (c for c in self._shop_customers().values() if e164(str(c.get("phone"))) == normal),
+            None,
+        )
+        if normal is None or customer is None:
+            raise NotFound(f"no customer of the shop has the phone {number!r}")
+        consent = dict(customer.get("sms_marketing_consent") or {})
+        consent |= {
+            "state": "subscribed" if subscribed else "unsubscribed",
+            "opt_in_level": "single_opt_in",
+            "consent_updated_at": self.clock.now().isoformat(),
+        }
+        customer["sms_marketing_consent"] = consent
+        self._consents[int(customer["id"])] = _consent_key(customer)
+        self._changed()
+        await self._webhook("customers/update", customer)
+        return _customer_json(customer)
+
+    def _consent_changes(self) -> list[dict[str, Any]]:
+        """The customers whose SMS consent an API call just changed (ours, in the sandbox)."""
+        changed = []
+        for customer_id, customer in self._shop_customers().items():
+            key = _consent_key(customer)
+            if self._consents.setdefault(customer_id, key) != key:
+                changed.append(customer)
+            self._consents[customer_id] = key
+        return changed
+
+    def _shop_customers(self) -> dict[int, dict[str, Any]]:
+        return {int(c["id"]): c for c in self.shopify.customers(SHOP_DOMAIN)}
 
     def _phone(self, number: str) -> Phone:
         normal = e164(number)
@@ -385,6 +433,7 @@ class SandboxWorld:
         return {
             "special_numbers": dict(self.special_numbers),
             "orders": orders,
+            "customers": [_customer_json(c) for c in self._shop_customers().values()],
             "phones": [phone.json() for phone in self.book.phones.values()],
             "requests": [
                 {
@@ -397,3 +446,20 @@ class SandboxWorld:
                 for received in self.requests
             ],
         }
+
+
+def _customer_json(customer: dict[str, Any]) -> dict[str, Any]:
+    """A customer as the sandbox's shop view shows them."""
+    name = " ".join(filter(None, (customer.get("first_name"), customer.get("last_name"))))
+    consent = customer.get("sms_marketing_consent") or {}
+    return {
+        "id": str(customer["id"]),
+        "name": name,
+        "phone": e164(str(customer.get("phone") or "")) or "",
+        "sms_consent": consent.get("state") or "not_subscribed",
+        "sms_consent_updated_at": consent.get("consent_updated_at"),
+    }
+
+
+def _consent_key(customer: dict[str, Any]) -> str:
+    return json.dumps(customer.get("sms_marketing_consent"), sort_keys=True, default=str)
