@@ -1,5 +1,6 @@
 """The sandbox's JSON API under /sandbox/api: the state the sandbox page shows and the actions
-it offers (the merchant's orders in Shopify, the customers' phones, the sandbox clock).
+it offers (the merchant's orders and customers' SMS consent in Shopify, the customers' phones
+with what our app holds of them, the sandbox clock).
 
 Registered only in sandbox mode: `build_app` adds these routes when it is given a `Sandbox`.
 Errors have the app's one JSON shape; 404 when there is no such order, ringing call or

@@ -360,6 +360,7 @@
     renderTime();
     renderPresets();
     renderOrders();
+    renderCustomers();
     renderPhones();
     renderRequests();
     applyBusy();
@@ -503,6 +504,50 @@
     if (!changed("orders", orders)) return;
     showEmpty("order-list-empty", orders.length === 0);
     syncList($("order-list"), orders, orderKey, buildOrder);
+  }
+
+  const SMS_CONSENT_LABELS = {
+    subscribed: "Subscribed",
+    unsubscribed: "Unsubscribed",
+    not_subscribed: "Not subscribed",
+    pending: "Pending",
+    redacted: "Redacted",
+  };
+
+  function buildCustomer(customer) {
+    const subscribed = customer.sms_consent === "subscribed";
+    const who = customer.name || customer.phone;
+    return h(
+      "li",
+      { class: "customer", testid: "customer-row", "data-phone": customer.phone, "data-sms-consent": customer.sms_consent },
+      h("strong", {}, who),
+      h("span", { class: "meta" }, ` ${customer.phone} · SMS marketing: `),
+      h("span", { testid: "customer-sms-consent" }, SMS_CONSENT_LABELS[customer.sms_consent] || humanize(customer.sms_consent)),
+      actionButton(subscribed ? "Unsubscribe in Shopify" : "Subscribe in Shopify", {
+        testid: "customer-sms-consent-toggle",
+        act: "sms-consent",
+        busyKey: `consent:${customer.phone}`,
+        focusKey: `consent:${customer.phone}`,
+        data: { number: customer.phone, subscribed: subscribed ? "false" : "true" },
+        label: `${subscribed ? "Unsubscribe" : "Subscribe"} ${who} to SMS marketing in Shopify`,
+      }),
+    );
+  }
+
+  function renderCustomers() {
+    const customers = state.customers || [];
+    if (!changed("customers", customers)) return;
+    showEmpty("customer-list-empty", customers.length === 0);
+    syncList($("customer-list"), customers, (c) => String(c.id), buildCustomer);
+  }
+
+  function setSmsConsent(button) {
+    const number = button.dataset.number;
+    run(`consent:${number}`, "shop-error", () =>
+      post(`/sandbox/api/customers/${encodeURIComponent(number)}/sms-consent`, {
+        subscribed: button.dataset.subscribed === "true",
+      }),
+    );
   }
 
   async function createOrder(event) {
@@ -667,6 +712,7 @@
     renderCall(phone, fresh);
     renderThread("sms", threads.sms || [], number, fresh);
     renderThread("whatsapp", threads.whatsapp || [], number, fresh);
+    renderConsent(phone);
     setOff($("missed-call"), !number);
     setOff($("reply-send"), !number);
     renderLink();
@@ -795,6 +841,34 @@
         "data-direction": direction,
       },
       children,
+    );
+  }
+
+  // Our app's consent for the phone, and the messages its send gate kept from it.
+  function renderConsent(phone) {
+    const consent = phone.consent || {};
+    const suppressed = phone.suppressed || [];
+    if (!changed("phone-consent", { number: phone.number, consent, suppressed })) return;
+    const out = Object.keys(consent).filter((channel) => consent[channel] === "opted_out").sort();
+    setText(
+      "phone-consent",
+      out.length ? `Opted out of ${out.map((c) => (c === "sms" ? "SMS" : "WhatsApp")).join(" and ")}` : "",
+    );
+    $("suppressed-panel").hidden = suppressed.length === 0;
+    $("suppressed-list").replaceChildren(
+      ...suppressed.map((message) =>
+        h(
+          "li",
+          { class: "bubble suppressed", testid: "suppressed-bubble", "data-channel": message.channel },
+          h("p", { class: "body" }, message.body || ""),
+          h(
+            "span",
+            { class: "meta" },
+            `${message.channel === "sms" ? "SMS" : "WhatsApp"} not sent: ${message.reason || "suppressed"} · `,
+            timeElement(message.at, formatClock(message.at)),
+          ),
+        ),
+      ),
     );
   }
 
@@ -1387,6 +1461,7 @@
     "order-fulfil": (b) => orderAction(b, "fulfil"),
     "order-fail": (b) => orderAction(b, "fail"),
     "order-cancel": (b) => orderAction(b, "cancel"),
+    "sms-consent": setSmsConsent,
     "advance-10": () => advance({ minutes: 10 }),
     "advance-next-job": () => advance({ to: "next_job" }),
     answer,
