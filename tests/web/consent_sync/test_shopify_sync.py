@@ -180,6 +180,21 @@ async def test_a_sync_overtaken_by_a_later_keyword_pushes_only_the_later_state(
     assert await count(res, Job, Job.kind == SYNC_JOB, Job.status != "done") == 0
 
 
+async def test_a_transient_shopify_failure_is_retried_until_the_consent_is_set(
+    res, server, worker, fakes, shopify, shop, clock
+):
+    shopify.fail_next(2, status=502)
+    await inbound_sms(fakes, server, "STOP")
+    await run(worker, clock)
+    assert shopify_state(shopify) == "subscribed"  # Shopify answered 502: retried later
+    for _ in range(3):  # the backoff of each retry
+        clock.advance(timedelta(minutes=15))
+        await run(worker, clock)
+    assert shopify_state(shopify) == "unsubscribed"
+    assert [o["result"] for o in await sync_outcomes(res)] == ["updated"]
+    assert await count(res, Job, Job.kind == SYNC_JOB, Job.status == "done") == 1
+
+
 async def test_no_shopify_customer_leaves_the_local_opt_out_standing(
     res, server, worker, fakes, shopify, shop, clock
 ):
