@@ -1,9 +1,10 @@
 """ordertalk's composition root and command line.
 
-    python main.py serve [--config PATH]     web + job worker in one process (the default)
+    python main.py serve [--config PATH]     web + job worker + merchant bot in one process
     python main.py sandbox [--config PATH] [--port N]
                                              the whole product with simulated outside parties
     python main.py worker [--config PATH]    job workers only
+    python main.py bot [--config PATH]       the merchant's Telegram bot only (polling)
     python main.py migrate [--config PATH]   apply (or roll back) schema migrations
     python main.py check-config [--config PATH]
     python main.py shop add --domain X.myshopify.com [--token TOKEN [--api-secret SECRET]]
@@ -28,7 +29,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -37,6 +38,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from bot.app import MerchantBot
+from bot.polling import Poller
+from bot.webhook import WebhookRegistration
 from clock import Clock, OffsetClock, SystemClock
 from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import CHECK_JOB, AccountChecker, PlatformOffer
@@ -421,26 +425,52 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
+class Service(Protocol):
+    """Work that runs beside the web server until stopped (the bot's poller or webhook)."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def merchant_bot(res: Resources) -> MerchantBot | None:
+    """The merchant's Telegram bot, or None (said in the log) when no token is configured."""
+    if not res.settings.telegram.token.get_secret_value():
+        _LOGGER.info("telegram.token is not set: the merchant bot is off")
+        return None
+    return MerchantBot(res.settings, res.db, res.clock, res.redis)
+
+
+def bot_service(res: Resources, bot: MerchantBot) -> Service:
+    """Webhook mode: register the webhook; polling: poll when this process holds the lease."""
+    return WebhookRegistration(bot) if bot.webhook else Poller(bot, res.db, res.clock)
+
+
 async def serve_app(
     res: Resources,
     app: web.Application,
     site: Callable[[web.AppRunner], web.BaseSite],
     started: Callable[[web.AppRunner], None],
+    services: tuple[Service, ...] = (),
 ) -> None:
-    """Serve `app` and run the worker (unless jobs run elsewhere) until SIGTERM or SIGINT."""
+    """Serve `app`, run the worker (unless jobs run elsewhere) and `services`, until SIGTERM
+    or SIGINT."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await site(runner).start()
     worker = make_worker(res)
     run = worker.run() if res.settings.jobs.run_in_serve else asyncio.sleep(0)
     worker_task = asyncio.create_task(run, name="worker")
+    service_tasks = [asyncio.create_task(service.run()) for service in services]
     keep_startup_out_of_gc()
     started(runner)
     try:
         await _until_signalled()
     finally:
+        for service in services:
+            service.stop()
         worker.stop()
-        await worker_task
+        await asyncio.gather(worker_task, *service_tasks)
         await runner.cleanup()
 
 
@@ -448,6 +478,7 @@ async def serve(settings: Settings) -> None:
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
         await schedule_periodic(res)
+        bot = merchant_bot(res)
         app = build_app(
             AppDeps(
                 settings,
@@ -458,6 +489,7 @@ async def serve(settings: Settings) -> None:
                 res.http,
                 res.account_desk(),
                 res.redis,
+                merchant_bot=bot if bot is not None and bot.webhook else None,
             )
         )
 
@@ -465,12 +497,41 @@ async def serve(settings: Settings) -> None:
             host, port = runner.addresses[0][:2]
             print(f"ordertalk serving on http://{host}:{port}", flush=True)
 
-        await serve_app(
-            res,
-            app,
-            lambda runner: web.TCPSite(runner, settings.server.host, settings.server.port),
-            started,
+        try:
+            await serve_app(
+                res,
+                app,
+                lambda runner: web.TCPSite(runner, settings.server.host, settings.server.port),
+                started,
+                (bot_service(res, bot),) if bot is not None else (),
+            )
+        finally:
+            if bot is not None:
+                await bot.close()
+
+
+async def run_bot(settings: Settings) -> None:
+    """`main.py bot`: the merchant bot alone, polling (when this process holds the lease)."""
+    if settings.telegram.webhook:
+        raise StartupError(
+            "telegram.webhook: true: updates arrive at `serve`'s POST /webhooks/telegram; "
+            "`main.py bot` runs the bot by polling (set telegram.webhook = false)"
         )
+    if not settings.telegram.token.get_secret_value():
+        raise StartupError("telegram.token: not set; there is no bot to run")
+    async with open_resources(settings, SystemClock()) as res:
+        await ensure_schema(res.db)
+        bot = MerchantBot(settings, res.db, res.clock, res.redis)
+        poller = Poller(bot, res.db, res.clock)
+        task = asyncio.create_task(poller.run(), name="bot")
+        keep_startup_out_of_gc()
+        print(f"ordertalk bot {poller.holder} ready", flush=True)
+        try:
+            await _until_signalled()
+        finally:
+            poller.stop()
+            await task
+            await bot.close()
 
 
 SANDBOX_DATABASE = "sqlite+aiosqlite:///sandbox.db"
@@ -702,12 +763,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         sub.add_argument("--config", type=Path, help="TOML file (default: config.toml if any)")
         return sub
 
-    command("serve", "web server and job worker in one process")
+    command("serve", "web server, job worker and merchant bot in one process")
     sandbox_cmd = command("sandbox", "the whole product locally, every outside party simulated")
     sandbox_cmd.add_argument(
         "--port", type=int, help="listen on this port (0: any free one; default server.port)"
     )
     command("worker", "job workers only")
+    command("bot", "the merchant's Telegram bot only (polling)")
     command("check-config", "validate the configuration and print it, secrets masked")
     migrate_cmd = command("migrate", "bring the database schema to this release")
     migrate_cmd.add_argument("--downgrade", metavar="REVISION", help="roll back to REVISION")
@@ -756,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Only the sandbox (its own key) and commands that touch no secret run without one.
         settings = load_settings(
-            args.config, secret_key_required=args.command in {"serve", "worker", "shop"}
+            args.config, secret_key_required=args.command in {"serve", "worker", "bot", "shop"}
         )
         if args.command == "sandbox":
             require_sandbox_allowed(settings)
@@ -772,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": lambda: serve(settings),
         "sandbox": lambda: run_sandbox(settings, args.port),
         "worker": lambda: run_workers(settings),
+        "bot": lambda: run_bot(settings),
         "migrate": lambda: run_migrate(settings, args.downgrade),
         "shop": lambda: shop_command(settings, args),
     }

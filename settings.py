@@ -132,9 +132,28 @@ class ShopifySettings(Section):
 
 
 class TelegramSettings(Section):
+    # The merchant bot's token from @BotFather; empty: no bot.
     token: SecretStr = SecretStr("")
+    # The Bot API server (scheme and host): Telegram's, or a local one for tests and sandboxes.
     api_url: str = "https://api.telegram.org"
+    # true: Telegram posts updates to {server.public_url}/webhooks/telegram; false: polling.
     webhook: bool = False
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        bot_id, _, secret = token.partition(":")
+        if token and not (bot_id.isdigit() and secret and not any(c.isspace() for c in token)):
+            raise ValueError("must be empty or a bot token from @BotFather (<digits>:<secret>)")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
 
 class SandboxSettings(Section):

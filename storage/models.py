@@ -465,8 +465,52 @@ class BotLink(Base):
     chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
     user_id: Mapped[int | None] = mapped_column(BigInteger)
     role: Mapped[str] = mapped_column(String(16), default="owner")
+    # Who the chat is, as Telegram named its user when it linked (shown to the owner).
+    name: Mapped[str] = mapped_column(String(128), default="", server_default="")
     alerts: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+
+
+class BotInvite(Base):
+    """A one-time code that links a chat to a shop in a role: an agent's invitation from the
+    owner, or the owner's code from shop creation once used (kept, so that a second use is
+    told the code was used rather than wrong). Only the code's SHA-256 is stored."""
+
+    __tablename__ = "bot_invites"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = shop_fk()
+    code_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    invited_by: Mapped[int | None] = mapped_column(BigInteger)  # the owner's chat
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by: Mapped[int | None] = mapped_column(BigInteger)  # the chat it linked
+    created_at: Mapped[datetime]
+
+
+class BotLease(Base):
+    """Who polls Telegram for a bot's updates (one process of many), until when, and the
+    first update not yet handled, where the next holder resumes."""
+
+    __tablename__ = "bot_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    next_update_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BotState(Base):
+    """The bot's conversation state (aiogram FSM) of one user in one chat, when no Redis is
+    configured: the state's name and the data gathered so far."""
+
+    __tablename__ = "bot_states"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime]
 
 
 class ProviderState(Base):

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot.app import MerchantBot
 from clock import Clock
 from flows.channels.account_desk import AccountDesk
 from flows.verification.customer_keys import CustomerKeys
@@ -29,6 +30,7 @@ from web import (
     sandbox_api,
     sandbox_page,
     shopify,
+    telegram,
     templates,
     twilio,
     verify_page,
@@ -63,6 +65,8 @@ class AppDeps:
     redis: Any = None
     # Only in sandbox mode (`main.py sandbox`): adds the /sandbox routes.
     sandbox: sandbox_api.Sandbox | None = None
+    # The merchant bot, when its updates come by webhook: adds POST /webhooks/telegram.
+    merchant_bot: MerchantBot | None = None
 
 
 def build_app(deps: AppDeps) -> web.Application:
@@ -99,6 +103,8 @@ def build_app(deps: AppDeps) -> web.Application:
     templates.setup(app)
     verify_page.setup_routes(app)
     otp_api.setup_routes(app)
+    if deps.merchant_bot is not None:
+        telegram.setup_routes(app, deps.merchant_bot)
     if deps.sandbox is not None:
         sandbox_api.setup_routes(app, deps.sandbox)
         sandbox_page.setup_routes(app)

@@ -117,6 +117,8 @@ class FakeTelegram(FakeServer):
         # Set while a getUpdates call waits for updates.
         self.polling = asyncio.Event()
         self._poll: asyncio.Future[None] | None = None
+        self._poll_request: web.Request | None = None
+        self._failures: dict[str, list[tuple[int, str]]] = {}
         self._bot_spoke = asyncio.Condition()
 
     def routes(self, app: web.Application) -> None:
@@ -129,6 +131,10 @@ class FakeTelegram(FakeServer):
         if chat_id not in self.chats:
             self.chats[chat_id] = Chat(chat_id, f"User {chat_id}")
         return self.chats[chat_id]
+
+    def fail_next(self, method: str, code: int = 500, description: str = "Internal Server Error"):
+        """Answer the next call of `method` with this error instead."""
+        self._failures.setdefault(method, []).append((code, description))
 
     def called(self, method: str) -> list[dict[str, Any]]:
         """The parameters of every call of `method`, in order."""
@@ -250,13 +256,17 @@ class FakeTelegram(FakeServer):
         handler = getattr(self, f"_api_{method.lower()}", None)
         if handler is None:
             return _error(404, "Not Found: method not found")
+        if self._failures.get(method):
+            return _error(*self._failures[method].pop(0))
         try:
-            result = await handler(params, files)
+            result = await handler(request, params, files)
         except _Refused as exc:
             return _error(exc.code, exc.description)
         return web.json_response({"ok": True, "result": result})
 
-    async def _api_getme(self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> Any:
+    async def _api_getme(
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+    ) -> Any:
         return {
             "id": self.bot_id,
             "is_bot": True,
@@ -266,7 +276,7 @@ class FakeTelegram(FakeServer):
         }
 
     async def _api_getupdates(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         if self.webhook_url:
             raise _Refused(
@@ -275,9 +285,12 @@ class FakeTelegram(FakeServer):
                 "use deleteWebhook to delete the webhook first",
             )
         if self._poll is not None and not self._poll.done():
-            self.conflicts += 1
-            self._poll.set_result(None)  # the older poll ends with 409
+            # The older poll ends with 409, unless its client is gone (a killed process).
+            if self._poll_request is not None and not _gone(self._poll_request):
+                self.conflicts += 1
+            self._poll.set_result(None)
         poll = self._poll = asyncio.get_running_loop().create_future()
+        self._poll_request = request
         offset = int(params.get("offset", 0) or 0)
         limit = min(int(params.get("limit", MAX_UPDATES) or MAX_UPDATES), MAX_UPDATES)
         timeout = float(params.get("timeout", 0) or 0)
@@ -301,12 +314,12 @@ class FakeTelegram(FakeServer):
                 self.polling.clear()
 
     async def _api_sendmessage(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         return await self._send(params, ChatMessage(0, True, text=_text(params, "text")))
 
     async def _api_senddocument(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         name, content = _file(params, files, "document")
         sent = ChatMessage(
@@ -315,7 +328,7 @@ class FakeTelegram(FakeServer):
         return await self._send(params, sent)
 
     async def _api_sendphoto(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         _, content = _file(params, files, "photo")
         return await self._send(
@@ -323,7 +336,7 @@ class FakeTelegram(FakeServer):
         )
 
     async def _api_editmessagetext(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         chat = self._known_chat(params)
         message = chat.message(int(params.get("message_id", 0)))
@@ -342,7 +355,7 @@ class FakeTelegram(FakeServer):
         return self._message_json(chat, message)
 
     async def _api_deletemessage(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         chat = self._known_chat(params)
         message = chat.message(int(params.get("message_id", 0)))
@@ -352,7 +365,7 @@ class FakeTelegram(FakeServer):
         return True
 
     async def _api_answercallbackquery(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         chat_id = self._queries.pop(params.get("callback_query_id", ""), None)
         if chat_id is None:
@@ -361,7 +374,7 @@ class FakeTelegram(FakeServer):
         return True
 
     async def _api_setwebhook(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         url = params.get("url", "")
         if not url:
@@ -370,7 +383,7 @@ class FakeTelegram(FakeServer):
         return True
 
     async def _api_deletewebhook(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         self.webhook_url = self.webhook_secret = ""
         if str(params.get("drop_pending_updates", "")).lower() == "true":
@@ -378,7 +391,7 @@ class FakeTelegram(FakeServer):
         return True
 
     async def _api_setmycommands(
-        self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+        self, request: web.Request, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
     ) -> Any:
         self.commands = json.loads(params.get("commands", "[]"))
         return True
@@ -400,6 +413,10 @@ class FakeTelegram(FakeServer):
     async def _spoke(self) -> None:
         async with self._bot_spoke:
             self._bot_spoke.notify_all()
+
+
+def _gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
 
 
 def _error(code: int, description: str) -> web.Response:
