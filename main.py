@@ -29,7 +29,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -38,9 +38,6 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from bot.app import MerchantBot
-from bot.polling import Poller
-from bot.webhook import WebhookRegistration
 from clock import Clock, OffsetClock, SystemClock
 from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import CHECK_JOB, AccountChecker, PlatformOffer
@@ -92,6 +89,9 @@ from storage.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from storage.wakeup import PostgresWakeup, RedisWakeup, Wakeup
 from web.app import AppDeps, build_app
 from web.sandbox_api import Sandbox
+
+if TYPE_CHECKING:
+    from bot.app import MerchantBot
 
 _LOGGER = logging.getLogger("ordertalk")
 
@@ -433,16 +433,25 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+# The bot's modules are imported where a bot is made: aiogram takes seconds to import, and
+# only the processes that run the bot should pay for it.
+
+
 def merchant_bot(res: Resources) -> MerchantBot | None:
     """The merchant's Telegram bot, or None (said in the log) when no token is configured."""
     if not res.settings.telegram.token.get_secret_value():
         _LOGGER.info("telegram.token is not set: the merchant bot is off")
         return None
+    from bot.app import MerchantBot
+
     return MerchantBot(res.settings, res.db, res.clock, res.redis)
 
 
 def bot_service(res: Resources, bot: MerchantBot) -> Service:
     """Webhook mode: register the webhook; polling: poll when this process holds the lease."""
+    from bot.polling import Poller
+    from bot.webhook import WebhookRegistration
+
     return WebhookRegistration(bot) if bot.webhook else Poller(bot, res.db, res.clock)
 
 
@@ -521,11 +530,12 @@ async def run_bot(settings: Settings) -> None:
         raise StartupError("telegram.token: not set; there is no bot to run")
     async with open_resources(settings, SystemClock()) as res:
         await ensure_schema(res.db)
-        bot = MerchantBot(settings, res.db, res.clock, res.redis)
-        poller = Poller(bot, res.db, res.clock)
+        bot = merchant_bot(res)
+        assert bot is not None  # the token is set
+        poller = bot_service(res, bot)
         task = asyncio.create_task(poller.run(), name="bot")
         keep_startup_out_of_gc()
-        print(f"ordertalk bot {poller.holder} ready", flush=True)
+        print("ordertalk bot ready", flush=True)
         try:
             await _until_signalled()
         finally:

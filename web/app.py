@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
-from bot.app import MerchantBot
 from clock import Clock
 from flows.channels.account_desk import AccountDesk
 from flows.verification.customer_keys import CustomerKeys
@@ -30,7 +29,6 @@ from web import (
     sandbox_api,
     sandbox_page,
     shopify,
-    telegram,
     templates,
     twilio,
     verify_page,
@@ -50,6 +48,9 @@ from web.keys import (
     settings_key,
 )
 from web.middlewares import errors, observe
+
+if TYPE_CHECKING:
+    from bot.app import MerchantBot
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ def build_app(deps: AppDeps) -> web.Application:
     verify_page.setup_routes(app)
     otp_api.setup_routes(app)
     if deps.merchant_bot is not None:
+        # Here, not at the top: aiogram takes seconds to import, paid only by a bot's process.
+        from web import telegram
+
         telegram.setup_routes(app, deps.merchant_bot)
     if deps.sandbox is not None:
         sandbox_api.setup_routes(app, deps.sandbox)
