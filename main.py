@@ -444,7 +444,7 @@ def merchant_bot(res: Resources) -> MerchantBot | None:
         return None
     from bot.app import MerchantBot
 
-    return MerchantBot(res.settings, res.db, res.clock, res.redis)
+    return MerchantBot(res.settings, res.db, res.clock, res.account_desk(), res.redis)
 
 
 def bot_service(res: Resources, bot: MerchantBot) -> Service:

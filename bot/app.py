@@ -27,6 +27,7 @@ from bot.handlers import root_router
 from bot.handlers.fallback import COMMANDS
 from bot.middlewares import ChatLinkMiddleware
 from clock import Clock
+from flows.channels.account_desk import AccountDesk
 from flows.shops.bot_links import ChatLinks
 from settings import Settings
 from storage.db import Database
@@ -53,7 +54,12 @@ def webhook_secret(secret_key: str) -> str:
 
 class MerchantBot:
     def __init__(
-        self, settings: Settings, db: Database, clock: Clock, redis: Redis | None = None
+        self,
+        settings: Settings,
+        db: Database,
+        clock: Clock,
+        accounts: AccountDesk,
+        redis: Redis | None = None,
     ) -> None:
         telegram = settings.telegram
         session = AiohttpSession(api=TelegramAPIServer.from_base(telegram.api_url))
@@ -63,7 +69,10 @@ class MerchantBot:
         self.secret_token = webhook_secret(settings.secret_key())
         storage, isolation = fsm_storage(db, clock, redis)
         links = ChatLinks(db, clock)
-        self.dispatcher = Dispatcher(storage=storage, events_isolation=isolation, links=links)
+        # What handlers are given by name: the use cases they call.
+        self.dispatcher = Dispatcher(
+            storage=storage, events_isolation=isolation, links=links, accounts=accounts
+        )
         self.dispatcher.update.outer_middleware(ChatLinkMiddleware(links))
         self.dispatcher.include_router(root_router())
 

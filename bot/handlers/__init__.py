@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import agents, errors, fallback, link
+from bot.handlers import agents, errors, fallback, link, status
 
 
 def root_router() -> Router:
     root = Router(name="merchant")
-    root.include_routers(link.router(), agents.router(), fallback.router(), errors.router())
+    root.include_routers(
+        link.router(), agents.router(), status.router(), fallback.router(), errors.router()
+    )
     return root

@@ -44,6 +44,12 @@ class ChatLink:
         """Whether this chat may invite and remove agents: the owner's only."""
         return self.role == OWNER
 
+    @property
+    def sees_callback_urls(self) -> bool:
+        """Whether this chat is shown the shop's callback URLs (they carry its secret path
+        tokens): the owner's only."""
+        return self.role == OWNER
+
 
 class Outcome(StrEnum):
     LINKED = "linked"

@@ -68,7 +68,7 @@ class Webhook:
 
     async def start(self) -> MerchantBot:
         res = self.res
-        self.bot = MerchantBot(res.settings, res.db, res.clock, res.redis)
+        self.bot = MerchantBot(res.settings, res.db, res.clock, res.account_desk(), res.redis)
         app = build_app(
             AppDeps(
                 res.settings,

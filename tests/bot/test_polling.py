@@ -54,12 +54,12 @@ def settings(database_url, telegram, port) -> Settings:
 
 
 @pytest.fixture
-async def processes(settings, clock) -> AsyncIterator[list[Process]]:
+async def processes(settings, clock, resources) -> AsyncIterator[list[Process]]:
     made: list[Process] = []
 
     def make(name: str) -> Process:
         db = Database(settings.database.url)
-        bot = MerchantBot(settings, db, clock)
+        bot = MerchantBot(settings, db, clock, resources.account_desk())
         poller = Poller(bot, db, clock, holder=name, poll_seconds=1, retry_seconds=0.01)
         made.append(Process(db, bot, poller))
         return made[-1]
