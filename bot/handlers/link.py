@@ -39,7 +39,8 @@ def router() -> Router:
     router = Router(name="link")
     router.message.register(start, CommandStart())
     router.message.register(cancel, Command("cancel"))
-    router.message.register(code_sent, LinkSteps.code, F.text)
+    # A command while the code is awaited is that command, not a code.
+    router.message.register(code_sent, LinkSteps.code, F.text, ~F.text.startswith("/"))
     return router
 
 
