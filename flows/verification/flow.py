@@ -239,6 +239,7 @@ class VState:
     otp_wrong: int = 0
     decided_by: str = ""
     reason: str = ""  # why it was skipped or stopped
+    not_understood: int = 0  # "reply not understood" messages sent (flows.conversations.router)
 
     @property
     def method(self) -> str:
