@@ -17,11 +17,12 @@ delivery: nothing changes and nothing is sent.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -99,6 +100,7 @@ class Conversations:
             event.text,
             event.button,
         )
+        await _one_at_a_time(session, event.from_phone)
         if await self._seen(session, inbound):
             _LOGGER.info("%s message %s seen before", event.provider, event.message_id)
             return
@@ -488,6 +490,15 @@ class Conversations:
                 )
             )
         return message
+
+
+async def _one_at_a_time(session: AsyncSession, phone: str) -> None:
+    """Hold the phone's lock until the transaction ends: its messages are routed one after the
+    other (a repeated delivery sees the first one recorded; two messages do not both start
+    a thread or a held choice). SQLite runs one writing transaction at a time anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(phone.encode()).digest()[:8], "big", signed=True)
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _options(stored: list[dict[str, object]]) -> tuple[Conversation, ...]:
