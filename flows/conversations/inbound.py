@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, text
@@ -72,8 +72,6 @@ class _Inbound:
     shop_id: int | None  # the line's shop, None on a shared line
     line: str
     reference: str  # "{provider}:{message id}"
-    text: str
-    button: str
 
     @property
     def shared(self) -> bool:
@@ -97,8 +95,6 @@ class Conversations:
             shop_id,
             line_of(event.provider, shop_id),
             f"{event.provider}:{event.message_id}",
-            event.text,
-            event.button,
         )
         await _one_at_a_time(session, event.from_phone)
         if await self._seen(session, inbound):
@@ -114,16 +110,11 @@ class Conversations:
             choice=_options(choice[-1].options) if choice else (),
             question_open=bool(contexts),
         )
-        pinned = self._pinned(inbound, contexts)
+        pinned = await self._pinned(session, inbound, contexts, senders)
         if pinned is not None:
             contexts = [pinned]
-            state = State(
-                inbound.shared,
-                tuple(senders),
-                (self._conversation(pinned, event.channel),),
-                state.choice,
-                True,
-            )
+            awaiting = (self._conversation(pinned, event.channel),)
+            state = replace(state, awaiting=awaiting, question_open=True)
         await self._route(session, inbound, state, contexts, pinned is not None)
 
     # Attribution -------------------------------------------------------------------------
@@ -208,10 +199,25 @@ class Conversations:
                 found[shop_id] = ctx
         return sorted(found.values(), key=lambda ctx: senders.index(ctx.shop.id))
 
-    def _pinned(self, inbound: _Inbound, contexts: list[Context]) -> Context | None:
-        """The open conversation a button's postback names (among the phone's own)."""
-        verification_id = postback_verification(inbound.button)
-        return next((ctx for ctx in contexts if ctx.row.id == verification_id), None)
+    async def _pinned(
+        self, session: AsyncSession, inbound: _Inbound, contexts: list[Context], senders: list[int]
+    ) -> Context | None:
+        """The open conversation a button's postback names, if it is the phone's own with a
+        shop that may be meant (a button of an older order's message counts too)."""
+        verification_id = postback_verification(inbound.event.button)
+        if verification_id is None:
+            return None
+        found = next((ctx for ctx in contexts if ctx.row.id == verification_id), None)
+        if found is None:
+            found = await self.verifier.load(session, verification_id)
+        if (
+            found is None
+            or found.shop.id not in senders
+            or found.order.phone != inbound.event.from_phone
+            or found.state.status not in ANSWERABLE
+        ):
+            return None
+        return found
 
     def _conversation(self, ctx: Context, channel: str) -> Conversation:
         return Conversation(
@@ -251,7 +257,9 @@ class Conversations:
     ) -> None:
         shops = {shop.id: shop for shop in await self._shops(session, state)}
         settings = {shop.id: shop_config.stored(shop).conversations for shop in shops.values()}
-        message = router.Message(inbound.text, inbound.button, inbound.event.opt_out_type, pinned)
+        message = router.Message(
+            inbound.event.text, inbound.event.button, inbound.event.opt_out_type, pinned
+        )
         _, effects = router.step(state, message, settings)
         by_ref = {ctx.row.id: ctx for ctx in contexts}
         now = self.clock.now()
@@ -362,8 +370,8 @@ class Conversations:
                         {"shop_id": o.shop_id, "order_ref": o.ref, "label": o.label}
                         for o in effect.options
                     ],
-                    held_text=inbound.text,
-                    held_button=inbound.button[:255],
+                    held_text=inbound.event.text,
+                    held_button=inbound.event.button[:255],
                     reference=inbound.reference,
                     created_at=now,
                 )
@@ -406,8 +414,6 @@ class Conversations:
                 inbound.shop_id,
                 inbound.line,
                 choice.reference,
-                choice.held_text,
-                choice.held_button,
             )
             contexts = [
                 ctx
@@ -420,7 +426,10 @@ class Conversations:
                 awaiting=tuple(self._conversation(ctx, event.channel) for ctx in contexts),
                 question_open=bool(contexts),
             )
-            pinned = self._pinned(released, contexts)
+            pinned = await self._pinned(session, released, contexts, [shop_id])
+            if pinned is not None:
+                contexts = [pinned]
+                state = replace(state, awaiting=(self._conversation(pinned, event.channel),))
             await self._route(session, released, state, contexts, pinned is not None)
 
     async def _record(
@@ -467,7 +476,7 @@ class Conversations:
             account="shop" if inbound.shop_id is not None else PLATFORM,
             to_phone=event.to,
             from_phone=event.from_phone,
-            body=inbound.text,
+            body=inbound.event.text,
             provider_message_id=event.message_id,
             status="received",
             created_at=now,
@@ -476,7 +485,7 @@ class Conversations:
         session.add(message)
         await session.flush()
         if order is not None:
-            detail: dict[str, object] = {"message_id": message.id, "button": inbound.button}
+            detail: dict[str, object] = {"message_id": message.id, "button": inbound.event.button}
             if keyword:
                 detail["keyword"] = keyword
             session.add(

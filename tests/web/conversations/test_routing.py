@@ -349,3 +349,26 @@ async def test_the_shops_own_words_and_flagged_phrases(res, server, worker, fake
         other_phone,
         "flagged: wrong number",
     )
+
+
+async def test_a_button_names_its_order_on_a_shared_number_and_no_one_is_asked(
+    res, server, worker, fakes, clock
+):
+    acme = await add_shop(res, "Acme", CUSTOMER, 1001, WHATSAPP_FIRST)
+    bolt = await add_shop(res, "Bolt", CUSTOMER, 2001, WHATSAPP_FIRST)
+    await verify(res, worker, acme)
+    await verify(res, worker, bolt)
+    sent = fakes["gupshup"].messages[0]  # Acme's, the older
+    option = next(o for o in sent["message"]["options"] if o["title"] == "Confirm")
+    answer = await fakes["gupshup"].send_button_reply(
+        gupshup_url(res, server),
+        from_phone=CUSTOMER,
+        title="Confirm",
+        reply_id=sent["message"]["msgid"],
+        postback=option["postbackText"],
+    )
+    assert answer[0] == 200
+    await settle(res, worker)
+    assert (await status(res, acme), await status(res, bolt)) == ("confirmed", "pending")
+    assert len(whatsapp_texts(fakes)) == 2
+    assert await count(res, PendingChoice) == 0
