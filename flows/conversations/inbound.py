@@ -267,7 +267,7 @@ class Conversations:
             if isinstance(effect, router.Comply):
                 await self._comply(session, inbound, effect, shops, by_ref, now)
             elif isinstance(effect, router.Ask):
-                await self._ask(session, inbound, effect, shops, now)
+                await self._ask(session, inbound, effect, by_ref, now)
             elif isinstance(effect, router.Release):
                 await self._release(session, inbound, effect.shop_id, now)
             elif isinstance(effect, router.Answer):
@@ -356,10 +356,11 @@ class Conversations:
         session: AsyncSession,
         inbound: _Inbound,
         effect: router.Ask,
-        shops: dict[int, Shop],
+        by_ref: dict[int, Context],
         now: datetime,
     ) -> None:
         event = inbound.event
+        orders = {ref: ctx.order.id for ref, ctx in by_ref.items()}
         if effect.hold:
             session.add(
                 PendingChoice(
@@ -367,7 +368,7 @@ class Conversations:
                     phone=event.from_phone,
                     channel=event.channel,
                     options=[
-                        {"shop_id": o.shop_id, "order_ref": o.ref, "label": o.label}
+                        {"shop_id": o.shop_id, "order_id": orders.get(o.ref), "label": o.label}
                         for o in effect.options
                     ],
                     held_text=inbound.event.text,
@@ -511,10 +512,8 @@ async def _one_at_a_time(session: AsyncSession, phone: str) -> None:
 
 
 def _options(stored: list[dict[str, object]]) -> tuple[Conversation, ...]:
-    return tuple(
-        Conversation(int(str(o["shop_id"])), int(str(o["order_ref"])), str(o["label"]))
-        for o in stored
-    )
+    """The orders a held choice offers (all a digit needs: the shop and the label)."""
+    return tuple(Conversation(int(str(o["shop_id"])), 0, str(o["label"])) for o in stored)
 
 
 def _of_shop(contexts: list[Context], shop_id: int) -> Context | None:
