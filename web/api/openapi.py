@@ -516,6 +516,16 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
     }
 
 
+def _phone() -> dict[str, Any]:
+    return {
+        "name": "phone",
+        "in": "path",
+        "required": True,
+        "description": "the customer's phone in E.164 (the + URL-encoded as %2B)",
+        "schema": {"type": "string", "pattern": PHONE_PATTERN},
+    }
+
+
 def _thread_id() -> dict[str, Any]:
     return {
         "name": "id",
@@ -777,18 +787,10 @@ def build() -> dict[str, Any]:
                 }
             },
             "/customers/{phone}/consent": {
-                "parameters": [
-                    {
-                        "name": "phone",
-                        "in": "path",
-                        "required": True,
-                        "description": "the customer's phone in E.164 (the + URL-encoded as %2B)",
-                        "schema": {"type": "string", "pattern": PHONE_PATTERN},
-                    }
-                ],
                 "get": {
                     "summary": "A customer's consent per channel, with its history",
                     "security": shop_auth,
+                    "parameters": [_phone()],
                     "responses": {
                         "200": {"description": "consent", **_json("CustomerConsent")},
                         **_errors(401, 422),
@@ -798,6 +800,7 @@ def build() -> dict[str, Any]:
                     "summary": "Record the merchant's change of a customer's consent on a channel "
                     "(the send gate obeys it at once)",
                     "security": shop_auth,
+                    "parameters": [_phone()],
                     "requestBody": {"required": True, **_json("ConsentChange")},
                     "responses": {
                         "200": {"description": "consent", **_json("CustomerConsent")},
