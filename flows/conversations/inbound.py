@@ -294,6 +294,17 @@ class Conversations:
                 ctx = by_ref.get(effect.ref) or _of_shop(contexts, effect.shop_id)
                 message_row = await self._record(session, inbound, effect.shop_id, now, ctx)
                 await threads.file(session, now, message_row, effect.reason)
+                if effect.reason and message_row.order_id is not None:
+                    session.add(
+                        Activity(
+                            shop_id=effect.shop_id,
+                            order_id=message_row.order_id,
+                            kind="handed_over",
+                            mode=inbound.event.channel,
+                            detail={"reason": effect.reason, "message_id": message_row.id},
+                            created_at=now,
+                        )
+                    )
             else:
                 _LOGGER.info(
                     "%s message from %s on %s dropped: %s",

@@ -11,10 +11,11 @@ from sqlalchemy import select
 from flows.channels.callback_urls import PLATFORM, shop_token
 from flows.channels.provider_events import EVENT_JOB, event_payload
 from flows.conversations.keywords import STOP_TEXT
+from logs import JsonFormatter
 from providers.events import InboundMessage
 from providers.sandbox.gupshup import message_text
 from storage.jobs import NewJob
-from storage.models import Consent, Message, PendingChoice, Thread
+from storage.models import Activity, Consent, Message, PendingChoice, Thread
 from tests.web.conversations.conftest import (
     WHATSAPP_FIRST,
     add_shop,
@@ -87,6 +88,9 @@ async def test_a_reply_not_understood_is_answered_twice_then_handed_over(
         "whatsapp",
         "not_understood",
     )
+    async with res.db.sessions() as session:
+        handed = await session.scalar(select(Activity).where(Activity.kind == "handed_over"))
+    assert (handed.order_id, handed.detail["reason"]) == (row.id, "not_understood")
     # Handed over, the conversation still takes an answer it offers.
     await whatsapp(res, server, fakes, "1")
     await settle(res, worker)
@@ -321,8 +325,9 @@ async def test_a_keyword_from_a_number_no_shop_wrote_to_records_nothing(
     assert await count(res, Consent) == 0
     assert fakes["gupshup"].messages == []
     assert await count(res, Message) == 0
-    logged = [r.getMessage() for r in caplog.records if "no shop wrote" in r.getMessage()]
-    assert logged
+    [logged] = [r for r in caplog.records if "no shop wrote" in r.getMessage()]
+    line = JsonFormatter().format(logged)
+    assert "STOP" in line and CUSTOMER not in line  # the phone is masked
 
 
 async def test_the_shops_own_words_and_flagged_phrases(res, server, worker, fakes, clock):
