@@ -55,7 +55,6 @@ class Conversation:
     label: str  # "{shop} order {name}", what the customer is asked to choose from
     options: tuple[Option, ...] = ()  # the answers it takes on this channel; () none typed
     not_understood: int = 0  # "reply not understood" messages sent so far
-    handed_over: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,16 +202,13 @@ def _conversation(state: State, event: Message, section: ConversationSettings) -
     action = _action(current.options, event, state.question_open)
     if action:
         return state, [Answer(current.shop_id, current.ref, action)]
-    if current.handed_over:
-        return state, [ToMerchant(current.shop_id)]
     if section.not_understood and current.not_understood < MAX_NOT_UNDERSTOOD:
         count = current.not_understood + 1
         text = section.not_understood_text.replace("%options%", listing(current.options))
         after = replace(current, not_understood=count)
         state = replace(state, awaiting=(after, *state.awaiting[1:]))
         return state, [NotUnderstood(current.shop_id, current.ref, text, count)]
-    after = replace(current, handed_over=True)
-    state = replace(state, awaiting=(after, *state.awaiting[1:]))
+    # Each reply it does not understand from now on goes to the merchant, as handed over.
     return state, [ToMerchant(current.shop_id, NOT_UNDERSTOOD, current.ref)]
 
 
