@@ -1,13 +1,6 @@
 """A customer's message, from its provider event's job to its answer, in that job's
-transaction: which shops it may be for, what the router (`flows.conversations.router`)
-decides, and the records and jobs that follow.
-
-The line is the account the message came in on: a shop's own ("shop:{id}", only that shop
-can be meant) or a provider's platform account, whose numbers all shops using it share
-("{provider}:platform"). On a shared line, the shops it may be for are those that sent to
-this phone on this channel from this account and number, latest first; never simply the
-shop the phone last bought from. Their open conversations are the answerable verifications
-whose messages went out there.
+transaction: which shops and conversations it may be for (`flows.conversations.attribution`),
+what the router decides (`flows.conversations.router`), and the records and jobs that follow.
 
 No shop sees a message before it is attributed: a held message is kept in pending_choices
 (no message row) until the customer's digit names its order, then it is filed for that shop
@@ -17,65 +10,25 @@ delivery: nothing changes and nothing is sent.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.messaging import queue_message
-from flows.conversations import router, threads
+from flows.conversations import attribution, router, threads
 from flows.conversations.replies import answer_keyword
 from flows.conversations.router import Conversation, State
 from flows.shops import config as shop_config
-from flows.verification.flow import ANSWERABLE
-from flows.verification.runtime import Context, Verifier, postback_verification
+from flows.verification.runtime import Context, Verifier
 from providers.events import InboundMessage
 from storage.jobs import JobQueue
-from storage.models import Activity, Customer, Message, Order, PendingChoice, Shop, Verification
+from storage.models import Activity, Customer, Message, Order, PendingChoice, Shop
 
 _LOGGER = logging.getLogger(__name__)
-
-PLATFORM = "platform"
-# How many of the latest messages to the phone on the line are read to find their shops.
-_RECENT = 50
-
-
-def line_of(provider: str, shop_id: int | None) -> str:
-    """The line a message came in on: a shop's own account, else the provider's platform
-    account (`shop_id` None), which shops share."""
-    return f"shop:{shop_id}" if shop_id is not None else f"{provider}:{PLATFORM}"
-
-
-def same_number(sent_from: str, to: str) -> bool:
-    """Whether a message sent from `sent_from` came from the number a reply went `to`. A
-    sender id or an app name (no phone number: the provider's account is the line) matches."""
-    ours, theirs = _digits(sent_from), _digits(to)
-    if len(ours) < 6 or len(theirs) < 6:
-        return True
-    # The same number written with or without its country code or trunk prefix.
-    return ours[-10:] == theirs[-10:]
-
-
-def _digits(number: str) -> str:
-    return "".join(c for c in number if c.isdigit())
-
-
-@dataclass
-class _Inbound:
-    """The message being routed, and where it came in."""
-
-    event: InboundMessage
-    shop_id: int | None  # the line's shop, None on a shared line
-    line: str
-    reference: str  # "{provider}:{message id}"
-
-    @property
-    def shared(self) -> bool:
-        return self.shop_id is None
 
 
 class Conversations:
@@ -90,167 +43,41 @@ class Conversations:
         self, session: AsyncSession, event: InboundMessage, shop_id: int | None
     ) -> None:
         """Route one inbound message; `shop_id` is the shop whose own account it came to."""
-        inbound = _Inbound(
+        inbound = attribution.Inbound(
             event,
             shop_id,
-            line_of(event.provider, shop_id),
+            attribution.line_of(event.provider, shop_id),
             f"{event.provider}:{event.message_id}",
         )
-        await _one_at_a_time(session, event.from_phone)
-        if await self._seen(session, inbound):
+        await attribution.one_at_a_time(session, event.from_phone)
+        if await attribution.seen(session, inbound):
             _LOGGER.info("%s message %s seen before", event.provider, event.message_id)
             return
-        senders = await self._senders(session, inbound)
-        contexts = await self._awaiting(session, inbound, senders)
-        choice = await self._open_choices(session, inbound)
+        senders = await attribution.senders(session, inbound)
+        contexts = await attribution.awaiting(session, self.verifier, inbound, senders)
+        choice = await attribution.open_choices(session, inbound)
         state = State(
             shared=inbound.shared,
             senders=tuple(senders),
-            awaiting=tuple(self._conversation(ctx, event.channel) for ctx in contexts),
+            awaiting=tuple(
+                attribution.conversation(self.verifier, ctx, event.channel) for ctx in contexts
+            ),
             choice=_options(choice[-1].options) if choice else (),
             question_open=bool(contexts),
         )
-        pinned = await self._pinned(session, inbound, contexts, senders)
+        pinned = await attribution.pinned(session, self.verifier, inbound, contexts, senders)
         if pinned is not None:
             contexts = [pinned]
-            awaiting = (self._conversation(pinned, event.channel),)
+            awaiting = (attribution.conversation(self.verifier, pinned, event.channel),)
             state = replace(state, awaiting=awaiting, question_open=True)
         await self._route(session, inbound, state, contexts, pinned is not None)
-
-    # Attribution -------------------------------------------------------------------------
-
-    async def _seen(self, session: AsyncSession, inbound: _Inbound) -> bool:
-        event = inbound.event
-        recorded = select(Message.id).where(
-            Message.provider == event.provider,
-            Message.provider_message_id == event.message_id,
-        )
-        held = select(PendingChoice.id).where(PendingChoice.reference == inbound.reference)
-        found = await session.scalar(select(or_(recorded.exists(), held.exists())))
-        return bool(found)
-
-    async def _senders(self, session: AsyncSession, inbound: _Inbound) -> list[int]:
-        """The shops that may be meant, latest first: the line's shop, or those that sent to
-        the phone from this shared line's account and number."""
-        if inbound.shop_id is not None:
-            return [inbound.shop_id]
-        event = inbound.event
-        latest = func.max(Message.id)
-        rows = await session.execute(
-            select(Message.shop_id, Message.from_phone, latest)
-            .where(
-                Message.direction == "out",
-                Message.to_phone == event.from_phone,
-                Message.channel == event.channel,
-                Message.provider == event.provider,
-                Message.account == PLATFORM,
-            )
-            .group_by(Message.shop_id, Message.from_phone)
-            .order_by(latest.desc())
-            .limit(_RECENT)
-        )
-        shops: dict[int, None] = {}
-        for shop_id, sent_from, _ in rows:
-            if same_number(sent_from, event.to):
-                shops.setdefault(shop_id, None)
-        return list(shops)
-
-    async def _awaiting(
-        self, session: AsyncSession, inbound: _Inbound, senders: list[int]
-    ) -> list[Context]:
-        """Each shop's open conversation with the phone (its verification that still takes an
-        answer, one that takes replies on this channel first), latest shop first. On a shared
-        line only a verification whose messages went out on it counts."""
-        if not senders:
-            return []
-        event = inbound.event
-        query = (
-            select(Verification.id, Verification.shop_id)
-            .join(Order, Verification.order_id == Order.id)
-            .where(
-                Verification.shop_id.in_(senders),
-                Order.phone == event.from_phone,
-                Verification.state.in_(ANSWERABLE),
-            )
-            .order_by(Order.placed_at.desc(), Order.id.desc())
-        )
-        if inbound.shared:
-            query = query.where(
-                select(Message.id)
-                .where(
-                    Message.order_id == Order.id,
-                    Message.direction == "out",
-                    Message.channel == event.channel,
-                    Message.provider == event.provider,
-                    Message.account == PLATFORM,
-                )
-                .exists()
-            )
-        found: dict[int, Context] = {}
-        for verification_id, shop_id in list(await session.execute(query)):
-            ctx = await self.verifier.load(session, verification_id)
-            if ctx is None:
-                continue
-            best = found.get(shop_id)
-            if best is None or (
-                not self.verifier.reply_options(best, event.channel)
-                and self.verifier.reply_options(ctx, event.channel)
-            ):
-                found[shop_id] = ctx
-        return sorted(found.values(), key=lambda ctx: senders.index(ctx.shop.id))
-
-    async def _pinned(
-        self, session: AsyncSession, inbound: _Inbound, contexts: list[Context], senders: list[int]
-    ) -> Context | None:
-        """The open conversation a button's postback names, if it is the phone's own with a
-        shop that may be meant (a button of an older order's message counts too)."""
-        verification_id = postback_verification(inbound.event.button)
-        if verification_id is None:
-            return None
-        found = next((ctx for ctx in contexts if ctx.row.id == verification_id), None)
-        if found is None:
-            found = await self.verifier.load(session, verification_id)
-        if (
-            found is None
-            or found.shop.id not in senders
-            or found.order.phone != inbound.event.from_phone
-            or found.state.status not in ANSWERABLE
-        ):
-            return None
-        return found
-
-    def _conversation(self, ctx: Context, channel: str) -> Conversation:
-        return Conversation(
-            shop_id=ctx.shop.id,
-            ref=ctx.row.id,
-            label=f"{ctx.shop.name or ctx.shop.domain} order {ctx.order.name}",
-            options=self.verifier.reply_options(ctx, channel),
-            not_understood=ctx.state.not_understood,
-        )
-
-    async def _open_choices(self, session: AsyncSession, inbound: _Inbound) -> list[PendingChoice]:
-        """The messages held on this line for the phone until it says which order, oldest
-        first."""
-        event = inbound.event
-        rows = await session.scalars(
-            select(PendingChoice)
-            .where(
-                PendingChoice.line == inbound.line,
-                PendingChoice.phone == event.from_phone,
-                PendingChoice.channel == event.channel,
-                PendingChoice.answered_at.is_(None),
-            )
-            .order_by(PendingChoice.id)
-            .with_for_update()
-        )
-        return list(rows)
 
     # Effects ---------------------------------------------------------------------------
 
     async def _route(
         self,
         session: AsyncSession,
-        inbound: _Inbound,
+        inbound: attribution.Inbound,
         state: State,
         contexts: list[Context],
         pinned: bool,
@@ -324,7 +151,7 @@ class Conversations:
     async def _comply(
         self,
         session: AsyncSession,
-        inbound: _Inbound,
+        inbound: attribution.Inbound,
         effect: router.Comply,
         shops: dict[int, Shop],
         by_ref: dict[int, Context],
@@ -365,7 +192,7 @@ class Conversations:
     async def _ask(
         self,
         session: AsyncSession,
-        inbound: _Inbound,
+        inbound: attribution.Inbound,
         effect: router.Ask,
         by_ref: dict[int, Context],
         now: datetime,
@@ -402,18 +229,18 @@ class Conversations:
         )
 
     async def _release(
-        self, session: AsyncSession, inbound: _Inbound, shop_id: int, now: datetime
+        self, session: AsyncSession, inbound: attribution.Inbound, shop_id: int, now: datetime
     ) -> None:
         """The customer named the order: their answer and every message held until then go
         to that shop's conversation alone, in the order they came."""
         event = inbound.event
-        held = await self._open_choices(session, inbound)
+        held = await attribution.open_choices(session, inbound)
         await self._record(session, inbound, shop_id, now, None)
         for choice in held:
             choice.answered_at = now
         for choice in held:
             provider, _, message_id = choice.reference.partition(":")
-            released = _Inbound(
+            released = attribution.Inbound(
                 InboundMessage(
                     provider,
                     message_id,
@@ -429,25 +256,32 @@ class Conversations:
             )
             contexts = [
                 ctx
-                for ctx in await self._awaiting(session, released, [shop_id])
+                for ctx in await attribution.awaiting(session, self.verifier, released, [shop_id])
                 if ctx.shop.id == shop_id
             ]
             state = State(
                 shared=False,
                 senders=(shop_id,),
-                awaiting=tuple(self._conversation(ctx, event.channel) for ctx in contexts),
+                awaiting=tuple(
+                    attribution.conversation(self.verifier, ctx, event.channel) for ctx in contexts
+                ),
                 question_open=bool(contexts),
             )
-            pinned = await self._pinned(session, released, contexts, [shop_id])
+            pinned = await attribution.pinned(
+                session, self.verifier, released, contexts, [shop_id]
+            )
             if pinned is not None:
                 contexts = [pinned]
-                state = replace(state, awaiting=(self._conversation(pinned, event.channel),))
+                state = replace(
+                    state,
+                    awaiting=(attribution.conversation(self.verifier, pinned, event.channel),),
+                )
             await self._route(session, released, state, contexts, pinned is not None)
 
     async def _record(
         self,
         session: AsyncSession,
-        inbound: _Inbound,
+        inbound: attribution.Inbound,
         shop_id: int,
         now: datetime,
         ctx: Context | None,
@@ -485,7 +319,7 @@ class Conversations:
             channel=event.channel,
             direction="in",
             provider=event.provider,
-            account="shop" if inbound.shop_id is not None else PLATFORM,
+            account="shop" if inbound.shop_id is not None else attribution.PLATFORM,
             to_phone=event.to,
             from_phone=event.from_phone,
             body=inbound.event.text,
@@ -511,15 +345,6 @@ class Conversations:
                 )
             )
         return message
-
-
-async def _one_at_a_time(session: AsyncSession, phone: str) -> None:
-    """Hold the phone's lock until the transaction ends: its messages are routed one after the
-    other (a repeated delivery sees the first one recorded; two messages do not both start
-    a thread or a held choice). SQLite runs one writing transaction at a time anyway."""
-    if session.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(phone.encode()).digest()[:8], "big", signed=True)
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _options(stored: list[dict[str, object]]) -> tuple[Conversation, ...]:
