@@ -201,6 +201,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("provider", "provider_message_id"),
         Index(None, "shop_id", "created_at"),
+        # A customer's reply finds the shops that wrote to the phone (conversations).
+        Index(None, "to_phone", "channel", "direction"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

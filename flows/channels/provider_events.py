@@ -2,10 +2,9 @@
 ends, keypad input and missed calls. One job per accepted (deduplicated) event runs `handle`.
 
 Statuses only move forward (a late "sent" never overwrites "delivered"). Call ends, keypad
-input, missed calls and WhatsApp answers are fed to the order's verification. An inbound
-message from a number no shop knows is logged and dropped. A typed compliance keyword (STOP,
-START, HELP and their families) is handled before anything else, in the transaction that
-records it: consent is set and its one answer queued (flows.conversations.replies).
+input and missed calls are fed to the order's verification. A customer's message is routed
+by `flows.conversations.inbound`: compliance keywords first, then the open conversation
+(verification), else the merchant's thread.
 
 An event accepted for a shop (Exotel's callback paths name one) finds only that shop's calls
 and messages: another shop's token cannot reach them. A keypad input counts only on the open
@@ -23,9 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows.conversations.keywords import Keyword, classify
-from flows.conversations.replies import answer_keyword
-from flows.verification.flow import ANSWERABLE, CallEnded, Keypad
+from flows.conversations.inbound import Conversations
+from flows.verification.flow import CallEnded, Keypad
 from flows.verification.runtime import Verifier, call_ref
 from providers.events import (
     CallStatus,
@@ -37,7 +35,7 @@ from providers.events import (
 )
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, RetryLater
-from storage.models import Activity, Call, Customer, Message, Order, Shop, Verification
+from storage.models import Call, Message
 from storage.models import MissedCall as MissedCallRow
 
 _LOGGER = logging.getLogger(__name__)
@@ -78,6 +76,7 @@ class ProviderEvents:
         self.clock = clock
         self.verifier = verifier
         self.queue = queue
+        self.conversations = Conversations(clock, queue, verifier)
 
     async def handle(self, job: ClaimedJob) -> None:
         event = event_from_payload(job.payload)
@@ -120,103 +119,7 @@ class ProviderEvents:
     async def _inbound(
         self, session: AsyncSession, event: InboundMessage, shop_id: int | None
     ) -> None:
-        query = select(Customer).where(Customer.phone == event.from_phone)
-        if shop_id is not None:
-            query = query.where(Customer.shop_id == shop_id)
-        # A number known to several shops belongs to the one it bought from last.
-        customer = await session.scalar(query.order_by(Customer.created_at.desc()).limit(1))
-        if customer is None:
-            _LOGGER.info(
-                "%s message from an unknown number %s dropped", event.provider, event.from_phone
-            )
-            return
-        order = await session.scalar(
-            select(Order)
-            .where(Order.shop_id == customer.shop_id, Order.customer_id == customer.id)
-            .order_by(Order.placed_at.desc())
-            .limit(1)
-        )
-        now = self.clock.now()
-        message = Message(
-            shop_id=customer.shop_id,
-            order_id=order.id if order else None,
-            customer_id=customer.id,
-            channel=event.channel,
-            direction="in",
-            provider=event.provider,
-            to_phone=event.to,
-            from_phone=event.from_phone,
-            body=event.text,
-            provider_message_id=event.message_id,
-            status="received",
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(message)
-        await session.flush()
-        keyword = await self._keyword(session, customer, event)
-        if keyword is not None:
-            await answer_keyword(
-                session,
-                self.queue,
-                now,
-                keyword,
-                shop=await session.get_one(Shop, customer.shop_id),
-                channel=event.channel,
-                phone=event.from_phone,
-                inbound_id=f"{event.provider}:{event.message_id}",
-                reply=not event.opt_out_type,
-                customer_id=customer.id,
-                order_id=order.id if order else None,
-            )
-        elif event.channel == "whatsapp" and await self.verifier.reply(session, customer, event):
-            return
-        if order is not None:
-            detail = {"message_id": message.id, "button": event.button}
-            if keyword is not None:
-                detail["keyword"] = keyword.value
-            session.add(
-                Activity(
-                    shop_id=customer.shop_id,
-                    order_id=order.id,
-                    kind="message_received",
-                    mode=event.channel,
-                    detail=detail,
-                    created_at=now,
-                )
-            )
-
-    async def _keyword(
-        self, session: AsyncSession, customer: Customer, event: InboundMessage
-    ) -> Keyword | None:
-        """The compliance keyword the message is: Advanced Opt-Out's, or typed (a pressed
-        button never is one: its title may well be "Cancel")."""
-        if event.opt_out_type:
-            return Keyword[event.opt_out_type]
-        if event.button:
-            return None
-        keyword = classify(event.text, question_open=True)
-        # Only YES depends on an open question, so only YES costs the query.
-        if (
-            keyword is None
-            and classify(event.text, question_open=False) is not None
-            and not await self._question_open(session, customer)
-        ):
-            keyword = Keyword.START
-        return keyword
-
-    async def _question_open(self, session: AsyncSession, customer: Customer) -> bool:
-        pending = await session.scalar(
-            select(Verification.id)
-            .join(Order, Verification.order_id == Order.id)
-            .where(
-                Order.shop_id == customer.shop_id,
-                Order.phone == customer.phone,
-                Verification.state.in_(ANSWERABLE),
-            )
-            .limit(1)
-        )
-        return pending is not None
+        await self.conversations.receive(session, event, shop_id)
 
     async def _call(
         self,

@@ -1,1 +1,2 @@
-"""Customer conversations: compliance keywords and consent."""
+"""Customer conversations: routing every inbound message (compliance keywords, consent,
+the open conversation, the merchant's threads)."""

@@ -1,11 +1,11 @@
 """The answers to the compliance keywords.
 
 STOP opts the phone out on the channel it came from, START opts it back in, HELP changes
-nothing; each is answered by exactly one message (seed 001's texts), keyed by the inbound
-message so a repeated delivery queues nothing new. Twilio's Advanced Opt-Out has already
-answered the customer itself: its keywords are recorded without a reply. An answer carries
-CONSENT_REPLY in its send details, which lets it through the send gate (a STOP's confirmation
-goes to a phone that has just opted out).
+nothing; each is answered by exactly one message (the shop's texts, seed 001's by default),
+keyed by the inbound message so a repeated delivery queues nothing new. Twilio's Advanced
+Opt-Out has already answered the customer itself: its keywords are recorded without a
+reply. An answer carries CONSENT_REPLY in its send details, which lets it through the send
+gate (a STOP's confirmation goes to a phone that has just opted out).
 """
 
 from __future__ import annotations
@@ -16,29 +16,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flows.channels.messaging import queue_message
 from flows.conversations.consent import CONSENT_REPLY, OPTED_IN, OPTED_OUT, record
+from flows.conversations.keywords import HELP_TEXT as HELP_TEXT
+from flows.conversations.keywords import START_TEXT as START_TEXT
+from flows.conversations.keywords import STOP_TEXT as STOP_TEXT
 from flows.conversations.keywords import Keyword
 from flows.conversations.shopify_consent import queue_consent_sync
 from flows.shops import config as shop_config
 from storage.jobs import JobQueue
 from storage.models import Shop
 
-STOP_TEXT = "You have been successfully unsubscribed."
-START_TEXT = "You have been successfully resubscribed. Text STOP to unsubscribe."
-HELP_TEXT = (
-    "Please call {phone} for more information, or text STOP to stop these messages. "
-    "Msg & Data rates may apply."
-)
 _STATES = {Keyword.STOP: OPTED_OUT, Keyword.START: OPTED_IN}
 
 
 def reply_text(keyword: Keyword, shop: Shop) -> str:
+    settings = shop_config.stored(shop)
+    section = settings.conversations
     if keyword is Keyword.STOP:
-        return STOP_TEXT
+        return section.stop_text
     if keyword is Keyword.START:
-        return START_TEXT
+        return section.start_text
     # The contact phone the merchant set, else the one Shopify gave for the shop.
-    phone = shop_config.stored(shop).contact_phone or shop.phone or shop.name
-    return HELP_TEXT.format(phone=phone)
+    phone = settings.contact_phone or shop.phone or shop.name
+    return section.help_text.replace("%phone%", phone)
 
 
 async def answer_keyword(

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from flows.conversations.keywords import BUILT_IN, HELP_TEXT, START_TEXT, STOP_TEXT, normal
 from providers.shopify.orders import DEFAULT_COD_GATEWAYS
 from providers.sms import not_gsm7
 
@@ -290,6 +291,68 @@ class OtpSettings(_Section):
     expiry_minutes: int = Field(10, ge=1, le=10)
 
 
+def _answer_text(*allowed: str) -> Any:
+    def check(value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        unknown = sorted(set(_PLACEHOLDER.findall(value)) - set(allowed))
+        if unknown:
+            listed = ", ".join(allowed) or "none"
+            raise ValueError(f"unknown placeholder {', '.join(unknown)} (allowed: {listed})")
+        return value
+
+    described = f"placeholders: {', '.join(allowed)}" if allowed else "plain text"
+    return Annotated[str, AfterValidator(check), Field(max_length=640, description=described)]
+
+
+def _word(value: str) -> str:
+    word = normal(value)
+    if not word:
+        raise ValueError("must have a letter or digit")
+    if word.isdigit():
+        raise ValueError("must not be a number: customers answer questions with digits")
+    if word in BUILT_IN or word == "yes":
+        raise ValueError(f"{value!r} is a built-in keyword already")
+    return value
+
+
+def _phrase(value: str) -> str:
+    if not normal(value):
+        raise ValueError("must have a letter or digit")
+    return value
+
+
+KeywordWord = Annotated[str, Field(max_length=40), AfterValidator(_word)]
+FlagPhrase = Annotated[str, Field(max_length=80), AfterValidator(_phrase)]
+PlainAnswer = _answer_text()
+HelpAnswer = _answer_text("%phone%")
+NotUnderstoodAnswer = _answer_text("%options%")
+NOT_UNDERSTOOD_TEXT = "Sorry, we did not understand your reply. Please answer %options%."
+
+
+class ConversationSettings(_Section):
+    """How customers' messages are answered: the compliance keywords' answers (seed 001), the
+    shop's own keywords per family (in its customers' language), phrases flagged to the
+    merchant, and the "reply not understood" message (seed 002)."""
+
+    stop_text: PlainAnswer = STOP_TEXT
+    start_text: PlainAnswer = START_TEXT
+    help_text: HelpAnswer = HELP_TEXT
+    stop_words: list[KeywordWord] = Field(default_factory=list, max_length=20)
+    start_words: list[KeywordWord] = Field(default_factory=list, max_length=20)
+    help_words: list[KeywordWord] = Field(default_factory=list, max_length=20)
+    # Found anywhere in a message: the merchant's thread is flagged.
+    flag_phrases: list[FlagPhrase] = Field(
+        default_factory=lambda: ["wrong number", "don't text me", "do not text me"],
+        max_length=20,
+    )
+    # A flagged phrase also opts the number out of the channel (as STOP does).
+    opt_out_on_flag: bool = False
+    # Seed 002: "Send a notification to the customer when an incorrect reply is sent".
+    not_understood: bool = False
+    not_understood_text: NotUnderstoodAnswer = NOT_UNDERSTOOD_TEXT
+
+
 class ShopSettings(_Section):
     """The whole settings document of one shop."""
 
@@ -299,6 +362,7 @@ class ShopSettings(_Section):
     whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
     fallback: Fallback = Field(default_factory=Fallback)
     otp: OtpSettings = Field(default_factory=OtpSettings)
+    conversations: ConversationSettings = Field(default_factory=ConversationSettings)
     contact_phone: Phone = ""
     # The language of calls, messages and pages; "" is the shop's own, from Shopify.
     language: Literal["", "en", "hi"] = ""
@@ -459,7 +523,22 @@ def _dlt_rule(section: str, name: str) -> _Rule:
     return _Rule(f"{section}.{name}", ("verification.type", "verification.then", *modes), problem)
 
 
+def _family_rule(name: str, *earlier: str) -> _Rule:
+    """A word of the `name` family must not be in an `earlier` family too."""
+
+    def problem(settings: ShopSettings, _country: str) -> str | None:
+        section = settings.conversations
+        taken = {normal(word) for family in earlier for word in getattr(section, family)}
+        twice = sorted({normal(word) for word in getattr(section, name)} & taken)
+        return f"{twice[0]!r} is in another keyword family" if twice else None
+
+    reads = tuple(f"conversations.{family}" for family in earlier)
+    return _Rule(f"conversations.{name}", reads, problem)
+
+
 _RULES = (
+    _family_rule("start_words", "stop_words"),
+    _family_rule("help_words", "stop_words", "start_words"),
     _Rule("ivr.first_call_after_minutes", ("ivr.first_call",), _first_call_delay),
     _Rule("ivr.window_end_hour", ("ivr.window_start_hour",), _window_end),
     _Rule("verification.then", ("verification.type",), _then),

@@ -254,6 +254,7 @@ class VState:
     reason: str = ""  # why it was skipped or stopped
     # The channels the customer opted out of, as read by the runtime just before this step.
     opted_out: frozenset[str] = frozenset()
+    not_understood: int = 0  # "reply not understood" messages sent (flows.conversations.router)
 
     @property
     def method(self) -> str:

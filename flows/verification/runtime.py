@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.channels.messaging import queue_message
 from flows.conversations.consent import opted_out
+from flows.conversations.router import Option
 from flows.orders.actions import queue_cancel, queue_tags
 from flows.shops import config as shop_config
 from flows.shops.settings import ShopSettings, methods
@@ -53,7 +54,6 @@ from flows.verification.flow import (
     step,
 )
 from flows.verification.ivr import language_of
-from providers.events import InboundMessage
 from providers.sms import is_gsm7, to_gsm7
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
@@ -275,35 +275,39 @@ class Verifier:
                 break
         return confirmed
 
-    async def reply(
-        self, session: AsyncSession, customer: Customer, event: InboundMessage
-    ) -> bool:
-        """A WhatsApp answer: a button's postback (`verify:{id}:{action}`), or a digit or
-        button title (Twilio sends buttons as numbered text). True when it decided an order."""
-        verification_id, action = _postback(event.button)
-        if verification_id is None:
-            verification_id = await session.scalar(
-                select(Verification.id)
-                .join(Order, Verification.order_id == Order.id)
-                .where(
-                    Order.shop_id == customer.shop_id,
-                    Order.phone == customer.phone,
-                    Verification.state == PENDING,
-                    Verification.method == "whatsapp",
-                )
-                .order_by(Order.placed_at.desc())
-                .limit(1)
-            )
-        if verification_id is None:
-            return False
-        ctx = await self.load(session, verification_id)
-        if ctx is None or ctx.order.phone != event.from_phone:
-            return False
-        action = action or _typed_action(event.button or event.text, ctx.settings)
-        if not action:
-            return False
-        state = await self.apply(session, ctx, Answer(action, "whatsapp"))
-        return state.decided_by == "whatsapp"
+    def reply_options(self, ctx: Context, channel: str) -> tuple[Option, ...]:
+        """The answers the verification takes from a message on `channel`: its WhatsApp
+        buttons (pressed, or typed as their digit or title) once its WhatsApp message went
+        out and while an answer counts. Its SMS steps ask for no typed answer: they carry a
+        link, a number for a missed call, or a code for the checkout page."""
+        state = ctx.state
+        if (
+            channel != "whatsapp"
+            or state.status not in ANSWERABLE
+            or "whatsapp" not in state.methods
+            or state.stage < state.methods.index("whatsapp")
+        ):
+            return ()
+        section = ctx.settings.whatsapp
+        titles = {
+            "confirm": section.confirm_button,
+            "cancel": section.cancel_button,
+            "callback": section.callback_button,
+        }
+        return tuple(
+            Option(action, titles[action], f"verify:{ctx.row.id}:{action}")
+            for action in options("whatsapp", ctx.settings)
+        )
+
+    async def reply(self, session: AsyncSession, ctx: Context, action: str) -> VState:
+        """The customer's answer by WhatsApp (the only channel whose replies it offers)."""
+        return await self.apply(session, ctx, Answer(action, "whatsapp"))
+
+    def not_understood(self, ctx: Context, count: int) -> None:
+        """Keep how many "reply not understood" messages the customer got (at most two)."""
+        ctx.row.data = replace(ctx.state, not_understood=count).to_json()
+        ctx.row.version += 1
+        ctx.row.updated_at = self.clock.now()
 
     async def wait_for_window(
         self, session: AsyncSession, ctx: Context, purpose: str, key: str
@@ -588,28 +592,13 @@ class Verifier:
         return text
 
 
-def _postback(button: str) -> tuple[int | None, str]:
+def postback_verification(button: str) -> int | None:
+    """The verification a WhatsApp button's postback (`verify:{id}:{action}`) names."""
     prefix, _, rest = button.partition(":")
     vid, _, action = rest.partition(":")
-    if prefix != "verify" or not vid.isdigit() or not action:
-        return None, ""
-    return int(vid), action
-
-
-def _typed_action(text: str, settings: ShopSettings) -> str:
-    """The action a typed or titled answer means: "1"/"2"/"3" in button order, or a title."""
-    offered = list(options("whatsapp", settings))
-    answer = text.strip().lower()
-    if answer.isdigit() and 1 <= int(answer) <= len(offered):
-        return offered[int(answer) - 1]
-    section = settings.whatsapp
-    titles = {
-        section.confirm_button.lower(): "confirm",
-        section.cancel_button.lower(): "cancel",
-        section.callback_button.lower(): "callback",
-    }
-    action = titles.get(answer, "")
-    return action if action in offered else ""
+    if prefix != "verify" or not vid.isdigit() or len(vid) > 18 or not action:
+        return None
+    return int(vid)
 
 
 def _activity(

@@ -177,6 +177,30 @@ async def send(
     return message.id
 
 
+async def wrote_from(res, order, provider: str, sender: str, channel: str = "sms") -> None:
+    """The shop's message to the customer, sent from the platform's `provider` account and
+    number `sender`: a reply to that number is then the shop's (issue 15)."""
+    now = res.clock.now()
+    async with res.db.transaction() as session:
+        session.add(
+            Message(
+                shop_id=order.shop_id,
+                order_id=order.id,
+                channel=channel,
+                direction="out",
+                provider=provider,
+                account="platform",
+                to_phone=CUSTOMER,
+                from_phone=sender,
+                body="Your order #1001 is confirmed",
+                provider_message_id=f"{provider}-{channel}-sent",
+                status="sent",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
 async def message(res, message_id: int) -> Message:
     async with res.db.sessions() as session:
         return await session.get(Message, message_id)
@@ -275,6 +299,7 @@ async def test_inbound_twilio_message_is_stored_and_forgery_refused(
     )
     assert forged == 403
     assert await count(res, WebhookReceipt) == 0
+    await wrote_from(res, order, "twilio", SMS_FROM)
     status, body = await twilio.send_inbound(url, from_=CUSTOMER, to=SMS_FROM, body="Where is it?")
     assert status == 200 and "<Response" in body
     await worker.run_until_idle()
@@ -420,6 +445,7 @@ async def test_ringcentral_handshake_and_verified_deliveries(res, server, worker
     )
     assert missing == 403
     assert await count(res, WebhookReceipt) == 0
+    await wrote_from(res, order, "ringcentral", "+16505550100")
     token = ringcentral_token(res.settings.secret_key())
     for _ in range(2):  # a repeated notification is recorded once
         ok, _ = await ringcentral.deliver_sms(

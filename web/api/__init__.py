@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.api import accounts, data_requests, openapi, reports, shops
+from web.api import accounts, conversations, data_requests, openapi, reports, shops
 
 PREFIX = "/api/v1"
 
@@ -27,6 +27,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/missed-calls", reports.list_missed_calls)
     app.router.add_get(f"{PREFIX}/data-requests", data_requests.list_exports)
     app.router.add_get(f"{PREFIX}/data-requests/{{id}}", data_requests.get_export)
+    app.router.add_get(f"{PREFIX}/customers/{{phone}}/consent", conversations.get_consent)
+    app.router.add_put(f"{PREFIX}/customers/{{phone}}/consent", conversations.put_consent)
+    app.router.add_get(f"{PREFIX}/threads", conversations.list_threads)
+    app.router.add_get(f"{PREFIX}/threads/{{id}}", conversations.get_thread)
+    app.router.add_post(f"{PREFIX}/threads/{{id}}/reply", conversations.reply)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi.document)
 
 

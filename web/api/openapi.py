@@ -18,6 +18,7 @@ from flows.channels.accounts import (
 )
 from flows.orders import reports
 from flows.shops.settings import ShopSettings
+from web.api.conversations import PHONE_PATTERN, ConsentChange, ThreadReply
 from web.api.shops import CreateShop
 
 ACCOUNT_INPUTS = (
@@ -33,7 +34,7 @@ REF = "#/components/schemas/{model}"
 
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in (ShopSettings, CreateShop, *ACCOUNT_INPUTS):
+    for model in (ShopSettings, CreateShop, ConsentChange, ThreadReply, *ACCOUNT_INPUTS):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -113,7 +114,102 @@ def _schemas() -> dict[str, Any]:
     schemas.update(_report_schemas())
     schemas.update(_account_schemas())
     schemas.update(_privacy_schemas())
+    schemas.update(_conversation_schemas())
     return schemas
+
+
+def _conversation_schemas() -> dict[str, Any]:
+    text = {"type": "string"}
+    moment = {"type": "string", "format": "date-time"}
+    nullable_moment = {"type": ["string", "null"], "format": "date-time"}
+    channel = {
+        "type": "object",
+        "properties": {
+            "state": {"enum": ["opted_in", "opted_out", "unknown"]},
+            "source": {
+                "type": ["string", "null"],
+                "description": "keyword, shopify, merchant, api or checkout; null when unknown",
+            },
+            "updated_at": nullable_moment,
+            "history": {
+                "type": "array",
+                "description": "every change, newest first",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "state": {"enum": ["opted_in", "opted_out"]},
+                        "source": text,
+                        "reference": {
+                            "type": "string",
+                            "description": "what caused it, e.g. the keyword's message",
+                        },
+                        "created_at": moment,
+                    },
+                },
+            },
+        },
+    }
+    thread = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "phone": {"type": "string", "description": "the customer's phone, E.164"},
+            "channel": {"enum": ["sms", "whatsapp"]},
+            "status": {"enum": ["unanswered", "answered"]},
+            "handed_over": {
+                "type": "string",
+                "description": "why a flow handed the customer over: not_understood, "
+                "flagged: {phrase}; empty for a plain message",
+            },
+            "last_inbound_at": nullable_moment,
+            "last_outbound_at": nullable_moment,
+            "updated_at": moment,
+            "url": text,
+        },
+    }
+    message = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "direction": {"enum": ["inbound", "outbound"]},
+            "channel": {"enum": ["sms", "whatsapp"]},
+            "provider": text,
+            "account": {"enum": ["shop", "platform"]},
+            "body": text,
+            "status": text,
+            "created_at": moment,
+        },
+    }
+    return {
+        "CustomerConsent": {
+            "type": "object",
+            "properties": {
+                "phone": text,
+                "channels": {
+                    "type": "object",
+                    "properties": {"sms": channel, "whatsapp": channel},
+                },
+            },
+        },
+        "ThreadList": {
+            "type": "object",
+            "properties": {
+                "threads": {
+                    "type": "array",
+                    "description": "latest activity first, at most 200",
+                    "items": thread,
+                }
+            },
+        },
+        "ThreadMessages": {
+            "type": "object",
+            "properties": {
+                "thread": thread,
+                "messages": {"type": "array", "description": "oldest first", "items": message},
+            },
+        },
+        "ThreadAnswer": {"type": "object", "properties": {"message": message}},
+    }
 
 
 def _privacy_schemas() -> dict[str, Any]:
@@ -420,6 +516,26 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
     }
 
 
+def _phone() -> dict[str, Any]:
+    return {
+        "name": "phone",
+        "in": "path",
+        "required": True,
+        "description": "the customer's phone in E.164 (the + URL-encoded as %2B)",
+        "schema": {"type": "string", "pattern": PHONE_PATTERN},
+    }
+
+
+def _thread_id() -> dict[str, Any]:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "a thread of this shop; any other is 404",
+        "schema": {"type": "integer"},
+    }
+
+
 def _shared(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/parameters/{name}"}
 
@@ -667,6 +783,67 @@ def build() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "the export", **_json("DataRequestExport")},
                         **_errors(401, 404),
+                    },
+                }
+            },
+            "/customers/{phone}/consent": {
+                "get": {
+                    "summary": "A customer's consent per channel, with its history",
+                    "security": shop_auth,
+                    "parameters": [_phone()],
+                    "responses": {
+                        "200": {"description": "consent", **_json("CustomerConsent")},
+                        **_errors(401, 422),
+                    },
+                },
+                "put": {
+                    "summary": "Record the merchant's change of a customer's consent on a channel "
+                    "(the send gate obeys it at once)",
+                    "security": shop_auth,
+                    "parameters": [_phone()],
+                    "requestBody": {"required": True, **_json("ConsentChange")},
+                    "responses": {
+                        "200": {"description": "consent", **_json("CustomerConsent")},
+                        **_errors(400, 401, 422),
+                    },
+                },
+            },
+            "/threads": {
+                "get": {
+                    "summary": "The merchant's threads with customers, latest activity first",
+                    "security": shop_auth,
+                    "parameters": [
+                        _query(
+                            "status", "the thread's status", {"enum": ["unanswered", "answered"]}
+                        )
+                    ],
+                    "responses": {
+                        "200": {"description": "threads", **_json("ThreadList")},
+                        **_errors(401, 422),
+                    },
+                }
+            },
+            "/threads/{id}": {
+                "get": {
+                    "summary": "One thread with its messages, both ways",
+                    "security": shop_auth,
+                    "parameters": [_thread_id()],
+                    "responses": {
+                        "200": {"description": "the thread", **_json("ThreadMessages")},
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/threads/{id}/reply": {
+                "post": {
+                    "summary": "Answer the customer on the thread's channel, through the shop's "
+                    "account (a phone opted out of the channel gets nothing: suppressed)",
+                    "security": shop_auth,
+                    "parameters": [_thread_id()],
+                    "requestBody": {"required": True, **_json("ThreadReply")},
+                    "responses": {
+                        "201": {"description": "queued", **_json("ThreadAnswer")},
+                        **_errors(400, 401, 404, 422),
                     },
                 }
             },
