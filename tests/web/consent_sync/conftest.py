@@ -12,20 +12,30 @@ from settings import Settings
 from storage.models import Shop
 from storage.shops import write_secrets
 from tests.conftest import SECURITY
+from tests.web import test_messaging
 from tests.web.test_messaging import (  # noqa: F401 (fixtures)
     CUSTOMER,
     SMS_FROM,
     fakes,
-    order,
     port,
     res,
     server,
     worker,
+    wrote_from,
 )
+
+shop_order = test_messaging.order
 
 DOMAIN = "demo.myshopify.com"
 TOKEN = "shpat_consent_sync_token"
 SHOPIFY_CUSTOMER = 7_012_345_600_001
+
+
+@pytest.fixture
+async def order(shop_order, res, fakes):  # noqa: F811 (fixtures)
+    """The customer's order; the shop has written to them from its Twilio platform number."""
+    await wrote_from(res, shop_order, "twilio", SMS_FROM)
+    return shop_order
 
 
 @pytest.fixture

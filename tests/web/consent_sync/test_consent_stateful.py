@@ -117,8 +117,26 @@ async def new_customer(res, shop, shopify) -> Model:
             "sms_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
         },
     )
+    now = res.clock.now()
     async with res.db.transaction() as session:
-        session.add(Customer(shop_id=shop.id, phone=model.phone, created_at=res.clock.now()))
+        session.add(Customer(shop_id=shop.id, phone=model.phone, created_at=now))
+        # The shop wrote to them from the platform's number: their replies there are its own.
+        session.add(
+            Message(
+                shop_id=shop.id,
+                channel="sms",
+                direction="out",
+                provider="twilio",
+                account="platform",
+                to_phone=model.phone,
+                from_phone=SMS_FROM,
+                body="Welcome",
+                provider_message_id=f"SMwelcome{model.shopify_id}",
+                status="sent",
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return model
 
 
