@@ -40,6 +40,9 @@ class InboundMessage(_Storable):
     # STOP | START | HELP when the provider handled the keyword and answered it itself
     # (Twilio's Advanced Opt-Out), else "".
     opt_out_type: str = ""
+    # Where it arrived, set by the web layer that accepted it: "shop:{id}" when the callback
+    # names its shop, "{provider}:platform" on the platform's shared account.
+    line: str = ""
 
     @property
     def dedup_key(self) -> str:

@@ -4,10 +4,11 @@ The intake's hot path, so it speaks to the driver directly with hand-written SQL
 going through an ORM session (whose per-statement and per-row work cost more than the
 database's). PostgreSQL: one statement, so one round trip and one implicit transaction,
 expands the batch from arrays, inserts the receipts, queues a job for each receipt that
-was new and sends the workers' NOTIFY. SQLite: one transaction on the shared connection,
-the receipts expanded from one JSON parameter, the jobs inserted by one `executemany`, and
-committed with `synchronous=FULL`: the deliveries are acknowledged once it returns, so it
-must survive a power loss (PostgreSQL's commits always do).
+was new, upserts the keyword consents those new receipts carry and sends the workers'
+NOTIFY. SQLite: one transaction on the shared connection, the receipts expanded from one
+JSON parameter, the jobs and the consents each inserted by one `executemany`, and committed
+with `synchronous=FULL`: the deliveries are acknowledged once it returns, so it must survive
+a power loss (PostgreSQL's commits always do).
 Values are encoded by SQLAlchemy's own column types, so rows read back like any other.
 """
 
@@ -19,6 +20,18 @@ from typing import Any
 
 from storage.db import JOBS_CHANNEL, SQLITE_SYNCHRONOUS, Database
 from storage.types import Json, UTCDateTime, json_text
+
+
+@dataclass(frozen=True)
+class ConsentWrite:
+    """A compliance keyword's effect, written with its delivery's receipt when that is new:
+    `phone` is opted in or out of `channel` on `line` (see LineConsent)."""
+
+    line: str
+    phone: str
+    channel: str
+    state: str
+    reference: str
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,7 @@ class Delivery:
     shop_id: int | None = None
     # Accept the delivery even if no known shop is named (privacy topics, platform accounts).
     allow_unknown_shop: bool = False
+    consent: ConsentWrite | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -56,11 +70,16 @@ class ShopDelivery:
 
 
 # A job's idempotency key is "<provider>:<delivery id>": a delivery queues one job, ever.
+# One statement cannot upsert a row twice, so of the new receipts' consents for one (line,
+# phone, channel) only the batch's last is written; an older batch committing later (several
+# writers) does not overwrite a newer consent.
 _PG_STORE = f"""
 WITH batch AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                         $6::timestamptz[], $7::text[], $8::jsonb[])
-        AS b(provider, shop_id, delivery_id, event_id, topic, triggered_at, kind, payload)
+                         $6::timestamptz[], $7::text[], $8::jsonb[], $11::text[], $12::text[],
+                         $13::text[], $14::text[], $15::text[]) WITH ORDINALITY
+        AS b(provider, shop_id, delivery_id, event_id, topic, triggered_at, kind, payload,
+             line, phone, channel, state, reference, ord)
 ), stored AS (
     INSERT INTO webhook_receipts
         (provider, shop_id, delivery_id, event_id, topic, triggered_at, received_at)
@@ -72,6 +91,17 @@ WITH batch AS (
     SELECT b.kind, b.payload, b.shop_id, b.provider || ':' || b.delivery_id, $9, $10, $9
     FROM batch b JOIN stored s USING (provider, delivery_id)
     ON CONFLICT (idempotency_key) DO NOTHING
+), consented AS (
+    INSERT INTO line_consents (line, phone, channel, state, reference, updated_at)
+    SELECT DISTINCT ON (b.line, b.phone, b.channel)
+           b.line, b.phone, b.channel, b.state, b.reference, $9
+    FROM batch b JOIN stored s USING (provider, delivery_id)
+    WHERE b.line IS NOT NULL
+    ORDER BY b.line, b.phone, b.channel, b.ord DESC
+    ON CONFLICT (line, phone, channel) DO UPDATE
+    SET state = EXCLUDED.state, reference = EXCLUDED.reference,
+        updated_at = EXCLUDED.updated_at
+    WHERE line_consents.updated_at <= EXCLUDED.updated_at
 )
 SELECT provider, delivery_id, pg_notify('{JOBS_CHANNEL}', '') FROM stored
 """
@@ -90,6 +120,13 @@ _SQLITE_JOBS = """
 INSERT INTO jobs (kind, payload, shop_id, idempotency_key, due_at, max_attempts, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (idempotency_key) DO NOTHING
+"""
+_SQLITE_CONSENTS = """
+INSERT INTO line_consents (line, phone, channel, state, reference, updated_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (line, phone, channel) DO UPDATE
+SET state = excluded.state, reference = excluded.reference, updated_at = excluded.updated_at
+WHERE line_consents.updated_at <= excluded.updated_at
 """
 
 
@@ -127,6 +164,7 @@ class BatchStore:
             [self._encode_json(d.job_payload) for d in deliveries],
             now,
             self.max_attempts,
+            *_consent_columns(deliveries),
         )
         return {(provider, delivery_id) for provider, delivery_id, _ in rows}
 
@@ -169,6 +207,26 @@ class BatchStore:
         ]
         if jobs:
             await conn.executemany(_SQLITE_JOBS, jobs)
+        # The batch's last consent for a (line, phone, channel) is the one that stands.
+        consents = {
+            (c.line, c.phone, c.channel): (c.line, c.phone, c.channel, c.state, c.reference, stamp)
+            for d in deliveries
+            if (c := d.delivery.consent) is not None and d.delivery.key in stored
+        }
+        if consents:
+            await conn.executemany(_SQLITE_CONSENTS, list(consents.values()))
         await conn.execute("COMMIT")
         await conn.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         return stored
+
+
+def _consent_columns(deliveries: list[ShopDelivery]) -> list[list[str | None]]:
+    """The consent writes as five arrays (line, phone, channel, state, reference), with
+    NULLs for the deliveries that carry none."""
+    columns: list[list[str | None]] = [[], [], [], [], []]
+    for d in deliveries:
+        c = d.delivery.consent
+        values = (None,) * 5 if c is None else (c.line, c.phone, c.channel, c.state, c.reference)
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns

@@ -1,17 +1,37 @@
-"""Provider events into the inbox: stored durably and deduplicated, then handled by a job."""
+"""Provider events into the inbox: stored durably and deduplicated, then handled by a job.
+
+An inbound message is stamped with the line it arrived on ("shop:{id}" when the callback
+names its shop, "{provider}:platform" on the platform's shared account). A STOP or START,
+typed or reported by the provider (Twilio's OptOutType), is committed on that line in the
+transaction that accepts the message, before the provider has its 2xx: the send gate honours
+it at once, whatever the job that answers it later is doing. YES is never taken here: it may
+answer an open question, which only the job can tell.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 from aiohttp import web
 
 from flows.channels.provider_events import EVENT_JOB, event_payload
-from providers.events import Event
+from flows.conversations.consent import OPTED_IN, OPTED_OUT
+from flows.conversations.keywords import Keyword, classify
+from providers.events import Event, InboundMessage
 from storage.inbox import Accepted, Delivery
+from storage.inbox_store import ConsentWrite
 from web.keys import inbox_key
+
+_STATES = {Keyword.STOP: OPTED_OUT, Keyword.START: OPTED_IN}
 
 
 async def accept_event(request: web.Request, event: Event, shop_id: int | None = None) -> Accepted:
     """Store one provider event for its job; `shop_id` None when the account is the platform's."""
+    consent = None
+    if isinstance(event, InboundMessage):
+        line = f"{event.provider}:platform" if shop_id is None else f"shop:{shop_id}"
+        event = dataclasses.replace(event, line=line)
+        consent = keyword_consent(event)
     return await request.app[inbox_key].accept(
         Delivery(
             provider=event.provider,
@@ -24,5 +44,27 @@ async def accept_event(request: web.Request, event: Event, shop_id: int | None =
             job_payload=event_payload(event),
             shop_id=shop_id,
             allow_unknown_shop=shop_id is None,
+            consent=consent,
         )
+    )
+
+
+def keyword_consent(event: InboundMessage) -> ConsentWrite | None:
+    """The consent a STOP or START message sets on its line; None for anything else (HELP,
+    free text, a pressed button: its title may well be "Cancel")."""
+    if event.opt_out_type:
+        keyword: Keyword | None = Keyword[event.opt_out_type]
+    elif event.button:
+        return None
+    else:
+        keyword = classify(event.text, question_open=True)
+    state = _STATES.get(keyword) if keyword is not None else None
+    if state is None:
+        return None
+    return ConsentWrite(
+        line=event.line,
+        phone=event.from_phone,
+        channel=event.channel,
+        state=state,
+        reference=f"{event.provider}:{event.message_id}",
     )

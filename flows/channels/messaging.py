@@ -304,12 +304,15 @@ class MessageSender:
         self, message_id: int, route: Route, mode: str, consent_reply: bool
     ) -> bool:
         """The send gate, in the transaction that marks the message `sending` (the last before
-        the provider is called): False when the phone opted out of the message's channel, and
-        the message is then settled `suppressed`."""
+        the provider is called): False when the phone opted out of the message's channel (for
+        this shop, or on the platform's number the route sends from), and the message is then
+        settled `suppressed`."""
         async with self.db.transaction() as session:
             message = await session.get(Message, message_id)
+            # A keyword on the platform's shared number binds every shop sending from it.
+            platform_line = f"{route.provider}:platform" if route.account == "platform" else None
             if not consent_reply and await opted_out(
-                session, message.shop_id, message.to_phone, message.channel
+                session, message.shop_id, message.to_phone, message.channel, platform_line
             ):
                 reason = f"the customer opted out of {message.channel}"
                 self._settle(session, message, SUPPRESSED, OPTED_OUT, reason, mode)

@@ -1,16 +1,21 @@
 """Consent per shop, customer phone and channel (sms | whatsapp), with its history: one
 consent_events row per change. The send gate asks `opted_out` just before each send; a
 message whose send details carry CONSENT_REPLY (a keyword's answer) passes it.
+
+A STOP or START is also committed on the line it arrived on (line_consents) when the message
+is accepted, before its job runs: so the gate takes the most recent of the shop's consent and
+those lines'. A keyword on the platform's shared number speaks for
+every shop sending from it, as carriers treat the sender as opted out.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Consent, ConsentEvent
+from storage.models import Consent, ConsentEvent, LineConsent
 
 OPTED_IN, OPTED_OUT = "opted_in", "opted_out"
 CONSENT_REPLY = "consent_reply"
@@ -53,10 +58,33 @@ async def record(
     return True
 
 
-async def opted_out(session: AsyncSession, shop_id: int, phone: str, channel: str) -> bool:
-    state = await session.scalar(
-        select(Consent.state).where(
+async def opted_out(
+    session: AsyncSession,
+    shop_id: int,
+    phone: str,
+    channel: str,
+    platform_line: str | None = None,
+) -> bool:
+    """Whether the shop must not message `phone` on `channel`: the most recent of the shop's
+    consent, the keyword consent on the shop's own line, and on `platform_line` (the
+    platform's account the message goes out through, "{provider}:platform") says opted out."""
+    lines = [f"shop:{shop_id}"] + ([platform_line] if platform_line else [])
+    found = union_all(
+        select(Consent.state, Consent.updated_at, literal(1).label("late")).where(
             Consent.shop_id == shop_id, Consent.phone == phone, Consent.channel == channel
-        )
+        ),
+        select(LineConsent.state, LineConsent.updated_at, literal(0).label("late")).where(
+            LineConsent.line.in_(lines),
+            LineConsent.phone == phone,
+            LineConsent.channel == channel,
+        ),
+    ).subquery()
+    # Of two set at the same moment, a line's comes first: it was written when its message
+    # was accepted, the shop's consent only when the job for an earlier one ran. Then the
+    # opt-out: in doubt, do not send.
+    latest = await session.scalar(
+        select(found.c.state)
+        .order_by(found.c.updated_at.desc(), found.c.late, (found.c.state == OPTED_OUT).desc())
+        .limit(1)
     )
-    return state == OPTED_OUT
+    return latest == OPTED_OUT
