@@ -621,6 +621,7 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
         AppLinks(
             shopify_webhooks=f"{public_url}/webhooks/shopify",
             exotel_passthru=urls.exotel(shop.shop_id, "passthru"),
+            exotel_sms=urls.exotel(shop.shop_id, "sms"),
             gupshup=urls.gupshup(),
             twilio_messages=urls.twilio("messages"),
         )

@@ -1,7 +1,12 @@
 """Exotel (India voice and SMS): calls connected to the merchant's call flow, SMS with DLT ids,
 the number-metadata DND lookup, the live check of an account against its ExoPhones, and the
 parsers of the callbacks Exotel sends to
-/webhooks/exotel/{token}/{passthru,call-status,sms-status}.
+/webhooks/exotel/{token}/{passthru,call-status,sms-status,sms}.
+
+An SMS to the shop's number (an ExoPhone or short code enabled for incoming SMS) comes in one
+of two shapes: the JSON POST of Exotel's incoming-SMS callback (SmsSid, Direction, Sender,
+ReceivedOn, MessageBody, ReceivedTime), or the query of an SMS app's "Send a Reply" applet
+given our URL (SmsSid, From, To, Date, Body).
 
 Exotel signs no callback: the secret token in the callback path is the web route's check.
 Exotel writes Indian numbers in the national form with a leading 0 (09812345678); the parsers
@@ -39,7 +44,7 @@ from providers.base import (
     SendReceipt,
     SmsRequest,
 )
-from providers.events import CallStatus, KeypadInput, MessageStatus, MissedCall
+from providers.events import CallStatus, InboundMessage, KeypadInput, MessageStatus, MissedCall
 from providers.http import Answer, exchange
 
 PROVIDER = "exotel"
@@ -84,7 +89,7 @@ _INCOMING = frozenset({"incoming", "inbound"})
 _ACCOUNT_SID = re.compile(r"account[\s_-]*sid", re.I)
 _KEYPAD = re.compile(r"[0-9*#]{0,16}")
 # Inbound values are stored in columns this wide (ids; error codes); longer is not Exotel's.
-_MAX_ID, _MAX_CODE = 128, 64
+_MAX_ID, _MAX_CODE, _MAX_NUMBER = 128, 64, 20
 _MAX_CALL_SECONDS = 86_400
 _DURATION_FIELDS = ("ConversationDuration", "Duration", "DialCallDuration")
 _XML_FIELD = "<{0}>(.*?)</{0}>"
@@ -311,6 +316,36 @@ def parse_sms_status(params: Mapping[str, Any]) -> MessageStatus:
     if status in ("failed", "undelivered"):
         return MessageStatus(PROVIDER, message_id, status, error_code=code, error=detailed)
     return MessageStatus(PROVIDER, message_id, status)
+
+
+def parse_inbound_sms(params: Mapping[str, Any]) -> InboundMessage:
+    """An SMS a customer sent to the shop's number, in either of Exotel's shapes."""
+    message_id = _id(params, "SmsSid")
+    direction = _param(params, "Direction").lower()
+    if direction and direction not in _INCOMING:
+        raise ValueError(f"Direction: {direction[:20]!r} is not an incoming SMS")
+    # The incoming-SMS callback's names, else the SMS app's.
+    sender, number, body = (
+        ("Sender", "ReceivedOn", "MessageBody") if "Sender" in params else ("From", "To", "Body")
+    )
+    raw_to = _required(params, number)
+    parsed = _parse_phone(raw_to)
+    # A short code (56070) is no phone number: it is kept as Exotel gave it.
+    to = (
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        if parsed
+        else raw_to
+    )
+    if len(to) > _MAX_NUMBER:
+        raise ValueError(f"{number}: longer than {_MAX_NUMBER} characters")
+    return InboundMessage(
+        provider=PROVIDER,
+        message_id=message_id,
+        channel="sms",
+        from_phone=_phone(params, sender),
+        to=to,
+        text=_param(params, body),
+    )
 
 
 def _answer(where: str, status: int, retry_after: str | None, text: str) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Callbacks of the providers that sign nothing (Exotel, Gupshup: a per-shop secret token in
-the path, wrong token -> 404) and of RingCentral (subscription handshake and verification
-token: the platform's subscription, or a shop account's at `?account={id}` with its own token,
-whose events stay in that shop). Every event goes through the inbox; nothing here waits on an
-outside call."""
+the path, wrong token -> 404; Exotel's include customers' SMS to the shop's number) and of
+RingCentral (subscription handshake and verification token: the platform's subscription, or
+a shop account's at `?account={id}` with its own token, whose events stay in that shop).
+Every event goes through the inbox; nothing here waits on an outside call."""
 
 from __future__ import annotations
 
@@ -77,6 +77,22 @@ async def exotel_sms_status(request: web.Request) -> web.Response:
     return await _exotel(request, exotel.parse_sms_status)
 
 
+async def exotel_sms(request: web.Request) -> web.Response:
+    """A customer's SMS to the shop's Exotel number. The answer is text/plain and empty: an
+    SMS app's "Send a Reply" applet would send a body back to the customer (the flows answer
+    through the outbox instead), and it checks the content type with a HEAD first."""
+    if request.method == "HEAD":
+        _shop(request)
+        return web.Response(content_type="text/plain")
+    shop_id = _shop(request)
+    try:
+        event = exotel.parse_inbound_sms(await _params(request))
+    except ValueError as exc:
+        return bad_callback(exc)
+    await accept_event(request, event, shop_id)
+    return web.Response(content_type="text/plain")
+
+
 async def gupshup_callback(request: web.Request) -> web.Response:
     shop_id = _shop(request)
     try:
@@ -130,5 +146,7 @@ def setup_routes(app: web.Application) -> None:
     ):
         app.router.add_route("GET", f"/webhooks/exotel/{{token}}/{kind}", handler)
         app.router.add_route("POST", f"/webhooks/exotel/{{token}}/{kind}", handler)
+    for method in ("HEAD", "GET", "POST"):
+        app.router.add_route(method, "/webhooks/exotel/{token}/sms", exotel_sms)
     app.router.add_post("/webhooks/gupshup/{token}", gupshup_callback)
     app.router.add_post("/webhooks/ringcentral", ringcentral_callback)

@@ -67,7 +67,7 @@ class CallbackUrls:
         return f"{self.public_url}/webhooks/twilio/{kind}"
 
     def exotel(self, shop_id: int, kind: str) -> str:
-        """kind: passthru | call-status | sms-status."""
+        """kind: passthru | call-status | sms-status | sms (customers' SMS to the shop)."""
         return f"{self.public_url}/webhooks/exotel/{shop_token(self._signing_key, shop_id)}/{kind}"
 
     def gupshup(self, shop_id: int = PLATFORM) -> str:

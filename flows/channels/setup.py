@@ -163,6 +163,7 @@ def _paste(
                 "applet (missed calls)",
                 "value": passthru,
             },
+            *_exotel_sms(account, urls.exotel(shop.id, "sms")),
         ]
     if account.owner == PLATFORM:
         return []  # the platform's operator configured its callbacks once for every shop
@@ -206,4 +207,19 @@ def _paste(
             "where": f"RingCentral: nothing to paste; the inbound SMS subscription is {state}",
             "value": urls.ringcentral(account.id),
         }
+    ]
+
+
+def _exotel_sms(account: ProviderAccount, url: str) -> list[dict[str, str]]:
+    """Where customers' SMS replies are passed on to us: each number of the account that
+    takes SMS (a reply to a DLT sender id goes nowhere), or the account's numbers at large."""
+    numbers = [n["number"] for n in account.details.get("numbers", []) if n.get("sms")]
+    where = (
+        "Exotel Dashboard, Settings > SMS Settings > Inbound SMS: the inbound webhook URL "
+        "(HTTP POST) for {}; with an SMS app instead, its 'Send a Reply' applet's URL "
+        "(customers' SMS replies)"
+    )
+    return [
+        {"where": where.format(f"the number {number}"), "value": url}
+        for number in numbers or ["the account's SMS numbers"]
     ]

@@ -5,7 +5,8 @@ Exotel makes.
 Answers in Exotel's shapes (`{"Call": {...}}`, `{"SMSMessage": {...}}`, `{"RestException":
 {...}}`) with 32-hex Sids, and records the form of every authenticated send. Callbacks go out as
 Exotel sends them: Passthru as a GET with 0-prefixed national numbers and quoted digits, the call
-StatusCallback as multipart/form-data (or JSON), the SMS StatusCallback as a urlencoded form.
+StatusCallback as multipart/form-data (or JSON), the SMS StatusCallback as a urlencoded form,
+a customer's SMS to an ExoPhone as the incoming-SMS JSON callback (or an SMS app's GET).
 Serves the tests and the sandbox (where it is the demo shop's Exotel, on the sandbox's clock).
 """
 
@@ -16,7 +17,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -281,6 +282,38 @@ class FakeExotel(FakeServer):
             "CustomField": sent.get("CustomField", ""),
         }
         async with self._sender().post(url, data=form) as response:
+            return response.status, await response.text()
+
+    async def inbound_sms(
+        self, url: str, *, from_phone: str, to: str, body: str, sms_app: bool = False
+    ) -> tuple[int, str]:
+        """Pass on an SMS a customer sent to `to` as Exotel's incoming-SMS callback (a JSON
+        POST), or with `sms_app` as an SMS app's "Send a Reply" applet (a GET, HEAD first);
+        returns the answer."""
+        sms_sid = secrets.token_hex(16)
+        now = self.clock.now()
+        if sms_app:
+            params = {
+                "SmsSid": sms_sid,
+                "From": national(from_phone),
+                "To": national(to),
+                "Date": _timestamp(now.astimezone(IST)),
+                "Body": body,
+            }
+            async with self._sender().head(url) as response:
+                if response.status != 200:
+                    return response.status, ""
+            async with self._sender().get(url, params=params) as response:
+                return response.status, await response.text()
+        callback = {
+            "SmsSid": sms_sid,
+            "Direction": "incoming",
+            "Sender": _e164(from_phone),
+            "ReceivedOn": national(to),
+            "MessageBody": body,
+            "ReceivedTime": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        async with self._sender().post(url, json=callback) as response:
             return response.status, await response.text()
 
     def _sender(self) -> aiohttp.ClientSession:

@@ -12,8 +12,9 @@ does) and the phone keeps what it said. Two numbers behave on their own: one is 
 registry (Exotel refuses to call it) and one never answers (its calls ring out a moment after
 they arrive).
 
-A phone can text the shop at any time, on SMS (to the number the latest SMS came from, else
-the shop's Twilio number: a sender id or an Exotel number takes no replies) and on WhatsApp.
+A phone can text the shop at any time, on SMS (through the provider the latest SMS came
+through, to its number, or the shop's number there when it came from a sender id; with no SMS
+yet, to the shop's Twilio number) and on WhatsApp.
 The customers' SMS marketing consent in Shopify is shown with the shop; the merchant can
 change it there (a customers/update webhook follows), and Shopify answers our own change of
 it with the same webhook, as the real one does.
@@ -84,6 +85,7 @@ class AppLinks:
 
     shopify_webhooks: str  # the address our app registers for every topic
     exotel_passthru: str  # the Passthru applet of the call flow and of the missed-call ExoPhone
+    exotel_sms: str  # where Exotel passes on the SMS customers send to the shop's ExoPhone
     gupshup: str  # the Gupshup app's callback URL
     twilio_messages: str  # the Twilio number's "A message comes in" webhook
 
@@ -315,17 +317,23 @@ class SandboxWorld:
 
     async def _reply_sms(self, phone: Phone, text: str) -> dict[str, Any]:
         received = phone.last_sms()
-        # No handset can answer a sender id (a DLT header such as DEMOSH), and Exotel passes
-        # no replies on: the customer texts the shop's Twilio number, whose inbound messages
-        # Twilio passes on to us.
-        answerable = received is not None and received.party == TWILIO
-        to = received.number if answerable and e164(received.number) else TWILIO_NUMBER
-        line = SmsLine("in", text, self.clock.now(), party=TWILIO, number=to)
+        # No handset can answer a sender id (a DLT header such as DEMOSH): the customer texts
+        # the shop's number at the provider of the latest SMS (its ExoPhone, its Twilio number),
+        # which passes the message on to us; with no SMS yet, the shop's Twilio number.
+        party = received.party if received is not None else TWILIO
+        shop_number = TWILIO_NUMBER if party == TWILIO else EXOPHONE
+        to = received.number if received is not None and e164(received.number) else shop_number
+        line = SmsLine("in", text, self.clock.now(), party=party, number=to)
         phone.sms.append(line)
         self._changed()
-        status, _body = await self.twilio.send_inbound(
-            self._links().twilio_messages, from_=phone.number, to=to, body=text
-        )
+        if party == TWILIO:
+            status, _body = await self.twilio.send_inbound(
+                self._links().twilio_messages, from_=phone.number, to=to, body=text
+            )
+        else:
+            status, _body = await self.exotel.inbound_sms(
+                self._links().exotel_sms, from_phone=phone.number, to=to, body=text
+            )
         if status != 200:
             _LOGGER.warning("sandbox: our app answered an inbound SMS with HTTP %s", status)
         return line.json()

@@ -339,9 +339,9 @@ async def test_the_setup_list_says_what_to_paste_where(merchant, fakes, settings
     ]
     assert TWILIO_NUMBER in paste["twilio"][0]["where"]
     assert paste["gupshup"][0]["value"].startswith(f"{public_url}/webhooks/gupshup/")
-    assert {item["value"] for item in paste["exotel"]} == {
-        paste["gupshup"][0]["value"].replace("/gupshup/", "/exotel/") + "/passthru"
-    }
+    exotel = paste["gupshup"][0]["value"].replace("/gupshup/", "/exotel/")
+    assert {item["value"] for item in paste["exotel"]} == {f"{exotel}/passthru", f"{exotel}/sms"}
+    assert any("Inbound SMS" in item["where"] for item in paste["exotel"])
     assert setup["channels"]["voice"]["provider"] == "twilio"  # connected first
     assert {p["field"] for p in setup["missing"]} >= {"shopify.access_token", "contact_phone"}
     assert not any(

@@ -527,13 +527,26 @@ async def test_a_phone_texts_the_shops_number_when_it_has_no_sms_to_answer(sandb
         f"/sandbox/api/phones/{CUSTOMER}/reply", {"channel": "sms", "text": "hello"}
     )
     assert status == 200 and sent["message"]["number"] == TWILIO_NUMBER
-    # An SMS that came through Exotel has no number to answer (Exotel passes no replies on).
+
+
+async def test_an_sms_reply_through_exotel_reaches_the_app(sandbox: Driver):
+    # The SMS came from a sender id: the reply goes to the shop's ExoPhone, which Exotel
+    # passes on to our inbound-SMS route.
     await sandbox.order(DND_NUMBER)
     await sandbox.until(lambda s: link_sms(s, DND_NUMBER), "the link SMS")
-    status, sent = await sandbox.post(
-        f"/sandbox/api/phones/{DND_NUMBER}/reply", {"channel": "sms", "text": "yes"}
+    status, reply = await sandbox.post(
+        f"/sandbox/api/phones/{DND_NUMBER}/reply", {"channel": "sms", "text": "Where is it?"}
     )
-    assert status == 200 and sent["message"]["number"] == TWILIO_NUMBER
+    assert status == 200, reply
+    assert reply["message"]["provider"] == "exotel"
+    inbound = await sandbox.until(
+        lambda messages: [m for m in messages[1]["messages"] if m["direction"] == "inbound"],
+        "the reply in the message log",
+        fetch=lambda: sandbox.admin("GET", "messages"),
+    )
+    assert [(m["provider"], m["from_phone"], m["body"]) for m in inbound] == [
+        ("exotel", DND_NUMBER, "Where is it?")
+    ]
 
 
 async def test_events_stream_says_changed(sandbox: Driver):
