@@ -5,6 +5,7 @@ job as an inbound message of the right shop, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import urlencode
 
 import aiohttp
@@ -13,9 +14,10 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from flows.channels.callback_urls import ringcentral_token, shop_token
-from flows.channels.provider_events import EVENT_JOB
+from flows.channels.provider_events import EVENT_JOB, event_from_payload, event_payload
 from storage.models import Customer, Job, Message, Shop
 from tests.providers.test_inbound_shapes import EXPECTED, shape
+from web.inbound import inbound_payload
 
 # Where each provider's callback names its shop: in the path token (Exotel, Gupshup), or not
 # at all on the platform's shared account (Twilio, RingCentral here).
@@ -125,3 +127,11 @@ async def test_an_exotel_sms_with_a_forged_token_is_404_and_a_broken_one_400(res
             assert response.status == 400
             problem = await response.json()
     assert [f["field"] for f in problem["error"]["fields"]] == ["Sender"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_intakes_payload_is_the_event_with_its_line(name):
+    event = EXPECTED[name]
+    stamped = dataclasses.replace(event, line="shop:7")
+    assert inbound_payload(event, "shop:7") == event_payload(stamped)
+    assert event_from_payload(inbound_payload(event, "shop:7")) == stamped
