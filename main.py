@@ -381,6 +381,8 @@ def make_worker(resources: Resources) -> Worker:
         batch_handlers={
             WEBHOOK_JOB: ShopifyEvents(resources.db, resources.clock, resources.queue).handle_batch
         },
+        # So do customers' messages: a STOP among them is in force from its acceptance.
+        paced=(EVENT_JOB,),
     )
 
 

@@ -18,7 +18,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import timedelta
 
 from clock import Clock
@@ -75,10 +75,14 @@ class Worker:
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
         batch_handlers: Mapping[str, BatchHandler] | None = None,
+        paced: Collection[str] = (),
     ) -> None:
         self.queue = queue
         self.handlers = dict(handlers)
         self.batch_handlers = dict(batch_handlers or {})
+        # Kinds of single jobs that come in floods too (the webhook intake's): they take turns
+        # with the intake as the batches do.
+        self.paced = frozenset(paced)
         self.clock = clock
         self.settings = settings
         self.wakeup = wakeup
@@ -212,7 +216,12 @@ class Worker:
             handler = self.handlers.get(kind)
             if handler is None:
                 raise PermanentJobError(f"no handler for job kind {kind!r}")
-            await handler(jobs[0])
+            if kind in self.paced:
+                waited = (self.clock.now() - jobs[0].due_at).total_seconds()
+                async with self.queue.pace.turn(waited):
+                    await handler(jobs[0])
+            else:
+                await handler(jobs[0])
         except asyncio.CancelledError:
             raise
         except Exception as exc:

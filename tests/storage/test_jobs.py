@@ -489,3 +489,30 @@ async def test_batches_take_turns_while_the_intake_is_busy_and_overdue_ones_do_n
     queue.pace.foreground()
     assert await worker.run_until_idle() == 60
     assert most > 1  # overdue: processed at full speed though the intake is busy
+
+
+async def test_paced_single_jobs_take_turns_while_the_intake_is_busy(db, queue, clock):
+    running = 0
+    most = 0
+
+    async def one(job: ClaimedJob) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0)  # let any other job start, if it may
+        running -= 1
+
+    async def flood(count: int) -> None:
+        async with db.transaction() as session:
+            await queue.enqueue(session, *[NewJob("inbound", {"n": n}) for n in range(count)])
+
+    worker = make_worker(queue, {"inbound": one}, paced=("inbound",))
+    await flood(20)
+    assert await worker.run_until_idle() == 20
+    assert most > 1  # nothing to give way to: jobs overlap
+
+    most = 0
+    queue.pace.foreground()
+    await flood(20)
+    assert await worker.run_until_idle() == 20
+    assert most == 1
