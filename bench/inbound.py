@@ -38,7 +38,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from twilio.request_validator import RequestValidator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -76,8 +76,8 @@ PROBE_RATE = 40  # STOPs/s sent by the prober during the flood
 PROBE_SECONDS = 5
 PROBE_GIVE_UP_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 30
+SETTLE_SECONDS = 0.5
 THROUGHPUT_TARGET = 2_000  # accepted messages/s on SQLite
-IN_FORCE_P99_TARGET_MS = 50
 
 FLOOR = Table(
     "inbound_floor_hits",
@@ -228,8 +228,11 @@ class ProbeResult:
 
 
 async def probe_child(spec: ProbeSpec) -> None:
-    db = Database(spec.database_url)
-    async with db.sessions() as session:
+    # A plain engine: the product's SQLite sessions begin IMMEDIATE (they may write), and the
+    # prober's reads, from another process, would fight the intake for the write lock.
+    engine = create_async_engine(spec.database_url)
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session:
         shop_id = await session.scalar(select(Shop.id).where(Shop.domain == SHOP))
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     answers: list[float] = []
@@ -249,7 +252,7 @@ async def probe_child(spec: ProbeSpec) -> None:
         looks = 0
         while time.perf_counter() - answered < PROBE_GIVE_UP_SECONDS:
             looks += 1
-            async with db.sessions() as session:
+            async with sessions() as session:
                 if await opted_out(session, shop_id, phone(number), "sms", LINE):
                     delays.append((time.perf_counter() - answered) * 1000)
                     first_looks += looks == 1
@@ -263,7 +266,7 @@ async def probe_child(spec: ProbeSpec) -> None:
             await asyncio.sleep(due - time.perf_counter())
             tasks.append(asyncio.create_task(stop(PROBE_FIRST + index, due)))
         await asyncio.gather(*tasks)
-    await db.close()
+    await engine.dispose()
     result = ProbeResult(
         sent=spec.stops,
         accepted=len(answers),
@@ -325,6 +328,7 @@ async def bench_database(url: str, directory: str, args: argparse.Namespace) -> 
     print(f"{name}: serve, wrk {WRK_SECONDS} s at {args.concurrency} connections", flush=True)
     async with serving(log, sys.executable, str(MAIN), "serve", env=env, cwd=directory) as base:
         product = await wrk_run(base, script, args.concurrency)
+        await settle(url)
         receipts, stops_sent = await stops_accepted(url)
         stops = await count(url, LineConsent)
         print(f"{name}: serve, STOPs probed at {PROBE_RATE}/s during a second flood", flush=True)
@@ -355,13 +359,21 @@ async def bench_database(url: str, directory: str, args: argparse.Namespace) -> 
         Row(
             f"{name} product, STOP 2xx -> gate says opted out, under wrk",
             f"p50 {probed.in_force_p50_ms:.1f} / p99 {probed.in_force_p99_ms:.1f} ms",
-            f"{probed.in_force} of {probed.accepted} in force, {probed.first_look} at the first "
-            f"look; the STOPs answered p50 {probed.answer_p50_ms:.1f} / "
-            f"p99 {probed.answer_p99_ms:.1f} ms; "
-            + target_note(probed.in_force_p99_ms, IN_FORCE_P99_TARGET_MS, False, "ms p99"),
+            f"{'ok' if probed.first_look == probed.accepted == probed.sent else 'WRONG'}: "
+            f"{probed.first_look} of {probed.sent} in force at the gate's first query (the "
+            f"figure is that query's time); the STOPs answered p50 "
+            f"{probed.answer_p50_ms:.1f} / p99 {probed.answer_p99_ms:.1f} ms",
         ),
         log_row(name, log),
     ]
+
+
+async def settle(url: str) -> None:
+    """Wait until the receipts stop growing: requests wrk left in flight may still commit."""
+    before = -1
+    while (counted := await count(url, WebhookReceipt)) != before:
+        before = counted
+        await asyncio.sleep(SETTLE_SECONDS)
 
 
 async def stops_accepted(url: str) -> tuple[int, int]:
