@@ -42,6 +42,28 @@ async def add_customer(res, shop_id: int, phone: str) -> None:
             session.add(Customer(shop_id=shop_id, phone=phone, created_at=res.clock.now()))
 
 
+async def wrote(res, shop_id: int, event) -> None:
+    """The shop's message to the phone from the number it replies to, on the platform's
+    account: the router gives a reply on a shared line only to a shop that wrote."""
+    now = res.clock.now()
+    async with res.db.transaction() as session:
+        session.add(
+            Message(
+                shop_id=shop_id,
+                channel=event.channel,
+                direction="out",
+                provider=event.provider,
+                account="platform",
+                to_phone=event.from_phone,
+                from_phone=event.to,
+                body="Your order #1001 is confirmed",
+                status="sent",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
 async def post_shape(server, res, fakes, name: str, shop_id: int) -> int:
     """Post the recorded shape to its route as its provider would; the HTTP status."""
     key = res.settings.secret_key()
@@ -87,6 +109,8 @@ async def test_recorded_shape_is_accepted_once_and_lands_in_its_shop(
     if provider in NAMES_ITS_SHOP:
         # A newer shop that knows the same phone: the callback's token still decides.
         await add_customer(res, await add_shop(res, "other.myshopify.com"), event.from_phone)
+    else:
+        await wrote(res, order.shop_id, event)
     for _ in range(2):  # the provider repeats its delivery
         assert await post_shape(server, res, fakes, name, order.shop_id) == 200
 
