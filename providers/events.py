@@ -43,6 +43,9 @@ class InboundMessage(_Storable):
     # Where it arrived, set by the web layer that accepted it: "shop:{id}" when the callback
     # names its shop, "{provider}:platform" on the platform's shared account.
     line: str = ""
+    # When we accepted it (ISO 8601, UTC), set with `line`: a keyword's decision dates from
+    # then, not from when its job ran.
+    received_at: str = ""
 
     @property
     def dedup_key(self) -> str:

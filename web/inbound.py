@@ -10,6 +10,7 @@ answer an open question, which only the job can tell.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from flows.conversations.keywords import Keyword, classify
 from providers.events import Event, InboundMessage
 from storage.inbox import Accepted, Delivery
 from storage.inbox_store import ConsentWrite
-from web.keys import inbox_key
+from web.keys import clock_key, inbox_key
 
 _STATES = {Keyword.STOP: OPTED_OUT, Keyword.START: OPTED_IN}
 
@@ -31,7 +32,7 @@ async def accept_event(request: web.Request, event: Event, shop_id: int | None =
     if isinstance(event, InboundMessage):
         line = f"{event.provider}:platform" if shop_id is None else f"shop:{shop_id}"
         consent = keyword_consent(event, line)
-        payload = inbound_payload(event, line)
+        payload = inbound_payload(event, line, request.app[clock_key].now())
     else:
         payload = event_payload(event)
     return await request.app[inbox_key].accept(
@@ -51,10 +52,13 @@ async def accept_event(request: web.Request, event: Event, shop_id: int | None =
     )
 
 
-def inbound_payload(event: InboundMessage, line: str) -> dict[str, Any]:
-    """event_payload of the event with its line, without a copy of the event and the deep
-    copy of dataclasses.asdict (the intake's hot path; the fields are flat)."""
-    return {"kind": "InboundMessage", "event": {**vars(event), "line": line}}
+def inbound_payload(event: InboundMessage, line: str, now: datetime) -> dict[str, Any]:
+    """event_payload of the event with its line and acceptance time, without a copy of the
+    event and the deep copy of dataclasses.asdict (the intake's hot path; the fields are flat)."""
+    return {
+        "kind": "InboundMessage",
+        "event": {**vars(event), "line": line, "received_at": now.isoformat()},
+    }
 
 
 def keyword_consent(event: InboundMessage, line: str) -> ConsentWrite | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,6 +60,11 @@ class Inbound:
     @property
     def shared(self) -> bool:
         return self.shop_id is None
+
+    @property
+    def received_at(self) -> datetime | None:
+        """When the intake accepted it (None for an event queued before it said)."""
+        return datetime.fromisoformat(self.event.received_at) if self.event.received_at else None
 
 
 async def seen(session: AsyncSession, inbound: Inbound) -> bool:

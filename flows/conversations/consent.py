@@ -32,13 +32,14 @@ async def record(
     source: str,
     reference: str = "",
 ) -> bool:
-    """Set the consent; a change is added to its history. True when it changed."""
+    """Set the consent as of `now`; a change is added to its history. True when it changed.
+    A decision older than the consent's own (a keyword whose job ran late) changes nothing."""
     consent = await session.scalar(
         select(Consent).where(
             Consent.shop_id == shop_id, Consent.phone == phone, Consent.channel == channel
         )
     )
-    if consent is not None and consent.state == state:
+    if consent is not None and (consent.state == state or consent.updated_at > now):
         return False
     if consent is None:
         consent = Consent(shop_id=shop_id, phone=phone, channel=channel)

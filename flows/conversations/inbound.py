@@ -180,6 +180,7 @@ class Conversations:
                 self.queue,
                 now,
                 effect.keyword,
+                decided_at=inbound.received_at or now,
                 shop=shop,
                 channel=event.channel,
                 phone=event.from_phone,

@@ -51,15 +51,18 @@ async def answer_keyword(
     phone: str,
     inbound_id: str,
     reply: bool,
+    decided_at: datetime,
     customer_id: int | None = None,
     order_id: int | None = None,
 ) -> None:
     """Apply `keyword` from `phone` on `channel` for `shop` and queue its one answer, unless
-    the provider answered it already (`reply` False)."""
+    the provider answered it already (`reply` False). The consent dates from `decided_at`,
+    when the message was accepted: a later keyword accepted before this job ran stays the
+    newer one."""
     if keyword in _STATES:
         await record(
             session,
-            now,
+            decided_at,
             shop_id=shop.id,
             phone=phone,
             channel=channel,
@@ -69,7 +72,7 @@ async def answer_keyword(
         )
         if channel == "sms":  # Shopify holds SMS marketing consent only
             await queue_consent_sync(
-                session, queue, now, shop.id, phone, _STATES[keyword], inbound_id
+                session, queue, decided_at, shop.id, phone, _STATES[keyword], inbound_id
             )
     if not reply:
         return

@@ -6,6 +6,7 @@ job as an inbound message of the right shop, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import aiohttp
@@ -154,8 +155,9 @@ async def test_an_exotel_sms_with_a_forged_token_is_404_and_a_broken_one_400(res
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_the_intakes_payload_is_the_event_with_its_line(name):
+def test_the_intakes_payload_is_the_event_with_its_line_and_time(name):
     event = EXPECTED[name]
-    stamped = dataclasses.replace(event, line="shop:7")
-    assert inbound_payload(event, "shop:7") == event_payload(stamped)
-    assert event_from_payload(inbound_payload(event, "shop:7")) == stamped
+    now = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    stamped = dataclasses.replace(event, line="shop:7", received_at=now.isoformat())
+    assert inbound_payload(event, "shop:7", now) == event_payload(stamped)
+    assert event_from_payload(inbound_payload(event, "shop:7", now)) == stamped

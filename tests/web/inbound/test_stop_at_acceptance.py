@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from flows.channels.callback_urls import shop_token
 from flows.channels.messaging import SEND_JOB, MessageSender, queue_message
+from flows.channels.provider_events import EVENT_JOB
 from flows.conversations.consent import OPTED_IN, OPTED_OUT, opted_out
 from storage.inbox_store import BatchStore, ConsentWrite, Delivery, ShopDelivery
-from storage.models import Consent, Customer, LineConsent, Shop
-from tests.web.test_messaging import CUSTOMER, SMS_FROM, message, send
+from storage.models import Consent, Customer, Job, LineConsent, Shop
+from tests.web.test_messaging import CUSTOMER, SMS_FROM, message, send, wrote_from
 
 PLATFORM_SMS = "twilio:platform"
 
@@ -202,3 +203,26 @@ async def _queue(res, session, shop_id: int, key: str) -> int:
         body="Your order is on its way",
     )
     return queued.id
+
+
+async def test_a_stops_late_job_does_not_undo_the_start_accepted_after_it(
+    res, server, worker, fakes, order, clock
+):
+    await wrote_from(res, order, "twilio", SMS_FROM)
+    await texted(fakes, server, "STOP")
+    # A worker takes the STOP's job and dies with it: it runs again only once its lease ends.
+    [stop_job] = await res.queue.claim("lost-worker", 1)
+    assert stop_job.kind == EVENT_JOB
+    clock.advance(timedelta(seconds=1))
+    await texted(fakes, server, "START")
+    await worker.run_until_idle()
+    clock.advance(timedelta(seconds=res.queue.settings.lease_seconds + 1))
+    await res.queue.requeue_expired()
+    await worker.run_until_idle()
+    async with res.db.sessions() as session:
+        assert (await session.get(Job, stop_job.id)).status == "done"
+    # The STOP dates from its acceptance, before the START: the customer stays opted in.
+    assert not await gate(res, order.shop_id)
+    async with res.db.sessions() as session:
+        consent = await session.scalar(select(Consent).where(Consent.shop_id == order.shop_id))
+    assert consent.state == OPTED_IN
