@@ -28,6 +28,7 @@ from bot.handlers.fallback import COMMANDS
 from bot.middlewares import ChatLinkMiddleware
 from clock import Clock
 from flows.channels.account_desk import AccountDesk
+from flows.orders.reports import ReportDesk
 from flows.shops.bot_links import ChatLinks
 from settings import Settings
 from storage.db import Database
@@ -71,7 +72,11 @@ class MerchantBot:
         links = ChatLinks(db, clock)
         # What handlers are given by name: the use cases they call.
         self.dispatcher = Dispatcher(
-            storage=storage, events_isolation=isolation, links=links, accounts=accounts
+            storage=storage,
+            events_isolation=isolation,
+            links=links,
+            accounts=accounts,
+            report_desk=ReportDesk(db, clock),
         )
         self.dispatcher.update.outer_middleware(ChatLinkMiddleware(links))
         self.dispatcher.include_router(root_router())
