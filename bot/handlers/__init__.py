@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import agents, errors, fallback, link, reports, status
+from bot.handlers import agents, errors, fallback, link, orders, reports, status
 
 
 def root_router() -> Router:
@@ -16,6 +16,7 @@ def root_router() -> Router:
         agents.router(),
         status.router(),
         reports.router(),
+        orders.router(),
         fallback.router(),
         errors.router(),
     )

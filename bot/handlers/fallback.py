@@ -27,6 +27,7 @@ COMMANDS = {
     "calls": "verification calls",
     "messages": "SMS and WhatsApp messages",
     "missedcalls": "missed calls and their orders",
+    "order": "an order's card (/order 1001): statuses, timeline, cancel and refund",
     "cancel": "stop what you are doing",
 }
 

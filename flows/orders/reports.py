@@ -252,7 +252,7 @@ async def orders(db: Database, shop_id: int, filters: Filters) -> OrderReport:
     if filters.customer:
         conditions.append(Order.phone == filters.customer)
     if filters.order:
-        conditions.append(_order_named(filters.order))
+        conditions.append(order_named(filters.order))
     if filters.status:
         conditions.append(Order.verification_status == filters.status)
     async with db.sessions() as session:
@@ -278,7 +278,7 @@ async def order_card(db: Database, shop_id: int, name: str) -> OrderCard | None:
     async with db.sessions() as session:
         order = await session.scalar(
             select(Order)
-            .where(Order.shop_id == shop_id, _order_named(name))
+            .where(Order.shop_id == shop_id, order_named(name))
             .order_by(Order.placed_at.desc(), Order.id.desc())
             .limit(1)
         )
@@ -348,7 +348,7 @@ async def missed_calls(
         order_id: int | None = None
         if filters.order:
             order = await session.scalar(
-                select(Order).where(Order.shop_id == shop_id, _order_named(filters.order)).limit(1)
+                select(Order).where(Order.shop_id == shop_id, order_named(filters.order)).limit(1)
             )
             if order is None:
                 return Page([], None)
@@ -381,7 +381,7 @@ async def missed_calls(
     return Page(rows, page.next_cursor)
 
 
-def _order_named(text: str) -> ColumnElement[bool]:
+def order_named(text: str) -> ColumnElement[bool]:
     """An order by its name ("#1001", or a custom one) or by its number ("1001")."""
     number = _ORDER_NUMBER.fullmatch(text)
     if number is None:
@@ -390,7 +390,7 @@ def _order_named(text: str) -> ColumnElement[bool]:
 
 
 def _order_ids(shop_id: int, name: str) -> Select[tuple[int]]:
-    return select(Order.id).where(Order.shop_id == shop_id, _order_named(name))
+    return select(Order.id).where(Order.shop_id == shop_id, order_named(name))
 
 
 async def _with_order_refs(
@@ -524,3 +524,33 @@ class ReportDesk:
         if shop is None:
             raise LookupError(f"no shop {shop_id}")
         return shop
+
+
+# Seed 003's names of an order's statuses, from Shopify's values as our orders keep them.
+PAYMENT_STATUS_NAMES = {
+    "paid": "Paid",
+    "pending": "Unpaid",
+    "authorized": "Unpaid (authorized)",
+    "partially_paid": "Partially paid",
+    "partially_refunded": "Partially refunded",
+    "refunded": "Refunded",
+    "voided": "Voided",
+}
+FULFILLMENT_STATUS_NAMES = {
+    "fulfilled": "Fulfilled",
+    "partial": "Partially fulfilled",
+    "restocked": "Restocked",
+    "": "Unfulfilled",
+}
+
+
+def status_names(order: Order) -> dict[str, str]:
+    """The order, payment and fulfilment status of `order` as seed 003 names them."""
+    return {
+        "order": "Cancelled" if order.cancelled_at is not None else "Open",
+        "payment": PAYMENT_STATUS_NAMES.get(order.financial_status, order.financial_status)
+        or "Unknown",
+        "fulfillment": FULFILLMENT_STATUS_NAMES.get(
+            order.fulfillment_status, order.fulfillment_status
+        ),
+    }
