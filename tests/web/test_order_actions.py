@@ -261,3 +261,17 @@ async def test_another_shops_key_acts_on_nothing_of_this_shop(client, db, shopif
     status, _ = await post(client, "not-a-key", "1001/cancel", {"reason": "CUSTOMER"})
     assert status == 401
     assert shopify.cancellations == [] and await timeline(db, 1001, shop_id) == []
+
+
+async def test_a_shop_not_connected_to_shopify_is_refused(client, db, shopify, clock):
+    response = await client.post(
+        "/api/v1/shops",
+        json={"domain": "unconnected.myshopify.com"},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    body = await response.json()
+    await add_orders(db, shopify, DOMAIN, body["shop"]["id"], clock.now())
+    status, refused = await post(client, body["api_key"], "1001/cancel", {"reason": "STAFF"})
+    assert status == 409 and refused["error"]["fields"][0]["field"] == "shop"
+    assert "not connected to Shopify" in refused["error"]["message"]
+    assert shopify.cancellations == []
