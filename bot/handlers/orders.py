@@ -18,7 +18,6 @@ from bot.keyboards import OrderTap, rows_keyboard
 from flows.orders import reports
 from flows.orders.actions import (
     CANCEL_REASONS,
-    DELIVERED_STATUSES,
     ActionFailed,
     ActionRefused,
     Done,
@@ -124,12 +123,13 @@ async def ask_refund(
     order = await _order(query, link, merchant_orders, callback_data.number)
     if order is None or query.message is None:
         return
-    if order.fulfillment_status in DELIVERED_STATUSES:
-        try:
-            plan_refund(order, no_return=True)
-        except ActionRefused as exc:
+    try:
+        plan = plan_refund(order)
+    except ActionRefused as exc:
+        if exc.field != "returned":
             await query.message.answer(REFUSED.format(rule=exc.message))
             return
+        # Delivered: the merchant says whether the return arrived, or refunds without one.
         how = [
             ("Return arrived", OrderTap(number=order.number, action="refund_how", value=RETURNED)),
             (
@@ -141,7 +141,7 @@ async def ask_refund(
             ASK_RETURN.format(name=order.name), reply_markup=rows_keyboard([how])
         )
         return
-    await _plan_refund(query.message, order, "")
+    await _confirm(query.message, plan.summary(order.name), order.number, "do_refund", "")
 
 
 async def confirm_refund(

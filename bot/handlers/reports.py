@@ -15,6 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
@@ -64,7 +65,7 @@ CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
         "status": ("confirmed", "cancelled", "callback_requested", "pending", "unverified")
     },
     "calls": {"direction": reports.CALL_DIRECTIONS, "input": ("1", "2", "3")},
-    "messages": {"status": ("queued", "sent", "delivered", "failed")},
+    "messages": {"status": ("queued", "sent", "delivered", "read", "undelivered", "failed")},
     "missedcalls": {},
 }
 # A typed search is a phone when it has this many digits or starts with "+".
@@ -315,10 +316,10 @@ async def _render(
     filters = await _filters(link, report_desk, current, **paging)
     result = await report.query(report_desk.db, link.shop_id, filters)
     page = result.page if isinstance(result, reports.OrderReport) else result
-    lines = [
-        f"{report.title} of {link.shop_name}, "
-        f"{filters.since:%Y-%m-%d %H:%M} – {filters.until:%Y-%m-%d %H:%M} UTC"
-    ]
+    zone = ZoneInfo(await report_desk.zone(link.shop_id))
+    since, until = filters.since.astimezone(zone), filters.until.astimezone(zone)
+    period = f"{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} ({zone.key})"
+    lines = [f"{report.title} of {link.shop_name}, {period}"]
     if current["params"]:
         lines.append("Filters: " + ", ".join(f"{k} {v}" for k, v in current["params"].items()))
     if isinstance(result, reports.OrderReport):

@@ -515,8 +515,12 @@ class ReportDesk:
 
     async def daily(self, shop_id: int) -> tuple[str, list[DayCount]]:
         """The shop's time zone and its `daily_outcomes`."""
-        zone = shop_zone(await self._shop(shop_id))
+        zone = await self.zone(shop_id)
         return zone, await daily_outcomes(self.db, shop_id, zone, self.clock.now())
+
+    async def zone(self, shop_id: int) -> str:
+        """The shop's IANA time zone, the one its reports' days are in."""
+        return shop_zone(await self._shop(shop_id))
 
     async def _shop(self, shop_id: int) -> Shop:
         async with self.db.sessions() as session:

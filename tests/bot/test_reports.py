@@ -98,7 +98,7 @@ async def test_orders_report_filters_pages_and_totals_and_an_over_7_day_range_is
 
     await telegram.type(OWNER, "/orders")
     text = telegram.chat(OWNER).texts[-1]
-    assert text.startswith("Orders of demo")
+    assert text.startswith("Orders of demo, 2025-12-29 14:30 – 2026-01-05 14:30 (Asia/Kolkata)")
     assert "Total 13 · confirmed 6 · cancelled 3 · callback requested 1 · pending 3" in text
     first_page = order_lines(text)
     assert len(first_page) == reports.PAGE_SIZE and "#900" not in text and "#5001" not in text
