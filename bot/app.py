@@ -15,6 +15,7 @@ import logging
 import secrets
 from typing import Any
 
+import aiohttp
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -28,8 +29,12 @@ from bot.handlers.fallback import COMMANDS
 from bot.middlewares import ChatLinkMiddleware
 from clock import Clock
 from flows.channels.account_desk import AccountDesk
+from flows.orders.actions import MerchantOrders
+from flows.orders.reports import ReportDesk
 from flows.shops.bot_links import ChatLinks
+from providers.shopify.admin import ShopifyAdmin
 from settings import Settings
+from storage.crypto import SecretBox
 from storage.db import Database
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,9 +74,19 @@ class MerchantBot:
         self.secret_token = webhook_secret(settings.secret_key())
         storage, isolation = fsm_storage(db, clock, redis)
         links = ChatLinks(db, clock)
+        # Shopify's client for the merchant's order actions, on a session of the bot's own.
+        self.shopify_http = aiohttp.ClientSession()
+        shopify = ShopifyAdmin(
+            self.shopify_http, settings.shopify.admin_url, settings.shopify.api_version
+        )
         # What handlers are given by name: the use cases they call.
         self.dispatcher = Dispatcher(
-            storage=storage, events_isolation=isolation, links=links, accounts=accounts
+            storage=storage,
+            events_isolation=isolation,
+            links=links,
+            accounts=accounts,
+            report_desk=ReportDesk(db, clock),
+            merchant_orders=MerchantOrders(db, clock, SecretBox(settings.secret_keys()), shopify),
         )
         self.dispatcher.update.outer_middleware(ChatLinkMiddleware(links))
         self.dispatcher.include_router(root_router())
@@ -111,3 +126,4 @@ class MerchantBot:
 
     async def close(self) -> None:
         await self.bot.session.close()
+        await self.shopify_http.close()

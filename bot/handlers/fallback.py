@@ -23,6 +23,11 @@ COMMANDS = {
     "status": "the shop's install status and what is missing",
     "invite": "a one-time code that links an agent's chat (owner)",
     "agents": "the shop's agents, and removing them (owner)",
+    "orders": "orders with their totals, filters, CSV and the 7-day chart",
+    "calls": "verification calls",
+    "messages": "SMS and WhatsApp messages",
+    "missedcalls": "missed calls and their orders",
+    "order": "an order's card (/order 1001): statuses, timeline, cancel and refund",
     "cancel": "stop what you are doing",
 }
 

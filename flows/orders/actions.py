@@ -1,4 +1,5 @@
-"""Acting on a Shopify order: tag it, untag it, cancel it (refunding what was paid).
+"""Acting on a Shopify order: tag it, untag it, cancel it (refunding what was paid); and the
+merchant's cancel and refund with seed 003's rules.
 
 Each action is a durable job queued in the caller's transaction under a key per intention, so
 one intention is done once however often it is asked for. The job calls Shopify, then records
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.jobs import provider_failure
+from flows.orders.reports import order_named
 from providers.base import ProviderError
 from providers.shopify.admin import ShopifyAdmin
 from storage.crypto import SecretBox
@@ -265,3 +269,249 @@ def _mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {sorted(MODES)}")
     return mode
+
+
+# The merchant's own actions (seed 003): cancel and refund, asked for in the bot or the admin
+# API, carried out at once (the merchant waits for Shopify's answer) and put on the timeline
+# with mode "merchant" and who asked.
+
+CANCEL_REASONS = ("CUSTOMER", "DECLINED", "FRAUD", "INVENTORY", "STAFF", "OTHER")
+# Money was taken, and not all of it given back.
+REFUNDABLE_STATUSES = frozenset({"paid", "partially_paid", "partially_refunded"})
+# Shipped to the customer, in whole or in part: our orders record no delivery events, so a
+# fulfilment is taken as the goods being with the customer.
+DELIVERED_STATUSES = frozenset({"fulfilled", "partial"})
+
+
+class ActionRefused(ValueError):
+    """Seed 003's rules refuse the action; `field` names the input, `message` the rule."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ActionFailed(RuntimeError):
+    """Shopify refused or failed the action (recorded on the order's timeline)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one merchant request does to an order; the summary shown before confirming."""
+
+    cancel: bool
+    refund: bool
+    reason: str
+    amount: str
+    currency: str
+    restock: bool
+    notify_customer: bool = False
+
+    def summary(self, name: str) -> str:
+        if self.cancel and self.refund:
+            what = f"Cancel {name} and refund {self.amount} {self.currency}"
+        elif self.cancel:
+            what = f"Cancel {name} without refund"
+        else:
+            what = f"Refund {self.amount} {self.currency} of {name}"
+        details = [f"reason {self.reason}"]
+        if self.cancel:
+            details.append("items restocked" if self.restock else "items not restocked")
+        details.append("customer notified" if self.notify_customer else "customer not notified")
+        return f"{what} ({', '.join(details)})."
+
+
+@dataclass(frozen=True)
+class Done:
+    """An action Shopify carried out, and the order's statuses it reported afterwards."""
+
+    plan: Plan
+    financial_status: str
+    cancelled: bool
+
+
+def plan_cancel(
+    order: Order,
+    *,
+    reason: str,
+    refund: bool | None = None,
+    restock: bool = True,
+    notify_customer: bool = False,
+) -> Plan:
+    """Seed 003's cancel: the whole order, only if not delivered, for one of Shopify's reasons;
+    a paid order is refunded in the same step unless `refund` is False, an unpaid one never."""
+    if order.cancelled_at is not None:
+        raise ActionRefused("name", "the order is cancelled already")
+    if order.fulfillment_status in DELIVERED_STATUSES:
+        raise ActionRefused(
+            "name",
+            "a delivered order is not cancelled (only orders not delivered are); "
+            "refund it once the return arrived",
+        )
+    if reason not in CANCEL_REASONS:
+        raise ActionRefused("reason", f"must be one of: {', '.join(CANCEL_REASONS)}")
+    paid = order.financial_status in REFUNDABLE_STATUSES
+    if refund and not paid:
+        raise ActionRefused(
+            "refund", "an unpaid order is cancelled without refund: there is nothing to refund"
+        )
+    return Plan(
+        cancel=True,
+        refund=paid if refund is None else refund,
+        reason=reason,
+        amount=order.total_amount,
+        currency=order.currency,
+        restock=restock,
+        notify_customer=notify_customer,
+    )
+
+
+def plan_refund(
+    order: Order,
+    *,
+    returned: bool = False,
+    no_return: bool = False,
+    reason: str = "CUSTOMER",
+    notify_customer: bool = False,
+) -> Plan:
+    """Seed 003's refund: only a paid order. Delivered: once the return arrived (`returned`),
+    or without a return when the merchant says so (`no_return`). Paid and not delivered: the
+    order is cancelled and refunded in one step."""
+    if order.financial_status not in REFUNDABLE_STATUSES:
+        raise ActionRefused(
+            "name",
+            "only a paid order is refunded; an unpaid order is cancelled without refund",
+        )
+    delivered = order.fulfillment_status in DELIVERED_STATUSES
+    if delivered and not (returned or no_return):
+        raise ActionRefused(
+            "returned",
+            "a delivered order is refunded after its return arrived (returned) "
+            "or without a return when you say so (no_return)",
+        )
+    if not delivered and order.cancelled_at is None:
+        return plan_cancel(order, reason=reason, refund=True, notify_customer=notify_customer)
+    if reason not in CANCEL_REASONS:
+        raise ActionRefused("reason", f"must be one of: {', '.join(CANCEL_REASONS)}")
+    return Plan(
+        cancel=False,
+        refund=True,
+        reason=reason,
+        amount=order.total_amount,
+        currency=order.currency,
+        restock=False,
+        notify_customer=notify_customer,
+    )
+
+
+class MerchantOrders:
+    """Cancel and refund as the merchant asks for them: the bot's and the admin API's one use
+    case. `by` is who asked (a chat's user, or "api")."""
+
+    def __init__(self, db: Database, clock: Clock, box: SecretBox, shopify: ShopifyAdmin) -> None:
+        self.db = db
+        self.clock = clock
+        self.box = box
+        self.shopify = shopify
+
+    async def find(self, shop_id: int, name: str) -> Order | None:
+        async with self.db.sessions() as session:
+            return await session.scalar(
+                select(Order)
+                .where(Order.shop_id == shop_id, order_named(name))
+                .order_by(Order.placed_at.desc(), Order.id.desc())
+                .limit(1)
+            )
+
+    async def cancel(self, shop_id: int, name: str, *, by: str, **choices: Any) -> Done:
+        """`plan_cancel`'s choices; ActionRefused, LookupError (no such order), ActionFailed."""
+        order = await self._order(shop_id, name)
+        return await self.carry_out(order, plan_cancel(order, **choices), by)
+
+    async def refund(self, shop_id: int, name: str, *, by: str, **choices: Any) -> Done:
+        """`plan_refund`'s choices; ActionRefused, LookupError (no such order), ActionFailed."""
+        order = await self._order(shop_id, name)
+        return await self.carry_out(order, plan_refund(order, **choices), by)
+
+    async def carry_out(self, order: Order, plan: Plan, by: str) -> Done:
+        shop, token = await installed_shop(self.db, self.box, order.shop_id)
+        if shop is None or not token:
+            raise ActionRefused("shop", "the shop is not connected to Shopify (no access token)")
+        note = f"{'Cancelled' if plan.cancel else 'Refunded'} by {by} through ordertalk"
+        detail: dict[str, Any] = {
+            "by": by,
+            "reason": plan.reason,
+            "refund": plan.refund,
+            "amount": plan.amount if plan.refund else None,
+            "currency": plan.currency,
+        }
+        try:
+            if plan.cancel:
+                detail["restock"] = plan.restock
+                await self.shopify.cancel_order(
+                    shop.domain,
+                    token,
+                    order.shopify_order_id,
+                    reason=plan.reason,
+                    refund=plan.refund,
+                    restock=plan.restock,
+                    notify_customer=plan.notify_customer,
+                    staff_note=note,
+                )
+            else:
+                detail["refund_id"] = await self.shopify.refund_order(
+                    shop.domain,
+                    token,
+                    order.shopify_order_id,
+                    amount=plan.amount,
+                    currency=plan.currency,
+                    note=note,
+                    notify=plan.notify_customer,
+                )
+            after = await self.shopify.get_order(shop.domain, token, order.shopify_order_id)
+        except ProviderError as exc:
+            await self._record(order, "shopify_action_failed", detail | {"error": str(exc)[:500]})
+            raise ActionFailed(f"Shopify did not do it: {exc}") from exc
+        financial = str((after or {}).get("financial_status") or order.financial_status)
+        cancelled = plan.cancel or order.cancelled_at is not None
+        detail["financial_status"] = financial
+        kind = "order_cancelled" if plan.cancel else "order_refunded"
+        await self._record(order, kind, detail, financial=financial, cancelled=plan.cancel)
+        return Done(plan, financial, cancelled)
+
+    async def _order(self, shop_id: int, name: str) -> Order:
+        order = await self.find(shop_id, name)
+        if order is None:
+            raise LookupError(f"no order {name} in this shop")
+        return order
+
+    async def _record(
+        self,
+        order: Order,
+        kind: str,
+        detail: dict[str, Any],
+        *,
+        financial: str | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            stored = await session.get(Order, order.id)
+            if stored is None:
+                return
+            if financial is not None:
+                stored.financial_status = financial
+            if cancelled:
+                stored.cancelled_at = stored.cancelled_at or now
+            stored.updated_at = now
+            session.add(
+                Activity(
+                    shop_id=stored.shop_id,
+                    order_id=stored.id,
+                    kind=kind,
+                    mode="merchant",
+                    detail=detail,
+                    created_at=now,
+                )
+            )

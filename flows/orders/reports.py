@@ -13,17 +13,19 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
+from clock import Clock
+from flows.shops.config import shop_zone
 from providers.shopify.orders import normalize_phone
 from storage.db import Database
-from storage.models import Activity, Call, Message, MissedCall, Order
+from storage.models import Activity, Call, Message, MissedCall, Order, Shop
 
 MAX_RANGE = timedelta(days=7)
 DEFAULT_LIMIT = 50
@@ -250,7 +252,7 @@ async def orders(db: Database, shop_id: int, filters: Filters) -> OrderReport:
     if filters.customer:
         conditions.append(Order.phone == filters.customer)
     if filters.order:
-        conditions.append(_order_named(filters.order))
+        conditions.append(order_named(filters.order))
     if filters.status:
         conditions.append(Order.verification_status == filters.status)
     async with db.sessions() as session:
@@ -276,7 +278,7 @@ async def order_card(db: Database, shop_id: int, name: str) -> OrderCard | None:
     async with db.sessions() as session:
         order = await session.scalar(
             select(Order)
-            .where(Order.shop_id == shop_id, _order_named(name))
+            .where(Order.shop_id == shop_id, order_named(name))
             .order_by(Order.placed_at.desc(), Order.id.desc())
             .limit(1)
         )
@@ -346,7 +348,7 @@ async def missed_calls(
         order_id: int | None = None
         if filters.order:
             order = await session.scalar(
-                select(Order).where(Order.shop_id == shop_id, _order_named(filters.order)).limit(1)
+                select(Order).where(Order.shop_id == shop_id, order_named(filters.order)).limit(1)
             )
             if order is None:
                 return Page([], None)
@@ -379,7 +381,7 @@ async def missed_calls(
     return Page(rows, page.next_cursor)
 
 
-def _order_named(text: str) -> ColumnElement[bool]:
+def order_named(text: str) -> ColumnElement[bool]:
     """An order by its name ("#1001", or a custom one) or by its number ("1001")."""
     number = _ORDER_NUMBER.fullmatch(text)
     if number is None:
@@ -388,7 +390,7 @@ def _order_named(text: str) -> ColumnElement[bool]:
 
 
 def _order_ids(shop_id: int, name: str) -> Select[tuple[int]]:
-    return select(Order.id).where(Order.shop_id == shop_id, _order_named(name))
+    return select(Order.id).where(Order.shop_id == shop_id, order_named(name))
 
 
 async def _with_order_refs(
@@ -425,3 +427,134 @@ def _page(rows: Sequence[T], limit: int, position: Callable[[T], tuple[datetime,
         return Page(list(rows), None)
     kept = list(rows[:limit])
     return Page(kept, encode_cursor(*position(kept[-1])))
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """One shop day's orders by how their verification ended."""
+
+    day: date
+    confirmed: int
+    cancelled: int
+    unverified: int
+
+
+CHART_STATUSES = ("confirmed", "cancelled", "unverified")
+
+
+async def daily_outcomes(db: Database, shop_id: int, zone: str, now: datetime) -> list[DayCount]:
+    """The last 7 shop days up to today (oldest first): orders placed each day that were
+    confirmed, cancelled or left unverified."""
+    local_zone = ZoneInfo(zone)
+    today = now.astimezone(local_zone).date()
+    days = [today - timedelta(days=back) for back in range(6, -1, -1)]
+    since = datetime.combine(days[0], time.min, local_zone).astimezone(UTC)
+    async with db.sessions() as session:
+        rows = (
+            await session.execute(
+                select(Order.placed_at, Order.verification_status).where(
+                    Order.shop_id == shop_id,
+                    Order.placed_at >= since,
+                    Order.placed_at <= now,
+                    Order.verification_status.in_(CHART_STATUSES),
+                )
+            )
+        ).all()
+    counts = {day: dict.fromkeys(CHART_STATUSES, 0) for day in days}
+    for placed_at, status in rows:
+        day = placed_at.astimezone(local_zone).date()
+        if day in counts:
+            counts[day][status] += 1
+    return [DayCount(day, **counts[day]) for day in days]
+
+
+async def every_row(
+    query: Callable[[Database, int, Filters], Awaitable[Any]],
+    db: Database,
+    shop_id: int,
+    filters: Filters,
+) -> list[Any]:
+    """Every row of a report's range and filters, newest first, from its first page on (an
+    export: the range is at most seven days)."""
+    found: list[Any] = []
+    after = None
+    while True:
+        result = await query(db, shop_id, replace(filters, limit=MAX_LIMIT, after=after))
+        page = result.page if isinstance(result, OrderReport) else result
+        found += page.rows
+        if page.next_cursor is None:
+            return found
+        after = decode_cursor(page.next_cursor)
+
+
+class ReportDesk:
+    """The reports of a shop for a caller that holds raw filters (the merchant bot): the
+    shop's country and time zone and the clock's now read them, as the admin API does."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def filters(
+        self,
+        shop_id: int,
+        params: Mapping[str, str],
+        accepted: frozenset[str],
+        statuses: Collection[str] | None = None,
+    ) -> Filters:
+        """`parse_filters` for the shop; FilterError as it raises it."""
+        shop = await self._shop(shop_id)
+        return parse_filters(
+            params,
+            accepted,
+            country=shop.country,
+            zone=shop_zone(shop),
+            now=self.clock.now(),
+            statuses=statuses,
+        )
+
+    async def daily(self, shop_id: int) -> tuple[str, list[DayCount]]:
+        """The shop's time zone and its `daily_outcomes`."""
+        zone = await self.zone(shop_id)
+        return zone, await daily_outcomes(self.db, shop_id, zone, self.clock.now())
+
+    async def zone(self, shop_id: int) -> str:
+        """The shop's IANA time zone, the one its reports' days are in."""
+        return shop_zone(await self._shop(shop_id))
+
+    async def _shop(self, shop_id: int) -> Shop:
+        async with self.db.sessions() as session:
+            shop = await session.get(Shop, shop_id)
+        if shop is None:
+            raise LookupError(f"no shop {shop_id}")
+        return shop
+
+
+# Seed 003's names of an order's statuses, from Shopify's values as our orders keep them.
+PAYMENT_STATUS_NAMES = {
+    "paid": "Paid",
+    "pending": "Unpaid",
+    "authorized": "Unpaid (authorized)",
+    "partially_paid": "Partially paid",
+    "partially_refunded": "Partially refunded",
+    "refunded": "Refunded",
+    "voided": "Voided",
+}
+FULFILLMENT_STATUS_NAMES = {
+    "fulfilled": "Fulfilled",
+    "partial": "Partially fulfilled",
+    "restocked": "Restocked",
+    "": "Unfulfilled",
+}
+
+
+def status_names(order: Order) -> dict[str, str]:
+    """The order, payment and fulfilment status of `order` as seed 003 names them."""
+    return {
+        "order": "Cancelled" if order.cancelled_at is not None else "Open",
+        "payment": PAYMENT_STATUS_NAMES.get(order.financial_status, order.financial_status)
+        or "Unknown",
+        "fulfillment": FULFILLMENT_STATUS_NAMES.get(
+            order.fulfillment_status, order.fulfillment_status
+        ),
+    }

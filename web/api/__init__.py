@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.api import accounts, conversations, data_requests, openapi, reports, shops
+from web.api import accounts, conversations, data_requests, openapi, orders, reports, shops
 
 PREFIX = "/api/v1"
 
@@ -22,6 +22,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/shop/setup", accounts.setup)
     app.router.add_get(f"{PREFIX}/orders", reports.list_orders)
     app.router.add_get(f"{PREFIX}/orders/{{name}}", reports.order_card)
+    app.router.add_post(f"{PREFIX}/orders/{{name}}/cancel", orders.cancel)
+    app.router.add_post(f"{PREFIX}/orders/{{name}}/refund", orders.refund)
     app.router.add_get(f"{PREFIX}/calls", reports.list_calls)
     app.router.add_get(f"{PREFIX}/messages", reports.list_messages)
     app.router.add_get(f"{PREFIX}/missed-calls", reports.list_missed_calls)

@@ -19,6 +19,7 @@ from flows.channels.accounts import (
 from flows.orders import reports
 from flows.shops.settings import ShopSettings
 from web.api.conversations import PHONE_PATTERN, ConsentChange, ThreadReply
+from web.api.orders import CancelOrder, RefundOrder
 from web.api.shops import CreateShop
 
 ACCOUNT_INPUTS = (
@@ -34,7 +35,8 @@ REF = "#/components/schemas/{model}"
 
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in (ShopSettings, CreateShop, ConsentChange, ThreadReply, *ACCOUNT_INPUTS):
+    models = (ShopSettings, CreateShop, ConsentChange, ThreadReply, CancelOrder, RefundOrder)
+    for model in (*models, *ACCOUNT_INPUTS):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -109,6 +111,20 @@ def _schemas() -> dict[str, Any]:
             },
             "api_key": {"type": "string", "description": "shown once; stored hashed"},
             "bot_link_code": {"type": "string", "description": "one-time, 24 h"},
+        },
+    }
+    schemas["OrderActionResult"] = {
+        "type": "object",
+        "properties": {
+            "cancelled": {"type": "boolean"},
+            "refunded": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "amount": {"type": ["string", "null"]},
+            "currency": {"type": "string"},
+            "financial_status": {
+                "type": "string",
+                "description": "as Shopify reports it after the action",
+            },
         },
     }
     schemas.update(_report_schemas())
@@ -575,6 +591,30 @@ def _report(summary: str, schema: str, *filters: Any) -> dict[str, Any]:
     }
 
 
+def _order_action(summary: str, body: str) -> dict[str, Any]:
+    """A merchant action on one order; refused by the rules: 409 naming the rule."""
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"shopKey": []}],
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "description": "the order number (1001) or name (#1001, url-encoded)",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {"required": True, **_json(body)},
+            "responses": {
+                "200": {"description": "done by Shopify", **_json("OrderActionResult")},
+                **_errors(400, 401, 404, 409, 422, 502),
+            },
+        }
+    }
+
+
 def _json(schema: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": REF.format(model=schema)}}}}
 
@@ -730,6 +770,17 @@ def build() -> dict[str, Any]:
                     },
                 }
             },
+            "/orders/{name}/cancel": _order_action(
+                "Cancel the whole order (seed 003): only if not delivered; a paid order is "
+                "refunded in the same step, an unpaid one cancelled without refund",
+                "CancelOrder",
+            ),
+            "/orders/{name}/refund": _order_action(
+                "Refund a paid order (seed 003): not delivered, it is cancelled and refunded in "
+                "one step; delivered, only once the return arrived or without a return when "
+                "you say so",
+                "RefundOrder",
+            ),
             "/calls": _report(
                 "Verification calls, newest first",
                 "CallList",
