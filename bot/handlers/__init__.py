@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import agents, errors, fallback, link, status
+from bot.handlers import agents, errors, fallback, link, settings, status
 
 
 def root_router() -> Router:
     root = Router(name="merchant")
     root.include_routers(
-        link.router(), agents.router(), status.router(), fallback.router(), errors.router()
+        link.router(),
+        agents.router(),
+        status.router(),
+        settings.router(),
+        fallback.router(),
+        errors.router(),
     )
     return root
