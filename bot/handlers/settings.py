@@ -62,6 +62,7 @@ NOT_SAVED = "Not saved:\n{problems}"
 SAVED = "Saved."
 CONNECTED = "Connected: the {provider} account carries {channels}."
 REFUSED = "The {provider} account was not connected:\n{problems}"
+TAP_INSTEAD = "Tap a value of the page to change it, or Save; /cancel stops."
 GONE = "That is no longer on the page: here it is again."
 
 
@@ -79,6 +80,7 @@ def router() -> Router:
     router.message.register(owner_only, Command("settings"), Linked())
     router.message.register(value_typed, SettingsSteps.value, owner, *typed)
     router.message.register(account_typed, SettingsSteps.account, owner, *typed)
+    router.message.register(tap_instead, SettingsSteps.page, owner, *typed)
     router.callback_query.register(
         tapped, SettingsAction.filter(), owner, StateFilter(SettingsSteps)
     )
@@ -93,6 +95,10 @@ async def owner_only(message: Message) -> None:
 
 async def owner_only_button(query: CallbackQuery) -> None:
     await query.answer(OWNER_ONLY, show_alert=True)
+
+
+async def tap_instead(message: Message) -> None:
+    await message.answer(TAP_INSTEAD)
 
 
 async def start(

@@ -9,12 +9,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from bot.fsm import FSM_PREFIX
 from bot.handlers import settings as conversation
 from bot.keyboards import FINISH, SettingsAction
 from flows.shops import onboarding
+from main import open_resources
 from providers.sandbox.exotel import FakeExotel
 from storage.models import BotState, ProviderAccount, Shop
-from tests.bot.conftest import NewShop, bot_settings
+from tests.bot.conftest import NewShop, Webhook, bot_settings
 from tests.fakes.ringcentral import FakeRingCentral
 from tests.fakes.telegram import ChatMessage
 
@@ -41,13 +43,37 @@ async def ringcentral(clock):
     await fake.close()
 
 
-@pytest.fixture
-def settings(database_url, telegram, port, exotel, ringcentral):
-    providers = {
+def fakes_at(exotel, ringcentral) -> dict[str, dict[str, str]]:
+    return {
         "exotel": {"api_url": exotel.base_url},
         "ringcentral": {"api_url": ringcentral.base_url},
     }
-    return bot_settings(database_url, telegram, port, providers=providers)
+
+
+@pytest.fixture
+def settings(database_url, telegram, port, exotel, ringcentral):
+    return bot_settings(database_url, telegram, port, providers=fakes_at(exotel, ringcentral))
+
+
+async def clear_fsm(redis) -> None:
+    async for key in redis.scan_iter(f"{FSM_PREFIX}:*"):
+        await redis.delete(key)
+
+
+@pytest.fixture
+async def redis_res(database_url, telegram, port, clock, redis, redis_url, exotel, ringcentral):
+    """Resources whose bot keeps its conversations in Redis."""
+    await clear_fsm(redis)
+    settings = bot_settings(
+        database_url,
+        telegram,
+        port,
+        providers=fakes_at(exotel, ringcentral),
+        redis={"url": redis_url},
+    )
+    async with open_resources(settings, clock) as resources:
+        yield resources
+    await clear_fsm(redis)
 
 
 async def shop_with_token(res) -> NewShop:
@@ -112,6 +138,8 @@ async def test_the_whole_conversation_with_a_wrong_answer_on_each_page_ends_inst
     await owner.type("/settings")
     assert owner.last.text.startswith("Settings 1/6: Contact details")
     assert "Contact phone: (empty)" in owner.last.text
+    await owner.type("+919876543210")  # typed before a value was asked for
+    assert owner.last.text == conversation.TAP_INSTEAD
 
     # Contact details.
     rule = "must be + and 8 to 15 digits, e.g. +919876543210"
@@ -285,3 +313,33 @@ async def test_a_restart_in_the_middle_of_the_conversation_resumes_it(res, webho
     assert saved["contact_phone"] == "+919876543210"
     assert saved["verification"]["for_orders"] == "all"
     assert "demo: Partially installed" in owner.last.text
+
+
+async def test_a_restart_while_an_account_is_connected_resumes_it_from_redis(
+    redis_res, aiohttp_server, port, telegram, redis, ringcentral
+):
+    served = Webhook(aiohttp_server, redis_res, port)
+    await served.start()
+    try:
+        shop = await shop_with_token(redis_res)
+        owner = Owner(telegram)
+        await owner.type(f"/start {shop.code}")
+        await owner.type("/settings")
+        await owner.tap("Save and proceed")
+        await owner.tap("Save and proceed")
+        await owner.tap("Connect RingCentral")
+        await owner.type(ringcentral.client_id)
+        await owner.type(RC_NUMBER)
+        await owner.type(ringcentral.client_secret)
+        stored = [await redis.get(key) async for key in redis.scan_iter(f"{FSM_PREFIX}:*")]
+        assert stored and not any(ringcentral.client_secret.encode() in v for v in stored if v)
+        await served.restart()
+        await owner.type(ringcentral.jwt)
+        assert owner.texts[-2] == conversation.CONNECTED.format(
+            provider="RingCentral", channels="sms"
+        )
+        await owner.tap("Save and finish")
+    finally:
+        await served.stop()
+    assert "sms: shop ringcentral account" in owner.last.text
+    assert [key async for key in redis.scan_iter(f"{FSM_PREFIX}:*")] == []
