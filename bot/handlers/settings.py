@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
@@ -46,6 +47,7 @@ from flows.shops.bot_links import ChatLink
 from flows.shops.settings import FieldProblem, SettingsError, validate_settings
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OWNER_ONLY = "The settings are the owner's: only the shop's owner changes them, with /settings."
 HEADER = "Settings {number}/{count}: {title}"
@@ -125,34 +127,25 @@ async def tapped(
     if not 0 <= index < len(PAGES):
         await bot.send_message(link.chat_id, GONE)
         index = data["page"]
-    asks = PAGES[index].asks(draft)
-    if action in (ASK, PICK) and callback_data.item < len(asks):
-        ask = asks[callback_data.item]
-        if action == ASK:
-            await _ask(bot, link, state, index, callback_data.item, ask, draft)
-        elif callback_data.option < len(ask.choices):
-            value = ask.choices[callback_data.option][1]
-            await _answer(bot, link, state, accounts, index, callback_data.item, ask, value)
-        return
-    if action == PREV:
+    item, option = callback_data.item, callback_data.option
+    ask = _at(PAGES[index].asks(draft), item)
+    account = data.get("account")
+    account_ask = _at(ACCOUNT_ASKS[account["provider"]], item) if account else None
+    if action == ASK and ask is not None:
+        await _ask(bot, link, state, index, item, ask, draft)
+    elif action == PICK and ask is not None and (choice := _at(ask.choices, option)):
+        await _answer(bot, link, state, accounts, index, item, ask, choice[1])
+    elif action == PREV:
         await _go(bot, link, state, accounts, max(index - 1, 0), draft)
     elif action in (PROCEED, FINISH):
         await _save(bot, link, state, accounts, index, draft, finish=action == FINISH)
-    elif action == CONNECT and callback_data.option < len(ACCOUNT_ASKS):
-        provider = list(ACCOUNT_ASKS)[callback_data.option]
+    elif action == CONNECT and (provider := _at(list(ACCOUNT_ASKS), option)):
         await state.update_data(page=index, account={"provider": provider, "sealed": ""})
         await _ask_account(bot, link, state, accounts)
     elif action == PLATFORM:
-        await _connect_platform(bot, link, state, accounts, index, callback_data.option)
-    elif action == ACCOUNT_PICK and data.get("account"):
-        asks = ACCOUNT_ASKS[data["account"]["provider"]]
-        if callback_data.item < len(asks) and callback_data.option < len(
-            asks[callback_data.item].choices
-        ):
-            ask = asks[callback_data.item]
-            await _account_answer(
-                bot, link, state, accounts, ask, ask.choices[callback_data.option][1]
-            )
+        await _connect_platform(bot, link, state, accounts, index, option)
+    elif action == ACCOUNT_PICK and account_ask and (choice := _at(account_ask.choices, option)):
+        await _account_answer(bot, link, state, accounts, account_ask, choice[1])
     else:
         await bot.send_message(link.chat_id, GONE)
         await _go(bot, link, state, accounts, index, draft)
@@ -412,8 +405,9 @@ async def _connect_platform(
 ) -> None:
     data = await state.get_data()
     offers = (await desk.listing(link.shop_id))["platform"]
-    if option < len(offers):
-        provider = offers[option]["provider"]
+    offer = _at(offers, option)
+    if offer is not None:
+        provider = offer["provider"]
         try:
             connected = await desk.connect(link.shop_id, {"provider": provider, "platform": True})
         except AccountError as exc:
@@ -442,6 +436,11 @@ def _body(account: dict[str, Any], sealed: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _at(items: Sequence[T], index: int) -> T | None:
+    """The item at `index` of what a button was made from; None once it is gone."""
+    return items[index] if 0 <= index < len(items) else None
 
 
 def _names(problem: FieldProblem, path: str) -> bool:

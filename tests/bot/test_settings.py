@@ -44,7 +44,14 @@ async def ringcentral(clock):
 
 
 def fakes_at(exotel, ringcentral) -> dict[str, dict[str, str]]:
+    """Shops' own Exotel and RingCentral accounts are checked on the fakes; the platform
+    offers its Twilio (connected without a check)."""
     return {
+        "twilio": {
+            "account_sid": "AC" + "0" * 32,
+            "auth_token": "platform-token",
+            "sms_from": "+15005550001",
+        },
         "exotel": {"api_url": exotel.base_url},
         "ringcentral": {"api_url": ringcentral.base_url},
     }
@@ -273,6 +280,13 @@ async def test_an_account_is_connected_its_secrets_deleted_a_refused_one_asked_a
         (account,) = await session.scalars(select(ProviderAccount))
         (row,) = await session.scalars(select(BotState))
     assert account.provider == "ringcentral" and row.data["account"] is None
+
+    await owner.tap("Use the platform's Twilio (voice, sms)")
+    assert owner.texts[-2] == conversation.CONNECTED.format(
+        provider="Twilio", channels="voice, sms"
+    )
+    assert "voice: platform twilio account" in owner.last.text
+    assert "sms: shop ringcentral account" in owner.last.text
 
 
 async def test_an_agent_is_told_the_settings_are_the_owners(res, webhook, telegram):
