@@ -55,3 +55,56 @@ def rows_keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboardM
             *(InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in row)
         )
     return builder.as_markup()
+
+
+class SettingsAction(CallbackData, prefix="settings"):
+    """A tap in the `/settings` conversation: `page` it was shown on, `item` the value asked
+    (its index on the page, or in the account's fields), `option` the choice picked."""
+
+    action: str
+    page: int = 0
+    item: int = 0
+    option: int = 0
+
+
+ASK, PICK, PREV, PROCEED, FINISH = "ask", "pick", "prev", "proceed", "finish"
+CONNECT, PLATFORM, ACCOUNT_PICK = "connect", "platform", "account_pick"
+
+
+def settings_page_keyboard(
+    page: int, labels: list[str], *, first: bool, last: bool, accounts: list[tuple[str, str, int]]
+) -> InlineKeyboardMarkup:
+    """A button per value of the page (and per account to connect: (text, action, option)),
+    then Prev / Save and proceed / Save and finish."""
+    builder = InlineKeyboardBuilder()
+    for item, label in enumerate(labels):
+        builder.button(text=label, callback_data=SettingsAction(action=ASK, page=page, item=item))
+    for text, action, option in accounts:
+        builder.button(
+            text=text, callback_data=SettingsAction(action=action, page=page, option=option)
+        )
+    sizes = [2] * (len(labels) // 2) + [1] * (len(labels) % 2 + len(accounts))
+    navigation = []
+    if not first:
+        navigation.append(("« Prev", PREV))
+    if not last:
+        navigation.append(("Save and proceed »", PROCEED))
+    navigation.append(("Save and finish", FINISH))
+    for text, action in navigation:
+        builder.button(text=text, callback_data=SettingsAction(action=action, page=page))
+    builder.adjust(*sizes, len(navigation))
+    return builder.as_markup()
+
+
+def settings_choices_keyboard(
+    action: str, page: int, item: int, labels: list[str]
+) -> InlineKeyboardMarkup:
+    """One button per choice of a value."""
+    builder = InlineKeyboardBuilder()
+    for option, label in enumerate(labels):
+        builder.button(
+            text=label,
+            callback_data=SettingsAction(action=action, page=page, item=item, option=option),
+        )
+    builder.adjust(1)
+    return builder.as_markup()

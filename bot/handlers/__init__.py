@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import agents, errors, fallback, link, orders, reports, status
+from bot.handlers import agents, errors, fallback, link, orders, reports, settings, status
 
 
 def root_router() -> Router:
@@ -17,6 +17,7 @@ def root_router() -> Router:
         status.router(),
         reports.router(),
         orders.router(),
+        settings.router(),
         fallback.router(),
         errors.router(),
     )

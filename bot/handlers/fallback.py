@@ -21,6 +21,7 @@ STALE_BUTTON = "This button is no longer in use."
 COMMANDS = {
     "help": "what you can do here",
     "status": "the shop's install status and what is missing",
+    "settings": "the shop's settings and provider accounts, page by page (owner)",
     "invite": "a one-time code that links an agent's chat (owner)",
     "agents": "the shop's agents, and removing them (owner)",
     "orders": "orders with their totals, filters, CSV and the 7-day chart",

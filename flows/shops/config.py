@@ -39,6 +39,15 @@ def shop_zone(shop: Shop) -> str:
     return shop.timezone if is_zone(shop.timezone) else "UTC"
 
 
+async def editing(db: Database, shop_id: int) -> tuple[dict[str, Any], str]:
+    """The stored settings document, to be changed and saved whole, and the shop's country
+    (the rules for shops in India depend on it)."""
+    async with db.sessions() as session:
+        shop = await session.get(Shop, shop_id)
+        assert shop is not None
+        return stored(shop).document(), shop.country
+
+
 async def problems(session: AsyncSession, shop: Shop, box: SecretBox) -> list[FieldProblem]:
     """What the shop still lacks to be `installed`."""
     has_token = bool(read_secrets(shop, box).get("shopify_access_token"))
