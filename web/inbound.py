@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from flows.channels.provider_events import EVENT_JOB, event_payload
-from flows.conversations.consent import OPTED_IN, OPTED_OUT
+from flows.conversations.consent import OPTED_IN, OPTED_OUT, line_of
 from flows.conversations.keywords import Keyword, classify
 from providers.events import Event, InboundMessage
 from storage.inbox import Accepted, Delivery
@@ -30,7 +30,7 @@ async def accept_event(request: web.Request, event: Event, shop_id: int | None =
     """Store one provider event for its job; `shop_id` None when the account is the platform's."""
     consent = None
     if isinstance(event, InboundMessage):
-        line = f"{event.provider}:platform" if shop_id is None else f"shop:{shop_id}"
+        line = line_of(event.provider, shop_id)
         consent = keyword_consent(event, line)
         payload = inbound_payload(event, line, request.app[clock_key].now())
     else:

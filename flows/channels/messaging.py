@@ -27,8 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows.channels.accounts import AccountWaiting
-from flows.conversations.consent import CONSENT_REPLY, opted_out
+from flows.channels.accounts import PLATFORM, AccountWaiting
+from flows.conversations.consent import CONSENT_REPLY, line_of, opted_out
 from flows.jobs import provider_failure
 from flows.verification.customer_keys import CustomerKeys
 from metrics import Metrics
@@ -310,7 +310,7 @@ class MessageSender:
         async with self.db.transaction() as session:
             message = await session.get(Message, message_id)
             # A keyword on the platform's shared number binds every shop sending from it.
-            platform_line = f"{route.provider}:platform" if route.account == "platform" else None
+            platform_line = line_of(route.provider, None) if route.account == PLATFORM else None
             if not consent_reply and await opted_out(
                 session, message.shop_id, message.to_phone, message.channel, platform_line
             ):

@@ -17,21 +17,15 @@ from datetime import datetime
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flows.conversations.consent import PLATFORM
 from flows.conversations.router import Conversation
 from flows.verification.flow import ANSWERABLE
 from flows.verification.runtime import Context, Verifier, postback_verification
 from providers.events import InboundMessage
 from storage.models import Message, Order, PendingChoice, Verification
 
-PLATFORM = "platform"
 # How many of the latest messages to the phone on the line are read to find their shops.
 _RECENT = 50
-
-
-def line_of(provider: str, shop_id: int | None) -> str:
-    """The line a message came in on: a shop's own account, else the provider's platform
-    account (`shop_id` None), which shops share."""
-    return f"shop:{shop_id}" if shop_id is not None else f"{provider}:{PLATFORM}"
 
 
 def same_number(sent_from: str, to: str) -> bool:

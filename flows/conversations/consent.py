@@ -18,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import Consent, ConsentEvent, LineConsent
 
 OPTED_IN, OPTED_OUT = "opted_in", "opted_out"
+PLATFORM = "platform"
 CONSENT_REPLY = "consent_reply"
+
+
+def line_of(provider: str, shop_id: int | None) -> str:
+    """The line a message comes in or goes out on: a shop's own account ("shop:{id}"), else
+    the provider's platform account (`shop_id` None), whose numbers shops share."""
+    return f"shop:{shop_id}" if shop_id is not None else f"{provider}:{PLATFORM}"
 
 
 async def record(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.channels.messaging import queue_message
 from flows.conversations import attribution, router, threads
+from flows.conversations.consent import PLATFORM, line_of
 from flows.conversations.replies import answer_keyword
 from flows.conversations.router import Conversation, State
 from flows.shops import config as shop_config
@@ -46,7 +47,7 @@ class Conversations:
         inbound = attribution.Inbound(
             event,
             shop_id,
-            attribution.line_of(event.provider, shop_id),
+            line_of(event.provider, shop_id),
             f"{event.provider}:{event.message_id}",
         )
         await attribution.one_at_a_time(session, event.from_phone)
@@ -320,7 +321,7 @@ class Conversations:
             channel=event.channel,
             direction="in",
             provider=event.provider,
-            account="shop" if inbound.shop_id is not None else attribution.PLATFORM,
+            account="shop" if inbound.shop_id is not None else PLATFORM,
             to_phone=event.to,
             from_phone=event.from_phone,
             body=inbound.event.text,

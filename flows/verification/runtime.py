@@ -21,8 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.channels.accounts import PLATFORM, selected, shop_accounts
 from flows.channels.messaging import queue_message
-from flows.conversations.consent import opted_out
+from flows.conversations.consent import line_of, opted_out
 from flows.conversations.router import Option
 from flows.orders.actions import queue_cancel, queue_tags
 from flows.shops import config as shop_config
@@ -341,10 +342,19 @@ class Verifier:
             await self.apply(session, ctx, MessageFailed(purpose, key, code, permanent))
 
     async def _opted_out(self, session: AsyncSession, ctx: Context) -> frozenset[str]:
-        """The channels the order's phone opted out of at the shop, as the send gate sees it."""
+        """The channels the order's phone opted out of at the shop, as the send gate sees it:
+        on a channel carried by a platform account, a keyword on its shared number counts."""
         shop_id, phone = ctx.shop.id, ctx.order.phone
-        channels = sorted(set(CHANNELS.values()))
-        return frozenset([c for c in channels if await opted_out(session, shop_id, phone, c)])
+        accounts = await shop_accounts(session, shop_id)
+        found = set()
+        for channel in sorted(set(CHANNELS.values())):
+            account = selected(ctx.shop, accounts, channel)
+            line = (
+                line_of(account.provider, None) if account and account.owner == PLATFORM else None
+            )
+            if await opted_out(session, shop_id, phone, channel, line):
+                found.add(channel)
+        return frozenset(found)
 
     def link(self, verification_id: int, now: datetime, hours: int) -> str:
         token = self.keys.link_token(verification_id, now + timedelta(hours=hours))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from twilio.request_validator import RequestValidator
 
 from flows.conversations.replies import START_TEXT, STOP_TEXT
@@ -320,6 +320,54 @@ async def test_verification_after_stop_skips_its_sms_and_says_why(
     clock.advance(timedelta(minutes=31))
     await run(worker, clock)
     assert bodies(fakes) == [STOP_TEXT]  # no link SMS
+    async with res.db.sessions() as session:
+        skipped = await session.scalar(select(Activity).where(Activity.kind == "method_skipped"))
+        unverified = await session.scalar(
+            select(Activity).where(Activity.kind == "verification_unverified")
+        )
+    assert (skipped.mode, skipped.detail) == (
+        "sms_link",
+        {"reason": "the customer opted out of sms"},
+    )
+    assert unverified is not None
+    assert await count(res, Message, Message.status == "suppressed") == 0
+
+
+async def test_a_stop_on_the_platform_number_alone_skips_the_verifications_sms(
+    res, server, worker, fakes, shopify, shop, clock
+):
+    await shop_config.save(
+        res.db,
+        res.box,
+        clock,
+        shop.id,
+        {
+            "contact_phone": "+918040001234",
+            "verification": {"type": "whatsapp"},
+            "whatsapp": {"retries": 0, "retry_interval_minutes": 30},
+            "fallback": {
+                "mode": "sms_link",
+                "sms_link": {"dlt_entity_id": "1101", "dlt_template_id": "1102"},
+            },
+        },
+    )
+    # The shop never wrote to the phone from the platform's number: the STOP binds it through
+    # that number's line alone (no consent of the shop's own, no answer from it).
+    async with res.db.transaction() as session:
+        await session.execute(delete(Message))
+    await inbound_sms(fakes, server, "STOP")
+    await run(worker, clock)
+    assert await count(res, Consent) == 0
+    payload = order_payload(created_at=clock.now().isoformat())
+    payload["customer"]["phone"] = CUSTOMER
+    for address in ("shipping_address", "billing_address"):
+        payload[address] = {**payload[address], "phone": CUSTOMER}
+    await webhook(shopify, server, "orders/create", payload)
+    await run(worker, clock)
+    assert len(fakes["gupshup"].messages) == 1  # WhatsApp is another channel: it goes
+    clock.advance(timedelta(minutes=31))
+    await run(worker, clock)
+    assert bodies(fakes) == []  # no link SMS
     async with res.db.sessions() as session:
         skipped = await session.scalar(select(Activity).where(Activity.kind == "method_skipped"))
         unverified = await session.scalar(
