@@ -49,9 +49,9 @@ async def wait_for_slot(
             return slot_at
         raise _hold(job, key, slot_at, shift, at, "its slot moved: the provider throttled")
     slot = await limiter.reserve(key, per_second)
-    if slot.wait > 0:
-        raise _hold(job, key, at + slot.wait, slot.shift, at, "rate limit")
-    return at
+    if slot.at > at:
+        raise _hold(job, key, slot.at, slot.shift, at, "rate limit")
+    return slot.at
 
 
 async def throttled(
@@ -66,8 +66,7 @@ async def throttled(
     its Retry-After, and this job takes the next free one (the attempt is not counted)."""
     await limiter.throttled(key, exc.retry_after or THROTTLED_SECONDS)
     slot = await limiter.reserve(key, per_second)
-    at = now.timestamp()
-    return _hold(job, key, at + slot.wait, slot.shift, at, f"{exc.code}: {exc}")
+    return _hold(job, key, slot.at, slot.shift, now.timestamp(), f"{exc.code}: {exc}")
 
 
 def _hold(

@@ -26,8 +26,10 @@ from clock import Clock
 
 @dataclass(frozen=True)
 class Slot:
-    """A reserved slot: `wait` seconds from now (0: now); `shift`: the key's shift then."""
+    """A reserved slot: its time `at` (a timestamp, now or later); `wait`: seconds from the
+    moment it was reserved; `shift`: the key's shift then."""
 
+    at: float
     wait: float
     shift: float
 
@@ -99,7 +101,8 @@ class LocalRateLimiter:
     async def reserve(self, key: str, per_second: float, burst: int = 1) -> Slot:
         now = self.clock.now().timestamp()
         state = self._keys.setdefault(key, _Key(now))
-        return Slot(_reserve(state, now, per_second, burst), state.shift)
+        wait = _reserve(state, now, per_second, burst)
+        return Slot(now + wait, wait, state.shift)
 
     async def shift(self, key: str) -> float:
         state = self._keys.get(key)
@@ -147,7 +150,7 @@ redis.call('HSET', KEYS[1], 'tat', tostring(tat + interval))
 keep(KEYS[1], now, tat + interval, tonumber(state[3] or '0'))
 local wait = tat - tolerance - now
 if wait < 0 then wait = 0 end
-return {tostring(wait), shift}
+return {tostring(now + wait), tostring(wait), shift}
 """
 )
 
@@ -198,14 +201,14 @@ class RedisRateLimiter:
 
     async def reserve(self, key: str, per_second: float, burst: int = 1) -> Slot:
         interval = 1.0 / per_second
-        wait, shift = await self._script_call(
+        at, wait, shift = await self._script_call(
             self._reserve,
             key,
             repr(self.clock.now().timestamp()),
             repr(interval),
             repr((burst - 1) * interval),
         )
-        return Slot(float(wait), float(shift))
+        return Slot(float(at), float(wait), float(shift))
 
     async def shift(self, key: str) -> float:
         return float(await self.redis.hget(self._slots(key), "shift") or 0)
