@@ -7,6 +7,12 @@ provider throttled the sender meanwhile and moved every slot (it then waits that
 longer). So N jobs at rate r come back one slot apart: none early, none churning. A held
 slot is for the run at its time: a job that comes back much later (a calling window closed
 meanwhile) takes a new one.
+
+Slots say when a job may go at the earliest; a busy worker may run several late, together.
+So the sends themselves also pass a plain rate limit of the same rate (`SENT`, two at most
+together) just before the request (`space_send`), which takes nothing from those it stops:
+jobs that come back late together leave spaced, and the provider never sees more than the
+rate.
 """
 
 from __future__ import annotations
@@ -19,9 +25,16 @@ from storage.jobs import ClaimedJob, Deferred, PermanentJobError, RetryLater
 from storage.ratelimit import RateLimiter
 
 SLOT = "rate_slot"
+SENT = ":sent"
 THROTTLED = "THROTTLED"
 # A slot is used late by up to this much (a busy worker), else a new one is taken.
 SLOT_GRACE_SECONDS = 30.0
+# Sends may come this many together (one a little late, the next on time): a worker's small
+# delays do not add up.
+SENT_BURST = 2
+# Deferrals are whole milliseconds, and Redis keeps times to 14 digits: a slot less than this
+# ahead is now.
+TIME_RESOLUTION = 0.001
 # A throttling provider that does not say how long to wait.
 THROTTLED_SECONDS = 1.0
 
@@ -37,21 +50,28 @@ def provider_failure(exc: ProviderError) -> Exception:
 
 async def wait_for_slot(
     limiter: RateLimiter, job: ClaimedJob, key: str, per_second: float, now: datetime
-) -> float:
-    """Return when `job` may send through `key` now (the time of its slot, a timestamp);
-    else raise Deferred to its slot."""
+) -> None:
+    """Return when `job` may send through `key` now; else raise Deferred to its slot."""
     held = job.payload.get(SLOT)
     at = now.timestamp()
     if held and held["key"] == key and at - held["at"] < SLOT_GRACE_SECONDS:
         shift = await limiter.shift(key)
-        slot_at = held["at"] + max(0.0, shift - held["shift"])
-        if slot_at <= at:
-            return slot_at
-        raise _hold(job, key, slot_at, shift, at, "its slot moved: the provider throttled")
-    slot = await limiter.reserve(key, per_second)
-    if slot.at > at:
-        raise _hold(job, key, slot.at, slot.shift, at, "rate limit")
-    return slot.at
+        if shift > held["shift"]:
+            moved = held["at"] + shift - held["shift"]
+            raise _hold(job, key, moved, shift, at, "the provider throttled: slots moved")
+    else:
+        slot = await limiter.reserve(key, per_second)
+        if slot.at > at + TIME_RESOLUTION:
+            raise _hold(job, key, slot.at, slot.shift, at, "rate limit")
+
+
+async def space_send(limiter: RateLimiter, key: str, per_second: float) -> None:
+    """The last check before the provider is called (after `wait_for_slot`, and after the
+    database work that precedes the request, which may have held jobs up together): raise
+    Deferred when the send would come too soon after the last ones."""
+    wait = await limiter.try_acquire(key + SENT, per_second, SENT_BURST)
+    if wait > 0:
+        raise Deferred(wait, f"sends spaced: {key} in {wait:.3f}s")
 
 
 async def throttled(
@@ -70,7 +90,12 @@ async def throttled(
 
 
 def _hold(
-    job: ClaimedJob, key: str, slot_at: float, shift: float, now: float, why: str
+    job: ClaimedJob,
+    key: str,
+    slot_at: float,
+    shift: float,
+    now: float,
+    why: str,
 ) -> Deferred:
     payload: dict[str, Any] = {**job.payload, SLOT: {"key": key, "at": slot_at, "shift": shift}}
     wait = slot_at - now

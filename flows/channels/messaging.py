@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.channels.accounts import AccountWaiting
 from flows.conversations.consent import CONSENT_REPLY, opted_out
-from flows.jobs import THROTTLED, provider_failure, throttled, wait_for_slot
+from flows.jobs import THROTTLED, provider_failure, space_send, throttled, wait_for_slot
 from flows.verification.customer_keys import CustomerKeys
 from metrics import Metrics
 from providers.base import (
@@ -197,6 +197,11 @@ class MessageSender:
         await wait_for_slot(self.limiter, job, route.rate_key, route.per_second, self.clock.now())
         if not await self._start_sending(message.id, route, mode, CONSENT_REPLY in details):
             return
+        try:
+            await space_send(self.limiter, route.rate_key, route.per_second)
+        except Deferred:
+            await self._mark(message.id, "queued", route)
+            raise
         try:
             receipt = await self._send(route, message, details)
         except ProviderError as exc:

@@ -23,7 +23,7 @@ from clock import Clock
 from flows.channels.accounts import AccountWaiting
 from flows.channels.messaging import NoRoute
 from flows.channels.routing import ProviderRouter, VoiceRoute
-from flows.jobs import THROTTLED, provider_failure, throttled, wait_for_slot
+from flows.jobs import THROTTLED, provider_failure, space_send, throttled, wait_for_slot
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
 from metrics import Metrics
@@ -69,6 +69,11 @@ class CallPlacer:
         route, call_id, request = ready
         await wait_for_slot(self.limiter, job, route.rate_key, route.per_second, self.clock.now())
         await self._set(call_id, "placing")
+        try:
+            await space_send(self.limiter, route.rate_key, route.per_second)
+        except Deferred:
+            await self._set(call_id, "queued")
+            raise
         try:
             receipt = await route.client.place_call(request)
         except ProviderError as exc:

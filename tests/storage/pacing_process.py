@@ -3,7 +3,8 @@ limiter, with one send job kind that waits for its slot of one key.
 
     python tests/storage/pacing_process.py DATABASE_URL REDIS_URL KEY PER_SECOND SEND_LOG
 
-Each send appends "job_id slot_time send_time" (timestamps) to SEND_LOG. Prints "ready" once
+Each send appends "job_id slot_time send_time" (timestamps; the slot the job was deferred
+to, or its send time when it went at once) to SEND_LOG. Prints "ready" once
 listening; SIGTERM stops it gracefully.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from clock import SystemClock
-from flows.jobs import wait_for_slot
+from flows.jobs import SLOT, space_send, wait_for_slot
 from main import open_resources
 from settings import Settings
 from storage.jobs import ClaimedJob, Worker
@@ -36,8 +37,11 @@ async def main(url: str, redis_url: str, key: str, per_second: float, log_path: 
     async with open_resources(settings, clock) as res:
 
         async def send(job: ClaimedJob) -> None:
-            slot = await wait_for_slot(res.limiter, job, key, per_second, clock.now())
-            os.write(log, f"{job.id} {slot!r} {clock.now().timestamp()!r}\n".encode())
+            await wait_for_slot(res.limiter, job, key, per_second, clock.now())
+            await space_send(res.limiter, key, per_second)
+            sent = clock.now().timestamp()
+            slot = job.payload.get(SLOT, {}).get("at", sent)
+            os.write(log, f"{job.id} {slot!r} {sent!r}\n".encode())
 
         worker = Worker(
             res.queue, {"send": send}, clock=clock, settings=settings.jobs, wakeup=res.db.wakeup

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from clock import ManualClock
-from flows.jobs import throttled, wait_for_slot
+from flows.jobs import space_send, throttled, wait_for_slot
 from providers.base import ProviderError
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, Worker
@@ -48,6 +48,7 @@ class Sender:
     async def handle(self, job: ClaimedJob) -> None:
         now = self.clock.now()
         await wait_for_slot(self.limiter, job, KEY, RATE, now)
+        await space_send(self.limiter, KEY, RATE)
         turn = len(self.sent) + len(self.refused)
         if turn in self.refuse:
             self.refused.append((job.payload["n"], now.timestamp()))
