@@ -192,7 +192,11 @@ def zone_where(open_now: bool) -> str:
 def settings_document(shop: BenchShop, contact: str) -> dict[str, Any]:
     return {
         "contact_phone": "+918040001234",
-        "verification": {"type": "ivr" if contact == "call" else "otp"},
+        # The first message waits for the calling window too (by default only calls do).
+        "verification": {
+            "type": "ivr" if contact == "call" else "otp",
+            "window_first_message": True,
+        },
         "ivr": {
             "caller_id": shop.caller_id,
             "flow_id": FLOW_ID,
