@@ -1,6 +1,6 @@
 """A provider's 429 moves every slot of the account (issue 18): the real app, worker, call
 job and Exotel client against the fake Exotel, with a manual clock, at the platform's
-default Exotel rate; the fake refuses the first call with Retry-After: 5."""
+default Exotel rate; the fake refuses the second call with Retry-After: 5."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ browser, exotel, fake, gupshup = journeys.browser, journeys.exotel, journeys.fak
 journey, port, server = journeys.journey, journeys.port, journeys.server
 settings, urls = journeys.settings, journeys.urls
 
-PHONES = ("+919876500011", "+919876500012")
+PHONES = ("+919876500011", "+919876500012", "+919876500013")
 
 
 async def post_order(journey: Journey, phone: str, number: int) -> None:
@@ -41,26 +41,27 @@ async def accepted_at(journey: Journey, seconds: float) -> list[str]:
 
 async def test_a_429_moves_the_slot_another_order_already_held(journey: Journey):
     await journey.install()
-    interval = 1 / journey.res.settings.providers.exotel.calls_per_second
-    journey.exotel.fail_next(1, 429, retry_after=5)
+    i = 1 / journey.res.settings.providers.exotel.calls_per_second
+    ms = 0.001  # a deferral ends on a whole millisecond
     journey.start = journey.res.clock.now()
     for number, phone in enumerate(PHONES):
         await post_order(journey, phone, number)
 
-    # One call goes at once and is refused; the other holds the next slot.
-    assert await accepted_at(journey, 0) == []
-    [refused] = [call["From"] for call in journey.exotel.calls]
-    # That held slot moved with the refusal: 5 s later, not at its time.
-    assert await accepted_at(journey, interval) == []
-    assert await accepted_at(journey, 5 + interval - 0.01) == []
-    # (A deferral ends on a whole millisecond.)
-    [other] = await accepted_at(journey, 5 + interval + 0.001)
-    assert other != refused
-    # The refused call took the next free slot, one interval later; none was made twice.
-    assert await accepted_at(journey, 5 + 2 * interval - 0.01) == [other]
-    assert await accepted_at(journey, 5 + 2 * interval + 0.001) == [other, refused]
-    assert len(journey.exotel.calls) == 3
+    # One call goes at once; the two others hold the next slots (i and 2i).
+    [first] = await accepted_at(journey, 0)
+    journey.exotel.fail_next(1, 429, retry_after=5)
+    # The call at i is refused for 5 s...
+    assert await accepted_at(journey, i + ms) == [first]
+    refused = journey.exotel.calls[-1]["From"]
+    # ...and the slot the third order already held (2i) moves with it.
+    assert await accepted_at(journey, 2 * i + 5 - 0.01) == [first]
+    [_, moved] = await accepted_at(journey, 2 * i + 5 + ms)
+    assert moved not in (first, refused)
+    # The refused call takes the next free slot; none was made twice.
+    assert await accepted_at(journey, 3 * i + 5 - 0.01) == [first, moved]
+    assert await accepted_at(journey, 3 * i + 5 + ms) == [first, moved, refused]
+    assert len(journey.exotel.calls) == 4
     async with journey.res.db.sessions() as session:
         jobs = (await session.scalars(select(Job).where(Job.kind == "verification.call"))).all()
     # Waiting for slots and the provider's throttling are not failed attempts.
-    assert [(job.status, job.attempts) for job in jobs] == [("done", 1), ("done", 1)]
+    assert [(job.status, job.attempts) for job in jobs] == [("done", 1)] * 3
