@@ -335,7 +335,6 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         TAGS_JOB: order_actions.handle_tags,
         CANCEL_JOB: order_actions.handle_cancel,
         SYNC_JOB: ConsentSync(res.db, res.clock, res.box, res.shopify).handle,
-        VERIFY_ORDER_JOB: verifier.handle_order,
         TIMER_JOB: verifier.handle_timer,
         CALL_JOB: CallPlacer(
             res.db, res.clock, res.limiter, router, verifier, desk.rejected, metrics=res.metrics
@@ -379,7 +378,11 @@ def make_worker(resources: Resources) -> Worker:
         metrics=resources.metrics,
         # Shopify events come in floods: their orders are written a batch at a time.
         batch_handlers={
-            WEBHOOK_JOB: ShopifyEvents(resources.db, resources.clock, resources.queue).handle_batch
+            WEBHOOK_JOB: ShopifyEvents(
+                resources.db, resources.clock, resources.queue
+            ).handle_batch,
+            # ...and so are the verifications they start.
+            VERIFY_ORDER_JOB: resources.verifier().handle_orders,
         },
         # So do customers' messages: a STOP among them is in force from its acceptance.
         paced=(EVENT_JOB,),

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.channels.accounts import PLATFORM, AccountWaiting
 from flows.conversations.consent import CONSENT_REPLY, line_of, opted_out
-from flows.jobs import provider_failure
+from flows.jobs import THROTTLED, provider_failure, space_send, throttled, wait_for_slot
 from flows.verification.customer_keys import CustomerKeys
 from metrics import Metrics
 from providers.base import (
@@ -194,11 +194,14 @@ class MessageSender:
         if isinstance(ready, Deferred):
             raise ready
         message, route = ready
-        wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
-        if wait > 0:
-            raise Deferred(wait, f"rate limit of {route.rate_key}")
+        await wait_for_slot(self.limiter, job, route.rate_key, route.per_second, self.clock.now())
         if not await self._start_sending(message.id, route, mode, CONSENT_REPLY in details):
             return
+        try:
+            await space_send(self.limiter, route.rate_key, route.per_second)
+        except Deferred:
+            await self._mark(message.id, "queued", route)
+            raise
         try:
             receipt = await self._send(route, message, details)
         except ProviderError as exc:
@@ -206,6 +209,12 @@ class MessageSender:
                 await self._mark(message.id, "queued", route)
                 await self.on_rejected(route.account_id, str(exc))
                 raise AccountWaiting(route.account_id).deferral() from exc
+            if exc.code == THROTTLED:
+                await self._mark(message.id, "queued", route)
+                now = self.clock.now()
+                raise await throttled(
+                    self.limiter, job, route.rate_key, route.per_second, now, exc
+                ) from exc
             if exc.retryable and not exc.in_doubt and job.attempts < job.max_attempts:
                 await self._mark(message.id, "queued", route)
                 raise provider_failure(exc) from exc

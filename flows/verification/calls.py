@@ -23,7 +23,7 @@ from clock import Clock
 from flows.channels.accounts import AccountWaiting
 from flows.channels.messaging import NoRoute
 from flows.channels.routing import ProviderRouter, VoiceRoute
-from flows.jobs import provider_failure
+from flows.jobs import THROTTLED, provider_failure, space_send, throttled, wait_for_slot
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
 from metrics import Metrics
@@ -67,10 +67,13 @@ class CallPlacer:
         if isinstance(ready, Deferred):
             raise ready
         route, call_id, request = ready
-        wait = await self.limiter.try_acquire(route.rate_key, route.per_second)
-        if wait > 0:
-            raise Deferred(wait, f"rate limit of {route.rate_key}")
+        await wait_for_slot(self.limiter, job, route.rate_key, route.per_second, self.clock.now())
         await self._set(call_id, "placing")
+        try:
+            await space_send(self.limiter, route.rate_key, route.per_second)
+        except Deferred:
+            await self._set(call_id, "queued")
+            raise
         try:
             receipt = await route.client.place_call(request)
         except ProviderError as exc:
@@ -78,6 +81,12 @@ class CallPlacer:
                 await self._set(call_id, "queued")
                 await self.on_rejected(route.account_id, str(exc))
                 raise AccountWaiting(route.account_id).deferral() from exc
+            if exc.code == THROTTLED:
+                await self._set(call_id, "queued")
+                now = self.clock.now()
+                raise await throttled(
+                    self.limiter, job, route.rate_key, route.per_second, now, exc
+                ) from exc
             if exc.in_doubt:
                 await self._unconfirmed(verification_id, call_id, ref, exc)
                 if self.metrics is not None:

@@ -155,27 +155,62 @@ class Verifier:
 
     async def handle_order(self, job: ClaimedJob) -> None:
         """VERIFY_ORDER_JOB: start the order's verification, or stop it."""
+        await self.handle_orders([job])
+
+    async def handle_orders(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        """VERIFY_ORDER_JOB, a batch at a time (a flood of new orders): one transaction, the
+        orders, shops and verifications read together, each shop's settings read once."""
         async with self.db.transaction() as session:
-            order = await session.scalar(
-                select(Order).where(
-                    Order.shop_id == job.payload["shop_id"],
-                    Order.shopify_order_id == job.payload["shopify_order_id"],
+            wanted = {(j.payload["shop_id"], j.payload["shopify_order_id"]) for j in jobs}
+            shop_ids = {shop_id for shop_id, _ in wanted}
+            orders = {
+                (order.shop_id, order.shopify_order_id): order
+                for order in await session.scalars(
+                    select(Order).where(
+                        Order.shop_id.in_(shop_ids),
+                        Order.shopify_order_id.in_({order_id for _, order_id in wanted}),
+                    )
                 )
-            )
-            shop = await session.get(Shop, order.shop_id) if order else None
-            if order is None or shop is None or shop.status == "uninstalled":
-                return
-            row = await session.scalar(
-                select(Verification).where(Verification.order_id == order.id).with_for_update()
-            )
-            settings = shop_config.load(shop)
-            if row is None:
-                if order.verification_status == "none":
-                    await self._start(session, shop, order, settings)
-            elif reason := stop_reason(order):
-                await self.apply(
-                    session, Context(row, order, shop, settings), OrderChanged(reason)
+            }
+            shops = {
+                shop.id: shop
+                for shop in await session.scalars(select(Shop).where(Shop.id.in_(shop_ids)))
+            }
+            order_ids = [order.id for order in orders.values()]
+            rows = {
+                row.order_id: row
+                for row in await session.scalars(
+                    select(Verification)
+                    .where(Verification.order_id.in_(order_ids))
+                    .order_by(Verification.order_id)
+                    .with_for_update()
                 )
+            }
+            settings: dict[int, ShopSettings] = {}
+            for key in sorted(wanted):
+                order, shop = orders.get(key), shops.get(key[0])
+                if order is None or shop is None or shop.status == "uninstalled":
+                    continue
+                if shop.id not in settings:
+                    settings[shop.id] = shop_config.load(shop)
+                await self._start_or_stop(
+                    session, shop, order, rows.get(order.id), settings[shop.id]
+                )
+        return [None] * len(jobs)
+
+    async def _start_or_stop(
+        self,
+        session: AsyncSession,
+        shop: Shop,
+        order: Order,
+        row: Verification | None,
+        settings: ShopSettings,
+    ) -> None:
+        if row is None:
+            if order.verification_status == "none":
+                await self._start(session, shop, order, settings)
+        elif reason := stop_reason(order):
+            await self.apply(session, Context(row, order, shop, settings), OrderChanged(reason))
 
     async def handle_timer(self, job: ClaimedJob) -> None:
         async with self.db.transaction() as session:

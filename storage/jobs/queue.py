@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal_column, select, text, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -23,6 +23,8 @@ from storage.models import Job
 
 jobs = Job.__table__
 STATES = ("queued", "running", "done", "dead")
+# A claim deals shops their turns among this many times its size of oldest and newest jobs.
+FAIR_WINDOW = 2
 
 
 def _in_state(state: str) -> Any:
@@ -66,6 +68,7 @@ class Outcome:
     error: str = ""
     retry_at: datetime | None = None
     deferred: bool = False  # not a failure: the attempt is not counted
+    payload: dict[str, Any] | None = None  # the payload of the next run; None: unchanged
 
 
 class JobQueue:
@@ -110,37 +113,61 @@ class JobQueue:
         return added
 
     async def claim(self, worker_id: str, limit: int) -> list[ClaimedJob]:
-        """Take up to `limit` due jobs, oldest due first, leased to `worker_id`."""
+        """Take up to `limit` due jobs, leased to `worker_id`: shops take turns (each shop's
+        oldest due job, then each one's second, ...), so one shop's backlog does not queue
+        another's first job behind it.
+
+        The turns are dealt among the oldest and the newest due jobs only (FAIR_WINDOW times
+        `limit` of each, two short index scans): ranking a whole backlog would cost a claim
+        as much as the backlog is long. A new job of a quiet shop is among the newest, the
+        backlog's head among the oldest.
+        """
         now = self.clock.now()
-        due = (
-            select(jobs.c.id)
+        window = limit * FAIR_WINDOW
+        ends = [
+            select(jobs.c.id, jobs.c.shop_id, jobs.c.due_at)
             .where(QUEUED, jobs.c.due_at <= now)
-            .order_by(jobs.c.due_at, jobs.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        stmt = (
-            update(jobs)
-            .where(jobs.c.id.in_(due.scalar_subquery()))
-            .values(
-                status="running",
-                locked_by=worker_id,
-                locked_until=now + timedelta(seconds=self.settings.lease_seconds),
-                attempts=jobs.c.attempts + 1,
-                started_at=now,
-            )
-            .returning(
-                jobs.c.id,
-                jobs.c.kind,
-                jobs.c.payload,
-                jobs.c.attempts,
-                jobs.c.max_attempts,
-                jobs.c.idempotency_key,
-                jobs.c.shop_id,
-                jobs.c.due_at,
-            )
-        )
+            .order_by(*order)
+            .limit(window)
+            .subquery()
+            # By due time alone, as the index reads: ties (one instant) come in any order.
+            for order in ((jobs.c.due_at,), (jobs.c.due_at.desc(),))
+        ]
+        candidates = union_all(*(select(end.c.id, end.c.shop_id, end.c.due_at) for end in ends))
         async with self.db.transaction() as session:
+            dealt = _take_turns((await session.execute(candidates)).all())
+            if not dealt:
+                return []
+            # Twice as many as wanted are locked: some may be held by another worker's claim.
+            # The status is read, not filtered on: the planner then finds the rows by their key.
+            free = await session.execute(
+                select(jobs.c.id, jobs.c.status)
+                .where(jobs.c.id.in_(dealt[: 2 * limit]))
+                .with_for_update(skip_locked=True)
+            )
+            lockable = {job_id for job_id, status in free if status == "queued"}
+            chosen = [job_id for job_id in dealt if job_id in lockable][:limit]
+            stmt = (
+                update(jobs)
+                .where(jobs.c.id.in_(chosen))
+                .values(
+                    status="running",
+                    locked_by=worker_id,
+                    locked_until=now + timedelta(seconds=self.settings.lease_seconds),
+                    attempts=jobs.c.attempts + 1,
+                    started_at=now,
+                )
+                .returning(
+                    jobs.c.id,
+                    jobs.c.kind,
+                    jobs.c.payload,
+                    jobs.c.attempts,
+                    jobs.c.max_attempts,
+                    jobs.c.idempotency_key,
+                    jobs.c.shop_id,
+                    jobs.c.due_at,
+                )
+            )
             rows = (await session.execute(stmt)).all()
         claimed = [ClaimedJob(*row) for row in rows]
         claimed.sort(key=lambda job: (job.due_at, job.id))
@@ -168,6 +195,19 @@ class JobQueue:
                     update(jobs)
                     .where(jobs.c.id.in_(done), *self._held_by(worker_id))
                     .values(status="done", finished_at=now, locked_by=None, locked_until=None)
+                )
+            repayload = [
+                {"b_id": o.job_id, "b_payload": o.payload}
+                for o in outcomes
+                if o.payload is not None and o.status != "done"
+            ]
+            if repayload:
+                # Before the status changes below: still held by this worker.
+                await session.execute(
+                    update(jobs)
+                    .where(jobs.c.id == bindparam("b_id"), *self._held_by(worker_id))
+                    .values(payload=bindparam("b_payload", type_=jobs.c.payload.type)),
+                    repayload,
                 )
             if others:
                 await session.execute(
@@ -283,6 +323,11 @@ class JobQueue:
             found = dict(rows.all())
         return {state: int(found.get(state, 0)) for state in STATES}
 
+    async def next_due(self) -> datetime | None:
+        """When the earliest queued job falls due (None: no job is queued)."""
+        async with self.db.sessions() as session:
+            return await session.scalar(select(func.min(jobs.c.due_at)).where(QUEUED))
+
     async def oldest_due_lag(self) -> float:
         """Seconds the oldest due, queued job has been waiting (0 if none)."""
         now = self.clock.now()
@@ -295,3 +340,17 @@ class JobQueue:
     @staticmethod
     def _held_by(worker_id: str) -> tuple[Any, ...]:
         return (RUNNING, jobs.c.locked_by == worker_id)
+
+
+def _take_turns(candidates: Iterable[tuple[int, int | None, datetime]]) -> list[int]:
+    """Job ids in turns: every shop's oldest due, then every shop's second, ..."""
+    lanes: dict[int | None, dict[int, datetime]] = {}
+    for job_id, shop_id, due_at in candidates:
+        lanes.setdefault(shop_id, {})[job_id] = due_at
+    turns: list[list[int]] = []
+    for lane in lanes.values():
+        for turn, job_id in enumerate(sorted(lane, key=lambda i: (lane[i], i))):
+            if turn == len(turns):
+                turns.append([])
+            turns[turn].append(job_id)
+    return [job_id for turn in turns for job_id in turn]

@@ -20,6 +20,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import timedelta
+from typing import Any
 
 from clock import Clock
 from metrics import Metrics
@@ -29,6 +30,8 @@ from storage.wakeup import Wakeup
 
 _LOGGER = logging.getLogger(__name__)
 BATCH_SIZE = 25  # jobs per call of a batch handler
+# A job due now but not claimable (another worker's claim is committing): look again soon.
+MIN_WAKE_SECONDS = 0.002
 
 Handler = Callable[[ClaimedJob], Awaitable[None]]
 # Runs many jobs of one kind together; answers each job's error (None: done), in order.
@@ -48,11 +51,18 @@ class RetryLater(Exception):
 
 
 class Deferred(Exception):
-    """Not a failure (e.g. a rate limit is reached): run again later, attempt not counted."""
+    """Not a failure (e.g. a rate limit is reached): run again later, attempt not counted.
 
-    def __init__(self, seconds: float, reason: str = "") -> None:
+    `payload`, when given, replaces the job's payload for the next run (e.g. the rate-limit
+    slot the job now holds).
+    """
+
+    def __init__(
+        self, seconds: float, reason: str = "", payload: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(reason or f"deferred {seconds:g}s")
         self.seconds = seconds
+        self.payload = payload
 
 
 def backoff_seconds(attempts: int, settings: JobsSettings, rng: random.Random) -> float:
@@ -144,12 +154,17 @@ class Worker:
             await self._flush()
 
     async def _idle(self, events: asyncio.Event) -> None:
+        timeout = self.settings.poll_seconds
+        if self._free() > 0:
+            with contextlib.suppress(Exception):  # the poll is the safety net
+                # Paced jobs come due one slot apart: wake for the next, not a poll later.
+                if (due := await self.queue.next_due()) is not None:
+                    wait = (due - self.clock.now()).total_seconds()
+                    timeout = min(timeout, max(MIN_WAKE_SECONDS, wait))
         waiters = [asyncio.ensure_future(e.wait()) for e in (events, self._nudge)]
         self.idle.set()
         try:
-            await asyncio.wait(
-                waiters, timeout=self.settings.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.idle.clear()
             for waiter in waiters:
@@ -159,12 +174,15 @@ class Worker:
 
     async def _fill(self) -> bool:
         """Claim into the free slots; True if the claim came back full (more may be due)."""
-        free = self.settings.concurrency - len(self._held)
+        free = self._free()
         if free <= 0 or (self._held and free < max(1, self.settings.concurrency // 4)):
             return False
         claimed = await self.queue.claim(self.id, free)
         self._dispatch(claimed)
         return len(claimed) == free
+
+    def _free(self) -> int:
+        return self.settings.concurrency - len(self._held)
 
     def _dispatch(self, claimed: list[ClaimedJob]) -> None:
         """One task per job, or per kind for kinds with a batch handler."""
@@ -235,7 +253,7 @@ class Worker:
             retry_at = self.clock.now() + timedelta(
                 milliseconds=max(1, math.ceil(exc.seconds * 1000))
             )
-            return Outcome(job.id, "queued", error, retry_at, deferred=True)
+            return Outcome(job.id, "queued", error, retry_at, deferred=True, payload=exc.payload)
         if isinstance(exc, PermanentJobError) or job.attempts >= job.max_attempts:
             _LOGGER.warning("job %s (%s) is dead: %s", job.id, job.kind, error)
             return Outcome(job.id, "dead", error)

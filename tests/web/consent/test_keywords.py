@@ -16,6 +16,7 @@ from flows.conversations.replies import START_TEXT, STOP_TEXT
 from providers.events import InboundMessage
 from storage.jobs import NewJob, Worker
 from storage.models import Activity, Consent, ConsentEvent, Job, Message, Shop
+from storage.ratelimit import Slot
 from tests.web.test_messaging import CUSTOMER, SMS_FROM, count, message, send
 
 
@@ -219,7 +220,7 @@ async def test_a_message_leased_by_a_worker_when_stop_arrives_is_not_sent(
         """The sender's rate limiter, asked after the message was leased and routed: the
         customer's STOP commits at that moment."""
 
-        async def try_acquire(self, key: str, per_second: float) -> float:
+        async def reserve(self, key: str, per_second: float) -> Slot:
             async with res.db.transaction() as session:
                 await consent.record(
                     session,
@@ -230,7 +231,7 @@ async def test_a_message_leased_by_a_worker_when_stop_arrives_is_not_sent(
                     state=consent.OPTED_OUT,
                     source="keyword",
                 )
-            return await res.limiter.try_acquire(key, per_second)
+            return await res.limiter.reserve(key, per_second)
 
     async def never_refused(account_id: int, reason: str) -> None:
         raise AssertionError(f"account {account_id} refused: {reason}")
