@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,11 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import child, connection, count, log_row, run_cli, serving, wrk_run
 from bench.shared import (
-    DEFAULT_PG,
     Row,
+    database_args,
+    on_each_database,
     percentile,
     print_table,
-    scratch_postgres,
     target_note,
 )
 from flows.conversations.consent import opted_out
@@ -388,27 +387,13 @@ async def stops_accepted(url: str) -> tuple[int, int]:
 async def bench(args: argparse.Namespace) -> list[Row]:
     if not shutil.which("wrk"):
         raise SystemExit("bench/inbound.py needs wrk (apt install wrk)")
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="ordertalk-bench-") as directory:
-        if "sqlite" in args.databases:
-            sqlite = f"sqlite+aiosqlite:///{directory}/bench.db"
-            rows += await bench_database(sqlite, directory, args)
-        if "postgresql" in args.databases:
-            async with scratch_postgres(args.pg, SCRATCH_DB) as url:
-                rows += await bench_database(url, directory, args)
-    return rows
+    return await on_each_database(args, SCRATCH_DB, bench_database)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, default=32, help="connections held open")
-    parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL server URL")
-    parser.add_argument(
-        "--databases",
-        default="sqlite,postgresql",
-        type=lambda value: value.split(","),
-        help="which to run, comma-separated (default: sqlite,postgresql)",
-    )
+    database_args(parser)
     parser.add_argument("--probe-child", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--floor-child", metavar="URL", help=argparse.SUPPRESS)
     return parser.parse_args()

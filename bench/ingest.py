@@ -29,7 +29,6 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -55,11 +54,11 @@ from sqlalchemy.pool import NullPool
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.shared import (
-    DEFAULT_PG,
     Row,
+    database_args,
+    on_each_database,
     percentile,
     print_table,
-    scratch_postgres,
     target_note,
 )
 from flows.shops.shopify_events import WEBHOOK_JOB
@@ -735,28 +734,14 @@ async def bench_database(url: str, directory: str, args: argparse.Namespace) -> 
 
 
 async def bench(args: argparse.Namespace) -> list[Row]:
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="ordertalk-bench-") as directory:
-        if "sqlite" in args.databases:
-            sqlite = f"sqlite+aiosqlite:///{directory}/bench.db"
-            rows += await bench_database(sqlite, directory, args)
-        if "postgresql" in args.databases:
-            async with scratch_postgres(args.pg, SCRATCH_DB) as url:
-                rows += await bench_database(url, directory, args)
-    return rows
+    return await on_each_database(args, SCRATCH_DB, bench_database)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=10_000, help="requests per closed run")
     parser.add_argument("--concurrency", type=int, default=32, help="connections held open")
-    parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL server URL")
-    parser.add_argument(
-        "--databases",
-        default="sqlite,postgresql",
-        type=lambda value: value.split(","),
-        help="which to run, comma-separated (default: sqlite,postgresql)",
-    )
+    database_args(parser)
     parser.add_argument("--load-child", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--floor-child", metavar="URL", help=argparse.SUPPRESS)
     return parser.parse_args()

@@ -1,10 +1,13 @@
-"""What the benchmarks share: result rows, targets, percentiles, scratch PostgreSQL databases."""
+"""What the benchmarks share: result rows, targets, percentiles, scratch PostgreSQL databases,
+the databases to run on and the child-process command lines."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -60,3 +63,31 @@ async def scratch_postgres(server_url: str, name: str) -> AsyncIterator[str]:
         yield scratch.render_as_string(hide_password=False)
     finally:
         await admin(dsn, drop)
+
+
+def database_args(parser: argparse.ArgumentParser) -> None:
+    """--pg and --databases, as every benchmark that runs on both databases takes them."""
+    parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL server URL")
+    parser.add_argument(
+        "--databases",
+        default="sqlite,postgresql",
+        type=lambda value: value.split(","),
+        help="which to run, comma-separated (default: sqlite,postgresql)",
+    )
+
+
+async def on_each_database(
+    args: argparse.Namespace,
+    scratch_name: str,
+    run: Callable[[str, str, argparse.Namespace], Awaitable[list[Row]]],
+) -> list[Row]:
+    """`run(url, directory, args)` on a fresh SQLite file and on a scratch PostgreSQL database,
+    as `args.databases` asks; their rows together."""
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="ordertalk-bench-") as directory:
+        if "sqlite" in args.databases:
+            rows += await run(f"sqlite+aiosqlite:///{directory}/bench.db", directory, args)
+        if "postgresql" in args.databases:
+            async with scratch_postgres(args.pg, scratch_name) as url:
+                rows += await run(url, directory, args)
+    return rows
