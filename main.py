@@ -39,6 +39,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from clock import Clock, OffsetClock, SystemClock
+from flows.alerts.desk import Bridger
+from flows.alerts.scan import CALL_JOB as ALERT_CALL_JOB
+from flows.alerts.scan import DELIVER_JOB, SCAN_JOB, AlertScanner, first_scan
 from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import CHECK_JOB, AccountChecker, PlatformOffer
 from flows.channels.callback_urls import CallbackUrls
@@ -91,6 +94,8 @@ from web.app import AppDeps, build_app
 from web.sandbox_api import Sandbox
 
 if TYPE_CHECKING:
+    from aiogram import Bot
+
     from bot.app import MerchantBot
 
 _LOGGER = logging.getLogger("ordertalk")
@@ -109,6 +114,8 @@ class Resources:
     shopify: ShopifyAdmin
     clients: ProviderClients
     limiter: RateLimiter
+    # The worker's Telegram bot, which delivers alerts (None without a token).
+    telegram: Bot | None = None
 
     @functools.cached_property
     def keys(self) -> CustomerKeys:
@@ -144,6 +151,11 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
     shopify = ShopifyAdmin(http, settings.shopify.admin_url, settings.shopify.api_version)
     clients = ProviderClients(settings, http, clock)
     limiter = RedisRateLimiter(redis, clock) if redis is not None else LocalRateLimiter(clock)
+    telegram = None
+    if settings.telegram.token.get_secret_value():
+        from bot.alerts import telegram_bot
+
+        telegram = telegram_bot(settings.telegram)
     try:
         await wakeup.start()
         yield Resources(
@@ -158,8 +170,11 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
             shopify,
             clients,
             limiter,
+            telegram,
         )
     finally:
+        if telegram is not None:
+            await telegram.session.close()
         await clients.aclose()
         await http.close()
         await wakeup.stop()
@@ -343,6 +358,8 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             res.db, res.queue, res.box, res.clients, res.clock, desk.refresh
         ).handle,
         PRUNE_JOB: Retention(res.queue).handle,
+        SCAN_JOB: AlertScanner(res.db, res.clock, res.queue).handle,
+        ALERT_CALL_JOB: Bridger(res.db, res.clock, res.queue, router).handle,
         SUBSCRIPTION_JOB: SubscriptionKeeper(
             res.db,
             res.queue,
@@ -353,17 +370,23 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             res.settings.secret_key(),
         ).handle,
     }
+    if res.telegram is not None:
+        from bot.alerts import TelegramAlerts
+
+        handlers[DELIVER_JOB] = TelegramAlerts(res.telegram, res.db, res.clock).handle
     return handlers
 
 
 async def schedule_periodic(res: Resources) -> None:
-    """At start: every connected shop's reconciliation, the pruning of dead jobs and the
-    RingCentral subscription check (each once per interval, however many processes start)."""
+    """At start: every connected shop's reconciliation, the pruning of dead jobs, the scan
+    for merchant alerts and the RingCentral subscription check (each once per interval,
+    however many processes start)."""
     async with res.db.transaction() as session:
         shop_ids = await session.scalars(select(Shop.id).where(Shop.status != "uninstalled"))
         now = res.clock.now()
         await res.queue.enqueue(session, *(next_reconcile(i, now) for i in shop_ids))
         await res.queue.enqueue(session, prune_job(now, next_slot=False))
+        await res.queue.enqueue(session, first_scan(now))
         if res.clients.configured.ringcentral is not None:
             await res.queue.enqueue(session, check_now(now))
 

@@ -26,8 +26,10 @@ from redis.asyncio import Redis
 from bot.fsm import fsm_storage
 from bot.handlers import root_router
 from bot.handlers.fallback import COMMANDS
+from bot.handlers.threads import Replies
 from bot.middlewares import ChatLinkMiddleware
 from clock import Clock
+from flows.alerts.desk import AlertDesk
 from flows.channels.account_desk import AccountDesk
 from flows.orders.actions import MerchantOrders
 from flows.orders.reports import ReportDesk
@@ -87,6 +89,8 @@ class MerchantBot:
             accounts=accounts,
             report_desk=ReportDesk(db, clock),
             merchant_orders=MerchantOrders(db, clock, SecretBox(settings.secret_keys()), shopify),
+            desk=AlertDesk(db, clock, accounts.queue),
+            replies=Replies(db, accounts.queue, clock),
         )
         self.dispatcher.update.outer_middleware(ChatLinkMiddleware(links))
         self.dispatcher.include_router(root_router())

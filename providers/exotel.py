@@ -176,6 +176,23 @@ class ExotelClient:
         status = _text(call.get("Status")).lower()
         return CallReceipt(provider_call_id=_sid(call, where), status=status or "queued")
 
+    async def bridge_call(
+        self, first: str, second: str, *, caller_id: str, timeout_seconds: int = 30
+    ) -> CallReceipt:
+        """Exotel's connect-two-numbers call: `first` (an agent) is dialled, then `second`
+        (the customer), both seeing the ExoPhone `caller_id`; raises ProviderError."""
+        where = "exotel bridge call"
+        form = {
+            "From": first,
+            "To": second,
+            "CallerId": caller_id,
+            "CallType": "trans",
+            "TimeOut": str(timeout_seconds),
+        }
+        call = _resource(await self._request("POST", "Calls/connect.json", form, where), "Call")
+        status = _text(call.get("Status")).lower()
+        return CallReceipt(provider_call_id=_sid(call, where), status=status or "queued")
+
     async def is_dnd(self, number: str) -> bool:
         """Whether Exotel's number metadata puts an Indian number on the DND (NCPR) registry."""
         where = "exotel numbers"

@@ -199,6 +199,22 @@ class TwilioClient:
             )
         return CallReceipt(provider_call_id=call.sid, status=call.status or "queued")
 
+    async def bridge_call(
+        self, first: str, second: str, *, caller_id: str, timeout_seconds: int = 30
+    ) -> CallReceipt:
+        """Call `first` (an agent); once answered, TwiML given inline dials `second` (the
+        customer), both seeing `caller_id`."""
+        response = VoiceResponse()
+        response.dial(second, caller_id=caller_id, timeout=timeout_seconds)
+        call = await self._client.calls.create_async(
+            to=first, from_=caller_id, twiml=str(response), timeout=timeout_seconds
+        )
+        if not call.sid:
+            raise ProviderError(
+                "twilio call: answer has no sid", retryable=False, code="BAD_RESPONSE"
+            )
+        return CallReceipt(provider_call_id=call.sid, status=call.status or "queued")
+
     async def check_account(self, numbers: Sequence[str]) -> AccountCheck:
         """The account's name and the SMS and voice capabilities of `numbers`, which must all
         be numbers of the account; raises CheckFailed naming the input Twilio refused."""

@@ -470,6 +470,10 @@ class BotLink(Base):
     # Who the chat is, as Telegram named its user when it linked (shown to the owner).
     name: Mapped[str] = mapped_column(String(128), default="", server_default="")
     alerts: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The agent's own phone (E.164), rung first by a click-to-call; "" until asked.
+    phone: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    # When Telegram said the chat blocked the bot (403): its alerts are skipped.
+    blocked_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
 

@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import agents, errors, fallback, link, orders, reports, settings, status
+from bot.handlers import (
+    agents,
+    alerts,
+    errors,
+    fallback,
+    link,
+    orders,
+    reports,
+    settings,
+    status,
+    threads,
+)
 
 
 def root_router() -> Router:
@@ -18,6 +29,8 @@ def root_router() -> Router:
         reports.router(),
         orders.router(),
         settings.router(),
+        alerts.router(),
+        threads.router(),
         fallback.router(),
         errors.router(),
     )

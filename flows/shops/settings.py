@@ -353,6 +353,16 @@ class ConversationSettings(_Section):
     not_understood_text: NotUnderstoodAnswer = NOT_UNDERSTOOD_TEXT
 
 
+class AlertSettings(_Section):
+    """What the shop's linked chats are told unasked (each chat can turn its own alerts off):
+    callbacks requested, jobs that failed for good and refused credentials always; new orders
+    when asked; a daily summary at an hour of the shop's time zone."""
+
+    new_orders: bool = False
+    daily_summary: bool = True
+    summary_hour: int = Field(20, ge=0, le=23)
+
+
 class ShopSettings(_Section):
     """The whole settings document of one shop."""
 
@@ -363,6 +373,7 @@ class ShopSettings(_Section):
     fallback: Fallback = Field(default_factory=Fallback)
     otp: OtpSettings = Field(default_factory=OtpSettings)
     conversations: ConversationSettings = Field(default_factory=ConversationSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     contact_phone: Phone = ""
     # The language of calls, messages and pages; "" is the shop's own, from Shopify.
     language: Literal["", "en", "hi"] = ""

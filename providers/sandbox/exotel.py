@@ -374,11 +374,15 @@ class FakeExotel(FakeServer):
         injected = await self._injected()
         if injected is not None:
             return injected
-        if any(not form.get(key) for key in ("From", "CallerId", "Url")):
+        # Connect a number to a flow (Url), or two numbers: From first, then To.
+        second = "To" if form.get("To") and not form.get("Url") else "Url"
+        if any(not form.get(key) for key in ("From", "CallerId", second)):
             return _rest_exception(400, "Invalid Parameters")
-        flow = _FLOW_URL.fullmatch(form["Url"])
-        if flow is None or flow["sid"] != self.account_sid:
+        flow = _FLOW_URL.fullmatch(form.get("Url", ""))
+        if second == "Url" and (flow is None or flow["sid"] != self.account_sid):
             return _rest_exception(400, f"Invalid Url [{form['Url']}]")
+        if second == "To" and _valid(form["To"]) is None:
+            return _rest_exception(400, f"Invalid number [{form['To']}]")
         if form.get("CallType", "trans") not in ("trans", "promo"):
             return _rest_exception(400, "Invalid Parameters")
         if not form.get("TimeOut", "0").isdigit():

@@ -353,7 +353,8 @@ class FakeTwilio(FakeServer):
         try:
             form, fields = await self._authorized_form(request, self.calls)
             to, sender = _field(form, "To", 21201), _field(form, "From", 21213)
-            _field(form, "Url", 21205)
+            if not form.get("Twiml"):  # Twilio takes the call's TwiML inline, or its URL
+                _field(form, "Url", 21205)
             if to in self._invalid:
                 raise _Refused(400, 21211, f"Invalid 'To' Phone Number: {to}")
         except _Refused as refused:
