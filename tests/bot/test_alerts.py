@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from flows.alerts.scan import INTERVAL, first_scan
 from flows.channels import accounts
+from flows.channels.callback_urls import PLATFORM, shop_token
 from flows.shops.shopify_events import apply_order
 from main import make_worker
 from providers.sandbox.shopify import order_payload
@@ -26,6 +27,7 @@ from tests.fakes.telegram import FakeTelegram
 from tests.web import test_messaging
 from tests.web.conversations.conftest import WHATSAPP_FIRST, add_shop, configure, settle, verify
 from tests.web.test_messaging import CUSTOMER, SMS_FROM
+from tests.web.test_verification_journeys import CALLER_ID, EXOTEL_ACCOUNT
 
 fakes = test_messaging.fakes
 OWNER, AGENT, OTHER = 1001, 1002, 2001
@@ -104,12 +106,7 @@ async def test_a_callback_request_reaches_the_shops_chats_and_the_button_bridges
     res, webhook, telegram, fakes, worker
 ):
     acme, _ = await two_shops(res, telegram, worker)
-    await verify(res, worker, acme)
-    url = str(webhook.server.make_url(f"/webhooks/gupshup/{_gupshup_token(res)}"))
-    status, _ = await fakes["gupshup"].send_text(url, from_phone=CUSTOMER, text="3")
-    assert status == 200
-    await settle(res, worker)
-    await scan(res, worker)
+    await callback_requested(res, webhook, fakes, worker, acme)
 
     expected = f"Callback requested for order #1001 by {CUSTOMER} (by whatsapp)."
     assert alerts(telegram, OWNER) == [expected]
@@ -145,6 +142,30 @@ async def test_a_callback_request_reaches_the_shops_chats_and_the_button_bridges
     own = telegram.chat(OTHER).from_bot[-1]
     assert await telegram.press(OTHER, own.message_id, alert.button_data("Call")) == 200
     assert telegram.chat(OTHER).callback_answers[-1].startswith("That callback request")
+
+
+async def test_click_to_call_through_the_shops_exotel_account_connects_the_two_numbers(
+    res, webhook, telegram, fakes, worker
+):
+    document = {**WHATSAPP_FIRST, "ivr": {"caller_id": CALLER_ID, "flow_id": "214512"}}
+    acme, _ = await two_shops(res, telegram, worker, document)
+    for number in EXOTEL_ACCOUNT["numbers"]:
+        fakes["exotel"].add_exophone(number)
+    desk = res.account_desk()
+    account = await desk.connect(acme.shop_id, EXOTEL_ACCOUNT)
+    await desk.choose(acme.shop_id, {"voice": account["id"]})
+    await configure(res, acme.shop_id, document)
+    await callback_requested(res, webhook, fakes, worker, acme)
+    assert await telegram.type(OWNER, f"/myphone {AGENT_PHONE}") == 200
+    assert telegram.chat(OWNER).texts[-1] == f"From now on I ring you on {AGENT_PHONE}."
+
+    alert = telegram.chat(OWNER).from_bot[-2]
+    assert alert.text.startswith("Callback requested for order #1001")
+    assert await telegram.press(OWNER, alert.message_id, alert.button_data("Call")) == 200
+    await worker.run_until_idle()
+    [call] = fakes["exotel"].calls
+    assert (call["From"], call["To"], call["CallerId"]) == (AGENT_PHONE, CUSTOMER, CALLER_ID)
+    assert "Url" not in call
 
 
 async def test_new_orders_refused_credentials_and_dead_jobs_reach_the_linked_chats(
@@ -251,13 +272,18 @@ async def test_the_daily_summary_comes_at_its_hour_of_the_shops_time_zone_once(
     assert alerts(telegram, OTHER) == []
 
 
+async def callback_requested(res, webhook, fakes, worker, order) -> None:
+    """The order's verification asks on WhatsApp; the customer presses "Call me"."""
+    await verify(res, worker, order)
+    token = shop_token(res.settings.secret_key(), PLATFORM)
+    url = str(webhook.server.make_url(f"/webhooks/gupshup/{token}"))
+    status, _ = await fakes["gupshup"].send_text(url, from_phone=CUSTOMER, text="3")
+    assert status == 200
+    await settle(res, worker)
+    await scan(res, worker)
+
+
 async def _order(res, shop_id: int, name: str) -> None:
     async with res.db.transaction() as session:
         shop = await session.get(Shop, shop_id)
         await apply_order(session, shop, order_payload(name=name), res.clock.now(), "webhook")
-
-
-def _gupshup_token(res) -> str:
-    from flows.channels.callback_urls import PLATFORM, shop_token
-
-    return shop_token(res.settings.secret_key(), PLATFORM)
