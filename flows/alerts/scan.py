@@ -101,10 +101,9 @@ class AlertScanner:
             chats = await _chats(session)
             shops = await _shops(session, list(chats))
             facts = await _facts(session, list(chats), since, now) if chats else []
-        for shop in shops.values():
-            day = summary_day(now, config.shop_zone(shop), config.stored(shop).alerts)
-            if day is not None:
-                facts.append(await self._summary(shop, day, now))
+            summaries = await _summaries_due(session, shops, chats, now)
+        for shop, day in summaries:
+            facts.append(await self._summary(shop, day, now))
         jobs = [
             deliver_job(push, fact.shop_id)
             for fact in facts
@@ -128,9 +127,31 @@ class AlertScanner:
         return Fact(
             SUMMARY,
             shop.id,
-            f"summary:{shop.id}:{day}",
+            summary_ref(shop.id, day),
             {"shop": shop.name, "until": until, "totals": report.totals},
         )
+
+
+async def _summaries_due(
+    session: AsyncSession, shops: dict[int, Shop], chats: dict[int, list[int]], now: datetime
+) -> list[tuple[Shop, str]]:
+    """The shops whose summary falls due in this hour and is not queued yet (every scan of
+    the hour asks; the report is read once)."""
+    due: dict[str, tuple[Shop, str]] = {}
+    for shop in shops.values():
+        day = summary_day(now, config.shop_zone(shop), config.stored(shop).alerts)
+        if day is not None:
+            due[f"alert:{summary_ref(shop.id, day)}:{chats[shop.id][0]}"] = (shop, day)
+    if not due:
+        return []
+    queued = set(
+        await session.scalars(select(Job.idempotency_key).where(Job.idempotency_key.in_(due)))
+    )
+    return [found for key, found in due.items() if key not in queued]
+
+
+def summary_ref(shop_id: int, day: str) -> str:
+    return f"summary:{shop_id}:{day}"
 
 
 async def _chats(session: AsyncSession) -> dict[int, list[int]]:

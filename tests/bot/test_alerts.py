@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from flows.alerts.scan import INTERVAL, first_scan
+from flows.alerts.scan import INTERVAL, MARGIN, first_scan
 from flows.channels import accounts
 from flows.channels.callback_urls import PLATFORM, shop_token
 from flows.shops.shopify_events import apply_order
@@ -234,9 +234,12 @@ async def test_a_chat_turns_its_alerts_off_and_a_chat_that_blocked_the_bot_is_sk
     await scan(res, worker)
     assert telegram.chat(OWNER).texts[-1].startswith("Alerts are off in this chat.")
     assert alerts(telegram, AGENT) == []
+    res.clock.advance(MARGIN)  # what happened while off is past the next scans' margin
+    await scan(res, worker)
     assert await telegram.type(OWNER, "/alerts on") == 200
     await _order(res, acme.shop_id, "#1004")
     await scan(res, worker)
+    assert telegram.chat(OWNER).texts[-2].startswith("Alerts are on in this chat")
     assert telegram.chat(OWNER).texts[-1].startswith("New order #1004")
     assert alerts(telegram, AGENT) == []
     sends = [call for call in telegram.called("sendMessage") if int(call["chat_id"]) == AGENT]
