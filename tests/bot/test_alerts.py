@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from flows.alerts.decide import CALL, NEW_ORDER, SUMMARY, Action, Fact, Push, decide, summary_day
 from flows.alerts.scan import INTERVAL, MARGIN, first_scan
 from flows.channels import accounts
 from flows.channels.callback_urls import PLATFORM, shop_token
+from flows.shops.settings import AlertSettings
 from flows.shops.shopify_events import apply_order
 from main import make_worker
 from providers.sandbox.shopify import order_payload
@@ -100,6 +102,64 @@ async def two_shops(res, telegram: FakeTelegram, worker, document=WHATSAPP_FIRST
         await res.queue.enqueue(session, first_scan(res.clock.now()))
     await worker.run_until_idle()
     return acme, bolt
+
+
+ORDER = {
+    "order": "#1001",
+    "amount": "10.00",
+    "currency": "INR",
+    "payment_method": "cod",
+    "phone": CUSTOMER,
+}
+NEW = f"New order #1001: 10.00 INR (cash on delivery), {CUSTOMER}."
+CALLBACK = {"order": "#1001", "phone": CUSTOMER, "mode": "ivr", "activity_id": 7}
+ASKED = f"Callback requested for order #1001 by {CUSTOMER} (by ivr)."
+TOTALS = {"total": 2, "confirmed": 1, "cancelled": 0, "callback_requested": 0, "pending": 1}
+DAY = {"shop": "Acme", "until": "2026-01-05 20:00", "totals": TOTALS}
+
+
+@pytest.mark.parametrize(
+    ("fact", "settings", "pushes"),
+    [
+        (Fact(NEW_ORDER, 1, "activity:3", ORDER), AlertSettings(), []),
+        (
+            Fact(NEW_ORDER, 1, "activity:3", ORDER),
+            AlertSettings(new_orders=True),
+            [Push(5, NEW, "alert:activity:3:5"), Push(6, NEW, "alert:activity:3:6")],
+        ),
+        (
+            Fact("callback_requested", 1, "activity:7", CALLBACK),
+            AlertSettings(),
+            [
+                Push(chat, ASKED, f"alert:activity:7:{chat}", Action(CALL, 7, f"Call {CUSTOMER}"))
+                for chat in (5, 6)
+            ],
+        ),
+        (
+            Fact(
+                SUMMARY, 1, "summary:1:2026-01-05", {"shop": "A", "until": "x", "totals": TOTALS}
+            ),
+            AlertSettings(daily_summary=False),
+            [],
+        ),
+    ],
+)
+def test_what_each_chat_is_told(fact, settings, pushes):
+    assert decide(fact, [5, 6], settings) == pushes
+
+
+@pytest.mark.parametrize(
+    ("utc", "zone", "hour", "day"),
+    [
+        (datetime(2026, 1, 5, 14, 30, tzinfo=UTC), "Asia/Kolkata", 20, "2026-01-05"),
+        (datetime(2026, 1, 5, 14, 29, tzinfo=UTC), "Asia/Kolkata", 20, None),
+        (datetime(2026, 3, 29, 18, 0, tzinfo=UTC), "Europe/Berlin", 20, "2026-03-29"),  # CEST
+        (datetime(2026, 3, 28, 19, 0, tzinfo=UTC), "Europe/Berlin", 20, "2026-03-28"),  # CET
+        (datetime(2026, 1, 5, 18, 59, tzinfo=UTC), "America/New_York", 13, "2026-01-05"),
+    ],
+)
+def test_the_daily_summary_falls_due_in_its_local_hour(utc, zone, hour, day):
+    assert summary_day(utc, zone, AlertSettings(summary_hour=hour)) == day
 
 
 async def test_a_callback_request_reaches_the_shops_chats_and_the_button_bridges_the_call(
