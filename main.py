@@ -358,8 +358,6 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             res.db, res.queue, res.box, res.clients, res.clock, desk.refresh
         ).handle,
         PRUNE_JOB: Retention(res.queue).handle,
-        SCAN_JOB: AlertScanner(res.db, res.clock, res.queue).handle,
-        ALERT_CALL_JOB: Bridger(res.db, res.clock, res.queue, router).handle,
         SUBSCRIPTION_JOB: SubscriptionKeeper(
             res.db,
             res.queue,
@@ -370,23 +368,26 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             res.settings.secret_key(),
         ).handle,
     }
-    if res.telegram is not None:
+    if res.telegram is not None:  # alerts need a bot to deliver them
         from bot.alerts import TelegramAlerts
 
+        handlers[SCAN_JOB] = AlertScanner(res.db, res.clock, res.queue).handle
         handlers[DELIVER_JOB] = TelegramAlerts(res.telegram, res.db, res.clock).handle
+        handlers[ALERT_CALL_JOB] = Bridger(res.db, res.clock, res.queue, router).handle
     return handlers
 
 
 async def schedule_periodic(res: Resources) -> None:
     """At start: every connected shop's reconciliation, the pruning of dead jobs, the scan
-    for merchant alerts and the RingCentral subscription check (each once per interval,
-    however many processes start)."""
+    for merchant alerts (with a bot) and the RingCentral subscription check (each once per
+    interval, however many processes start)."""
     async with res.db.transaction() as session:
         shop_ids = await session.scalars(select(Shop.id).where(Shop.status != "uninstalled"))
         now = res.clock.now()
         await res.queue.enqueue(session, *(next_reconcile(i, now) for i in shop_ids))
         await res.queue.enqueue(session, prune_job(now, next_slot=False))
-        await res.queue.enqueue(session, first_scan(now))
+        if res.telegram is not None:
+            await res.queue.enqueue(session, first_scan(now))
         if res.clients.configured.ringcentral is not None:
             await res.queue.enqueue(session, check_now(now))
 
