@@ -306,6 +306,21 @@ async def test_a_chat_turns_its_alerts_off_and_a_chat_that_blocked_the_bot_is_sk
     assert len(sends) == 2  # "linked", then the refused alert: none after it
 
 
+async def test_a_telegram_server_error_is_retried_by_the_job_system(
+    res, webhook, telegram, worker
+):
+    document = {**WHATSAPP_FIRST, "alerts": {"new_orders": True}}
+    acme, _ = await two_shops(res, telegram, worker, document)
+    assert await telegram.type(AGENT, "/alerts off") == 200
+    telegram.fail_next("sendMessage", 500, "Internal Server Error")
+    await _order(res, acme.shop_id, "#1002")
+    await scan(res, worker)
+    assert alerts(telegram, OWNER) == []
+    res.clock.advance(timedelta(seconds=res.settings.jobs.backoff_base_seconds))
+    await worker.run_until_idle()
+    assert [text[:15] for text in alerts(telegram, OWNER)] == ["New order #1002"]
+
+
 async def test_the_daily_summary_comes_at_its_hour_of_the_shops_time_zone_once(
     res, webhook, telegram, worker
 ):
