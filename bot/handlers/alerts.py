@@ -88,9 +88,9 @@ async def call_pressed(
     if asked.outcome is CallAsked.NO_PHONE:
         await state.set_state(CallSteps.phone)
         await state.update_data(activity_id=callback_data.activity_id)
-        await _say(bot, link, ASK_PHONE.format(customer=asked.customer))
+        await bot.send_message(link.chat_id, ASK_PHONE.format(customer=asked.customer))
         return
-    await _say(bot, link, _ringing(asked))
+    await bot.send_message(link.chat_id, _ringing(asked))
 
 
 async def phone_sent(message: Message, state: FSMContext, link: ChatLink, desk: AlertDesk) -> None:
@@ -106,7 +106,3 @@ async def phone_sent(message: Message, state: FSMContext, link: ChatLink, desk: 
 
 def _ringing(asked: Asked) -> str:
     return RINGING.format(agent=asked.agent, customer=asked.customer)
-
-
-async def _say(bot: Bot, link: ChatLink, text: str) -> None:
-    await bot.send_message(link.chat_id, text)
