@@ -89,7 +89,7 @@ class MerchantBot:
             accounts=accounts,
             report_desk=ReportDesk(db, clock),
             merchant_orders=MerchantOrders(db, clock, SecretBox(settings.secret_keys()), shopify),
-            desk=AlertDesk(db, clock, accounts.queue),
+            alert_desk=AlertDesk(db, clock, accounts.queue),
             replies=Replies(db, accounts.queue, clock),
         )
         self.dispatcher.update.outer_middleware(ChatLinkMiddleware(links))

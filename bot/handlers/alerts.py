@@ -50,25 +50,25 @@ def router() -> Router:
 
 
 async def alerts(
-    message: Message, command: CommandObject, link: ChatLink, desk: AlertDesk
+    message: Message, command: CommandObject, link: ChatLink, alert_desk: AlertDesk
 ) -> None:
     wanted = (command.args or "").strip().lower()
     if wanted in ("on", "off"):
-        await desk.set_alerts(link, wanted == "on")
+        await alert_desk.set_alerts(link, wanted == "on")
     elif wanted:
         await message.answer(ALERTS_USAGE)
         return
-    await message.answer(ALERTS_ON if await desk.alerts_on(link) else ALERTS_OFF)
+    await message.answer(ALERTS_ON if await alert_desk.alerts_on(link) else ALERTS_OFF)
 
 
 async def my_phone(
-    message: Message, command: CommandObject, link: ChatLink, desk: AlertDesk
+    message: Message, command: CommandObject, link: ChatLink, alert_desk: AlertDesk
 ) -> None:
     if command.args:
-        phone = await desk.set_phone(link, command.args)
+        phone = await alert_desk.set_phone(link, command.args)
         await message.answer(BAD_PHONE if phone is None else PHONE_SET.format(phone=phone))
         return
-    current = await desk.phone(link)
+    current = await alert_desk.phone(link)
     await message.answer(PHONE_IS.format(phone=current) if current else NO_PHONE_YET)
 
 
@@ -78,9 +78,9 @@ async def call_pressed(
     bot: Bot,
     state: FSMContext,
     link: ChatLink,
-    desk: AlertDesk,
+    alert_desk: AlertDesk,
 ) -> None:
-    asked = await desk.call(link, callback_data.activity_id)
+    asked = await alert_desk.call(link, callback_data.activity_id)
     if asked.outcome is CallAsked.GONE:
         await query.answer(CALL_GONE, show_alert=True)
         return
@@ -93,14 +93,16 @@ async def call_pressed(
     await bot.send_message(link.chat_id, _ringing(asked))
 
 
-async def phone_sent(message: Message, state: FSMContext, link: ChatLink, desk: AlertDesk) -> None:
+async def phone_sent(
+    message: Message, state: FSMContext, link: ChatLink, alert_desk: AlertDesk
+) -> None:
     assert message.text is not None  # the filter
-    if await desk.set_phone(link, message.text) is None:
+    if await alert_desk.set_phone(link, message.text) is None:
         await message.answer(BAD_PHONE)
         return
     activity_id = (await state.get_data()).get("activity_id")
     await state.clear()
-    asked = await desk.call(link, int(activity_id or 0))
+    asked = await alert_desk.call(link, int(activity_id or 0))
     await message.answer(CALL_GONE if asked.outcome is CallAsked.GONE else _ringing(asked))
 
 
