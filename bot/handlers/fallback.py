@@ -29,6 +29,8 @@ COMMANDS = {
     "messages": "SMS and WhatsApp messages",
     "missedcalls": "missed calls and their orders",
     "order": "an order's card (/order 1001): statuses, timeline, cancel and refund",
+    "alerts": "this chat's alerts on or off (/alerts on, /alerts off)",
+    "myphone": "your phone, the one click-to-call rings before the customer (/myphone +91...)",
     "cancel": "stop what you are doing",
 }
 
