@@ -209,6 +209,7 @@ def _thread_message(message: Message) -> dict[str, Any]:
         "direction": message.direction,
         "body": message.body,
         "status": message.status,
+        "error": message.error,  # why it was not sent: refused, suppressed
         "at": message.created_at.isoformat(),
     }
 
