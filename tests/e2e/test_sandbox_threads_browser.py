@@ -39,7 +39,14 @@ def test_a_customers_sms_is_answered_from_the_merchants_thread(page: Page) -> No
     expect(question).to_contain_text("Can I pay by card instead?")
     expect(page.get_by_test_id("threads-empty")).to_be_hidden()
 
-    thread.get_by_test_id("thread-reply-text").fill("Yes: the courier takes cards.")
+    # An empty answer is refused, the reason beside the box.
+    answer = thread.get_by_test_id("thread-reply-text")
+    thread.get_by_test_id("thread-reply-send").click()
+    expect(thread.get_by_test_id("thread-reply-error")).to_contain_text("at least 1 character")
+    expect(answer).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_test_id("threads-error")).to_be_empty()
+
+    answer.fill("Yes: the courier takes cards.")
     thread.get_by_test_id("thread-reply-send").click()
 
     received = page.locator('[data-testid="sms-bubble"][data-direction="out"]')
@@ -51,4 +58,5 @@ def test_a_customers_sms_is_answered_from_the_merchants_thread(page: Page) -> No
     expect(messages).to_have_count(2)
     expect(messages.nth(1)).to_have_attribute("data-direction", "out")
     expect(messages.nth(1)).to_contain_text("Yes: the courier takes cards.")
-    expect(thread.get_by_test_id("thread-reply-text")).to_have_value("")
+    expect(answer).to_have_value("")
+    expect(thread.get_by_test_id("thread-reply-error")).to_be_empty()
