@@ -1,10 +1,11 @@
 """The sandbox's JSON API under /sandbox/api: the state the sandbox page shows and the actions
 it offers (the merchant's orders and customers' SMS consent in Shopify, the customers' phones
-with what our app holds of them, the sandbox clock).
+with what our app holds of them, the merchant's threads with its customers and its answers,
+the sandbox clock).
 
 Registered only in sandbox mode: `build_app` adds these routes when it is given a `Sandbox`.
 Errors have the app's one JSON shape; 404 when there is no such order, ringing call or
-message, 409 when the action does not fit the order's or the phone's state.
+message, or thread, 409 when the action does not fit the order's or the phone's state.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ from pydantic import (
 )
 
 from clock import OffsetClock
-from flows.shops.sandbox import DemoShop, app_facts, phone_facts
+from flows.conversations import threads
+from flows.conversations.threads import ThreadView
+from flows.shops.sandbox import DemoShop, app_facts, merchant_threads, phone_facts
 from providers.sandbox.phones import e164
 from providers.sandbox.shop import WorldError
 from providers.sandbox.world import SandboxWorld
+from storage.models import Message
+from web.api.conversations import ThreadReply
 from web.api.shops import read_json, unprocessable
 from web.errors import ApiError, field_problem
-from web.keys import db_key
+from web.keys import clock_key, db_key, queue_key
 
 PREFIX = "/sandbox/api"
 KEEPALIVE_SECONDS = 15.0
@@ -115,6 +120,7 @@ def setup_routes(app: web.Application, sandbox: Sandbox) -> None:
         phone_action,
     )
     app.router.add_post(f"{PREFIX}/customers/{{number}}/sms-consent", set_sms_consent)
+    app.router.add_post(f"{PREFIX}/threads/{{thread_id}}/reply", answer_thread)
     app.router.add_post(f"{PREFIX}/time", move_time)
 
 
@@ -137,6 +143,7 @@ async def sandbox_state(app: web.Application) -> dict[str, Any]:
     )
     statuses = facts.verification_statuses
     phones = await phone_facts(app[db_key], sandbox.shop.shop_id)
+    shop_threads = await merchant_threads(app[db_key], sandbox.shop.shop_id)
     return {
         **_time(sandbox.clock, facts.next_job_at),
         "shop": {
@@ -155,6 +162,7 @@ async def sandbox_state(app: web.Application) -> dict[str, Any]:
             }
             for phone in world["phones"]
         ],
+        "threads": [_thread(view) for view in shop_threads],
         "requests": world["requests"],
     }
 
@@ -179,6 +187,30 @@ def _order(order: dict[str, Any], statuses: dict[str, str]) -> dict[str, Any]:
         "tags": order["tags"],
         "cancelled": order["cancelled"],
         "fulfillment_status": order["fulfillment_status"],
+    }
+
+
+def _thread(view: ThreadView) -> dict[str, Any]:
+    thread = view.thread
+    return {
+        "id": thread.id,
+        "phone": thread.phone,
+        "channel": thread.channel,
+        "status": thread.status,
+        "handed_over": thread.handed_over,
+        "updated_at": thread.updated_at.isoformat(),
+        "messages": [_thread_message(message) for message in view.messages],
+    }
+
+
+def _thread_message(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "direction": message.direction,
+        "body": message.body,
+        "status": message.status,
+        "error": message.error,  # why it was not sent: refused, suppressed
+        "at": message.created_at.isoformat(),
     }
 
 
@@ -233,7 +265,7 @@ async def _close_streams(app: web.Application) -> None:
 # Actions -------------------------------------------------------------------------------
 
 
-def _parse(model: type[_Body], body: Any) -> Any:
+def _parse(model: type[BaseModel], body: Any) -> Any:
     try:
         return model.model_validate(body if body is not None else {})
     except ValidationError as exc:
@@ -314,6 +346,25 @@ async def set_sms_consent(request: web.Request) -> web.Response:
     return web.json_response(
         {"customer": await _world(world.set_sms_consent(number, body.subscribed))}
     )
+
+
+async def answer_thread(request: web.Request) -> web.Response:
+    """The merchant answers a customer's thread, as POST /api/v1/threads/{id}/reply does: on
+    the thread's channel, through the account the customer wrote to."""
+    app = request.app
+    shop_id = app[sandbox_key].shop.shop_id
+    raw = request.match_info["thread_id"]
+    missing = ApiError(404, f"no thread {raw} in the demo shop", "not_found")
+    thread_id = int(raw) if raw.isdigit() and len(raw) <= 18 else None
+    if thread_id is None or await threads.thread(app[db_key], shop_id, thread_id) is None:
+        raise missing
+    answer = await _body(request, ThreadReply)
+    sent = await threads.reply(
+        app[db_key], app[queue_key], app[clock_key].now(), shop_id, thread_id, answer.text
+    )
+    if sent is None:
+        raise missing
+    return web.json_response({"message": _thread_message(sent)}, status=201)
 
 
 async def move_time(request: web.Request) -> web.Response:

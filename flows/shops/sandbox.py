@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import CHECK_JOB
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB
+from flows.conversations.threads import UNANSWERED, ThreadView
 from flows.shops import config as shop_config
 from flows.shops import onboarding
 from flows.shops.reconcile import RECONCILE_JOB
@@ -28,7 +29,7 @@ from providers.sandbox import shop as demo
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import JobQueue
-from storage.models import Activity, Consent, Job, Message, Order, Shop
+from storage.models import Activity, Consent, Job, Message, Order, Shop, Thread
 from storage.shops import issue_secrets, shop_by_domain
 
 # Periodic upkeep: "to the next job" skips these to reach the next step of a conversation.
@@ -209,6 +210,38 @@ async def phone_facts(db: Database, shop_id: int) -> PhoneFacts:
                 }
             )
     return PhoneFacts(consents, suppressed)
+
+
+# The threads the sandbox page shows: the unanswered ones first, then the latest active.
+THREADS_SHOWN = 50
+
+
+async def merchant_threads(db: Database, shop_id: int) -> list[ThreadView]:
+    """The shop's threads as its merchant works through them, unanswered first, then by
+    latest activity; each with its messages both ways, oldest first."""
+    async with db.sessions() as session:
+        found = list(
+            await session.scalars(
+                select(Thread)
+                .where(Thread.shop_id == shop_id)
+                .order_by(
+                    case((Thread.status == UNANSWERED, 0), else_=1),
+                    Thread.updated_at.desc(),
+                    Thread.id.desc(),
+                )
+                .limit(THREADS_SHOWN)
+            )
+        )
+        messages: dict[int | None, list[Message]] = {thread.id: [] for thread in found}
+        if found:
+            rows = await session.scalars(
+                select(Message)
+                .where(Message.shop_id == shop_id, Message.thread_id.in_([t.id for t in found]))
+                .order_by(Message.created_at, Message.id)
+            )
+            for message in rows:
+                messages[message.thread_id].append(message)
+    return [ThreadView(thread, messages[thread.id]) for thread in found]
 
 
 async def next_job_at(session: AsyncSession, now: datetime) -> datetime | None:

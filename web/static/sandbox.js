@@ -363,6 +363,7 @@
     renderCustomers();
     renderPhones();
     renderRequests();
+    renderThreads();
     applyBusy();
     setupFollowState();
     merchantFollowState();
@@ -1455,6 +1456,149 @@
     selectTab(tabs[(moves[event.key] + tabs.length) % tabs.length], true);
   }
 
+  // ---------------------------------------------------------------- merchant's threads
+
+  // What the merchant typed and the refusals, per thread: a thread's card is built again
+  // whenever its messages change, and keeps both.
+  const drafts = new Map();
+  const threadErrors = new Map();
+
+  function channelName(channel) {
+    return { sms: "SMS", whatsapp: "WhatsApp" }[channel] || channel || "";
+  }
+
+  function renderThreads() {
+    const threads = state.threads || [];
+    showEmpty("threads-empty", threads.length === 0);
+    syncList($("thread-list"), threads, (t) => t.id, buildThread);
+  }
+
+  function buildThreadMessage(message) {
+    const inbound = message.direction === "in";
+    let status = inbound ? "" : ` · ${humanize(message.status)}`;
+    if (!inbound && message.error) status += `: ${message.error}`;
+    return h(
+      "li",
+      {
+        class: `bubble ${inbound ? "received" : "sent"}`,
+        testid: "thread-message",
+        "data-direction": message.direction,
+        "data-status": message.status,
+      },
+      h("p", { class: "body" }, message.body),
+      h("span", { class: "meta" }, inbound ? "Customer · " : "You · ", timeElement(message.at, formatClock(message.at)), status),
+    );
+  }
+
+  function buildThread(thread) {
+    const id = String(thread.id);
+    const channel = channelName(thread.channel);
+    const inputId = `thread-text-${id}`;
+    const errorId = `thread-error-${id}`;
+    const input = h("input", {
+      id: inputId,
+      name: "text",
+      type: "text",
+      autocomplete: "off",
+      testid: "thread-reply-text",
+      "data-focus-key": `thread-text:${id}`,
+      "aria-describedby": errorId,
+      "aria-invalid": threadErrors.get(id) ? "true" : null,
+    });
+    input.value = drafts.get(id) || "";
+    return h(
+      "li",
+      {
+        class: `merchant-thread is-${thread.status}`,
+        testid: "thread-item",
+        "data-thread-id": id,
+        "data-phone": thread.phone,
+        "data-channel": thread.channel,
+        "data-status": thread.status,
+      },
+      h(
+        "p",
+        { class: "thread-head" },
+        h("strong", { testid: "thread-phone" }, thread.phone),
+        ` · ${channel} `,
+        h(
+          "span",
+          { class: `badge thread-${thread.status}`, testid: "thread-status" },
+          thread.status === "unanswered" ? "Unanswered" : "Answered",
+        ),
+      ),
+      thread.handed_over
+        ? h("p", { class: "hint", testid: "thread-handed-over" }, `Handed over by a flow: ${humanize(thread.handed_over)}`)
+        : null,
+      h(
+        "ol",
+        { class: "thread", testid: "thread-messages", "aria-label": `Messages with ${thread.phone} by ${channel}` },
+        (thread.messages || []).map(buildThreadMessage),
+      ),
+      h(
+        "form",
+        { class: "thread-reply", testid: "thread-reply-form", "data-thread-id": id, novalidate: true },
+        h("label", { for: inputId }, `Answer by ${channel}`),
+        h(
+          "div",
+          { class: "thread-reply-row" },
+          input,
+          h(
+            "button",
+            {
+              type: "submit",
+              class: "primary",
+              testid: "thread-reply-send",
+              "data-busy-key": `thread:${id}`,
+              "data-focus-key": `thread-send:${id}`,
+            },
+            "Send",
+          ),
+        ),
+        h("p", { class: "field-error", id: errorId, testid: "thread-reply-error" }, threadErrors.get(id) || ""),
+      ),
+    );
+  }
+
+  function showThreadError(form, text) {
+    const id = form.dataset.threadId;
+    if (text) threadErrors.set(id, text);
+    else threadErrors.delete(id);
+    // The card on the page now, which may have been built again meanwhile.
+    const card = $("thread-list").querySelector(`form[data-thread-id="${CSS.escape(id)}"]`);
+    if (!card) return;
+    card.querySelector(".field-error").textContent = text;
+    const input = card.querySelector('[name="text"]');
+    if (text) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  async function answerThread(event) {
+    const form = event.target.closest("form[data-thread-id]");
+    if (!form) return;
+    event.preventDefault();
+    const id = form.dataset.threadId;
+    const text = drafts.get(id) || "";
+    showThreadError(form, "");
+    const result = await run(`thread:${id}`, "threads-error", () =>
+      post(`/sandbox/api/threads/${encodeURIComponent(id)}/reply`, { text }),
+    );
+    if (!result) return;
+    if (result.ok) {
+      if (drafts.get(id) === text) {
+        drafts.delete(id);
+        const input = $("thread-list").querySelector(`#thread-text-${CSS.escape(id)}`);
+        if (input) input.value = "";
+      }
+      return;
+    }
+    const { message, fields } = problemOf(result);
+    const own = fields.filter((f) => f.field === "text").map((f) => f.message);
+    showThreadError(form, own.join(" "));
+    const others = fields.filter((f) => f.field !== "text").map((f) => `${f.field}: ${f.message}`);
+    showError("threads-error", own.length && !others.length ? "" : [message, ...others].join(" "));
+  }
+
   // ---------------------------------------------------------------- wiring
 
   const actions = {
@@ -1494,6 +1638,11 @@
   $("link-frame").addEventListener("load", frameLoaded);
   $("setup-form").addEventListener("submit", saveSetup);
   $("merchant-filters").addEventListener("submit", applyFilters);
+  $("thread-list").addEventListener("submit", answerThread);
+  $("thread-list").addEventListener("input", (event) => {
+    const form = event.target.closest("form[data-thread-id]");
+    if (form) drafts.set(form.dataset.threadId, event.target.value);
+  });
   $("merchant-tabs").addEventListener("click", (event) => {
     const tab = event.target.closest('[role="tab"]');
     if (tab) selectTab(tab, false);
