@@ -50,6 +50,8 @@ from storage.ratelimit import RateLimiter
 _LOGGER = logging.getLogger(__name__)
 
 SEND_JOB = "message.send"
+# Send details: the provider the customer wrote through, which an answer goes back through.
+VIA = "via"
 SUPPRESSED, OPTED_OUT = "suppressed", "OPTED_OUT"
 OTP_PLACEHOLDER = "%otp%"
 
@@ -188,7 +190,7 @@ class MessageSender:
     async def handle(self, job: ClaimedJob) -> None:
         details = job.payload.get("details") or {}
         mode = details.get("mode", "")
-        ready = await self._prepare(job.payload["message_id"], mode)
+        ready = await self._prepare(job.payload["message_id"], mode, details.get(VIA, ""))
         if ready is None:
             return
         if isinstance(ready, Deferred):
@@ -233,7 +235,7 @@ class MessageSender:
             self._settle(session, message, "sent", "", "", mode)
 
     async def _prepare(
-        self, message_id: int, mode: str
+        self, message_id: int, mode: str, via: str
     ) -> tuple[Message, Route] | Deferred | None:
         """The message and its route when it may go now; a deferral until its conversation's
         calling window opens; or None when it is settled (now or earlier)."""
@@ -253,7 +255,7 @@ class MessageSender:
                     return Deferred(wait, "outside the calling window")
             shop = await session.get(Shop, message.shop_id)
             try:
-                route = await self.router(session, shop, message.channel)
+                route = await self.router(session, shop, message.channel, via)
             except NoRoute as exc:
                 self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
                 await self._failed(session, message, "NO_ROUTE", permanent=True)

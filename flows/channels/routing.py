@@ -89,9 +89,18 @@ class ProviderRouter:
         self.clients = clients
         self.offers = offers
 
-    async def account(self, session: AsyncSession, shop: Shop, channel: str) -> ProviderAccount:
+    async def account(
+        self, session: AsyncSession, shop: Shop, channel: str, via: str = ""
+    ) -> ProviderAccount:
+        """The account carrying `channel` for the shop; with `via` (a provider), the shop's
+        account of that provider offering the channel when it has one: an answer goes back
+        through the provider the customer wrote to, even when another carries the channel."""
         accounts = await shop_accounts(session, shop.id)
         account = selected(shop, accounts, channel)
+        if via and (account is None or account.provider != via):
+            account = (
+                selected(shop, [a for a in accounts if a.provider == via], channel) or account
+            )
         if account is None:
             raise NoRoute(f"no {channel} account is connected for this shop")
         if account.status == REJECTED:
@@ -108,9 +117,12 @@ class ProviderRouter:
             account.provider, account.details, secrets_of(account, self.box)
         )
 
-    async def __call__(self, session: AsyncSession, shop: Shop, channel: str) -> Route:
-        """The route of a message on `channel` ("sms" or "whatsapp")."""
-        account = await self.account(session, shop, channel)
+    async def __call__(
+        self, session: AsyncSession, shop: Shop, channel: str, via: str = ""
+    ) -> Route:
+        """The route of a message on `channel` ("sms" or "whatsapp"), through the provider
+        `via` names when the shop has an account of it offering the channel."""
+        account = await self.account(session, shop, channel, via)
         provider, owner, details = account.provider, account.owner, account.details
         own = owner != PLATFORM
         config = getattr(self.providers, provider)

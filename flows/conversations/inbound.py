@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
-from flows.channels.messaging import queue_message
+from flows.channels.messaging import VIA, queue_message
 from flows.conversations import attribution, router, threads
 from flows.conversations.consent import PLATFORM, line_of
 from flows.conversations.replies import answer_keyword
@@ -117,6 +117,7 @@ class Conversations:
                     body=effect.text,
                     order_id=ctx.order.id,
                     customer_id=ctx.order.customer_id,
+                    details={VIA: inbound.event.provider},
                 )
             elif isinstance(effect, router.ToMerchant):
                 ctx = by_ref.get(effect.ref) or _of_shop(contexts, effect.shop_id)
@@ -182,6 +183,7 @@ class Conversations:
                 now,
                 effect.keyword,
                 decided_at=inbound.received_at or now,
+                via=event.provider,
                 shop=shop,
                 channel=event.channel,
                 phone=event.from_phone,
@@ -228,6 +230,7 @@ class Conversations:
             to=event.from_phone,
             idempotency_key=f"choice:{inbound.reference}",
             body=router.choice_question(effect.options),
+            details={VIA: event.provider},
         )
 
     async def _release(

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flows.channels.messaging import queue_message
+from flows.channels.messaging import VIA, queue_message
 from flows.conversations.consent import CONSENT_REPLY, OPTED_IN, OPTED_OUT, record
 from flows.conversations.keywords import HELP_TEXT as HELP_TEXT
 from flows.conversations.keywords import START_TEXT as START_TEXT
@@ -52,13 +52,14 @@ async def answer_keyword(
     inbound_id: str,
     reply: bool,
     decided_at: datetime,
+    via: str,
     customer_id: int | None = None,
     order_id: int | None = None,
 ) -> None:
     """Apply `keyword` from `phone` on `channel` for `shop` and queue its one answer, unless
-    the provider answered it already (`reply` False). The consent dates from `decided_at`,
-    when the message was accepted: a later keyword accepted before this job ran stays the
-    newer one."""
+    the provider answered it already (`reply` False), through the provider it came `via`.
+    The consent dates from `decided_at`, when the message was accepted: a later keyword
+    accepted before this job ran stays the newer one."""
     if keyword in _STATES:
         await record(
             session,
@@ -87,5 +88,5 @@ async def answer_keyword(
         body=reply_text(keyword, shop),
         order_id=order_id,
         customer_id=customer_id,
-        details={CONSENT_REPLY: keyword.value},
+        details={CONSENT_REPLY: keyword.value, VIA: via},
     )

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flows.channels.messaging import queue_message
+from flows.channels.messaging import VIA, queue_message
 from storage.db import Database
 from storage.jobs import JobQueue
 from storage.models import Message, Thread
@@ -101,6 +101,13 @@ async def reply(
         )
         if found is None:
             return None
+        # Back through the provider the customer last wrote to (another may carry the channel).
+        via = await session.scalar(
+            select(Message.provider)
+            .where(Message.thread_id == found.id, Message.direction == "in")
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
         message = await queue_message(
             session,
             queue,
@@ -112,6 +119,7 @@ async def reply(
             idempotency_key=f"thread:{thread_id}:{secrets.token_hex(8)}",
             body=text,
             customer_id=found.customer_id,
+            details={VIA: via} if via else None,
         )
         message.thread_id = found.id
         found.status = ANSWERED

@@ -673,7 +673,7 @@ def sender_for(res, fakes, provider: str):
     }
     client, channel, sender = clients[provider]
 
-    async def route(session, shop, wanted):
+    async def route(session, shop, wanted, via=""):
         assert wanted == channel
         return Route(provider, "platform", client, sender, 1.0)
 

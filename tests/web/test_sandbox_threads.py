@@ -145,3 +145,25 @@ async def test_an_unknown_thread_is_404_and_a_bad_answer_422_naming_the_field(sa
         status, problem = await sandbox.post(f"/sandbox/api/threads/{thread['id']}/reply", body)
         assert status == 422, (body, problem)
         assert {item["field"] for item in problem["error"]["fields"]} == fields, body
+
+
+async def test_the_answer_goes_back_through_the_provider_the_customer_wrote_to(sandbox: Driver):
+    # The demo shop's SMS are carried by Exotel; the customer texts its Twilio number.
+    await text(sandbox, "sms", "Is it cash on delivery?")
+    thread = await sandbox.until(
+        lambda s: thread_of(s, CUSTOMER, "sms"), "the message in the merchant's thread"
+    )
+    sent = await answer(sandbox, thread, "Yes, pay when it arrives.")
+    received = await sandbox.until(
+        lambda s: [
+            line for line in phone_of(s, CUSTOMER)["threads"]["sms"] if line["direction"] == "out"
+        ],
+        "the answer on the phone",
+    )
+    assert [(line["body"], line["number"]) for line in received] == [
+        ("Yes, pay when it arrives.", TWILIO_NUMBER)
+    ]
+    status, read = await sandbox.admin("GET", f"threads/{thread['id']}")
+    assert status == 200, read
+    [out] = [m for m in read["messages"] if m["id"] == sent["id"]]
+    assert out["status"] != "failed", out

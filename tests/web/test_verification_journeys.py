@@ -689,8 +689,8 @@ class ShortTimeouts:
             timeout_seconds=SHORT,
         )
 
-    async def __call__(self, session: Any, shop: Any, channel: str) -> Any:
-        route = await self.router(session, shop, channel)
+    async def __call__(self, session: Any, shop: Any, channel: str, via: str = "") -> Any:
+        route = await self.router(session, shop, channel, via)
         return replace(route, client=self.client) if route.provider == "exotel" else route
 
     async def voice(self, session: Any, shop: Any, settings: Any) -> Any:

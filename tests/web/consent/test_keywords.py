@@ -153,7 +153,9 @@ async def test_a_duplicate_inbound_stop_changes_and_sends_nothing_new(
             )
     await run(worker, clock)
     await run(worker, clock)
-    assert bodies(fakes) == [STOP_TEXT, STOP_TEXT]  # one per distinct inbound message
+    # One per distinct inbound message, each through the provider it came in by.
+    assert bodies(fakes) == [STOP_TEXT]
+    assert [m["subject"] for m in fakes["ringcentral"].messages] == [STOP_TEXT]
     assert await history(res) == [("sms", "opted_out")]
     assert await count(res, Message, Message.idempotency_key.like("keyword:%")) == 2
 
