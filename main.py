@@ -50,6 +50,7 @@ from flows.channels.provider_events import EVENT_JOB, ProviderEvents
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
 from flows.channels.routing import ProviderRouter, platform_offers
 from flows.conversations.shopify_consent import SYNC_JOB, ConsentSync
+from flows.notifications.job import NOTIFY_JOB, Notifier
 from flows.orders.actions import CANCEL_JOB, TAGS_JOB, OrderActions
 from flows.shops import onboarding, sandbox
 from flows.shops.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
@@ -347,6 +348,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             metrics=res.metrics,
         ).handle,
         EVENT_JOB: ProviderEvents(res.db, res.clock, verifier, res.queue).handle,
+        NOTIFY_JOB: Notifier(res.db, res.clock, res.queue).handle,
         TAGS_JOB: order_actions.handle_tags,
         CANCEL_JOB: order_actions.handle_cancel,
         SYNC_JOB: ConsentSync(res.db, res.clock, res.box, res.shopify).handle,

@@ -28,6 +28,7 @@ from web import (
     otp_api,
     sandbox_api,
     sandbox_page,
+    shipments,
     shopify,
     templates,
     twilio,
@@ -100,6 +101,7 @@ def build_app(deps: AppDeps) -> web.Application:
     shopify.setup_routes(app)
     twilio.setup_routes(app)
     callbacks.setup_routes(app)
+    shipments.setup_routes(app)
     api.setup_routes(app)
     templates.setup(app)
     verify_page.setup_routes(app)

@@ -19,10 +19,13 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from flows.conversations.keywords import BUILT_IN, HELP_TEXT, START_TEXT, STOP_TEXT, normal
+from flows.notifications import events as journey
+from flows.notifications.templates import TOKENS, check_text
 from providers.shopify.orders import DEFAULT_COD_GATEWAYS
 from providers.sms import not_gsm7
 
@@ -363,6 +366,124 @@ class AlertSettings(_Section):
     summary_hour: int = Field(20, ge=0, le=23)
 
 
+NoticeText = Annotated[
+    str,
+    Field(max_length=640, description="tokens: see GET /api/v1/notifications/preview"),
+    AfterValidator(check_text),
+]
+TemplateVariable = Literal[TOKENS]  # type: ignore[valid-type]
+_STOP = " Reply STOP to opt-out."
+_DEFAULT_TEXTS = {
+    journey.ORDER_CREATED: "Hi [[fullname]], your %shop% order %ordername% has been received."
+    + _STOP,
+    journey.ORDER_CONFIRMED: "Hi [[fullname]], your %shop% order %ordername% has been confirmed."
+    + _STOP,
+    journey.PACKED: "Hi [[firstname]], your %shop% order %ordername% is packed." + _STOP,
+    journey.SHIPPED: "Hi [[fullname]], your %shop% order %ordername% has been fulfilled"
+    "{ by %carrier%}.{ Track it at %trackingurl%.}" + _STOP,
+    journey.OUT_FOR_DELIVERY: "Hi [[firstname]], your %shop% order %ordername% is out for "
+    "delivery today." + _STOP,
+    journey.FAILED_DELIVERY: "Hi [[firstname]], we could not deliver your %shop% order "
+    "%ordername%{ (%reason%)}. We will try again." + _STOP,
+    journey.DELIVERED: "Hi [[firstname]], your %shop% order %ordername% has been delivered."
+    + _STOP,
+    journey.RETURN_CREATED: "Hi [[firstname]], the return of your %shop% order %ordername% "
+    "has been created." + _STOP,
+    journey.RESTOCKED: "Hi [[firstname]], the return of your %shop% order %ordername% has "
+    "reached us." + _STOP,
+    journey.REFUND_ISSUED: "Hi [[firstname]], a refund{ of %refundamount%} for your %shop% "
+    "order %ordername% has been issued." + _STOP,
+}
+
+
+class SmsNotice(_Section):
+    """One event's SMS (seed 004: filled in and active, each can be deactivated)."""
+
+    active: bool = True
+    text: NoticeText
+
+
+class WhatsAppNotice(_Section):
+    """One event's WhatsApp template (seed 002: off until the merchant enables it)."""
+
+    active: bool = False
+    template_id: str = Field("", max_length=128)
+    # The token of each of the template's variables: {{1}}, {{2}}, ... in this order.
+    params: list[TemplateVariable] = Field(default_factory=list, max_length=20)
+
+
+class EventNotice(_Section):
+    sms: SmsNotice
+    whatsapp: WhatsAppNotice = Field(default_factory=WhatsAppNotice)
+    # Sent in quiet hours too.
+    urgent: bool = False
+
+
+def _default_notice(event: str) -> dict[str, Any]:
+    return {"sms": {"text": _DEFAULT_TEXTS[event]}, "urgent": event == journey.OUT_FOR_DELIVERY}
+
+
+class EventNotices(_Section):
+    """Per journey event; a part left out of the document keeps the event's default."""
+
+    order_created: EventNotice
+    order_confirmed: EventNotice
+    packed: EventNotice
+    shipped: EventNotice
+    out_for_delivery: EventNotice
+    failed_delivery: EventNotice
+    delivered: EventNotice
+    return_created: EventNotice
+    restocked: EventNotice
+    refund_issued: EventNotice
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        filled = dict(value)
+        for event in journey.EVENTS:
+            given = filled.get(event, {})
+            if not isinstance(given, dict):
+                continue
+            default = _default_notice(event)
+            sms = given.get("sms", {})
+            if isinstance(sms, dict):
+                sms = {**default["sms"], **sms}
+            filled[event] = {**default, **given, "sms": sms}
+        return filled
+
+
+class QuietHours(_Section):
+    """Hours (the shop's local time) when only urgent notifications go; the others wait."""
+
+    active: bool = False
+    start_hour: int = Field(21, ge=0, le=23)
+    end_hour: int = Field(9, ge=0, le=23)
+
+
+class Notifications(_Section):
+    """Order-journey notifications to customers (issue 16)."""
+
+    # Seed 004: nothing goes by SMS until the merchant ticks SMS active.
+    sms_active: bool = False
+    sms_sender_id: SenderId = ""
+    # Seed 002: the platform's WhatsApp account charges per message, accepted once.
+    whatsapp_charge_accepted: bool = False
+    quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    events: EventNotices = Field(default_factory=lambda: EventNotices.model_validate({}))
+
+    def notice(self, event: str) -> EventNotice:
+        notice: EventNotice = getattr(self.events, event)
+        return notice
+
+    def wanted(self, event: str) -> bool:
+        """Whether any channel would carry `event`."""
+        notice = self.notice(event)
+        return (self.sms_active and notice.sms.active) or notice.whatsapp.active
+
+
 class ShopSettings(_Section):
     """The whole settings document of one shop."""
 
@@ -374,6 +495,7 @@ class ShopSettings(_Section):
     otp: OtpSettings = Field(default_factory=OtpSettings)
     conversations: ConversationSettings = Field(default_factory=ConversationSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    notifications: Notifications = Field(default_factory=Notifications)
     contact_phone: Phone = ""
     # The language of calls, messages and pages; "" is the shop's own, from Shopify.
     language: Literal["", "en", "hi"] = ""
@@ -547,7 +669,20 @@ def _family_rule(name: str, *earlier: str) -> _Rule:
     return _Rule(f"conversations.{name}", reads, problem)
 
 
+def _whatsapp_template_rule(event: str) -> _Rule:
+    section = f"notifications.events.{event}.whatsapp"
+
+    def problem(settings: ShopSettings, _country: str) -> str | None:
+        notice = settings.notifications.notice(event).whatsapp
+        if notice.active and not notice.template_id:
+            return "required to enable the WhatsApp notification"
+        return None
+
+    return _Rule(f"{section}.template_id", (f"{section}.active",), problem)
+
+
 _RULES = (
+    *(_whatsapp_template_rule(event) for event in journey.EVENTS),
     _family_rule("start_words", "stop_words"),
     _family_rule("help_words", "stop_words", "start_words"),
     _Rule("ivr.first_call_after_minutes", ("ivr.first_call",), _first_call_delay),

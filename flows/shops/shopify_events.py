@@ -17,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.conversations.shopify_consent import FROM_SHOPIFY, from_shopify, shopify_time
+from flows.notifications.events import NOTIFYING_TOPICS, ORDER_CREATED, JourneyEvent
+from flows.notifications.events import from_shopify as journey_event
+from flows.notifications.job import notify_job
+from flows.shops import config as shop_config
 from flows.shops import privacy
 from flows.verification.runtime import verification_job
 from providers.shopify.orders import OrderData, normalize_phone, parse_order
@@ -60,9 +64,12 @@ class ShopifyEvents:
                 await apply_order(
                     session, shop, payload, self.clock.now(), "webhook", triggered_at, book
                 )
-                await self.queue.enqueue(session, *book.verification_jobs)
+                await self.queue.enqueue(session, *book.verification_jobs, *book.notification_jobs)
             elif topic.startswith("fulfillments/"):
                 await self._record_fulfillment(session, shop, topic, payload)
+                await self._notify(session, shop, topic, payload)
+            elif topic in NOTIFYING_TOPICS:
+                await self._notify(session, shop, topic, payload)
             elif topic == "customers/update":
                 await self._update_customer(session, shop, payload)
             elif topic == "app/uninstalled":
@@ -127,7 +134,7 @@ class ShopifyEvents:
                     await apply_order(session, shop, payload, now, "webhook", triggered_at, book)
                 else:
                     await apply_order_data(session, shop, data, now, "webhook", triggered_at, book)
-            await self.queue.enqueue(session, *book.verification_jobs)
+            await self.queue.enqueue(session, *book.verification_jobs, *book.notification_jobs)
 
     async def _record_fulfillment(
         self, session: AsyncSession, shop: Shop, topic: str, payload: dict[str, Any]
@@ -145,6 +152,14 @@ class ShopifyEvents:
             for key in ("status", "shipment_status", "tracking_company", "tracking_number")
         } | {"tracking_url": (payload.get("tracking_urls") or [None])[0]}
         session.add(_activity(shop.id, order.id, "fulfillment", self.clock.now(), detail))
+
+    async def _notify(
+        self, session: AsyncSession, shop: Shop, topic: str, payload: dict[str, Any]
+    ) -> None:
+        """Queue the journey event the webhook announces, when the shop notifies it."""
+        event = journey_event(topic, payload)
+        if event is not None and shop_config.load(shop).notifications.wanted(event.kind):
+            await self.queue.enqueue(session, notify_job(shop.id, event))
 
     async def _update_customer(
         self, session: AsyncSession, shop: Shop, payload: dict[str, Any]
@@ -235,6 +250,7 @@ class OrderBook:
         self.orders: dict[tuple[int, str], Order | None] = {}
         self.customers: dict[tuple[int, str], Customer | None] = {}
         self.verification_jobs: list[NewJob] = []
+        self.notification_jobs: list[NewJob] = []
 
     async def preload(
         self, shop_id: int, order_ids: set[str], phones: set[str], now: datetime
@@ -373,6 +389,9 @@ async def apply_order_data(
     job = verification_job(order, kind == "order_received") if shop.status == "installed" else None
     if job is not None:
         book.verification_jobs.append(job)
+    if kind == "order_received" and shop_config.load(shop).notifications.wanted(ORDER_CREATED):
+        event = JourneyEvent(ORDER_CREATED, data.shopify_order_id, "shopify")
+        book.notification_jobs.append(notify_job(shop.id, event))
     return order
 
 

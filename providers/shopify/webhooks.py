@@ -14,8 +14,10 @@ SUBSCRIBED_TOPICS = (
     "orders/create",
     "orders/updated",
     "orders/cancelled",
+    "orders/fulfilled",
     "fulfillments/create",
     "fulfillments/update",
+    "refunds/create",
     "customers/update",
     "app/uninstalled",
 )

@@ -1,0 +1,1 @@
+"""Order-journey notifications (issue 16): journey events, templates, the decision, the job."""
