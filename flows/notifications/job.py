@@ -124,10 +124,13 @@ class Notifier:
             message.credits = measure(message.body).segments if send.channel == "sms" else 1
 
 
-async def find_order(session: AsyncSession, shop_id: int, ref: str) -> Order | None:
-    """The order a journey event names: its Shopify id, or its name (with or without #)."""
+async def find_order(
+    session: AsyncSession, shop_id: int, ref: str, *, lock: bool = True
+) -> Order | None:
+    """The order a journey event names: its Shopify id, or its name (with or without #).
+    `lock`: one event of an order at a time, so the second sees the first's record."""
     name = ref if ref.startswith("#") else f"#{ref}"
-    return await session.scalar(
+    query = (
         select(Order)
         .where(
             Order.shop_id == shop_id,
@@ -135,9 +138,8 @@ async def find_order(session: AsyncSession, shop_id: int, ref: str) -> Order | N
         )
         .order_by(Order.id)
         .limit(1)
-        # One event of an order at a time: the second sees the first's record.
-        .with_for_update()
     )
+    return await session.scalar(query.with_for_update() if lock else query)
 
 
 async def gather(

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.api import accounts, conversations, data_requests, openapi, orders, reports, shops
+from web.api import (
+    accounts,
+    conversations,
+    data_requests,
+    notifications,
+    openapi,
+    orders,
+    reports,
+    shops,
+)
 
 PREFIX = "/api/v1"
 
@@ -34,6 +43,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/threads", conversations.list_threads)
     app.router.add_get(f"{PREFIX}/threads/{{id}}", conversations.get_thread)
     app.router.add_post(f"{PREFIX}/threads/{{id}}/reply", conversations.reply)
+    app.router.add_post(f"{PREFIX}/notifications/preview", notifications.preview_notice)
+    app.router.add_get(
+        f"{PREFIX}/notifications/shipments-webhook", notifications.shipments_webhook
+    )
+    app.router.add_get(f"{PREFIX}/billing", notifications.get_billing)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi.document)
 
 

@@ -19,6 +19,7 @@ from flows.channels.accounts import (
 from flows.orders import reports
 from flows.shops.settings import ShopSettings
 from web.api.conversations import PHONE_PATTERN, ConsentChange, ThreadReply
+from web.api.notifications import PreviewRequest
 from web.api.orders import CancelOrder, RefundOrder
 from web.api.shops import CreateShop
 
@@ -31,11 +32,26 @@ ACCOUNT_INPUTS = (
 )
 
 REF = "#/components/schemas/{model}"
+_DATE_OR_TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "maxLength": 0},
+    ]
+}
 
 
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    models = (ShopSettings, CreateShop, ConsentChange, ThreadReply, CancelOrder, RefundOrder)
+    models = (
+        ShopSettings,
+        CreateShop,
+        ConsentChange,
+        ThreadReply,
+        CancelOrder,
+        RefundOrder,
+        PreviewRequest,
+    )
     for model in (*models, *ACCOUNT_INPUTS):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
@@ -128,6 +144,7 @@ def _schemas() -> dict[str, Any]:
         },
     }
     schemas.update(_report_schemas())
+    schemas.update(_notification_schemas())
     schemas.update(_account_schemas())
     schemas.update(_privacy_schemas())
     schemas.update(_conversation_schemas())
@@ -387,6 +404,66 @@ def _account_schemas() -> dict[str, Any]:
                     },
                 },
                 "missing": {"type": "array", "items": problem},
+            },
+        },
+    }
+
+
+def _notification_schemas() -> dict[str, Any]:
+    text = {"type": "string"}
+    count = {"type": "integer", "minimum": 0}
+    moment = {"type": "string", "format": "date-time"}
+    line = {
+        "type": "object",
+        "required": ["provider", "account", "channel", "event", "messages", "credits"],
+        "properties": {
+            "provider": text,
+            "account": {"type": "string", "description": "shop | platform"},
+            "channel": {"type": "string", "enum": ["sms", "whatsapp"]},
+            "event": {"type": "string", "description": "the journey event; empty: not one"},
+            "messages": count,
+            "credits": {**count, "description": "SMS: one per segment; WhatsApp: one"},
+        },
+    }
+    sms = {
+        "type": "object",
+        "required": ["text", "encoding", "characters", "segments", "credits"],
+        "properties": {
+            "text": text,
+            "unknown_tokens": {"type": "array", "items": text},
+            "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
+            "characters": count,
+            "segments": count,
+            "credits": count,
+        },
+    }
+    variable = {
+        "type": "object",
+        "properties": {"variable": {"type": "integer"}, "token": text, "value": text},
+    }
+    whatsapp = {
+        "type": "object",
+        "required": ["template_id", "params"],
+        "properties": {
+            "template_id": text,
+            "params": {"type": "array", "items": variable},
+            "text": {"type": "string", "description": "the template's text, filled in"},
+        },
+    }
+    return {
+        "NotificationPreview": {"oneOf": [sms, whatsapp]},
+        "ShipmentsWebhook": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {"url": {"type": "string", "format": "uri"}},
+        },
+        "Billing": {
+            "type": "object",
+            "required": ["from", "to", "lines"],
+            "properties": {
+                "from": moment,
+                "to": moment,
+                "lines": {"type": "array", "items": line},
             },
         },
     }
@@ -834,6 +911,56 @@ def build() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "the export", **_json("DataRequestExport")},
                         **_errors(401, 404),
+                    },
+                }
+            },
+            "/notifications/preview": {
+                "post": {
+                    "summary": "An event's notification as the customer gets it: the SMS text "
+                    "with its encoding, segments and credits, or the WhatsApp template's "
+                    "variables (with an order's values, else sample values)",
+                    "security": shop_auth,
+                    "requestBody": {"required": True, **_json("PreviewRequest")},
+                    "responses": {
+                        "200": {"description": "the preview", **_json("NotificationPreview")},
+                        **_errors(400, 401, 404, 422),
+                    },
+                }
+            },
+            "/notifications/shipments-webhook": {
+                "get": {
+                    "summary": "The URL carriers and fulfilment platforms post shipment events "
+                    "to (POST {order, status, awb, carrier, reason, tracking_url}); it holds "
+                    "the shop's secret",
+                    "security": shop_auth,
+                    "responses": {
+                        "200": {"description": "the URL", **_json("ShipmentsWebhook")},
+                        **_errors(401),
+                    },
+                }
+            },
+            "/billing": {
+                "get": {
+                    "summary": "Messages that left and their credits, per provider, account, "
+                    "channel and journey event",
+                    "security": shop_auth,
+                    "parameters": [
+                        _query(
+                            "from",
+                            "ISO 8601 date (its first moment in the shop's time zone) or "
+                            "date-time; default: 30 days before `to`",
+                            _DATE_OR_TIME,
+                        ),
+                        _query(
+                            "to",
+                            "ISO 8601 date (the whole day) or date-time; default: now; before "
+                            "`from`: nothing is counted",
+                            _DATE_OR_TIME,
+                        ),
+                    ],
+                    "responses": {
+                        "200": {"description": "the sums", **_json("Billing")},
+                        **_errors(401, 422),
                     },
                 }
             },
