@@ -51,6 +51,7 @@ from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, Subscripti
 from flows.channels.routing import ProviderRouter, platform_offers
 from flows.conversations.shopify_consent import SYNC_JOB, ConsentSync
 from flows.notifications.job import NOTIFY_JOB, Notifier
+from flows.notifications.whatsapp import TemplateChecks
 from flows.orders.actions import CANCEL_JOB, TAGS_JOB, OrderActions
 from flows.shops import onboarding, sandbox
 from flows.shops.reconcile import RECONCILE_JOB, Reconciler, next_reconcile
@@ -348,7 +349,9 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             metrics=res.metrics,
         ).handle,
         EVENT_JOB: ProviderEvents(res.db, res.clock, verifier, res.queue).handle,
-        NOTIFY_JOB: Notifier(res.db, res.clock, res.queue).handle,
+        NOTIFY_JOB: Notifier(
+            res.db, res.clock, res.queue, TemplateChecks(router, res.clock)
+        ).handle,
         TAGS_JOB: order_actions.handle_tags,
         CANCEL_JOB: order_actions.handle_cancel,
         SYNC_JOB: ConsentSync(res.db, res.clock, res.box, res.shopify).handle,

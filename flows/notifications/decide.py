@@ -78,6 +78,21 @@ def decide(event: str, facts: Facts, settings: Notifications, now: datetime) -> 
     return Decision(sends=tuple(sends), skips=tuple(skips))
 
 
+def fall_back(event: str, facts: Facts, settings: Notifications, decision: Decision) -> Decision:
+    """`decision` without its WhatsApp send, whose template cannot be used: the event's SMS
+    instead when the shop allows it (and the SMS is not going already), else nothing."""
+    sends = tuple(send for send in decision.sends if send.channel != "whatsapp")
+    notice = settings.notice(event)
+    allowed = settings.sms_active and notice.whatsapp.fallback_to_sms
+    if not allowed or any(send.channel == "sms" for send in sends):
+        return Decision(sends=sends, skips=decision.skips)
+    reason = _no_consent("sms", facts)
+    if reason:
+        return Decision(sends=sends, skips=(*decision.skips, Skip("sms", reason)))
+    sms = Send("sms", body=render(notice.sms.text, facts.values))
+    return Decision(sends=(*sends, sms), skips=decision.skips)
+
+
 def _no_consent(channel: str, facts: Facts) -> str:
     """Why `channel` may not carry a notification to the customer ("" when it may): seed 001
     sends only to customers who gave SMS consent; WhatsApp needs an opt-in on WhatsApp."""

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.messaging import queue_message
-from flows.notifications.decide import Decision, Facts, decide
+from flows.notifications.decide import Decision, Facts, decide, fall_back
 from flows.notifications.events import JourneyEvent
+from flows.notifications.whatsapp import TemplateChecks, TemplateState
 from flows.shops import config as shop_config
 from providers.sms import is_gsm7, measure
 from storage.db import Database
@@ -33,10 +34,12 @@ from storage.models import Activity, Consent, Customer, Order, Shop
 _LOGGER = logging.getLogger(__name__)
 
 NOTIFY_JOB = "notification.event"
-EVENT_KIND, STALE_KIND, SKIPPED_KIND = (
+EVENT_KIND, STALE_KIND, SKIPPED_KIND, FALLBACK_KIND = (
     "notification_event",
     "notification_stale",
     "notification_skipped",
+    # An alert: the merchant's bot pushes it (a WhatsApp template that cannot be used).
+    "notification_fallback",
 )
 MODE = "notification"
 
@@ -58,13 +61,17 @@ def key_event(idempotency_key: str | None) -> str:
 class Notifier:
     """The NOTIFY_JOB handler."""
 
-    def __init__(self, db: Database, clock: Clock, queue: JobQueue) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, queue: JobQueue, templates: TemplateChecks
+    ) -> None:
         self.db = db
         self.clock = clock
         self.queue = queue
+        self.templates = templates
 
     async def handle(self, job: ClaimedJob) -> None:
         event = JourneyEvent.from_payload(job.payload["event"])
+        template = await self._template(job.payload["shop_id"], event.kind)
         now = self.clock.now()
         async with self.db.transaction() as session:
             shop = await session.get(Shop, job.payload["shop_id"])
@@ -85,8 +92,41 @@ class Notifier:
             decision = decide(event.kind, facts, settings.notifications, now)
             if decision.wait_until is not None:
                 raise Deferred((decision.wait_until - now).total_seconds(), "quiet hours")
+            whatsapp = next((s for s in decision.sends if s.channel == "whatsapp"), None)
+            if whatsapp is not None and template is not None and template.problem:
+                decision = fall_back(event.kind, facts, settings.notifications, decision)
+                fallback = next((s.channel for s in decision.sends if s.channel == "sms"), "")
+                alert = {
+                    "channel": "whatsapp",
+                    "template_id": whatsapp.template_id,
+                    "status": template.status,
+                    "reason": template.problem,
+                    "fallback": fallback,
+                }
+                session.add(_activity(shop.id, order.id, FALLBACK_KIND, now, event, alert))
+                _LOGGER.warning(
+                    "shop %s: WhatsApp template %s cannot be used (%s); fallback %s",
+                    shop.domain,
+                    whatsapp.template_id,
+                    template.status,
+                    fallback or "none",
+                )
             sender = settings.notifications.sms_sender_id
             await self._apply(session, shop, order, event, decision, sender)
+
+    async def _template(self, shop_id: int, event: str) -> TemplateState | None:
+        """The live state of the event's WhatsApp template, when the event goes by WhatsApp;
+        asked before the transaction, which holds the order's lock."""
+        async with self.db.sessions() as session:
+            shop = await session.get(Shop, shop_id)
+            if shop is None:
+                return None
+            settings = shop_config.load(shop).notifications
+            whatsapp = settings.notice(event).whatsapp
+            if not whatsapp.active:
+                return None
+            accepted = settings.whatsapp_charge_accepted
+            return await self.templates.check(session, shop, whatsapp.template_id, accepted)
 
     async def _apply(
         self,

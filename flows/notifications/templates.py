@@ -98,3 +98,16 @@ def render(text: str, values: Mapping[str, str]) -> str:
 
     kept = _OPTIONAL.sub(optional, text)
     return _SPACES.sub(" ", _TOKEN.sub(token, kept)).strip()
+
+
+_VARIABLE = re.compile(r"\{\{\s*([0-9]+)\s*\}\}")
+
+
+def fill_whatsapp(text: str, values: list[str]) -> str:
+    """A WhatsApp template's text with {{1}}, {{2}}, ... replaced by `values` in order."""
+
+    def variable(match: re.Match[str]) -> str:
+        index = int(match.group(1)) - 1
+        return values[index] if 0 <= index < len(values) else match.group(0)
+
+    return _VARIABLE.sub(variable, text)

@@ -410,6 +410,9 @@ class WhatsAppNotice(_Section):
     template_id: str = Field("", max_length=128)
     # The token of each of the template's variables: {{1}}, {{2}}, ... in this order.
     params: list[TemplateVariable] = Field(default_factory=list, max_length=20)
+    # When the template cannot be used (paused, rejected, charge not accepted): the event's
+    # SMS instead, if SMS is active and the customer consented to it.
+    fallback_to_sms: bool = True
 
 
 class EventNotice(_Section):

@@ -47,6 +47,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(
         f"{PREFIX}/notifications/shipments-webhook", notifications.shipments_webhook
     )
+    app.router.add_put(f"{PREFIX}/notifications/whatsapp/{{event}}", notifications.put_whatsapp)
     app.router.add_get(f"{PREFIX}/billing", notifications.get_billing)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi.document)
 

@@ -10,16 +10,20 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flows.channels.routing import ProviderRouter
 from flows.notifications import preview
 from flows.notifications.billing import billing
 from flows.notifications.events import EVENTS
 from flows.notifications.shipments import shipments_url
-from flows.notifications.templates import unknown_tokens
+from flows.notifications.templates import fill_whatsapp, unknown_tokens
+from flows.notifications.whatsapp import TemplateChecks, TemplateState
 from flows.shops import config as shop_config
+from flows.shops.settings import SettingsError, TemplateVariable, template_variables
+from providers.base import ProviderError
 from web.api.auth import require_shop
 from web.api.shops import read_json, unprocessable
 from web.errors import ApiError, field_problem
-from web.keys import clock_key, db_key, settings_key
+from web.keys import accounts_key, clock_key, db_key, secret_box_key, settings_key
 
 DEFAULT_BILLING_DAYS = 30
 Event = Literal[EVENTS]  # type: ignore[valid-type]
@@ -29,7 +33,7 @@ class PreviewRequest(BaseModel):
     """What to preview: an event's saved template, or `text` in its place, with an order's
     values or the sample values."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     event: Event
     channel: Literal["sms", "whatsapp"] = "sms"
@@ -45,9 +49,126 @@ class PreviewRequest(BaseModel):
     )
 
 
+class WhatsAppChoice(BaseModel):
+    """Enable (with its template, checked live) or disable an event's WhatsApp notification."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "if": {"properties": {"active": {"const": True}}, "required": ["active"]},
+            "then": {
+                "properties": {"template_id": {"type": "string", "pattern": r"\S"}},
+                "required": ["template_id"],
+            },
+        },
+    )
+
+    active: bool
+    template_id: str = Field("", max_length=128, description="required to enable")
+    params: list[TemplateVariable] = Field(
+        default_factory=list,
+        max_length=20,
+        description="the token of each of the template's variables, {{1}} first",
+    )
+    fallback_to_sms: bool = True
+    accept_charge: bool = Field(
+        False,
+        description="the merchant accepts the per-message charge of the platform's WhatsApp "
+        "account (asked once, before the first notification it sends)",
+    )
+
+
+async def put_whatsapp(request: web.Request) -> web.Response:
+    shop = await require_shop(request)
+    event = request.match_info["event"]
+    if event not in EVENTS:
+        raise ApiError(404, f"no journey event {event!r}; one of: {', '.join(EVENTS)}")
+    choice = _body(WhatsAppChoice, await read_json(request))
+    document = shop_config.stored(shop).document()
+    notifications = document["notifications"]
+    accepted = notifications["whatsapp_charge_accepted"] or choice.accept_charge
+    template_id = choice.template_id.strip()
+    state = None
+    if choice.active:
+        if not template_id:
+            raise unprocessable([field_problem("template_id", "required to enable")])
+        state = await _template_state(request, shop, template_id, accepted)
+        _refuse_unusable(state, choice, template_id)
+    notifications["whatsapp_charge_accepted"] = accepted
+    notifications["events"][event]["whatsapp"] = {
+        "active": choice.active,
+        "template_id": template_id,
+        "params": list(choice.params),
+        "fallback_to_sms": choice.fallback_to_sms,
+    }
+    app = request.app
+    try:
+        saved = await shop_config.save(
+            app[db_key], app[secret_box_key], app[clock_key], shop.id, document
+        )
+    except SettingsError as exc:
+        raise unprocessable([field_problem(p.field, p.message) for p in exc.problems]) from None
+    answer: dict[str, Any] = {
+        "event": event,
+        "whatsapp": saved.notifications.notice(event).whatsapp.model_dump(mode="json"),
+        "charge_accepted": saved.notifications.whatsapp_charge_accepted,
+    }
+    if state is not None:
+        values = preview.values_for_preview(None)
+        filled = fill_whatsapp(state.text, [values.get(token, "") for token in choice.params])
+        answer["template"] = {"status": state.status, "text": state.text, "preview": filled}
+    return web.json_response(answer)
+
+
+async def _template_state(
+    request: web.Request, shop: Any, template_id: str, charge_accepted: bool
+) -> TemplateState:
+    app = request.app
+    desk = app[accounts_key]
+    router = ProviderRouter(app[settings_key], desk.box, desk.urls, desk.clients, desk.offers)
+    try:
+        async with app[db_key].sessions() as session:
+            return await TemplateChecks(router, app[clock_key]).check(
+                session, shop, template_id, charge_accepted
+            )
+    except ProviderError as exc:
+        raise ApiError(
+            503, f"the WhatsApp provider did not answer ({exc}): try again", "provider_unavailable"
+        ) from None
+
+
+def _refuse_unusable(state: TemplateState, choice: WhatsAppChoice, template_id: str) -> None:
+    if state.status == "NO_ROUTE":
+        raise ApiError(409, state.problem, "no_whatsapp_account")
+    if state.status == "CHARGE_NOT_ACCEPTED":
+        problem = field_problem(
+            "accept_charge", "must be true to send with the platform's account"
+        )
+        raise ApiError(409, state.problem, "charge_not_accepted", fields=[problem])
+    if state.problem:
+        problem = field_problem("template_id", state.problem)
+        raise ApiError(
+            409,
+            state.problem,
+            "template_not_usable",
+            provider_status=state.status,
+            fields=[problem],
+        )
+    variables = template_variables(state.text)
+    if variables != len(choice.params):
+        message = (
+            f"the template {template_id} has {variables} variable(s) and {len(choice.params)} "
+            "are mapped: map each of its variables, in order, to a token"
+        )
+        raise ApiError(
+            409, message, "template_mismatch", fields=[field_problem("params", message)]
+        )
+
+
 async def preview_notice(request: web.Request) -> web.Response:
     shop = await require_shop(request)
-    asked = _body(await read_json(request))
+    asked = _body(PreviewRequest, await read_json(request))
     values = None
     if asked.order:
         values = await preview.order_values(request.app[db_key], shop, asked.order.strip())
@@ -83,9 +204,9 @@ async def get_billing(request: web.Request) -> web.Response:
     return web.json_response({"from": since.isoformat(), "to": until.isoformat(), "lines": lines})
 
 
-def _body(document: Any) -> PreviewRequest:
+def _body(model: type[Any], document: Any) -> Any:
     try:
-        return PreviewRequest.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as exc:
         problems = [
             field_problem(".".join(map(str, e["loc"])) or "body", e["msg"])

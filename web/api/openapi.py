@@ -16,10 +16,11 @@ from flows.channels.accounts import (
     RingCentralAccount,
     TwilioAccount,
 )
+from flows.notifications.events import EVENTS
 from flows.orders import reports
 from flows.shops.settings import ShopSettings
 from web.api.conversations import PHONE_PATTERN, ConsentChange, ThreadReply
-from web.api.notifications import PreviewRequest
+from web.api.notifications import PreviewRequest, WhatsAppChoice
 from web.api.orders import CancelOrder, RefundOrder
 from web.api.shops import CreateShop
 
@@ -51,6 +52,7 @@ def _schemas() -> dict[str, Any]:
         CancelOrder,
         RefundOrder,
         PreviewRequest,
+        WhatsAppChoice,
     )
     for model in (*models, *ACCOUNT_INPUTS):
         schema = model.model_json_schema(ref_template=REF)
@@ -451,6 +453,19 @@ def _notification_schemas() -> dict[str, Any]:
         },
     }
     return {
+        "WhatsAppNotification": {
+            "type": "object",
+            "required": ["event", "whatsapp", "charge_accepted"],
+            "properties": {
+                "event": text,
+                "whatsapp": {"$ref": REF.format(model="WhatsAppNotice")},
+                "charge_accepted": {"type": "boolean"},
+                "template": {
+                    "type": "object",
+                    "properties": {"status": text, "text": text, "preview": text},
+                },
+            },
+        },
         "NotificationPreview": {"oneOf": [sms, whatsapp]},
         "ShipmentsWebhook": {
             "type": "object",
@@ -924,6 +939,27 @@ def build() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "the preview", **_json("NotificationPreview")},
                         **_errors(400, 401, 404, 422),
+                    },
+                }
+            },
+            "/notifications/whatsapp/{event}": {
+                "put": {
+                    "summary": "Enable an event's WhatsApp notification with its template "
+                    "(checked live: it must be APPROVED at the provider; the platform's "
+                    "account needs its per-message charge accepted), or disable it",
+                    "security": shop_auth,
+                    "parameters": [
+                        {
+                            "name": "event",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": list(EVENTS)},
+                        }
+                    ],
+                    "requestBody": {"required": True, **_json("WhatsAppChoice")},
+                    "responses": {
+                        "200": {"description": "saved", **_json("WhatsAppNotification")},
+                        **_errors(400, 401, 404, 409, 422, 503),
                     },
                 }
             },
