@@ -21,6 +21,7 @@ CALLBACK = "callback_requested"
 DEAD_JOB = "dead_job"
 REJECTED = "account_rejected"
 CUSTOMER_MESSAGE = "customer_message"
+TEMPLATE_UNUSABLE = "notification_fallback"
 SUMMARY = "daily_summary"
 
 # What a push's button asks the bot to do, with the row it names.
@@ -91,6 +92,15 @@ def render(fact: Fact) -> tuple[str, Action | None]:
         return (
             f"Your {d['owner']} {d['provider']} account was refused by {d['provider']}: "
             f"{d['reason']}\nIts work waits until you fix the credentials (/status).",
+            None,
+        )
+    if fact.kind == TEMPLATE_UNUSABLE:
+        instead = "it went by SMS instead" if d.get("fallback") else "it was not sent"
+        return (
+            f"Your WhatsApp template {d['template_id']} cannot be used ({d['reason']}): the "
+            f"{d['event']} notification for order {d['order']} was not sent on WhatsApp; "
+            f"{instead}. Fix the template with your provider, or turn the WhatsApp "
+            "notification off.",
             None,
         )
     if fact.kind == CUSTOMER_MESSAGE:

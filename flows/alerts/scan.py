@@ -27,6 +27,7 @@ from flows.alerts.decide import (
     NEW_ORDER,
     REJECTED,
     SUMMARY,
+    TEMPLATE_UNUSABLE,
     Fact,
     Push,
     decide,
@@ -187,7 +188,9 @@ async def _facts(
             Activity.shop_id.in_(shop_ids),
             Activity.created_at > since,
             Activity.created_at <= until,
-            Activity.kind.in_(("order_received", "merchant_alert", "account_rejected")),
+            Activity.kind.in_(
+                ("order_received", "merchant_alert", "account_rejected", TEMPLATE_UNUSABLE)
+            ),
         )
         .order_by(Activity.id)
     )
@@ -219,6 +222,21 @@ async def _facts(
                         "phone": detail.get("phone", ""),
                         "mode": activity.mode,
                         "activity_id": activity.id,
+                    },
+                )
+            )
+        elif activity.kind == TEMPLATE_UNUSABLE:
+            facts.append(
+                Fact(
+                    TEMPLATE_UNUSABLE,
+                    activity.shop_id,
+                    ref,
+                    {
+                        "template_id": detail.get("template_id", ""),
+                        "reason": detail.get("reason", ""),
+                        "event": str(detail.get("event", "")).replace("_", " "),
+                        "order": order.name if order is not None else "",
+                        "fallback": detail.get("fallback", ""),
                     },
                 )
             )

@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from flows.alerts.decide import CALL, NEW_ORDER, SUMMARY, Action, Fact, Push, decide, summary_day
+from flows.alerts.decide import (
+    CALL,
+    NEW_ORDER,
+    SUMMARY,
+    TEMPLATE_UNUSABLE,
+    Action,
+    Fact,
+    Push,
+    decide,
+    summary_day,
+)
 from flows.alerts.scan import INTERVAL, MARGIN, first_scan
 from flows.channels import accounts
 from flows.channels.callback_urls import PLATFORM, shop_token
@@ -116,6 +126,18 @@ CALLBACK = {"order": "#1001", "phone": CUSTOMER, "mode": "ivr", "activity_id": 7
 ASKED = f"Callback requested for order #1001 by {CUSTOMER} (by ivr)."
 TOTALS = {"total": 2, "confirmed": 1, "cancelled": 0, "callback_requested": 0, "pending": 1}
 DAY = {"shop": "Acme", "until": "2026-01-05 20:00", "totals": TOTALS}
+UNUSABLE = {
+    "template_id": "order_shipped_v2",
+    "reason": "template is PAUSED",
+    "event": "shipped",
+    "order": "#1001",
+    "fallback": "sms",
+}
+UNUSABLE_TEXT = (
+    "Your WhatsApp template order_shipped_v2 cannot be used (template is PAUSED): the shipped "
+    "notification for order #1001 was not sent on WhatsApp; it went by SMS instead. Fix the "
+    "template with your provider, or turn the WhatsApp notification off."
+)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +163,11 @@ DAY = {"shop": "Acme", "until": "2026-01-05 20:00", "totals": TOTALS}
             ),
             AlertSettings(daily_summary=False),
             [],
+        ),
+        (
+            Fact(TEMPLATE_UNUSABLE, 1, "activity:9", UNUSABLE),
+            AlertSettings(),
+            [Push(chat, UNUSABLE_TEXT, f"alert:activity:9:{chat}") for chat in (5, 6)],
         ),
     ],
 )
