@@ -74,7 +74,7 @@ class JourneyEvent:
 
     kind: str
     order: str
-    source: str  # shopify | shipments
+    source: str  # shopify | shipments | verification
     carrier: str = ""
     awb: str = ""
     tracking_url: str = ""

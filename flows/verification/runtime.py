@@ -25,6 +25,8 @@ from flows.channels.accounts import PLATFORM, selected, shop_accounts
 from flows.channels.messaging import queue_message
 from flows.conversations.consent import line_of, opted_out
 from flows.conversations.router import Option
+from flows.notifications.events import ORDER_CONFIRMED, JourneyEvent
+from flows.notifications.job import notify_job
 from flows.orders.actions import queue_cancel, queue_tags
 from flows.shops import config as shop_config
 from flows.shops.settings import ShopSettings, methods
@@ -454,6 +456,10 @@ class Verifier:
         vid, order, shop = ctx.row.id, ctx.order, ctx.shop
         if isinstance(effect, Record):
             session.add(_activity(order, effect.kind, effect.mode, now, effect.detail))
+            if effect.kind == "verification_confirmed":
+                # The customer hears that the order is confirmed, if the shop sends that.
+                confirmed = JourneyEvent(ORDER_CONFIRMED, order.shopify_order_id, "verification")
+                await self.queue.enqueue(session, notify_job(shop.id, confirmed))
         elif isinstance(effect, NotifyMerchant):
             detail = {
                 "alert": effect.alert,

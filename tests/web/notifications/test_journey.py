@@ -4,6 +4,7 @@ into the real app and worker, SMS through the fake Exotel, on SQLite and Postgre
 from __future__ import annotations
 
 from flows.notifications.shipments import shipments_url
+from providers.sandbox.shopify import order_payload
 from tests.web.notifications.helpers import (
     CONSENTING,
     NOT_CONSENTING,
@@ -184,3 +185,25 @@ async def test_an_unknown_token_is_refused_with_its_field_path(journey, browser,
     (problem,) = answer["error"]["fields"]
     assert problem["field"] == "notifications.events.shipped.sms.text"
     assert problem["message"].startswith("unknown token %name%")
+
+
+async def test_an_order_confirmed_by_its_verification_call_is_confirmed_to_the_customer(journey):
+    await journey.install(NOTIFYING)
+    order = await journey.order(
+        CONSENTING,
+        customer={
+            **order_payload()["customer"],
+            "phone": CONSENTING,
+            "sms_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
+        },
+    )
+    await journey.press("1")
+    await journey.settle()
+    assert texts(journey, CONSENTING) == [
+        f"Hi Asha Rao, your Demo Store order {order['name']} has been confirmed. "
+        "Reply STOP to opt-out."
+    ]
+    # The same confirmation announced again (a second verification outcome) sends nothing.
+    await journey.press("1")
+    await journey.settle()
+    assert len(texts(journey, CONSENTING)) == 1
