@@ -21,11 +21,11 @@ account has a slot now sent together; the others are deferred to their slots.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.channels.accounts import PLATFORM, AccountWaiting
 from flows.conversations.consent import CONSENT_REPLY, line_of, opted_out
-from flows.jobs import THROTTLED, provider_failure, space_send, throttled, wait_for_slot
+from flows.jobs import THROTTLED, provider_failure, send_spaced, throttled, wait_for_slot
 from flows.verification.customer_keys import CustomerKeys
 from metrics import Metrics
 from providers.base import (
@@ -245,9 +245,16 @@ class MessageSender:
         if not messages:
             return errors
         going = list(messages)
-        results = await asyncio.gather(
-            *(self._space_and_send(routes[i], messages[i], _details(jobs[i])) for i in going),
-            return_exceptions=True,
+        results = await send_spaced(
+            self.limiter,
+            [
+                (
+                    routes[i].rate_key,
+                    routes[i].per_second,
+                    partial(self._send, routes[i], messages[i], _details(jobs[i])),
+                )
+                for i in going
+            ],
         )
         outcomes = dict(zip(going, results, strict=True))
         rejected: dict[int, str] = {}
@@ -266,12 +273,6 @@ class MessageSender:
             elif isinstance(result, ProviderError) and result.in_doubt and self.metrics:
                 self.metrics.sends_in_doubt.labels(route.provider, messages[i].channel).inc()
         return errors
-
-    async def _space_and_send(
-        self, route: Route, message: Message, details: dict[str, Any]
-    ) -> SendReceipt:
-        await space_send(self.limiter, route.rate_key, route.per_second)
-        return await self._send(route, message, details)
 
     async def _record(
         self,

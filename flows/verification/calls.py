@@ -18,9 +18,9 @@ account has a slot now placed together; the others are deferred to their slots.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +29,7 @@ from clock import Clock
 from flows.channels.accounts import AccountWaiting
 from flows.channels.messaging import NoRoute
 from flows.channels.routing import ProviderRouter, VoiceRoute
-from flows.jobs import THROTTLED, provider_failure, space_send, throttled, wait_for_slot
+from flows.jobs import THROTTLED, provider_failure, send_spaced, throttled, wait_for_slot
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
 from metrics import Metrics
@@ -108,8 +108,12 @@ class CallPlacer:
         async with self.db.transaction() as session:
             for i in going:
                 (await session.get(Call, ready[i][1])).status = "placing"
-        results = await asyncio.gather(
-            *(self._place(ready[i][0], ready[i][2]) for i in going), return_exceptions=True
+        results = await send_spaced(
+            self.limiter,
+            [
+                (route.rate_key, route.per_second, partial(route.client.place_call, request))
+                for route, _, request in (ready[i] for i in going)
+            ],
         )
         outcomes = dict(zip(going, results, strict=True))
         rejected: dict[int, str] = {}
@@ -128,10 +132,6 @@ class CallPlacer:
             elif isinstance(result, ProviderError) and result.in_doubt and self.metrics:
                 self.metrics.sends_in_doubt.labels(route.provider, "call").inc()
         return errors
-
-    async def _place(self, route: VoiceRoute, request: CallRequest) -> CallReceipt:
-        await space_send(self.limiter, route.rate_key, route.per_second)
-        return await route.client.place_call(request)
 
     async def _record(
         self,
