@@ -329,6 +329,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
     batch at a time (`make_worker`)."""
     webhook_url = f"{res.settings.server.public_url}/webhooks/shopify"
     order_actions = OrderActions(res.db, res.clock, res.box, res.shopify)
+    router = res.router()
     desk = res.account_desk()
     verifier = res.verifier()
     handlers: dict[str, Handler] = {
