@@ -88,7 +88,7 @@ from settings import (
 from storage import migrate
 from storage.crypto import SecretBox
 from storage.db import JOBS_CHANNEL, Database
-from storage.jobs import PRUNE_JOB, Handler, JobQueue, Retention, Worker, prune_job
+from storage.jobs import PRUNE_JOB, BatchHandler, Handler, JobQueue, Retention, Worker, prune_job
 from storage.models import Shop
 from storage.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from storage.wakeup import PostgresWakeup, RedisWakeup, Wakeup
@@ -327,7 +327,8 @@ def account_desk(
 
 
 def job_handlers(res: Resources) -> Mapping[str, Handler]:
-    """Every job kind the product knows, bound to its dependencies."""
+    """Every job kind the product knows, bound to its dependencies, but the floods run a
+    batch at a time (`make_worker`)."""
     webhook_url = f"{res.settings.server.public_url}/webhooks/shopify"
     order_actions = OrderActions(res.db, res.clock, res.box, res.shopify)
     router = res.router()
@@ -338,16 +339,6 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             res.db, res.queue, res.box, res.clock, res.shopify, webhook_url
         ).handle,
         RECONCILE_JOB: Reconciler(res.db, res.queue, res.box, res.clock, res.shopify).handle,
-        SEND_JOB: MessageSender(
-            res.db,
-            res.clock,
-            res.limiter,
-            router,
-            res.keys,
-            desk.rejected,
-            owner=verifier,
-            metrics=res.metrics,
-        ).handle,
         EVENT_JOB: ProviderEvents(res.db, res.clock, verifier, res.queue).handle,
         NOTIFY_JOB: Notifier(
             res.db, res.clock, res.queue, TemplateChecks(router, res.clock)
@@ -356,9 +347,6 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         CANCEL_JOB: order_actions.handle_cancel,
         SYNC_JOB: ConsentSync(res.db, res.clock, res.box, res.shopify).handle,
         TIMER_JOB: verifier.handle_timer,
-        CALL_JOB: CallPlacer(
-            res.db, res.clock, res.limiter, router, verifier, desk.rejected, metrics=res.metrics
-        ).handle,
         CHECK_JOB: AccountChecker(
             res.db, res.queue, res.box, res.clients, res.clock, desk.refresh
         ).handle,
@@ -397,6 +385,26 @@ async def schedule_periodic(res: Resources) -> None:
             await res.queue.enqueue(session, check_now(now))
 
 
+def contact_handlers(res: Resources) -> dict[str, BatchHandler]:
+    """The call and send jobs: a sale day's flood of first contacts, a batch at a time."""
+    router = res.router()
+    desk = res.account_desk()
+    sender = MessageSender(
+        res.db,
+        res.clock,
+        res.limiter,
+        router,
+        res.keys,
+        desk.rejected,
+        owner=res.verifier(),
+        metrics=res.metrics,
+    )
+    placer = CallPlacer(
+        res.db, res.clock, res.limiter, router, res.verifier(), desk.rejected, metrics=res.metrics
+    )
+    return {SEND_JOB: sender.handle_batch, CALL_JOB: placer.handle_batch}
+
+
 def make_worker(resources: Resources) -> Worker:
     return Worker(
         resources.queue,
@@ -412,6 +420,7 @@ def make_worker(resources: Resources) -> Worker:
             ).handle_batch,
             # ...and so are the verifications they start.
             VERIFY_ORDER_JOB: resources.verifier().handle_orders,
+            **contact_handlers(resources),
         },
         # So do customers' messages: a STOP among them is in force from its acceptance.
         paced=(EVENT_JOB,),

@@ -13,6 +13,10 @@ before the provider is called, not when the message was queued. A message to a p
 out of its channel is not sent: it is recorded `suppressed` with the reason (and its
 conversation told, as for a permanent failure). Only a compliance keyword's own answer passes
 (its send details carry CONSENT_REPLY).
+
+Send jobs come in floods on a sale day: they run a batch at a time, in three transactions per
+batch (prepare; the send gate and `sending`; record) whatever its size, the messages whose
+account has a slot now sent together; the others are deferred to their slots.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -29,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.channels.accounts import PLATFORM, AccountWaiting
 from flows.conversations.consent import CONSENT_REPLY, line_of, opted_out
-from flows.jobs import THROTTLED, provider_failure, space_send, throttled, wait_for_slot
+from flows.jobs import THROTTLED, provider_failure, send_spaced, throttled, wait_for_slot
 from flows.verification.customer_keys import CustomerKeys
 from metrics import Metrics
 from providers.base import (
@@ -188,81 +193,159 @@ class MessageSender:
         self.metrics = metrics
 
     async def handle(self, job: ClaimedJob) -> None:
-        details = job.payload.get("details") or {}
-        mode = details.get("mode", "")
-        ready = await self._prepare(job.payload["message_id"], mode, details.get(VIA, ""))
-        if ready is None:
-            return
-        if isinstance(ready, Deferred):
-            raise ready
-        message, route = ready
-        await wait_for_slot(self.limiter, job, route.rate_key, route.per_second, self.clock.now())
-        if not await self._start_sending(message.id, route, mode, CONSENT_REPLY in details):
-            return
-        try:
-            await space_send(self.limiter, route.rate_key, route.per_second)
-        except Deferred:
-            await self._mark(message.id, "queued", route)
-            raise
-        try:
-            receipt = await self._send(route, message, details)
-        except ProviderError as exc:
-            if exc.code == UNAUTHORIZED:
-                await self._mark(message.id, "queued", route)
-                await self.on_rejected(route.account_id, str(exc))
-                raise AccountWaiting(route.account_id).deferral() from exc
-            if exc.code == THROTTLED:
-                await self._mark(message.id, "queued", route)
-                now = self.clock.now()
-                raise await throttled(
-                    self.limiter, job, route.rate_key, route.per_second, now, exc
-                ) from exc
-            if exc.retryable and not exc.in_doubt and job.attempts < job.max_attempts:
-                await self._mark(message.id, "queued", route)
-                raise provider_failure(exc) from exc
-            status = "unconfirmed" if exc.in_doubt else "failed"
-            async with self.db.transaction() as session:
-                message = await session.get(Message, message.id)
-                self._settle(session, message, status, exc.code, str(exc), mode)
-                if not exc.in_doubt:
-                    await self._failed(session, message, exc.code, not exc.retryable)
-            if exc.in_doubt and self.metrics is not None:
-                self.metrics.sends_in_doubt.labels(route.provider, message.channel).inc()
-            return
+        """One send job: the batch of one."""
+        [error] = await self.handle_batch([job])
+        if error is not None:
+            raise error
+
+    async def handle_batch(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        """SEND_JOB, a batch at a time: the messages are prepared in one transaction, the
+        ones whose account has a slot now pass the send gate and are marked `sending` in a
+        second and sent together, and every outcome is recorded in a third. The others are
+        deferred to their slots."""
+        errors: list[BaseException | None] = [None] * len(jobs)
+        order = sorted(range(len(jobs)), key=lambda i: jobs[i].payload["message_id"])
+        routes: dict[int, Route] = {}
         async with self.db.transaction() as session:
-            message = await session.get(Message, message.id)
-            message.provider_message_id = receipt.provider_message_id
-            self._settle(session, message, "sent", "", "", mode)
+            for i in order:
+                try:
+                    details = _details(jobs[i])
+                    found = await self._prepare(
+                        session,
+                        jobs[i].payload["message_id"],
+                        details.get("mode", ""),
+                        details.get(VIA, ""),
+                    )
+                except Deferred as exc:
+                    errors[i] = exc
+                    continue
+                if isinstance(found, Deferred):
+                    errors[i] = found
+                elif found is not None:
+                    routes[i] = found
+        slotted = []
+        for i, route in routes.items():
+            try:
+                await wait_for_slot(
+                    self.limiter, jobs[i], route.rate_key, route.per_second, self.clock.now()
+                )
+            except Deferred as exc:
+                errors[i] = exc
+                continue
+            slotted.append(i)
+        if not slotted:
+            return errors
+        messages: dict[int, Message] = {}
+        async with self.db.transaction() as session:
+            for i in slotted:
+                details = _details(jobs[i])
+                message = await self._start_sending(
+                    session,
+                    jobs[i].payload["message_id"],
+                    routes[i],
+                    details.get("mode", ""),
+                    CONSENT_REPLY in details,
+                )
+                if message is not None:
+                    messages[i] = message
+        if not messages:
+            return errors
+        going = list(messages)
+        results = await send_spaced(
+            self.limiter,
+            [
+                (
+                    routes[i].rate_key,
+                    routes[i].per_second,
+                    partial(self._send, routes[i], messages[i], _details(jobs[i])),
+                )
+                for i in going
+            ],
+        )
+        outcomes = dict(zip(going, results, strict=True))
+        rejected: dict[int, str] = {}
+        async with self.db.transaction() as session:
+            for i in going:
+                errors[i] = await self._record(session, jobs[i], routes[i], outcomes[i], rejected)
+        for account_id, reason in rejected.items():
+            await self.on_rejected(account_id, reason)
+        for i in going:
+            route, result = routes[i], outcomes[i]
+            if isinstance(result, ProviderError) and result.code == THROTTLED:
+                now = self.clock.now()
+                errors[i] = await throttled(
+                    self.limiter, jobs[i], route.rate_key, route.per_second, now, result
+                )
+            elif isinstance(result, ProviderError) and result.in_doubt and self.metrics:
+                self.metrics.sends_in_doubt.labels(route.provider, messages[i].channel).inc()
+        return errors
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        job: ClaimedJob,
+        route: Route,
+        result: SendReceipt | BaseException,
+        rejected: dict[int, str],
+    ) -> BaseException | None:
+        """One message's outcome, in the batch's last transaction; the job's error (None:
+        done). A 429 is finished by the caller (it moves the slots)."""
+        mode = _details(job).get("mode", "")
+        message = await session.get(Message, job.payload["message_id"])
+        if isinstance(result, Deferred):
+            self._assign(message, "queued", route)  # the sends were spaced: not sent
+            return result
+        if isinstance(result, ProviderError):
+            exc = result
+            if exc.code == UNAUTHORIZED:
+                self._assign(message, "queued", route)
+                rejected[route.account_id] = str(exc)
+                return AccountWaiting(route.account_id).deferral()
+            if exc.code == THROTTLED:
+                self._assign(message, "queued", route)
+                return exc
+            if exc.retryable and not exc.in_doubt and job.attempts < job.max_attempts:
+                self._assign(message, "queued", route)
+                return provider_failure(exc)
+            status = "unconfirmed" if exc.in_doubt else "failed"
+            self._settle(session, message, status, exc.code, str(exc), mode)
+            if not exc.in_doubt:
+                await self._failed(session, message, exc.code, not exc.retryable)
+            return None
+        if isinstance(result, BaseException):
+            return result  # left `sending`: the request may have gone out
+        message.provider_message_id = result.provider_message_id
+        self._settle(session, message, "sent", "", "", mode)
+        return None
 
     async def _prepare(
-        self, message_id: int, mode: str, via: str
-    ) -> tuple[Message, Route] | Deferred | None:
-        """The message and its route when it may go now; a deferral until its conversation's
-        calling window opens; or None when it is settled (now or earlier)."""
-        async with self.db.transaction() as session:
-            message = await session.get(Message, message_id)
-            if message is None or message.status not in ("queued", "sending"):
-                return None  # already sent or settled by an earlier run
-            if message.status == "sending":
-                # An earlier run died while the provider had the request: it may have gone
-                # out. Never risk a second copy to the customer.
-                self._settle(session, message, "unconfirmed", "", "worker lost during send", mode)
-                return None
-            if self.owner is not None:
-                until = await self.owner.send_after(session, message)
-                if until is not None:
-                    wait = (until - self.clock.now()).total_seconds()
-                    return Deferred(wait, "outside the calling window")
-            shop = await session.get(Shop, message.shop_id)
-            try:
-                route = await self.router(session, shop, message.channel, via)
-            except NoRoute as exc:
-                self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
-                await self._failed(session, message, "NO_ROUTE", permanent=True)
-                return None
-            except AccountWaiting as exc:
-                raise exc.deferral() from None
-            return message, route
+        self, session: AsyncSession, message_id: int, mode: str, via: str
+    ) -> Route | Deferred | None:
+        """The message's route when it may go now; a deferral until its conversation's
+        calling window opens; or None when it is settled (now or earlier). Raises Deferred
+        while the account waits for its owner."""
+        message = await session.get(Message, message_id)
+        if message is None or message.status not in ("queued", "sending"):
+            return None  # already sent or settled by an earlier run
+        if message.status == "sending":
+            # An earlier run died while the provider had the request: it may have gone
+            # out. Never risk a second copy to the customer.
+            self._settle(session, message, "unconfirmed", "", "worker lost during send", mode)
+            return None
+        if self.owner is not None:
+            until = await self.owner.send_after(session, message)
+            if until is not None:
+                wait = (until - self.clock.now()).total_seconds()
+                return Deferred(wait, "outside the calling window")
+        shop = await session.get(Shop, message.shop_id)
+        try:
+            return await self.router(session, shop, message.channel, via)
+        except NoRoute as exc:
+            self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
+            await self._failed(session, message, "NO_ROUTE", permanent=True)
+            return None
+        except AccountWaiting as exc:
+            raise exc.deferral() from None
 
     async def _send(self, route: Route, message: Message, details: dict[str, Any]) -> SendReceipt:
         if message.channel == "sms":
@@ -312,29 +395,24 @@ class MessageSender:
             await self.owner.send_failed(session, message, code, permanent)
 
     async def _start_sending(
-        self, message_id: int, route: Route, mode: str, consent_reply: bool
-    ) -> bool:
+        self, session: AsyncSession, message_id: int, route: Route, mode: str, consent_reply: bool
+    ) -> Message | None:
         """The send gate, in the transaction that marks the message `sending` (the last before
-        the provider is called): False when the phone opted out of the message's channel (for
+        the provider is called): None when the phone opted out of the message's channel (for
         this shop, or on the platform's number the route sends from), and the message is then
-        settled `suppressed`."""
-        async with self.db.transaction() as session:
-            message = await session.get(Message, message_id)
-            # A keyword on the platform's shared number binds every shop sending from it.
-            platform_line = line_of(route.provider, None) if route.account == PLATFORM else None
-            if not consent_reply and await opted_out(
-                session, message.shop_id, message.to_phone, message.channel, platform_line
-            ):
-                reason = f"the customer opted out of {message.channel}"
-                self._settle(session, message, SUPPRESSED, OPTED_OUT, reason, mode)
-                await self._failed(session, message, OPTED_OUT, permanent=True)
-                return False
-            self._assign(message, "sending", route)
-        return True
-
-    async def _mark(self, message_id: int, status: str, route: Route) -> None:
-        async with self.db.transaction() as session:
-            self._assign(await session.get(Message, message_id), status, route)
+        settled `suppressed`; else the message, marked `sending`."""
+        message = await session.get(Message, message_id)
+        # A keyword on the platform's shared number binds every shop sending from it.
+        platform_line = line_of(route.provider, None) if route.account == PLATFORM else None
+        if not consent_reply and await opted_out(
+            session, message.shop_id, message.to_phone, message.channel, platform_line
+        ):
+            reason = f"the customer opted out of {message.channel}"
+            self._settle(session, message, SUPPRESSED, OPTED_OUT, reason, mode)
+            await self._failed(session, message, OPTED_OUT, permanent=True)
+            return None
+        self._assign(message, "sending", route)
+        return message
 
     def _assign(self, message: Message, status: str, route: Route) -> None:
         message.status = status
@@ -373,3 +451,7 @@ class MessageSender:
                     created_at=now,
                 )
             )
+
+
+def _details(job: ClaimedJob) -> dict[str, Any]:
+    return job.payload.get("details") or {}

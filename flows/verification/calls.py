@@ -10,24 +10,30 @@ other permanent refusal goes to the flow, which falls back at once.
 The calling window is checked on every run, just before dialling: a late run (a backlog, a
 retry after backoff, a rate-limit deferral) finding it closed waits for its next start, the
 same attempt (the job is deferred, not failed; the flow's call timer moves with it).
+
+Call jobs come in floods on a sale day: they run a batch at a time, in three transactions
+per batch (prepare, mark `placing`, record) whatever its size, the calls of the batch whose
+account has a slot now placed together; the others are deferred to their slots.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.accounts import AccountWaiting
 from flows.channels.messaging import NoRoute
 from flows.channels.routing import ProviderRouter, VoiceRoute
-from flows.jobs import THROTTLED, provider_failure, space_send, throttled, wait_for_slot
+from flows.jobs import THROTTLED, provider_failure, send_spaced, throttled, wait_for_slot
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
 from metrics import Metrics
-from providers.base import UNAUTHORIZED, CallRequest, ProviderError
+from providers.base import UNAUTHORIZED, CallReceipt, CallRequest, ProviderError
 from storage.db import Database
 from storage.jobs import ClaimedJob, Deferred
 from storage.models import Activity, Call
@@ -60,43 +66,108 @@ class CallPlacer:
         self.metrics = metrics
 
     async def handle(self, job: ClaimedJob) -> None:
-        verification_id, ref = job.payload["verification_id"], job.payload["call"]
-        ready = await self._prepare(verification_id, ref)
-        if ready is None:
-            return
-        if isinstance(ready, Deferred):
-            raise ready
-        route, call_id, request = ready
-        await wait_for_slot(self.limiter, job, route.rate_key, route.per_second, self.clock.now())
-        await self._set(call_id, "placing")
-        try:
-            await space_send(self.limiter, route.rate_key, route.per_second)
-        except Deferred:
-            await self._set(call_id, "queued")
-            raise
-        try:
-            receipt = await route.client.place_call(request)
-        except ProviderError as exc:
-            if exc.code == UNAUTHORIZED:
-                await self._set(call_id, "queued")
-                await self.on_rejected(route.account_id, str(exc))
-                raise AccountWaiting(route.account_id).deferral() from exc
-            if exc.code == THROTTLED:
-                await self._set(call_id, "queued")
+        """One call job: the batch of one."""
+        [error] = await self.handle_batch([job])
+        if error is not None:
+            raise error
+
+    async def handle_batch(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        """CALL_JOB, a batch at a time: the calls are prepared in one transaction, the ones
+        whose account has a slot now are marked `placing` in a second and placed together,
+        and every outcome is recorded in a third. The others are deferred to their slots."""
+        errors: list[BaseException | None] = [None] * len(jobs)
+        # Verifications are locked in one order by every batch: no deadlock between workers.
+        order = sorted(range(len(jobs)), key=lambda i: jobs[i].payload["verification_id"])
+        ready: dict[int, tuple[VoiceRoute, int, CallRequest]] = {}
+        async with self.db.transaction() as session:
+            for i in order:
+                payload = jobs[i].payload
+                try:
+                    found = await self._prepare(
+                        session, payload["verification_id"], payload["call"]
+                    )
+                except Deferred as exc:
+                    errors[i] = exc
+                    continue
+                if isinstance(found, Deferred):
+                    errors[i] = found
+                elif found is not None:
+                    ready[i] = found
+        going = []
+        for i, (route, _, _) in ready.items():
+            try:
+                await wait_for_slot(
+                    self.limiter, jobs[i], route.rate_key, route.per_second, self.clock.now()
+                )
+            except Deferred as exc:
+                errors[i] = exc
+                continue
+            going.append(i)
+        if not going:
+            return errors
+        async with self.db.transaction() as session:
+            for i in going:
+                (await session.get(Call, ready[i][1])).status = "placing"
+        results = await send_spaced(
+            self.limiter,
+            [
+                (route.rate_key, route.per_second, partial(route.client.place_call, request))
+                for route, _, request in (ready[i] for i in going)
+            ],
+        )
+        outcomes = dict(zip(going, results, strict=True))
+        rejected: dict[int, str] = {}
+        async with self.db.transaction() as session:
+            for i in (i for i in order if i in outcomes):
+                errors[i] = await self._record(session, jobs[i], ready[i], outcomes[i], rejected)
+        for account_id, reason in rejected.items():
+            await self.on_rejected(account_id, reason)
+        for i in going:
+            route, result = ready[i][0], outcomes[i]
+            if isinstance(result, ProviderError) and result.code == THROTTLED:
                 now = self.clock.now()
-                raise await throttled(
-                    self.limiter, job, route.rate_key, route.per_second, now, exc
-                ) from exc
+                errors[i] = await throttled(
+                    self.limiter, jobs[i], route.rate_key, route.per_second, now, result
+                )
+            elif isinstance(result, ProviderError) and result.in_doubt and self.metrics:
+                self.metrics.sends_in_doubt.labels(route.provider, "call").inc()
+        return errors
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        job: ClaimedJob,
+        ready: tuple[VoiceRoute, int, CallRequest],
+        result: CallReceipt | BaseException,
+        rejected: dict[int, str],
+    ) -> BaseException | None:
+        """One placed (or not placed) call's outcome, in the batch's last transaction; the
+        job's error (None: done). A 429 is finished by the caller (it moves the slots)."""
+        route, call_id, _ = ready
+        verification_id, ref = job.payload["verification_id"], job.payload["call"]
+        call = await session.get(Call, call_id)
+        if isinstance(result, Deferred):
+            call.status = "queued"  # the sends were spaced: not sent
+            return result
+        if isinstance(result, ProviderError):
+            exc = result
+            if exc.code == UNAUTHORIZED:
+                call.status = "queued"
+                rejected[route.account_id] = str(exc)
+                return AccountWaiting(route.account_id).deferral()
+            if exc.code == THROTTLED:
+                call.status = "queued"
+                return exc
             if exc.in_doubt:
-                await self._unconfirmed(verification_id, call_id, ref, exc)
-                if self.metrics is not None:
-                    self.metrics.sends_in_doubt.labels(route.provider, "call").inc()
-                return
+                await self._unconfirmed(session, verification_id, call, ref, exc)
+                return None
             if exc.retryable and job.attempts < job.max_attempts:
-                await self._set(call_id, "queued")
-                raise provider_failure(exc) from exc
-            await self._refused(verification_id, call_id, ref, exc)
-            return
+                call.status = "queued"
+                return provider_failure(exc)
+            await self._refused(session, verification_id, call, ref, exc)
+            return None
+        if isinstance(result, BaseException):
+            return result  # left `placing`: the request may have gone out
         _LOGGER.info(
             "verification %s: call %s placed through the %s %s account",
             verification_id,
@@ -104,59 +175,54 @@ class CallPlacer:
             route.account,
             route.provider,
         )
-        async with self.db.transaction() as session:
-            call = await session.get(Call, call_id)
-            call.provider_call_id = receipt.provider_call_id
-            call.status = receipt.status or "queued"
-            session.add(
-                Activity(
-                    shop_id=call.shop_id,
-                    order_id=call.order_id,
-                    kind="call_placed",
-                    mode="ivr",
-                    detail={
-                        "call_id": call.id,
-                        "attempt": call.attempt,
-                        "provider": call.provider,
-                    },
-                    created_at=self.clock.now(),
-                )
+        call.provider_call_id = result.provider_call_id
+        call.status = result.status or "queued"
+        session.add(
+            Activity(
+                shop_id=call.shop_id,
+                order_id=call.order_id,
+                kind="call_placed",
+                mode="ivr",
+                detail={"call_id": call.id, "attempt": call.attempt, "provider": call.provider},
+                created_at=self.clock.now(),
             )
+        )
+        return None
 
     async def _prepare(
-        self, verification_id: int, ref: str
+        self, session: AsyncSession, verification_id: int, ref: str
     ) -> tuple[VoiceRoute, int, CallRequest] | Deferred | None:
         """The route, call row and request of a call to place now; a deferral until the
-        calling window opens; or None when there is nothing (more) to do."""
+        calling window opens; or None when there is nothing (more) to do. Raises Deferred
+        while the account waits for its owner."""
         key = call_key(verification_id, ref)
-        async with self.db.transaction() as session:
-            ctx = await self.verifier.load(session, verification_id)
-            if ctx is None or ctx.state.status != PENDING or ctx.state.open_call != ref:
-                return None  # decided, stopped or moved on since the call was asked for
-            call = await session.scalar(select(Call).where(Call.idempotency_key == key))
-            if call is not None and call.status == "placing":
-                call.status, call.error = "unconfirmed", "worker lost while placing the call"
-                await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
-                return None
-            if call is not None and call.status != "queued":
-                return None
-            until = await self.verifier.wait_for_window(session, ctx, "call", ref)
-            if until is not None:
-                wait = (until - self.clock.now()).total_seconds()
-                return Deferred(wait, "outside the calling window")
-            try:
-                route = await self.router.voice(session, ctx.shop, ctx.settings)
-            except AccountWaiting as exc:
-                raise exc.deferral() from None
-            except NoRoute as exc:
-                _LOGGER.warning("verification %s: %s", verification_id, exc)
-                await self.verifier.apply(session, ctx, CallRefused(ref, "NO_ROUTE"))
-                return None
-            if call is None:
-                call = self._new_call(ctx, route, key)
-                session.add(call)
-                await session.flush()
-            return route, call.id, self._request(ctx, route)
+        ctx = await self.verifier.load(session, verification_id)
+        if ctx is None or ctx.state.status != PENDING or ctx.state.open_call != ref:
+            return None  # decided, stopped or moved on since the call was asked for
+        call = await session.scalar(select(Call).where(Call.idempotency_key == key))
+        if call is not None and call.status == "placing":
+            call.status, call.error = "unconfirmed", "worker lost while placing the call"
+            await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
+            return None
+        if call is not None and call.status != "queued":
+            return None
+        until = await self.verifier.wait_for_window(session, ctx, "call", ref)
+        if until is not None:
+            wait = (until - self.clock.now()).total_seconds()
+            return Deferred(wait, "outside the calling window")
+        try:
+            route = await self.router.voice(session, ctx.shop, ctx.settings)
+        except AccountWaiting as exc:
+            raise exc.deferral() from None
+        except NoRoute as exc:
+            _LOGGER.warning("verification %s: %s", verification_id, exc)
+            await self.verifier.apply(session, ctx, CallRefused(ref, "NO_ROUTE"))
+            return None
+        if call is None:
+            call = self._new_call(ctx, route, key)
+            session.add(call)
+            await session.flush()
+        return route, call.id, self._request(ctx, route)
 
     @staticmethod
     def _request(ctx: Context, route: VoiceRoute) -> CallRequest:
@@ -184,33 +250,34 @@ class CallPlacer:
             created_at=self.clock.now(),
         )
 
-    async def _set(self, call_id: int, status: str) -> None:
-        async with self.db.transaction() as session:
-            call = await session.get(Call, call_id)
-            call.status = status
-
     async def _unconfirmed(
-        self, verification_id: int, call_id: int, ref: str, exc: ProviderError
+        self,
+        session: AsyncSession,
+        verification_id: int,
+        call: Call,
+        ref: str,
+        exc: ProviderError,
     ) -> None:
         _LOGGER.warning("verification %s call in doubt: %s %s", verification_id, exc.code, exc)
-        async with self.db.transaction() as session:
-            call = await session.get(Call, call_id)
-            call.status, call.error = "unconfirmed", f"{exc.code}: {exc}"[:2000]
-            ctx = await self.verifier.load(session, verification_id)
-            if ctx is not None:
-                await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
+        call.status, call.error = "unconfirmed", f"{exc.code}: {exc}"[:2000]
+        ctx = await self.verifier.load(session, verification_id)
+        if ctx is not None:
+            await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
 
     async def _refused(
-        self, verification_id: int, call_id: int, ref: str, exc: ProviderError
+        self,
+        session: AsyncSession,
+        verification_id: int,
+        call: Call,
+        ref: str,
+        exc: ProviderError,
     ) -> None:
         _LOGGER.warning("verification %s call refused: %s %s", verification_id, exc.code, exc)
-        async with self.db.transaction() as session:
-            call = await session.get(Call, call_id)
-            call.status, call.error = "failed", f"{exc.code}: {exc}"[:2000]
-            call.ended_at = self.clock.now()
-            ctx = await self.verifier.load(session, verification_id)
-            if ctx is None:
-                return
-            # A provider that kept failing is an unanswered attempt; a refusal ends the calls.
-            event = CallEnded(ref, "failed") if exc.retryable else CallRefused(ref, exc.code)
-            await self.verifier.apply(session, ctx, event)
+        call.status, call.error = "failed", f"{exc.code}: {exc}"[:2000]
+        call.ended_at = self.clock.now()
+        ctx = await self.verifier.load(session, verification_id)
+        if ctx is None:
+            return
+        # A provider that kept failing is an unanswered attempt; a refusal ends the calls.
+        event = CallEnded(ref, "failed") if exc.retryable else CallRefused(ref, exc.code)
+        await self.verifier.apply(session, ctx, event)

@@ -1,0 +1,48 @@
+"""Call jobs a batch at a time (issue 18): the real app, worker, call job and Exotel client
+against the fake Exotel, with a manual clock, at the platform's default Exotel rate. Two
+calls whose slots came due together are placed in one batch; the provider refuses one of
+them, the other is placed, and the refused one is retried alone, after the provider's
+Retry-After."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from storage.models import Job
+from tests.flows.test_call_pacing import PHONES, accepted_at, post_order
+from tests.web import test_verification_journeys as journeys
+from tests.web.test_verification_journeys import Journey
+
+# The journeys' fixtures: the app, the worker and the fake Shopify, Exotel and Gupshup.
+browser, exotel, fake, gupshup = journeys.browser, journeys.exotel, journeys.fake, journeys.gupshup
+journey, port, server = journeys.journey, journeys.port, journeys.server
+settings, urls = journeys.settings, journeys.urls
+
+MS = 0.001  # a deferral ends on a whole millisecond
+RETRY_AFTER = 2.0
+
+
+async def test_a_failed_call_in_a_batch_is_retried_alone(journey: Journey):
+    await journey.install()
+    i = 1 / journey.res.settings.providers.exotel.calls_per_second
+    journey.start = journey.res.clock.now()
+    for number, phone in enumerate(PHONES):
+        await post_order(journey, phone, number)
+    [first] = await accepted_at(journey, 0)
+
+    # The two others held the slots i and 2i: both are due now, in one batch, and the
+    # provider refuses one of them.
+    journey.exotel.fail_next(1, 503, retry_after=RETRY_AFTER)
+    placed = await accepted_at(journey, 2 * i + MS)
+    assert len(placed) == 2 and placed[0] == first
+    assert len(journey.exotel.calls) == 3
+    [refused] = set(PHONES) - set(placed)
+
+    # The refused call waits for the Retry-After, then goes alone; none was placed twice.
+    assert await accepted_at(journey, 2 * i + RETRY_AFTER - 0.01) == placed
+    assert await accepted_at(journey, 2 * i + RETRY_AFTER + MS) == [*placed, refused]
+    assert len(journey.exotel.calls) == 4
+    async with journey.res.db.sessions() as session:
+        jobs = (await session.scalars(select(Job).where(Job.kind == "verification.call"))).all()
+    attempts = {job.payload["verification_id"]: (job.status, job.attempts) for job in jobs}
+    assert sorted(attempts.values()) == [("done", 1), ("done", 1), ("done", 2)]

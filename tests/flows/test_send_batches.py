@@ -1,0 +1,101 @@
+"""Send jobs a batch at a time (issue 18), through the real worker, send job and Twilio client
+against the fake Twilio, with a manual clock, on SQLite and PostgreSQL: a flood of SMS for one
+account at its rate goes out one slot apart, none before its slot, none twice; and a STOP
+accepted while a batch is under way (after the batch was prepared, before its send gate)
+suppresses the customer's message in that batch."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from flows.channels.messaging import SEND_JOB, MessageSender, queue_message
+from flows.jobs import SLOT
+from main import make_worker
+from storage.models import Job, Message
+from tests.web import test_messaging as messaging
+from tests.web.inbound.test_stop_at_acceptance import texted
+from tests.web.test_messaging import CUSTOMER
+
+# The messaging tests' fixtures: the app, the resources and the fake providers.
+fakes, port, settings, res = messaging.fakes, messaging.port, messaging.settings, messaging.res
+server, order = messaging.server, messaging.order
+
+# CUSTOMER's message is the first of the flood, the one that may go at once.
+PHONES = (CUSTOMER, *(f"+91987650010{n}" for n in range(5)))
+EPSILON = 1e-6
+
+
+class StopDuringTheBatch:
+    """The sender's rate limiter; when a batch first asks it for a slot (the batch already
+    prepared, before its send gate), the customer's STOP is accepted."""
+
+    def __init__(self, limiter, fakes, server) -> None:
+        self.limiter, self.fakes, self.server = limiter, fakes, server
+        self.stopped = False
+
+    async def reserve(self, key: str, per_second: float):
+        if not self.stopped:
+            self.stopped = True
+            await texted(self.fakes, self.server, "STOP")
+        return await self.limiter.reserve(key, per_second)
+
+    def __getattr__(self, name: str):
+        return getattr(self.limiter, name)
+
+
+async def never_refused(account_id: int, reason: str) -> None:
+    raise AssertionError(f"account {account_id} refused: {reason}")
+
+
+async def test_a_flood_of_sends_keeps_its_slots_and_the_send_gate(
+    res, server, fakes, order, clock
+):
+    rate = res.settings.providers.twilio.messages_per_second
+    limiter = StopDuringTheBatch(res.limiter, fakes, server)
+    worker = make_worker(res)
+    worker.batch_handlers[SEND_JOB] = MessageSender(
+        res.db, clock, limiter, res.router(), res.keys, never_refused, metrics=res.metrics
+    ).handle_batch
+    start = clock.now()
+    async with res.db.transaction() as session:
+        for n, phone in enumerate(PHONES):
+            await queue_message(
+                session,
+                res.queue,
+                start,
+                shop_id=order.shop_id,
+                channel="sms",
+                to=phone,
+                idempotency_key=f"flood-{n}",
+                body=f"Order {n} is on its way",
+                order_id=order.id,
+            )
+
+    await worker.run_until_idle()
+    for _ in range(50):
+        if (due := await res.queue.next_due()) is None:
+            break
+        clock.set(max(due, clock.now()))
+        await worker.run_until_idle()
+
+    assert limiter.stopped
+    # The STOP's customer got nothing; every other one its message, once.
+    assert sorted(m["To"] for m in fakes["twilio"].messages) == sorted(PHONES[1:])
+    async with res.db.sessions() as session:
+        rows = (await session.scalars(select(Message).where(Message.direction == "out"))).all()
+        jobs = {
+            job.payload["message_id"]: job
+            for job in await session.scalars(select(Job).where(Job.kind == SEND_JOB))
+        }
+    [stopped] = [row for row in rows if row.idempotency_key == "flood-0"]
+    assert (stopped.status, stopped.error_code) == ("suppressed", "OPTED_OUT")
+    assert stopped.updated_at == start, "suppressed in the first batch"
+    times = sorted(row.updated_at.timestamp() for row in rows if row.status == "sent")
+    assert len(times) == len(PHONES) - 1
+    for k, at in enumerate(times):
+        assert at >= start.timestamp() + k / rate - EPSILON, f"send {k} before its slot"
+    for row in rows:
+        held = jobs[row.id].payload.get(SLOT)
+        if row.status == "sent" and held is not None:
+            assert row.updated_at.timestamp() >= held["at"] - EPSILON, "sent before its slot"
+    assert all(job.status == "done" for job in jobs.values())
