@@ -51,6 +51,7 @@ from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, Subscripti
 from flows.channels.routing import ProviderRouter, platform_offers
 from flows.conversations.shopify_consent import SYNC_JOB, ConsentSync
 from flows.notifications.job import NOTIFY_JOB, Notifier
+from flows.notifications.shipments import shipments_url
 from flows.notifications.whatsapp import TemplateChecks
 from flows.orders.actions import CANCEL_JOB, TAGS_JOB, OrderActions
 from flows.shops import onboarding, sandbox
@@ -667,6 +668,7 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
             exotel_sms=urls.exotel(shop.shop_id, "sms"),
             gupshup=urls.gupshup(),
             twilio_messages=urls.twilio("messages"),
+            shipments=shipments_url(public_url, res.settings.secret_key(), shop.shop_id),
         )
     )
     return Sandbox(world, clock, shop)

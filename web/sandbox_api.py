@@ -1,6 +1,7 @@
 """The sandbox's JSON API under /sandbox/api: the state the sandbox page shows and the actions
-it offers (the merchant's orders and customers' SMS consent in Shopify, the customers' phones
-with what our app holds of them, the merchant's threads with its customers and its answers,
+it offers (the merchant's orders in Shopify, marked along their journey: packed, shipped,
+out for delivery, delivered, failed delivery; customers' SMS consent in Shopify; the customers'
+phones with what our app holds of them, the merchant's threads with its customers and its answers,
 the sandbox clock).
 
 Registered only in sandbox mode: `build_app` adds these routes when it is given a `Sandbox`.
@@ -30,7 +31,7 @@ from pydantic import (
 from clock import OffsetClock
 from flows.conversations import threads
 from flows.conversations.threads import ThreadView
-from flows.shops.sandbox import DemoShop, app_facts, merchant_threads, phone_facts
+from flows.shops.sandbox import AppFacts, DemoShop, app_facts, merchant_threads, phone_facts
 from providers.sandbox.phones import e164
 from providers.sandbox.shop import WorldError
 from providers.sandbox.world import SandboxWorld
@@ -43,6 +44,8 @@ from web.keys import clock_key, db_key, queue_key
 PREFIX = "/sandbox/api"
 KEEPALIVE_SECONDS = 15.0
 EVENTS_SETTLE_SECONDS = 0.2
+# What the merchant (or its carrier) can do to an order.
+_ACTIONS = "pack|fulfil|out-for-delivery|deliver|fail|cancel"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,18 @@ class SmsConsent(_Body):
     subscribed: bool
 
 
+class Shipment(_Body):
+    """How the order ships; left out, the sample's values."""
+
+    carrier: str = Field(min_length=1, max_length=64)
+    tracking_number: str = Field(min_length=1, max_length=64)
+    tracking_url: str = Field("", max_length=1000, pattern=r"^(https?://\S+)?$")
+
+
+class FailedDelivery(_Body):
+    reason: str = Field("", max_length=255)
+
+
 class TimeMove(_Body):
     minutes: int | None = Field(None, ge=1, le=1440)
     to: Literal["next_job"] | None = None
@@ -112,9 +127,7 @@ def setup_routes(app: web.Application, sandbox: Sandbox) -> None:
     app.router.add_get(f"{PREFIX}/state", state)
     app.router.add_get(f"{PREFIX}/events", events)
     app.router.add_post(f"{PREFIX}/orders", create_order)
-    app.router.add_post(
-        f"{PREFIX}/orders/{{order_id}}/{{action:fulfil|fail|cancel}}", order_action
-    )
+    app.router.add_post(f"{PREFIX}/orders/{{order_id}}/{{action:{_ACTIONS}}}", order_action)
     app.router.add_post(
         f"{PREFIX}/phones/{{number}}/{{action:answer|ring-out|missed-call|reply|button}}",
         phone_action,
@@ -141,7 +154,6 @@ async def sandbox_state(app: web.Application) -> dict[str, Any]:
         [order["id"] for order in world["orders"]],
         sandbox.clock.now(),
     )
-    statuses = facts.verification_statuses
     phones = await phone_facts(app[db_key], sandbox.shop.shop_id)
     shop_threads = await merchant_threads(app[db_key], sandbox.shop.shop_id)
     return {
@@ -152,8 +164,9 @@ async def sandbox_state(app: web.Application) -> dict[str, Any]:
             "api_key": sandbox.shop.api_key,
         },
         "special_numbers": world["special_numbers"],
-        "orders": [_order(order, statuses) for order in world["orders"]],
+        "orders": [_order(order, facts) for order in world["orders"]],
         "customers": world["customers"],
+        "notification_templates": world["notification_templates"],
         "phones": [
             phone
             | {
@@ -175,7 +188,7 @@ def _time(clock: OffsetClock, next_job_at: datetime | None) -> dict[str, Any]:
     }
 
 
-def _order(order: dict[str, Any], statuses: dict[str, str]) -> dict[str, Any]:
+def _order(order: dict[str, Any], facts: AppFacts) -> dict[str, Any]:
     return {
         "id": order["id"],
         "name": order["name"],
@@ -183,10 +196,13 @@ def _order(order: dict[str, Any], statuses: dict[str, str]) -> dict[str, Any]:
         "amount": order["amount"],
         "currency": order["currency"],
         "payment": order["payment"],
-        "verification_status": statuses.get(order["id"], "none"),
+        "verification_status": facts.verification_statuses.get(order["id"], "none"),
         "tags": order["tags"],
         "cancelled": order["cancelled"],
         "fulfillment_status": order["fulfillment_status"],
+        "journey": order["journey"],  # the markings, and who reported each
+        "shipment_sample": order["shipment_sample"],
+        "notifications": facts.notifications.get(order["id"], []),
     }
 
 
@@ -304,10 +320,26 @@ async def create_order(request: web.Request) -> web.Response:
 
 
 async def order_action(request: web.Request) -> web.Response:
+    """The merchant's (or its carrier's) action on an order: `fulfil` takes a Shipment
+    (optional), `fail` a FailedDelivery (optional); the others no body."""
     shop = request.app[sandbox_key].world.shop
-    order_id = request.match_info["order_id"]
-    actions = {"fulfil": shop.fulfil, "fail": shop.fail_delivery, "cancel": shop.cancel}
-    order = await _world(actions[request.match_info["action"]](order_id))
+    order_id, action = request.match_info["order_id"], request.match_info["action"]
+    if action == "fulfil":
+        body = await read_json(request) if request.can_read_body else None
+        shipment = _parse(Shipment, body).model_dump() if body else None
+        done = shop.fulfil(order_id, shipment)
+    elif action == "fail":
+        failure = await _body(request, FailedDelivery)
+        done = shop.fail_delivery(order_id, failure.reason)
+    else:
+        simple = {
+            "pack": shop.pack,
+            "out-for-delivery": shop.out_for_delivery,
+            "deliver": shop.deliver,
+            "cancel": shop.cancel,
+        }
+        done = simple[action](order_id)
+    order = await _world(done)
     return web.json_response({"order": await _with_status(request, order)})
 
 
@@ -316,7 +348,7 @@ async def _with_status(request: web.Request, order: dict[str, Any]) -> dict[str,
     facts = await app_facts(
         request.app[db_key], sandbox.shop.shop_id, [order["id"]], sandbox.clock.now()
     )
-    return _order(order, facts.verification_statuses)
+    return _order(order, facts)
 
 
 async def phone_action(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import CHECK_JOB
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB
 from flows.conversations.threads import UNANSWERED, ThreadView
+from flows.notifications import job as notify
 from flows.shops import config as shop_config
 from flows.shops import onboarding
 from flows.shops.reconcile import RECONCILE_JOB
@@ -66,7 +67,8 @@ def _kind(account: dict[str, Any]) -> tuple[str, str]:
 def demo_settings() -> dict[str, Any]:
     """The demo shop's settings: an IVR call through the shop's Exotel, one retry after 10
     minutes between 9:00 and 21:00 India time, then an SMS with the confirm/cancel link (and,
-    when the merchant picks OTP, an OTP SMS with a link to the page that takes the code)."""
+    when the merchant picks OTP, an OTP SMS with a link to the page that takes the code);
+    order notifications by SMS from its sender id once the merchant turns them on."""
     dlt = {"sender_id": demo.SENDER_ID, "dlt_entity_id": "1101000000000001"}
     return {
         "verification": {"for_orders": "cod", "type": "ivr"},
@@ -98,6 +100,9 @@ def demo_settings() -> dict[str, Any]:
             "template": "%otp% is the code to verify your order %ordername% of %orderamount%. "
             "Enter it at %link%",
         },
+        # Order notifications stay off until the merchant ticks SMS active (seed 004); they
+        # then go from the shop's DLT header, like its other SMS.
+        "notifications": {"sms_sender_id": demo.SENDER_ID},
         "contact_phone": demo.SHOP_PHONE,
     }
 
@@ -153,6 +158,9 @@ class AppFacts:
     shop_name: str
     verification_statuses: dict[str, str]  # by Shopify order id
     next_job_at: datetime | None
+    # By Shopify order id, oldest first: the journey events our app took or found stale,
+    # and each notification sent, skipped (with its reason) or fallen back.
+    notifications: dict[str, list[dict[str, Any]]]
 
 
 async def app_facts(
@@ -172,19 +180,81 @@ async def app_facts(
         )
         statuses = {order_id: status for order_id, status in rows}
         next_job = await next_job_at(session, now)
-    return AppFacts(name or "", statuses, next_job)
+        notifications = await _notifications(session, shop_id, ids) if ids else {}
+    return AppFacts(name or "", statuses, next_job, notifications)
+
+
+_NOTIFICATION_LINES = {
+    notify.EVENT_KIND: "event",
+    notify.STALE_KIND: "stale",
+    notify.SKIPPED_KIND: "skipped",
+    notify.FALLBACK_KIND: "fallback",
+}
+
+
+async def _notifications(
+    session: AsyncSession, shop_id: int, shopify_order_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    found = await session.execute(
+        select(Order.id, Order.shopify_order_id).where(
+            Order.shop_id == shop_id, Order.shopify_order_id.in_(shopify_order_ids)
+        )
+    )
+    orders: dict[int, str] = {order_id: shopify_id for order_id, shopify_id in found}
+    if not orders:
+        return {}
+    # (when, 0 for a timeline line / 1 for a message, id): a message comes after the line of
+    # its event, written in the same transaction.
+    lines: dict[str, list[tuple[tuple[datetime, int, int], dict[str, Any]]]] = {}
+    activities = await session.scalars(
+        select(Activity).where(
+            Activity.order_id.in_(list(orders)), Activity.kind.in_(list(_NOTIFICATION_LINES))
+        )
+    )
+    for activity in activities:
+        detail = activity.detail or {}
+        line = {
+            "kind": _NOTIFICATION_LINES[activity.kind],
+            "event": detail.get("event", ""),
+            "channel": detail.get("channel", ""),
+            "reason": detail.get("reason", ""),
+            "at": activity.created_at.isoformat(),
+        }
+        key = (activity.created_at, 0, activity.id)
+        lines.setdefault(orders[activity.order_id], []).append((key, line))
+    messages = await session.scalars(
+        select(Message).where(
+            Message.order_id.in_(list(orders)), Message.idempotency_key.like("notify:%")
+        )
+    )
+    for message in messages:
+        line = {
+            "kind": "message",
+            "event": notify.key_event(message.idempotency_key),
+            "channel": message.channel,
+            "status": message.status,
+            "reason": message.error or "",
+            "at": message.created_at.isoformat(),
+        }
+        key = (message.created_at, 1, message.id)
+        lines.setdefault(orders[message.order_id], []).append((key, line))
+    return {
+        order: [line for _key, line in sorted(items, key=lambda item: item[0])]
+        for order, items in lines.items()
+    }
 
 
 @dataclass(frozen=True)
 class PhoneFacts:
     """What our app holds of each phone: its consent per channel ({"sms": "opted_out"}) and
-    the messages the send gate kept from it, oldest first."""
+    what it did not send it, oldest first: the messages the send gate kept from it and the
+    order notifications skipped (no consent, no usable phone)."""
 
     consents: dict[str, dict[str, str]]
     suppressed: dict[str, list[dict[str, Any]]]
 
 
-# The latest suppressed messages the sandbox page lists.
+# The latest messages not sent (suppressed, skipped) the sandbox page lists.
 SUPPRESSED_SHOWN = 100
 
 
@@ -199,16 +269,43 @@ async def phone_facts(db: Database, shop_id: int) -> PhoneFacts:
             .order_by(Message.id.desc())
             .limit(SUPPRESSED_SHOWN)
         )
-        suppressed: dict[str, list[dict[str, Any]]] = {}
-        for message in reversed(list(rows)):
-            suppressed.setdefault(message.to_phone, []).append(
+        kept: list[tuple[datetime, str, dict[str, Any]]] = [
+            (
+                message.updated_at,
+                message.to_phone,
                 {
                     "channel": message.channel,
                     "body": message.body,
                     "at": message.updated_at.isoformat(),
                     "reason": message.error,
-                }
+                },
             )
+            for message in rows
+        ]
+        skips = await session.execute(
+            select(Activity, Order.phone, Order.name)
+            .join(Order, Order.id == Activity.order_id)
+            .where(Activity.shop_id == shop_id, Activity.kind == notify.SKIPPED_KIND)
+            .order_by(Activity.id.desc())
+            .limit(SUPPRESSED_SHOWN)
+        )
+        for activity, phone, name in skips:
+            event = str((activity.detail or {}).get("event", "")).replace("_", " ")
+            kept.append(
+                (
+                    activity.created_at,
+                    phone,
+                    {
+                        "channel": (activity.detail or {}).get("channel", ""),
+                        "body": f"The {event} notification of order {name}",
+                        "at": activity.created_at.isoformat(),
+                        "reason": (activity.detail or {}).get("reason", ""),
+                    },
+                )
+            )
+    suppressed: dict[str, list[dict[str, Any]]] = {}
+    for _at, phone, line in sorted(kept, key=lambda item: item[0])[-SUPPRESSED_SHOWN:]:
+        suppressed.setdefault(phone, []).append(line)
     return PhoneFacts(consents, suppressed)
 
 

@@ -11,9 +11,10 @@ Serves the tests and the sandbox (where it is the platform's Gupshup app, on the
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -30,8 +31,18 @@ INVALID_DESTINATION = {"message": "Invalid Destination", "status": "error"}
 INVALID_APP = {"message": "Invalid App Details", "status": "error"}
 MAX_BUTTONS = 3
 MAX_BUTTON_TITLE = 20
+_VARIABLE = re.compile(r"\{\{\s*([0-9]+)\s*\}\}")
 
 Check = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class TemplateView:
+    """A template message as a handset shows it."""
+
+    text: str
+    replies: tuple[str, ...]  # quick-reply button titles
+    links: tuple[tuple[str, str], ...]  # URL buttons: (title, url)
 
 
 @dataclass(frozen=True)
@@ -98,12 +109,17 @@ class FakeGupshup(FakeServer):
         *,
         language: str = "en",
         category: str = "UTILITY",
+        buttons: Sequence[dict[str, str]] = (),
     ) -> dict[str, Any]:
-        """Add a template to the app's list, in the list API's shape; returns it."""
+        """Add a template to the app's list, in the list API's shape; returns it. `buttons`
+        as Gupshup's containerMeta carries them: {"type": "QUICK_REPLY", "text": ...} or
+        {"type": "URL", "text": ..., "url": ...}."""
         now = self._millis()
+        app_id = str(uuid.uuid4())
+        container = {"appId": app_id, "data": text, "buttons": list(buttons)}
         template = {
             "id": template_id,
-            "appId": str(uuid.uuid4()),
+            "appId": app_id,
             "elementName": element_name,
             "languageCode": language,
             "category": category,
@@ -111,7 +127,7 @@ class FakeGupshup(FakeServer):
             "status": status,
             "data": text,
             "meta": json.dumps({"example": text}),
-            "containerMeta": "{}",
+            "containerMeta": json.dumps(container if buttons else {}),
             "createdOn": now,
             "modifiedOn": now,
             "namespace": "fake_namespace",
@@ -124,6 +140,24 @@ class FakeGupshup(FakeServer):
         }
         self.templates.append(template)
         return template
+
+    def template_view(self, template_id: str, params: list[str]) -> TemplateView | None:
+        """What a phone shows of a template message: its text with `params` filled in, its
+        quick-reply titles and its URL buttons; None for a template the app does not have."""
+        template = next((t for t in self.templates if t["id"] == template_id), None)
+        if template is None:
+            return None
+        text = _VARIABLE.sub(lambda m: _param(params, m.group(1), m.group(0)), template["data"])
+        buttons = _list(_json(template.get("containerMeta")).get("buttons"))
+        replies = [
+            str(b.get("text")) for b in map(_dict, buttons) if b.get("type") == "QUICK_REPLY"
+        ]
+        links = [
+            (str(b.get("text")), str(b.get("url")))
+            for b in map(_dict, buttons)
+            if b.get("type") == "URL"
+        ]
+        return TemplateView(text, tuple(replies), tuple(links))
 
     def invalid(self, number: str) -> None:
         """Refuse sends to this number (E.164 or digits) with "Invalid Destination"."""
@@ -382,6 +416,18 @@ def _decode(name: str, value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def _param(params: list[str], number: str, unfilled: str) -> str:
+    index = int(number) - 1
+    return str(params[index]) if 0 <= index < len(params) else unfilled
+
+
+def _json(text: Any) -> dict[str, Any]:
+    try:
+        return _dict(json.loads(text)) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
 
 
 def _whatsapp_id() -> str:

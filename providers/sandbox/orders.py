@@ -76,10 +76,27 @@ def new_order(
     return payload
 
 
-def new_fulfillment(order: dict[str, Any], fulfillment_id: int, now: datetime) -> dict[str, Any]:
-    """A fulfillments/create payload: every line shipped by the carrier, in transit."""
+def sample_shipment(order_id: int) -> dict[str, str]:
+    """Plausible tracking details for an order's shipment: the carrier, its AWB and page."""
+    tracking = f"DL{order_id % 10**10:010d}"
+    return {
+        "carrier": CARRIER,
+        "tracking_number": tracking,
+        "tracking_url": f"https://www.delhivery.com/track/package/{tracking}",
+    }
+
+
+def new_fulfillment(
+    order: dict[str, Any],
+    fulfillment_id: int,
+    now: datetime,
+    shipment: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A fulfillments/create payload: every line shipped by the carrier (`shipment`: carrier,
+    tracking_number, tracking_url; the sample's by default), in transit."""
     stamp = shop_time(now)
-    tracking = f"DL{fulfillment_id % 10**10:010d}"
+    details = shipment or sample_shipment(int(order["id"]))
+    tracking, url = details["tracking_number"], details["tracking_url"]
     return {
         "id": fulfillment_id,
         "admin_graphql_api_id": f"gid://shopify/Fulfillment/{fulfillment_id}",
@@ -90,11 +107,11 @@ def new_fulfillment(order: dict[str, Any], fulfillment_id: int, now: datetime) -
         "created_at": stamp,
         "updated_at": stamp,
         "service": "manual",
-        "tracking_company": CARRIER,
-        "tracking_number": tracking,
-        "tracking_numbers": [tracking],
-        "tracking_url": f"https://www.delhivery.com/track/package/{tracking}",
-        "tracking_urls": [f"https://www.delhivery.com/track/package/{tracking}"],
+        "tracking_company": details["carrier"] or None,
+        "tracking_number": tracking or None,
+        "tracking_numbers": [tracking] if tracking else [],
+        "tracking_url": url or None,
+        "tracking_urls": [url] if url else [],
         "line_items": order.get("line_items", []),
     }
 

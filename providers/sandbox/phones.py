@@ -101,9 +101,11 @@ class WhatsAppLine:
     direction: str
     body: str
     at: datetime
-    buttons: tuple[str, ...] = ()
+    buttons: tuple[str, ...] = ()  # quick replies
     msgid: str = ""  # our message id, which a button press refers to
     gs_id: str = ""  # Gupshup's id of an accepted message
+    links: tuple[tuple[str, str], ...] = ()  # a template's URL buttons: (title, url)
+    template: str = ""  # the template's id, for a template message
 
     def json(self) -> dict[str, Any]:
         return {
@@ -111,6 +113,8 @@ class WhatsAppLine:
             "body": self.body,
             "at": _iso(self.at),
             "buttons": [{"title": title} for title in self.buttons],
+            "links": [{"title": title, "url": url} for title, url in self.links],
+            "template": self.template,
         }
 
 
@@ -238,7 +242,7 @@ class PhoneBook:
             number = e164(f"+{fields.get('destination', '')}")
             if gs_id is None or number is None:
                 continue
-            line = _whatsapp_line(fields, now, gs_id)
+            line = _whatsapp_line(self.gupshup, fields, now, gs_id)
             phone = self.phone(number)
             phone.whatsapp.append(line)
             arrivals.whatsapp.append((phone, line))
@@ -277,12 +281,20 @@ class PhoneBook:
             arrivals.sms.append((phone, line, {k: str(v) for k, v in form.items()}))
 
 
-def _whatsapp_line(fields: dict[str, Any], now: datetime, gs_id: str) -> WhatsAppLine:
+def _whatsapp_line(
+    gupshup: FakeGupshup, fields: dict[str, Any], now: datetime, gs_id: str
+) -> WhatsAppLine:
     template = fields.get("template")
     if isinstance(template, dict):
+        template_id = str(template.get("id"))
         params = template.get("params") if isinstance(template.get("params"), list) else []
-        body = f"[template {template.get('id')}] " + " | ".join(map(str, params))
-        return WhatsAppLine("out", body, now, gs_id=gs_id)
+        view = gupshup.template_view(template_id, [str(param) for param in params])
+        if view is None:  # not a template of the app: what was asked, as it was asked
+            body = f"[template {template_id}] " + " | ".join(map(str, params))
+            return WhatsAppLine("out", body, now, gs_id=gs_id, template=template_id)
+        return WhatsAppLine(
+            "out", view.text, now, view.replies, "", gs_id, view.links, template_id
+        )
     message = fields.get("message")
     text, buttons = message_text(message)
     msgid = str(message.get("msgid") or "") if isinstance(message, dict) else ""

@@ -3,14 +3,14 @@ platform's Gupshup, and the customers' phones, all in this process and driven fr
 page.
 
 `SandboxWorld` starts the four fakes, plays the merchant's side in Shopify (`world.shop`:
-create, fulfil, fail a delivery, cancel) and the customers' side on their phones (answer or
-let a call ring out, give a missed call, reply, press a WhatsApp button). Everything reaches
-our app the way the real parties would send it: signed Shopify webhooks and the providers'
-callbacks, at the app's public URLs. A call rings the same phone whichever provider placed
-it; answering a Twilio call plays our TwiML IVR (fetched and posted back signed, as Twilio
-does) and the phone keeps what it said. Two numbers behave on their own: one is on the DND
-registry (Exotel refuses to call it) and one never answers (its calls ring out a moment after
-they arrive).
+create, mark along the journey, cancel) and the customers' side on their phones (answer or let
+a call ring out, give a missed call, reply, press a WhatsApp button). Everything reaches our
+app the way the real parties would send it: signed Shopify webhooks, the providers' callbacks
+and the carrier's shipment events, at the app's public URLs. A call rings the same phone
+whichever provider placed it; answering a Twilio call plays our TwiML IVR (fetched and posted
+back signed, as Twilio does) and the phone keeps what it said. Two numbers behave on their own:
+one is on the DND registry (Exotel refuses to call it) and one never answers (its calls ring
+out a moment after they arrive).
 
 A phone can text the shop at any time, on SMS (through the provider the latest SMS came
 through, to its number, or the shop's number there when it came from a sender id; with no SMS
@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+
+import aiohttp
 
 from clock import Clock
 from providers.sandbox import shop as demo
@@ -88,6 +90,7 @@ class AppLinks:
     exotel_sms: str  # where Exotel passes on the SMS customers send to the shop's ExoPhone
     gupshup: str  # the Gupshup app's callback URL
     twilio_messages: str  # the Twilio number's "A message comes in" webhook
+    shipments: str  # the shop's shipment webhook, given to its carrier and fulfilment platform
 
 
 class SandboxWorld:
@@ -115,7 +118,8 @@ class SandboxWorld:
         self._waiters: set[asyncio.Event] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._consents: dict[int, str] = {}  # each Shopify customer's SMS consent, last seen
-        self.shop = ShopSide(self.shopify, clock, self._webhook, self._changed)
+        self.shop = ShopSide(self.shopify, clock, self._webhook, self._shipment, self._changed)
+        self._carrier: aiohttp.ClientSession | None = None
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -131,6 +135,14 @@ class SandboxWorld:
         self.exotel.mark_dnd(DND_NUMBER)
         for number in self.special_numbers.values():
             self.book.phone(number)
+        for template in demo.DEMO_TEMPLATES:
+            self.gupshup.add_template(
+                template.template_id,
+                template.element_name,
+                text=template.text,
+                buttons=template.buttons,
+            )
+        self._carrier = aiohttp.ClientSession()
 
     async def stop(self) -> None:
         """Stop the background deliveries and the fakes."""
@@ -142,6 +154,9 @@ class SandboxWorld:
                 await task
         for fake in (self.twilio, self.gupshup, self.exotel, self.shopify):
             await fake.close()
+        if self._carrier is not None:
+            await self._carrier.close()
+            self._carrier = None
 
     def connect(self, links: AppLinks) -> None:
         """Point the simulated parties at our app (once the demo shop exists)."""
@@ -229,6 +244,18 @@ class SandboxWorld:
         )
         if status != 200:
             _LOGGER.warning("sandbox: our app answered %s %s with HTTP %s", topic, url, status)
+
+    async def _shipment(self, event: dict[str, Any]) -> None:
+        """The carrier's (or fulfilment platform's) shipment event, to the shop's webhook."""
+        if self._carrier is None:
+            raise Conflict("the sandbox is not started")
+        url = self._links().shipments
+        async with self._carrier.post(url, json=event) as response:
+            await response.read()
+            if response.status != 202:
+                _LOGGER.warning(
+                    "sandbox: our app answered a shipment event with HTTP %s", response.status
+                )
 
     # The customer's side: phones -----------------------------------------------------------
 
@@ -357,6 +384,8 @@ class SandboxWorld:
             from_phone=phone.number,
             title=title,
             reply_id=message.msgid or None,
+            # A template's button press names the template message it answers.
+            context_gs_id=message.gs_id if message.template else None,
         )
         return line.json()
 
@@ -442,6 +471,7 @@ class SandboxWorld:
             "special_numbers": dict(self.special_numbers),
             "orders": orders,
             "customers": [_customer_json(c) for c in self._shop_customers().values()],
+            "notification_templates": [t.json() for t in demo.DEMO_TEMPLATES],
             "phones": [phone.json() for phone in self.book.phones.values()],
             "requests": [
                 {
