@@ -367,6 +367,7 @@
     applyBusy();
     setupFollowState();
     merchantFollowState();
+    notifyFollowState();
   }
 
   // ---------------------------------------------------------------- shop
@@ -423,7 +424,6 @@
     const id = orderKey(order);
     const name = order.name || `Order ${id}`;
     const cancelled = Boolean(order.cancelled);
-    const fulfilled = order.fulfillment_status === "fulfilled";
     const tags = order.tags || [];
     const common = { busyKey: `order:${id}`, data: { "order-id": id } };
     return h(
@@ -468,26 +468,10 @@
             tags.map((tag) => h("li", { class: "tag", testid: "order-row-tag" }, tag)),
           )
         : h("p", { class: "tags none", testid: "order-row-tags" }, "No tags"),
+      journeyControls(order),
       h(
         "div",
         { class: "actions" },
-        actionButton("Fulfil", {
-          ...common,
-          testid: "order-row-fulfil",
-          act: "order-fulfil",
-          focusKey: `order-fulfil:${id}`,
-          off: cancelled || fulfilled,
-          label: `Fulfil ${name}`,
-        }),
-        actionButton("Failed delivery", {
-          ...common,
-          testid: "order-row-fail",
-          act: "order-fail",
-          focusKey: `order-fail:${id}`,
-          // Only a shipped order can fail to be delivered.
-          off: cancelled || !order.fulfillment_status,
-          label: `Failed delivery of ${name}`,
-        }),
         actionButton("Cancel", {
           ...common,
           testid: "order-row-cancel",
@@ -497,6 +481,7 @@
           label: `Cancel ${name}`,
         }),
       ),
+      journeyLines(order),
     );
   }
 
@@ -532,11 +517,12 @@
         data: { number: customer.phone, subscribed: subscribed ? "false" : "true" },
         label: `${subscribed ? "Unsubscribe" : "Subscribe"} ${who} to SMS marketing in Shopify`,
       }),
+      whatsappConsentButton(customer, who),
     );
   }
 
   function renderCustomers() {
-    const customers = state.customers || [];
+    const customers = (state.customers || []).map(withWhatsAppConsent);
     if (!changed("customers", customers)) return;
     showEmpty("customer-list-empty", customers.length === 0);
     syncList($("customer-list"), customers, (c) => String(c.id), buildCustomer);
@@ -830,6 +816,18 @@
         ),
       );
     }
+    const links = (message.links || []).map((l) => ({ title: l.title, url: safeLink(l.url) })).filter((l) => l.url);
+    if (links.length) {
+      children.push(
+        h(
+          "div",
+          { class: "wa-buttons", role: "group", "aria-label": "Link buttons" },
+          links.map((l) =>
+            h("a", { class: "wa-link", testid: "whatsapp-link", href: l.url, target: "_blank", rel: "noopener" }, l.title),
+          ),
+        ),
+      );
+    }
     const other = message.number ? `${direction === "out" ? "from" : "to"} ${message.number} · ` : "";
     children.push(
       h("span", { class: "meta" }, other, timeElement(message.at, formatClock(message.at))),
@@ -850,11 +848,17 @@
     const consent = phone.consent || {};
     const suppressed = phone.suppressed || [];
     if (!changed("phone-consent", { number: phone.number, consent, suppressed })) return;
-    const out = Object.keys(consent).filter((channel) => consent[channel] === "opted_out").sort();
-    setText(
-      "phone-consent",
-      out.length ? `Opted out of ${out.map((c) => (c === "sms" ? "SMS" : "WhatsApp")).join(" and ")}` : "",
-    );
+    const names = (wanted) =>
+      Object.keys(consent)
+        .filter((channel) => consent[channel] === wanted)
+        .sort()
+        .map((c) => (c === "sms" ? "SMS" : "WhatsApp"))
+        .join(" and ");
+    const opted = [
+      names("opted_in") && `Opted in to ${names("opted_in")}`,
+      names("opted_out") && `Opted out of ${names("opted_out")}`,
+    ].filter(Boolean);
+    setText("phone-consent", opted.join(" · "));
     $("suppressed-panel").hidden = suppressed.length === 0;
     $("suppressed-list").replaceChildren(
       ...suppressed.map((message) =>
@@ -1599,12 +1603,275 @@
     showError("threads-error", own.length && !others.length ? "" : [message, ...others].join(" "));
   }
 
+  // ---------------------------------------------------------------- order journey and notifications
+
+  // The markings the shop offers: the action posted, its label, and whether the order must be
+  // shipped first (Shopify updates the fulfillment; a carrier fails only what it carries).
+  const MARKINGS = [
+    { action: "pack", status: "packed", label: "Packed", shipped: false },
+    { action: "fulfil", status: "shipped", label: "Shipped", shipped: false },
+    { action: "out-for-delivery", status: "out_for_delivery", label: "Out for delivery", shipped: true },
+    { action: "deliver", status: "delivered", label: "Delivered", shipped: true },
+    { action: "fail", status: "failed_delivery", label: "Failed delivery", shipped: true },
+  ];
+  const REPORTERS = { shopify: "Shopify's webhook", carrier: "the carrier's shipment webhook" };
+  const CHANNEL_NAMES = { sms: "SMS", whatsapp: "WhatsApp" };
+  // What the merchant typed in an order's shipment and failure fields, kept across rebuilds.
+  const journeyDrafts = new Map();
+
+  function eventLabel(event) {
+    const text = humanize(event);
+    return text ? text.replace(/^./, (c) => c.toUpperCase()) : "";
+  }
+
+  function draftInput(order, name, label, fallback) {
+    const id = orderKey(order);
+    const key = `${id}:${name}`;
+    const input = h("input", {
+      id: `journey-${name}-${id}`,
+      name,
+      type: "text",
+      autocomplete: "off",
+      testid: `order-row-${name.replace(/_/g, "-")}`,
+      "data-draft-key": key,
+      "data-focus-key": `journey-${name}:${id}`,
+    });
+    input.value = journeyDrafts.has(key) ? journeyDrafts.get(key) : fallback;
+    return h("div", { class: "field" }, h("label", { for: input.id }, label), input);
+  }
+
+  function journeyControls(order) {
+    const id = orderKey(order);
+    const name = order.name || `Order ${id}`;
+    const journey = order.journey || [];
+    const last = journey.length ? journey[journey.length - 1].status : "";
+    const shipped = Boolean(order.fulfillment_status);
+    const sample = order.shipment_sample || {};
+    const button = (m) =>
+      actionButton(m.label, {
+        testid: `order-row-${m.action}`,
+        act: "order-mark",
+        busyKey: `order:${id}`,
+        focusKey: `order-${m.action}:${id}`,
+        off: order.cancelled || last === m.status || (m.shipped && !shipped) || (m.action === "fulfil" && shipped),
+        data: { "order-id": id, action: m.action },
+        label: `${m.label}: ${name}`,
+      });
+    return h(
+      "div",
+      { class: "journey-controls", testid: "order-row-journey-controls" },
+      h("div", { class: "actions" }, MARKINGS.map(button)),
+      h(
+        "details",
+        { class: "journey-details" },
+        h("summary", {}, "Shipment and failure details"),
+        draftInput(order, "carrier", "Carrier", sample.carrier || ""),
+        draftInput(order, "tracking_number", "Tracking number (AWB)", sample.tracking_number || ""),
+        draftInput(order, "tracking_url", "Tracking URL", sample.tracking_url || ""),
+        draftInput(order, "reason", "Failed delivery reason (empty: Shopify reports it)", "Customer not available"),
+      ),
+    );
+  }
+
+  function notificationText(line) {
+    const channel = CHANNEL_NAMES[line.channel] || line.channel;
+    if (line.kind === "message") {
+      const why = line.reason ? `: ${line.reason}` : "";
+      return `${channel} ${humanize(line.status)}${why}`;
+    }
+    if (line.kind === "skipped") return `${channel} not sent: ${line.reason}`;
+    if (line.kind === "stale") return "nothing sent: the order is further along its journey";
+    if (line.kind === "fallback") return `WhatsApp template not usable (${line.reason})`;
+    return "";
+  }
+
+  function journeyLines(order) {
+    const journey = order.journey || [];
+    const lines = (order.notifications || []).filter((line) => line.kind !== "event");
+    return h(
+      "div",
+      { class: "journey" },
+      journey.length
+        ? h(
+            "ol",
+            { class: "journey-markings", testid: "order-row-journey", "aria-label": "Marked in the shop" },
+            journey.map((m) =>
+              h(
+                "li",
+                { testid: "order-row-marking", "data-status": m.status, "data-reported-by": m.reported_by },
+                `${eventLabel(m.status)} · reported by ${REPORTERS[m.reported_by] || m.reported_by} · `,
+                timeElement(m.at, formatClock(m.at)),
+              ),
+            ),
+          )
+        : null,
+      h(
+        "ul",
+        { class: "journey-notifications", testid: "order-row-notifications", "aria-label": "Notifications" },
+        lines.length
+          ? lines.map((line) =>
+              h(
+                "li",
+                {
+                  testid: "order-row-notification",
+                  "data-kind": line.kind,
+                  "data-event": line.event,
+                  "data-channel": line.channel || "",
+                },
+                h("strong", {}, `${eventLabel(line.event)}: `),
+                notificationText(line),
+              ),
+            )
+          : h("li", { class: "hint" }, "No notification recorded for this order."),
+      ),
+    );
+  }
+
+  function keepJourneyDraft(event) {
+    const key = event.target.dataset.draftKey;
+    if (key) journeyDrafts.set(key, event.target.value);
+  }
+
+  function journeyValue(id, name) {
+    const input = $("order-list").querySelector(`[data-draft-key="${CSS.escape(`${id}:${name}`)}"]`);
+    return input ? input.value.trim() : "";
+  }
+
+  function markOrder(button) {
+    const id = button.dataset.orderId;
+    const action = button.dataset.action;
+    let body;
+    if (action === "fulfil") {
+      body = {
+        carrier: journeyValue(id, "carrier"),
+        tracking_number: journeyValue(id, "tracking_number"),
+        tracking_url: journeyValue(id, "tracking_url"),
+      };
+    } else if (action === "fail") {
+      body = { reason: journeyValue(id, "reason") };
+    }
+    run(`order:${id}`, "shop-error", async () => {
+      const result = await post(`/sandbox/api/orders/${encodeURIComponent(id)}/${action}`, body);
+      if (!result.ok) {
+        const { message, fields } = problemOf(result);
+        const named = fields.map((f) => `${f.field}: ${f.message}`);
+        return { ...result, data: { error: { message: [message, ...named].join(" ") } } };
+      }
+      return result;
+    });
+  }
+
+  function phoneConsent(number) {
+    const phone = (state.phones || []).find((p) => p.number === number);
+    return (phone && phone.consent) || {};
+  }
+
+  function withWhatsAppConsent(customer) {
+    return { ...customer, whatsapp_consent: phoneConsent(customer.phone).whatsapp || "unknown" };
+  }
+
+  function whatsappConsentButton(customer, who) {
+    const opted = customer.whatsapp_consent === "opted_in";
+    return actionButton(opted ? "Opt out of WhatsApp" : "WhatsApp opt-in at checkout", {
+      testid: "customer-whatsapp-consent-toggle",
+      act: "whatsapp-consent",
+      busyKey: `wa-consent:${customer.phone}`,
+      focusKey: `wa-consent:${customer.phone}`,
+      data: { number: customer.phone, state: opted ? "opted_out" : "opted_in" },
+      label: `${opted ? "Opt" : "Record"} ${who} ${opted ? "out of" : "opting in to"} WhatsApp updates`,
+    });
+  }
+
+  // As a checkout extension or the merchant records it: PUT /customers/{phone}/consent.
+  function setWhatsAppConsent(button) {
+    const number = button.dataset.number;
+    const opting = button.dataset.state === "opted_in";
+    run(`wa-consent:${number}`, "shop-error", () =>
+      admin("PUT", `customers/${encodeURIComponent(number)}/consent`, {
+        channel: "whatsapp",
+        state: button.dataset.state,
+        source: opting ? "checkout" : "merchant",
+      }),
+    );
+  }
+
+  let notifyRead = 0;
+  let notifySaving = false;
+
+  function notifyFollowState() {
+    const key = (state.shop || {}).api_key || "";
+    if (changed("notify-source", key) || Date.now() - notifyRead > MERCHANT_REFRESH_MS) loadNotify();
+  }
+
+  function whatsappEvents(document) {
+    const events = ((document.notifications || {}).events) || {};
+    return (state.notification_templates || []).map((t) => ({ template: t, notice: (events[t.event] || {}).whatsapp || {} }));
+  }
+
+  async function loadNotify() {
+    if (!(state && state.shop && state.shop.api_key) || notifySaving) return;
+    notifyRead = Date.now();
+    const read = await admin("GET", "shop/settings");
+    if (!read.ok) {
+      showError("notify-error", `The notification settings were not read: ${problemOf(read).message}`);
+      return;
+    }
+    showNotify(read.data || {});
+  }
+
+  function showNotify(document) {
+    const notifications = document.notifications || {};
+    const whatsapp = whatsappEvents(document).filter((e) => e.notice.active);
+    $("notify-sms").checked = Boolean(notifications.sms_active);
+    $("notify-whatsapp").checked = whatsapp.length > 0;
+    const sms = notifications.sms_active ? "SMS active" : "SMS off";
+    const wa = whatsapp.length ? `WhatsApp on for ${whatsapp.map((e) => humanize(e.template.event)).join(", ")}` : "WhatsApp off";
+    setText("notify-summary", `${sms} · ${wa}.`);
+    $("notify-form").dataset.sms = notifications.sms_active ? "on" : "off";
+    $("notify-form").dataset.whatsapp = whatsapp.length ? "on" : "off";
+  }
+
+  async function saveNotify(event) {
+    const input = event.target;
+    if (notifySaving) return;
+    notifySaving = true;
+    showError("notify-error", "");
+    const wanted = input.checked;
+    for (const box of [$("notify-sms"), $("notify-whatsapp")]) box.disabled = true;
+    try {
+      let result;
+      if (input.name === "sms_active") {
+        // The whole document goes back, as PUT /shop/settings asks; only the switch changes.
+        const read = await admin("GET", "shop/settings");
+        result = read;
+        if (read.ok) {
+          const document = read.data || {};
+          document.notifications = { ...(document.notifications || {}), sms_active: wanted };
+          result = await admin("PUT", "shop/settings", document);
+        }
+      } else {
+        for (const { event: name, template_id: id, params } of state.notification_templates || []) {
+          const body = wanted ? { active: true, template_id: id, params, accept_charge: true } : { active: false };
+          result = await admin("PUT", `notifications/whatsapp/${encodeURIComponent(name)}`, body);
+          if (!result.ok) break;
+        }
+      }
+      if (result && !result.ok) showError("notify-error", `Not saved: ${problemOf(result).message}`);
+    } catch (err) {
+      showError("notify-error", `The admin API did not answer (${err.message}).`);
+    } finally {
+      for (const box of [$("notify-sms"), $("notify-whatsapp")]) box.disabled = false;
+      notifySaving = false;
+    }
+    await loadNotify();
+  }
+
   // ---------------------------------------------------------------- wiring
 
   const actions = {
-    "order-fulfil": (b) => orderAction(b, "fulfil"),
-    "order-fail": (b) => orderAction(b, "fail"),
     "order-cancel": (b) => orderAction(b, "cancel"),
+    "order-mark": markOrder,
+    "whatsapp-consent": setWhatsAppConsent,
     "sms-consent": setSmsConsent,
     "advance-10": () => advance({ minutes: 10 }),
     "advance-next-job": () => advance({ to: "next_job" }),
@@ -1637,6 +1904,8 @@
   $("reply-form").addEventListener("submit", sendReply);
   $("link-frame").addEventListener("load", frameLoaded);
   $("setup-form").addEventListener("submit", saveSetup);
+  $("notify-form").addEventListener("change", saveNotify);
+  $("order-list").addEventListener("input", keepJourneyDraft);
   $("merchant-filters").addEventListener("submit", applyFilters);
   $("thread-list").addEventListener("submit", answerThread);
   $("thread-list").addEventListener("input", (event) => {
