@@ -29,7 +29,7 @@ from flows.shops.reconcile import RECONCILE_JOB
 from providers.sandbox import shop as demo
 from storage.crypto import SecretBox
 from storage.db import Database
-from storage.jobs import JobQueue
+from storage.jobs import Deferred, JobQueue
 from storage.models import Activity, Consent, Job, Message, Order, Shop, Thread
 from storage.shops import issue_secrets, shop_by_domain
 
@@ -159,7 +159,7 @@ class AppFacts:
     verification_statuses: dict[str, str]  # by Shopify order id
     next_job_at: datetime | None
     # By Shopify order id, oldest first: the journey events our app took or found stale,
-    # and each notification sent, skipped (with its reason) or fallen back.
+    # and each notification sent, skipped (with its reason), fallen back or waiting.
     notifications: dict[str, list[dict[str, Any]]]
 
 
@@ -196,13 +196,17 @@ async def _notifications(
     session: AsyncSession, shop_id: int, shopify_order_ids: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
     found = await session.execute(
-        select(Order.id, Order.shopify_order_id).where(
+        select(Order.id, Order.shopify_order_id, Order.name).where(
             Order.shop_id == shop_id, Order.shopify_order_id.in_(shopify_order_ids)
         )
     )
-    orders: dict[int, str] = {order_id: shopify_id for order_id, shopify_id in found}
+    rows = found.all()
+    orders: dict[int, str] = {order_id: shopify_id for order_id, shopify_id, _name in rows}
     if not orders:
         return {}
+    # A journey event names its order by Shopify id, or by name (the shipment webhook's).
+    refs = {ref: shopify_id for _id, shopify_id, name in rows for ref in (shopify_id, name)}
+    refs |= {name.removeprefix("#"): shopify_id for _id, shopify_id, name in rows}
     # (when, 0 for a timeline line / 1 for a message, id): a message comes after the line of
     # its event, written in the same transaction.
     lines: dict[str, list[tuple[tuple[datetime, int, int], dict[str, Any]]]] = {}
@@ -238,6 +242,33 @@ async def _notifications(
         }
         key = (message.created_at, 1, message.id)
         lines.setdefault(orders[message.order_id], []).append((key, line))
+    # A notification put off (quiet hours) waits as its job, due when they end; one line per
+    # event, however many webhooks announced it.
+    waiting = await session.scalars(
+        select(Job)
+        .where(
+            Job.shop_id == shop_id,
+            Job.kind == notify.NOTIFY_JOB,
+            Job.status == "queued",
+            Job.last_error != "",
+        )
+        .order_by(Job.due_at, Job.id)
+    )
+    shown: set[tuple[str, str]] = set()
+    for job in waiting:
+        event = job.payload.get("event") or {}
+        order = refs.get(str(event.get("order", "")))
+        if order is None or (order, event.get("kind", "")) in shown:
+            continue
+        shown.add((order, event.get("kind", "")))
+        line = {
+            "kind": "waiting",
+            "event": event.get("kind", ""),
+            "channel": "",
+            "reason": job.last_error.removeprefix(f"{Deferred.__name__}: "),
+            "at": job.due_at.isoformat(),
+        }
+        lines.setdefault(order, []).append(((job.due_at, 2, job.id), line))
     return {
         order: [line for _key, line in sorted(items, key=lambda item: item[0])]
         for order, items in lines.items()

@@ -230,3 +230,31 @@ async def test_whatsapp_notifications_show_the_template_with_its_buttons(sandbox
         f"/sandbox/api/phones/{CUSTOMER}/button", {"title": "Talk to us"}
     )
     assert status == 200 and pressed["message"]["direction"] == "in"
+
+
+async def test_a_notification_in_quiet_hours_waits_for_their_end(sandbox: Driver):
+    status, document = await sandbox.admin("GET", "shop/settings")
+    document["notifications"] |= {
+        "sms_active": True,
+        # The sandbox's morning (10:00 India time) is inside them.
+        "quiet_hours": {"active": True, "start_hour": 9, "end_hour": 11},
+    }
+    status, saved = await sandbox.admin("PUT", "shop/settings", document)
+    assert status == 200, saved
+    order = await consenting_order(sandbox)
+    await mark(sandbox, order, "fulfil")
+    state = await sandbox.until(
+        lambda s: len(lines(s, order, "waiting")) == 2 and s, "both notifications waiting"
+    )
+    waiting = lines(state, order, "waiting")
+    assert sorted((line["event"], line["reason"]) for line in waiting) == [
+        ("order_created", "quiet hours"),
+        ("shipped", "quiet hours"),
+    ]
+    assert all(line["at"][11:19] == "05:30:00" for line in waiting)  # 11:00 in India
+    assert received(state, "sms") == []
+
+    status, moved = await sandbox.post("/sandbox/api/time", {"to": "next_job"})
+    assert status == 200, moved
+    await sms_containing(sandbox, "has been fulfilled")
+    assert lines(await sandbox.state(), order, "waiting") == []

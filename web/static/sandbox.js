@@ -1682,6 +1682,7 @@
     if (line.kind === "skipped") return `${channel} not sent: ${line.reason}`;
     if (line.kind === "stale") return "nothing sent: the order is further along its journey";
     if (line.kind === "fallback") return `WhatsApp template not usable (${line.reason})`;
+    if (line.kind === "waiting") return `waiting until ${formatTime(line.at)}: ${line.reason}`;
     return "";
   }
 
