@@ -48,3 +48,28 @@ def test_an_order_marked_shipped_texts_its_tracking_url(page: Page) -> None:
     expect(sent).to_contain_text("Shipped: SMS")
     expect(row.get_by_test_id("order-row-fulfil")).to_be_disabled()
     expect(page.get_by_test_id("shop-error")).to_be_empty()
+
+
+def test_a_whatsapp_template_arrives_with_its_buttons(page: Page) -> None:
+    page.get_by_test_id("notify-whatsapp").check()
+    expect(page.get_by_test_id("notify-form")).to_have_attribute("data-whatsapp", "on")
+    expect(page.get_by_test_id("notify-summary")).to_contain_text("WhatsApp on for")
+
+    page.get_by_test_id("order-payment-prepaid").check()
+    page.get_by_test_id("order-create").click()
+    customer = page.locator(f'[data-testid="customer-row"][data-phone="{CUSTOMER}"]')
+    customer.get_by_test_id("customer-whatsapp-consent-toggle").click()
+    expect(page.get_by_test_id("phone-consent")).to_have_text("Opted in to WhatsApp")
+
+    row = page.get_by_test_id("order-row").first
+    row.get_by_test_id("order-row-fulfil").click()
+    received = page.locator('[data-testid="whatsapp-bubble"][data-direction="out"]')
+    expect(received).to_have_count(1)
+    expect(received).to_contain_text("has shipped with Delhivery (AWB DL")
+    expect(received.get_by_test_id("whatsapp-button")).to_have_text(["Talk to us"])
+    link = received.get_by_test_id("whatsapp-link")
+    expect(link).to_have_text("Visit the store")
+    expect(link).to_have_attribute("href", "https://demo-store.myshopify.com/")
+    sent = row.locator('[data-testid="order-row-notification"][data-kind="message"]')
+    expect(sent).to_contain_text("Shipped: WhatsApp")
+    expect(page.get_by_test_id("shop-error")).to_be_empty()

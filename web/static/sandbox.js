@@ -859,6 +859,7 @@
       names("opted_out") && `Opted out of ${names("opted_out")}`,
     ].filter(Boolean);
     setText("phone-consent", opted.join(" · "));
+    $("phone-consent").dataset.optedOut = names("opted_out") ? "true" : "false";
     $("suppressed-panel").hidden = suppressed.length === 0;
     $("suppressed-list").replaceChildren(
       ...suppressed.map((message) =>
