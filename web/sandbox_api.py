@@ -31,7 +31,14 @@ from pydantic import (
 from clock import OffsetClock
 from flows.conversations import threads
 from flows.conversations.threads import ThreadView
-from flows.shops.sandbox import AppFacts, DemoShop, app_facts, merchant_threads, phone_facts
+from flows.shops.sandbox import (
+    AppFacts,
+    DemoShop,
+    app_facts,
+    merchant_threads,
+    phone_facts,
+    work_in_flight,
+)
 from providers.sandbox.phones import e164
 from providers.sandbox.shop import WorldError
 from providers.sandbox.world import SandboxWorld
@@ -406,6 +413,8 @@ async def move_time(request: web.Request) -> web.Response:
     if move.minutes is not None:
         sandbox.clock.advance(timedelta(minutes=move.minutes))
     else:
+        if await work_in_flight(db, sandbox.clock.now()):
+            raise ApiError(409, "jobs due now are still running: wait for them", "busy")
         facts = await app_facts(db, sandbox.shop.shop_id, [], sandbox.clock.now())
         if facts.next_job_at is None:
             raise ApiError(409, "no job is waiting: nothing to move the clock to", "no_job")

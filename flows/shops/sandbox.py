@@ -381,6 +381,21 @@ async def next_job_at(session: AsyncSession, now: datetime) -> datetime | None:
     )
 
 
+async def work_in_flight(db: Database, now: datetime) -> bool:
+    """Whether a job is due or running now, housekeeping left aside: moving the clock on then
+    would skip what that job is about to do."""
+    async with db.sessions() as session:
+        found = await session.scalar(
+            select(Job.id)
+            .where(
+                Job.kind.not_in(HOUSEKEEPING),
+                ((Job.status == "queued") & (Job.due_at <= now)) | (Job.status == "running"),
+            )
+            .limit(1)
+        )
+    return found is not None
+
+
 async def latest_moment(db: Database) -> datetime | None:
     """The latest moment our records hold: the sandbox clock never goes back behind it."""
     async with db.sessions() as session:
