@@ -771,7 +771,7 @@ def build() -> dict[str, Any]:
                     "requestBody": {"required": True, **_json("ShopSettings")},
                     "responses": {
                         "200": {"description": "saved", **_json("ShopSettings")},
-                        **_errors(400, 401, 422),
+                        **_errors(400, 401, 409, 422, 503),
                     },
                 },
             },
