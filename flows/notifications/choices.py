@@ -65,6 +65,14 @@ class Refused(ValueError):
         self.event = event
         return self
 
+    def document_field(self) -> str:
+        """The refused field's path in the settings document ("" when none is to blame)."""
+        if self.field == CHARGE_FIELD:
+            return "notifications.whatsapp_charge_accepted"
+        if self.field:
+            return f"notifications.events.{self.event}.whatsapp.{self.field}"
+        return ""
+
 
 @dataclass(frozen=True)
 class Chosen:
@@ -88,9 +96,7 @@ class WhatsAppNotices:
         (nothing saved); a provider that cannot answer raises ProviderError."""
         if event not in EVENTS:
             raise ValueError(f"no journey event {event!r}")
-        async with self.db.sessions() as session:
-            shop = await session.get(Shop, shop_id)
-            assert shop is not None
+        shop = await self._shop(shop_id)
         document = shop_config.stored(shop).document()
         notifications = document["notifications"]
         accepted = notifications["whatsapp_charge_accepted"] or choice.accept_charge
@@ -106,9 +112,10 @@ class WhatsAppNotices:
             filled = fill_whatsapp(state.text, [values.get(token, "") for token in notice.params])
         return Chosen(saved, state, filled)
 
-    async def check_document(self, shop: Shop, document: Any) -> None:
+    async def check_document(self, shop_id: int, document: Any) -> None:
         """Refused (with its event) when `document` newly enables a WhatsApp notification
         that cannot be used; a document the settings' rules refuse is left to them."""
+        shop = await self._shop(shop_id)
         try:
             after = validate_settings(document, country=shop.country).notifications
         except SettingsError:
@@ -121,6 +128,12 @@ class WhatsAppNotices:
                     await self._usable(shop, notice, after.whatsapp_charge_accepted)
                 except Refused as refused:
                     raise refused.at(event) from None
+
+    async def _shop(self, shop_id: int) -> Shop:
+        async with self.db.sessions() as session:
+            shop = await session.get(Shop, shop_id)
+            assert shop is not None
+            return shop
 
     async def _usable(
         self, shop: Shop, notice: WhatsAppNotice, charge_accepted: bool

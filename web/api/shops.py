@@ -167,16 +167,8 @@ async def _check_whatsapp(request: web.Request, shop: Shop, document: dict[str, 
     """A document that newly enables a WhatsApp notification: its template is checked live
     as `PUT /notifications/whatsapp/{event}` checks it (409 with the provider's status)."""
     try:
-        await whatsapp_notices(request.app).check_document(shop, document)
+        await whatsapp_notices(request.app).check_document(shop.id, document)
     except choices.Refused as refused:
-        raise refusal(refused, _document_field(refused)) from None
+        raise refusal(refused, refused.document_field()) from None
     except ProviderError as exc:
         raise provider_unavailable(exc) from None
-
-
-def _document_field(refused: choices.Refused) -> str:
-    if refused.field == choices.CHARGE_FIELD:
-        return "notifications.whatsapp_charge_accepted"
-    if refused.field:
-        return f"notifications.events.{refused.event}.whatsapp.{refused.field}"
-    return ""
