@@ -1,12 +1,15 @@
 """`/settings`: the owner's guided conversation through the shop's settings, page by page as
-seed 000 lays them out (`bot.settings_pages`), connecting provider accounts on the way.
+seed 000 lays them out (`bot.settings_pages`), connecting provider accounts on the way, then
+the customers' notifications. The buttons of the Channels page are handled in
+`bot.handlers.channels`, those of the WhatsApp notifications page in `bot.handlers.notifications`.
 
 Each answer is checked by the settings model's own rules and a wrong one is explained with the
-rule's message and asked again; Save stores the whole document through the same use case as
-`PUT /api/v1/shop/settings`, and an account is connected through the same account desk as
-`POST /api/v1/shop/accounts`, checked live with the provider. The conversation is kept in the
-FSM storage, so it survives a restart; a message carrying a secret is deleted once read, and
-the secret stays sealed with the app's key until the check.
+rule's message and asked again; Save stores the whole document through the same use cases as
+`PUT /api/v1/shop/settings` (a newly enabled WhatsApp notification is checked live), and an
+account is connected through the same account desk as `POST /api/v1/shop/accounts`, checked
+live with the provider. The conversation is kept in the FSM storage, so it survives a restart;
+a message carrying a secret is deleted once read, and the secret stays sealed with the app's
+key until the check.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ PREVIEW = (
     "Preview with sample values:\n{text}\n\n{encoding}, {characters} characters: "
     "{segments} segment(s), {credits} credit(s) per message."
 )
+SHOWN_LENGTH = 150
 PROVIDER_DOWN = "The WhatsApp provider did not answer ({problem}): try again in a moment."
 
 
@@ -227,7 +231,7 @@ async def _show(
     page = PAGES[index]
     asks = page.asks(draft)
     lines = [HEADER.format(number=index + 1, count=len(PAGES), title=page.title), ""]
-    lines += [f"{ask.label}: {ask.shown(get(draft, ask.path))}" for ask in asks]
+    lines += [_shown(f"{ask.label}: {ask.shown(get(draft, ask.path))}") for ask in asks]
     buttons: list[PageButton] = []
     if page.accounts:
         listing = await desk.listing(link.shop_id)
@@ -514,6 +518,11 @@ def _at(items: Sequence[T], index: int) -> T | None:
 
 def _names(problem: FieldProblem, path: str) -> bool:
     return problem.field == path or problem.field.startswith(f"{path}.")
+
+
+def _shown(line: str) -> str:
+    """A page's line, cut short: ten long SMS templates must fit one chat message."""
+    return line if len(line) <= SHOWN_LENGTH else f"{line[: SHOWN_LENGTH - 1]}…"
 
 
 def _hint(ask: Ask) -> str:

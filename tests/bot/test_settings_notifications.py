@@ -186,11 +186,22 @@ async def test_the_platforms_account_asks_for_the_per_message_charge_first(
     res, webhook, telegram, gupshup
 ):
     shop = await shop_with_token(res)
-    await res.account_desk().connect(shop.shop_id, {"provider": "gupshup", "platform": True})
     gupshup.add_template("tpl-platform", "order_shipped", "APPROVED", TEXT)
     owner = Owner(telegram)
     await owner.type(f"/start {shop.code}")
     await to_page(owner, 10)
+    # No WhatsApp account yet: said, and back to the page.
+    await owner.tap("WhatsApp: Delivered")
+    await owner.tap(whatsapp.ENABLE_BUTTON)
+    await owner.type("tpl-platform")
+    await owner.type("firstname, ordername, trackingurl")
+    assert owner.texts[-2] == (
+        whatsapp.NOT_ENABLED.format(problem="no whatsapp account is connected for this shop")
+        + f" {whatsapp.NO_ACCOUNT_HINT}"
+    )
+    assert owner.last.text.startswith(WHATSAPP_PAGE)
+
+    await res.account_desk().connect(shop.shop_id, {"provider": "gupshup", "platform": True})
     await owner.tap("WhatsApp: Delivered")
     await owner.tap(whatsapp.ENABLE_BUTTON)
     await owner.type("tpl-platform")
