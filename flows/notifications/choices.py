@@ -102,7 +102,8 @@ class WhatsAppNotices:
         accepted = notifications["whatsapp_charge_accepted"] or choice.accept_charge
         template_id = choice.template_id.strip()
         notice = _notice(choice, template_id)
-        state = await self._usable(shop, notice, accepted) if choice.active else None
+        checks = TemplateChecks(self.router, self.clock)  # asked now, not remembered
+        state = await self._usable(checks, shop, notice, accepted) if choice.active else None
         notifications["whatsapp_charge_accepted"] = accepted
         notifications["events"][event]["whatsapp"] = notice.model_dump(mode="json")
         saved = await shop_config.save(self.db, self.box, self.clock, shop_id, document)
@@ -121,11 +122,12 @@ class WhatsAppNotices:
         except SettingsError:
             return
         before = shop_config.stored(shop).notifications
+        checks = TemplateChecks(self.router, self.clock)  # one answer per template
         for event in EVENTS:
             notice = after.notice(event).whatsapp
             if notice.active and _changed(before.notice(event).whatsapp, notice):
                 try:
-                    await self._usable(shop, notice, after.whatsapp_charge_accepted)
+                    await self._usable(checks, shop, notice, after.whatsapp_charge_accepted)
                 except Refused as refused:
                     raise refused.at(event) from None
 
@@ -136,14 +138,12 @@ class WhatsAppNotices:
             return shop
 
     async def _usable(
-        self, shop: Shop, notice: WhatsAppNotice, charge_accepted: bool
+        self, checks: TemplateChecks, shop: Shop, notice: WhatsAppNotice, charge_accepted: bool
     ) -> TemplateState:
         if not notice.template_id:
             raise Refused(REQUIRED, "required to enable", "template_id")
         async with self.db.sessions() as session:
-            state = await TemplateChecks(self.router, self.clock).check(
-                session, shop, notice.template_id, charge_accepted
-            )
+            state = await checks.check(session, shop, notice.template_id, charge_accepted)
         if state.status == "NO_ROUTE":
             raise Refused(NO_ACCOUNT, state.problem)
         if state.status == "CHARGE_NOT_ACCEPTED":
