@@ -31,6 +31,8 @@ from bot.middlewares import ChatLinkMiddleware
 from clock import Clock
 from flows.alerts.desk import AlertDesk
 from flows.channels.account_desk import AccountDesk
+from flows.channels.routing import ProviderRouter
+from flows.notifications.choices import WhatsAppNotices
 from flows.orders.actions import MerchantOrders
 from flows.orders.reports import ReportDesk
 from flows.shops.bot_links import ChatLinks
@@ -57,6 +59,10 @@ class BadUpdate(ValueError):
 def webhook_secret(secret_key: str) -> str:
     """The token Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` (a-z, 0-9)."""
     return hmac.new(secret_key.encode(), b"telegram-webhook", hashlib.sha256).hexdigest()
+
+
+def router(settings: Settings, desk: AccountDesk) -> ProviderRouter:
+    return ProviderRouter(settings, desk.box, desk.urls, desk.clients, desk.offers)
 
 
 class MerchantBot:
@@ -91,6 +97,7 @@ class MerchantBot:
             merchant_orders=MerchantOrders(db, clock, SecretBox(settings.secret_keys()), shopify),
             alert_desk=AlertDesk(db, clock, accounts.queue),
             replies=Replies(db, accounts.queue, clock),
+            whatsapp_notices=WhatsAppNotices(db, accounts.box, clock, router(settings, accounts)),
         )
         self.dispatcher.update.outer_middleware(ChatLinkMiddleware(links))
         self.dispatcher.include_router(root_router())

@@ -69,19 +69,28 @@ class SettingsAction(CallbackData, prefix="settings"):
 
 ASK, PICK, PREV, PROCEED, FINISH = "ask", "pick", "prev", "proceed", "finish"
 CONNECT, PLATFORM, ACCOUNT_PICK = "connect", "platform", "account_pick"
+SHOW = "show"  # back to the page
+# The channels page: an account carries a channel (item: the channel, option: the account).
+CARRY, REMOVE_ACCOUNT, REMOVE_CONFIRMED = "carry", "remove_account", "remove_confirmed"
+# The WhatsApp notifications page (item: the event).
+WHATSAPP, ENABLE, DISABLE, ACCEPT_CHARGE = "whatsapp", "enable", "disable", "accept_charge"
+
+# A page's own button: (text, action, item, option).
+PageButton = tuple[str, str, int, int]
 
 
 def settings_page_keyboard(
-    page: int, labels: list[str], *, first: bool, last: bool, accounts: list[tuple[str, str, int]]
+    page: int, labels: list[str], *, first: bool, last: bool, accounts: list[PageButton]
 ) -> InlineKeyboardMarkup:
-    """A button per value of the page (and per account to connect: (text, action, option)),
+    """A button per value of the page (and per account to connect or channel to choose),
     then Prev / Save and proceed / Save and finish."""
     builder = InlineKeyboardBuilder()
     for item, label in enumerate(labels):
         builder.button(text=label, callback_data=SettingsAction(action=ASK, page=page, item=item))
-    for text, action, option in accounts:
+    for text, action, item, option in accounts:
         builder.button(
-            text=text, callback_data=SettingsAction(action=action, page=page, option=option)
+            text=text,
+            callback_data=SettingsAction(action=action, page=page, item=item, option=option),
         )
     sizes = [2] * (len(labels) // 2) + [1] * (len(labels) % 2 + len(accounts))
     navigation = []
@@ -104,6 +113,18 @@ def settings_choices_keyboard(
     for option, label in enumerate(labels):
         builder.button(
             text=label,
+            callback_data=SettingsAction(action=action, page=page, item=item, option=option),
+        )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def settings_buttons_keyboard(page: int, buttons: list[PageButton]) -> InlineKeyboardMarkup:
+    """A question's buttons, one a row: (text, action, item, option)."""
+    builder = InlineKeyboardBuilder()
+    for text, action, item, option in buttons:
+        builder.button(
+            text=text,
             callback_data=SettingsAction(action=action, page=page, item=item, option=option),
         )
     builder.adjust(1)

@@ -1,8 +1,9 @@
 """The pages of the bot's `/settings` conversation, in seed 000's order (contact, verification,
-provider accounts, IVR call, fallback, OTP): which values of the settings document each page
-asks for, how each is asked (buttons for a finite choice, typed text otherwise), and the fields
-of each provider's account. Reading a typed answer here only turns text into the document's
-JSON types; whether a value is acceptable is the settings model's rule alone."""
+provider accounts and the channel each carries, IVR call, fallback, OTP), then the customers'
+notifications (issue 16): which values of the settings document each page asks for, how each
+is asked (buttons for a finite choice, typed text otherwise), and the fields of each
+provider's account. Reading a typed answer here only turns text into the document's JSON
+types; whether a value is acceptable is the settings model's rule alone."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flows.notifications.events import EVENTS
+from flows.notifications.templates import TOKENS, spelt
+
 YES_NO = (("Yes", True), ("No", False))
+ON_OFF = (("On", True), ("Off", False))
 ENCODINGS = (("Plain (GSM-7)", "plain"), ("Unicode", "unicode"))
 EMPTY = "-"  # typed for "no value" where a field may stay empty
 _INTEGER = re.compile(r"[+-]?\d{1,9}")
@@ -28,6 +33,7 @@ class Ask:
     kind: type = str
     hint: str = ""
     secret: bool = False
+    preview: bool = False  # an SMS template: its preview follows an accepted answer
 
     def read(self, text: str) -> Any:
         """The typed answer as the document holds it; what is not an integer is left as
@@ -56,6 +62,10 @@ class Page:
     asks: Callable[[dict[str, Any]], tuple[Ask, ...]]
     # The provider accounts page: accounts are connected, not typed into the document.
     accounts: bool = False
+    # The channels page: which connected account carries each channel, and removing one.
+    channels: bool = False
+    # The WhatsApp notifications page: each event enabled with its template, checked live.
+    whatsapp: bool = False
 
 
 def get(document: dict[str, Any], path: str) -> Any:
@@ -234,13 +244,80 @@ def _otp(document: dict[str, Any]) -> tuple[Ask, ...]:
     )
 
 
+def event_name(event: str) -> str:
+    return event.replace("_", " ").capitalize()
+
+
+def _notifications(document: dict[str, Any]) -> tuple[Ask, ...]:
+    quiet = "notifications.quiet_hours"
+    return (
+        Ask(
+            "notifications.sms_active",
+            "SMS notifications",
+            choices=(("Active", True), ("Not active", False)),
+        ),
+        Ask(
+            "notifications.sms_sender_id",
+            "Notifications' SMS sender id",
+            hint=f"letters and digits (DLT header), or {EMPTY} for the account's own",
+        ),
+        Ask(f"{quiet}.active", "Quiet hours", choices=ON_OFF),
+        Ask(f"{quiet}.start_hour", "Quiet from (hour)", kind=int, hint="0 to 23, shop's time"),
+        Ask(f"{quiet}.end_hour", "Quiet until (hour)", kind=int, hint="0 to 23, shop's time"),
+    )
+
+
+TOKEN_HINT = (
+    "tokens: " + ", ".join(spelt(name) for name in TOKENS) + "; a { part } shows only when "
+    "its tokens have values"
+)
+
+
+def _sms_notices(document: dict[str, Any]) -> tuple[Ask, ...]:
+    asks: list[Ask] = []
+    for event in EVENTS:
+        sms = f"notifications.events.{event}.sms"
+        name = event_name(event)
+        asks.append(Ask(f"{sms}.active", f"{name} SMS", choices=ON_OFF))
+        asks.append(Ask(f"{sms}.text", f"{name} text", hint=TOKEN_HINT, preview=True))
+    return tuple(asks)
+
+
+def _whatsapp_notices(document: dict[str, Any]) -> tuple[Ask, ...]:
+    return tuple(
+        Ask(
+            f"notifications.events.{event}.whatsapp.fallback_to_sms",
+            f"{event_name(event)}: SMS fallback",
+            choices=YES_NO,
+        )
+        for event in EVENTS
+    )
+
+
+def whatsapp_line(document: dict[str, Any], event: str) -> str:
+    """An event's WhatsApp notification as the page shows it."""
+    notice = get(document, f"notifications.events.{event}.whatsapp") or {}
+    if not notice.get("active"):
+        return f"{event_name(event)} on WhatsApp: off"
+    mapped = ", ".join(
+        f"{{{{{number}}}}} {token}" for number, token in enumerate(notice["params"], start=1)
+    )
+    return f"{event_name(event)} on WhatsApp: on, template {notice['template_id']}" + (
+        f" ({mapped})" if mapped else ""
+    )
+
+
 PAGES = (
     Page("contact", "Contact details", _contact),
     Page("verification", "Order verification", _verification),
     Page("accounts", "Provider accounts", _accounts, accounts=True),
+    Page("channels", "Channels", _accounts, channels=True),
     Page("ivr", "IVR call", _ivr),
     Page("fallback", "IVR fallback", _fallback),
     Page("otp", "OTP SMS", _otp),
+    Page("notifications", "Notifications", _notifications),
+    Page("sms_notices", "SMS notifications", _sms_notices),
+    Page("whatsapp_notices", "WhatsApp notifications", _whatsapp_notices, whatsapp=True),
 )
 
 # What each provider's account needs, in the order asked: secrets last, so the live check
@@ -284,3 +361,66 @@ PROVIDER_NAMES = {
     "gupshup": "Gupshup",
     "ringcentral": "RingCentral",
 }
+
+CHANNEL_NAMES = {"voice": "Calls", "sms": "SMS", "whatsapp": "WhatsApp"}
+
+
+def account_name(account: dict[str, Any]) -> str:
+    """A connected account as the merchant knows it: its owner, provider and number."""
+    details = account["details"]
+    numbers = [n["number"] for n in details.get("numbers", []) if n.get("number")]
+    known = details.get("whatsapp_number") or details.get("sms_number") or next(iter(numbers), "")
+    name = f"{account['owner']} {PROVIDER_NAMES[account['provider']]} account"
+    return f"{name} ({known})" if known else name
+
+
+def channel_lines(listing: dict[str, Any]) -> list[str]:
+    """Per channel, the account carrying it and the others offering it."""
+    lines = []
+    for channel, chosen in listing["channels"].items():
+        carrier = next(
+            (a for a in listing["accounts"] if chosen and a["id"] == chosen["account_id"]), None
+        )
+        lines.append(
+            f"{CHANNEL_NAMES[channel]}: {account_name(carrier) if carrier else 'no account'}"
+        )
+        others = [
+            account_name(a)
+            for a in listing["accounts"]
+            if channel in a["channels"] and a is not carrier
+        ]
+        if others:
+            lines.append(f"  also offered by: {'; '.join(others)}")
+    return lines
+
+
+def channel_choices(listing: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(button text, channel's index, account id) for each account that could carry a
+    channel it does not carry now."""
+    found = []
+    for item, (channel, chosen) in enumerate(listing["channels"].items()):
+        for account in listing["accounts"]:
+            if channel in account["channels"] and not (
+                chosen and chosen["account_id"] == account["id"]
+            ):
+                text = f"{CHANNEL_NAMES[channel]} by the {account_name(account)}"
+                found.append((text, item, account["id"]))
+    return found
+
+
+def removal_consequences(listing: dict[str, Any], account_id: int) -> list[str]:
+    """What happens to the channels the account carries once it is removed: the first
+    connected of the others offering a channel carries it (the accounts' rule), else none."""
+    left = [a for a in listing["accounts"] if a["id"] != account_id]
+    said = []
+    for channel, chosen in listing["channels"].items():
+        if not chosen or chosen["account_id"] != account_id:
+            continue
+        heir = next((a for a in left if channel in a["channels"]), None)
+        name = CHANNEL_NAMES[channel]
+        said.append(
+            f"{name} will be carried by the {account_name(heir)}."
+            if heir
+            else f"{name} will have no account."
+        )
+    return said or ["It carries no channel now."]

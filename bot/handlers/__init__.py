@@ -9,9 +9,11 @@ from aiogram import Router
 from bot.handlers import (
     agents,
     alerts,
+    channels,
     errors,
     fallback,
     link,
+    notifications,
     orders,
     reports,
     settings,
@@ -28,6 +30,9 @@ def root_router() -> Router:
         status.router(),
         reports.router(),
         orders.router(),
+        # The settings pages' own buttons, before the conversation's catch-all.
+        channels.router(),
+        notifications.router(),
         settings.router(),
         alerts.router(),
         threads.router(),

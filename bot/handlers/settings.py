@@ -1,12 +1,15 @@
 """`/settings`: the owner's guided conversation through the shop's settings, page by page as
-seed 000 lays them out (`bot.settings_pages`), connecting provider accounts on the way.
+seed 000 lays them out (`bot.settings_pages`), connecting provider accounts on the way, then
+the customers' notifications. The buttons of the Channels page are handled in
+`bot.handlers.channels`, those of the WhatsApp notifications page in `bot.handlers.notifications`.
 
 Each answer is checked by the settings model's own rules and a wrong one is explained with the
-rule's message and asked again; Save stores the whole document through the same use case as
-`PUT /api/v1/shop/settings`, and an account is connected through the same account desk as
-`POST /api/v1/shop/accounts`, checked live with the provider. The conversation is kept in the
-FSM storage, so it survives a restart; a message carrying a secret is deleted once read, and
-the secret stays sealed with the app's key until the check.
+rule's message and asked again; Save stores the whole document through the same use cases as
+`PUT /api/v1/shop/settings` (a newly enabled WhatsApp notification is checked live), and an
+account is connected through the same account desk as `POST /api/v1/shop/accounts`, checked
+live with the provider. The conversation is kept in the FSM storage, so it survives a restart;
+a message carrying a secret is deleted once read, and the secret stays sealed with the app's
+key until the check.
 """
 
 from __future__ import annotations
@@ -28,23 +31,44 @@ from bot.handlers.status import status_text
 from bot.keyboards import (
     ACCOUNT_PICK,
     ASK,
+    CARRY,
     CONNECT,
     FINISH,
     PICK,
     PLATFORM,
     PREV,
     PROCEED,
+    REMOVE_ACCOUNT,
+    SHOW,
+    WHATSAPP,
+    PageButton,
     SettingsAction,
     settings_choices_keyboard,
     settings_page_keyboard,
 )
-from bot.settings_pages import ACCOUNT_ASKS, PAGES, PROVIDER_NAMES, Ask, get, put
+from bot.settings_pages import (
+    ACCOUNT_ASKS,
+    PAGES,
+    PROVIDER_NAMES,
+    Ask,
+    account_name,
+    channel_choices,
+    channel_lines,
+    event_name,
+    get,
+    put,
+    whatsapp_line,
+)
 from flows.channels import accounts
 from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import AccountError
+from flows.notifications import preview
+from flows.notifications.choices import Refused, WhatsAppNotices
+from flows.notifications.events import EVENTS
 from flows.shops import config as shop_config
 from flows.shops.bot_links import ChatLink
 from flows.shops.settings import FieldProblem, SettingsError, validate_settings
+from providers.base import ProviderError
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,12 +90,23 @@ CONNECTED = "Connected: the {provider} account carries {channels}."
 REFUSED = "The {provider} account was not connected:\n{problems}"
 TAP_INSTEAD = "Tap a value of the page to change it, or Save; /cancel stops."
 GONE = "That is no longer on the page: here it is again."
+CHANNELS_HINT = "Tap an account to have it carry a channel, or remove an account."
+WHATSAPP_HINT = (
+    "Tap an event to enable its WhatsApp notification (with its template) or disable it."
+)
+PREVIEW = (
+    "Preview with sample values:\n{text}\n\n{encoding}, {characters} characters: "
+    "{segments} segment(s), {credits} credit(s) per message."
+)
+SHOWN_LENGTH = 150
+PROVIDER_DOWN = "The WhatsApp provider did not answer ({problem}): try again in a moment."
 
 
 class SettingsSteps(StatesGroup):
     page = State()  # a page is shown, its buttons wait
     value = State()  # a typed value of the page is awaited
     account = State()  # a typed field of the account being connected is awaited
+    whatsapp = State()  # a WhatsApp notification's template id or its tokens are awaited
 
 
 def router() -> Router:
@@ -119,6 +154,7 @@ async def tapped(
     state: FSMContext,
     link: ChatLink,
     accounts: AccountDesk,
+    whatsapp_notices: WhatsAppNotices,
 ) -> None:
     await query.answer()
     data = await state.get_data()
@@ -136,9 +172,13 @@ async def tapped(
     elif action == PICK and ask is not None and (choice := _at(ask.choices, option)):
         await _answer(bot, link, state, accounts, index, item, ask, choice[1])
     elif action == PREV:
-        await _go(bot, link, state, accounts, max(index - 1, 0), draft)
+        await show_page(bot, link, state, accounts, max(index - 1, 0), draft)
+    elif action == SHOW:
+        await show_page(bot, link, state, accounts, index, draft)
     elif action in (PROCEED, FINISH):
-        await _save(bot, link, state, accounts, index, draft, finish=action == FINISH)
+        await _save(
+            bot, link, state, accounts, whatsapp_notices, index, draft, finish=action == FINISH
+        )
     elif action == CONNECT and (provider := _at(list(ACCOUNT_ASKS), option)):
         await state.update_data(page=index, account={"provider": provider, "sealed": ""})
         await _ask_account(bot, link, state, accounts)
@@ -148,7 +188,7 @@ async def tapped(
         await _account_answer(bot, link, state, accounts, account_ask, choice[1])
     else:
         await bot.send_message(link.chat_id, GONE)
-        await _go(bot, link, state, accounts, index, draft)
+        await show_page(bot, link, state, accounts, index, draft)
 
 
 async def value_typed(
@@ -160,7 +200,7 @@ async def value_typed(
     asks = PAGES[index].asks(draft)
     item = next((i for i, ask in enumerate(asks) if ask.path == data.get("asking")), None)
     if item is None:
-        await _go(bot, link, state, accounts, index, draft)
+        await show_page(bot, link, state, accounts, index, draft)
         return
     value = asks[item].read(message.text)
     await _answer(bot, link, state, accounts, index, item, asks[item], value)
@@ -177,7 +217,7 @@ async def account_typed(
     if ask is not None and ask.secret:
         await _delete(message)
     if ask is None:
-        await _go(bot, link, state, accounts, data["page"], data["draft"])
+        await show_page(bot, link, state, accounts, data["page"], data["draft"])
         return
     await _account_answer(bot, link, state, accounts, ask, ask.read(message.text))
 
@@ -191,8 +231,8 @@ async def _show(
     page = PAGES[index]
     asks = page.asks(draft)
     lines = [HEADER.format(number=index + 1, count=len(PAGES), title=page.title), ""]
-    lines += [f"{ask.label}: {ask.shown(get(draft, ask.path))}" for ask in asks]
-    buttons: list[tuple[str, str, int]] = []
+    lines += [_shown(f"{ask.label}: {ask.shown(get(draft, ask.path))}") for ask in asks]
+    buttons: list[PageButton] = []
     if page.accounts:
         listing = await desk.listing(link.shop_id)
         for channel, chosen in listing["channels"].items():
@@ -200,7 +240,7 @@ async def _show(
             lines.append(CHANNEL_LINE.format(channel=channel, carrier=carrier))
         lines += ["", CONNECT_HINT]
         buttons += [
-            (f"Connect {PROVIDER_NAMES[provider]}", CONNECT, option)
+            (f"Connect {PROVIDER_NAMES[provider]}", CONNECT, 0, option)
             for option, provider in enumerate(ACCOUNT_ASKS)
         ]
         buttons += [
@@ -208,9 +248,25 @@ async def _show(
                 f"Use the platform's {PROVIDER_NAMES[offer['provider']]} "
                 f"({', '.join(offer['channels'])})",
                 PLATFORM,
+                0,
                 option,
             )
             for option, offer in enumerate(listing["platform"])
+        ]
+    if page.channels:
+        listing = await desk.listing(link.shop_id)
+        lines += [*channel_lines(listing), "", CHANNELS_HINT]
+        buttons += [(text, CARRY, item, id_) for text, item, id_ in channel_choices(listing)]
+        buttons += [
+            (f"Remove the {account_name(account)}", REMOVE_ACCOUNT, 0, account["id"])
+            for account in listing["accounts"]
+        ]
+    if page.whatsapp:
+        lines += [whatsapp_line(draft, event) for event in EVENTS]
+        lines += ["", WHATSAPP_HINT]
+        buttons += [
+            (f"WhatsApp: {event_name(event)}", WHATSAPP, item, 0)
+            for item, event in enumerate(EVENTS)
         ]
     if asks:
         lines += ["", TAP]
@@ -224,7 +280,7 @@ async def _show(
     await bot.send_message(link.chat_id, "\n".join(lines), reply_markup=keyboard)
 
 
-async def _go(
+async def show_page(
     bot: Bot,
     link: ChatLink,
     state: FSMContext,
@@ -278,7 +334,14 @@ async def _answer(
         )
         await _ask(bot, link, state, index, item, ask, data["draft"])
         return
-    await _go(bot, link, state, desk, index, candidate)
+    if ask.preview:
+        await bot.send_message(link.chat_id, preview_text(value))
+    await show_page(bot, link, state, desk, index, candidate)
+
+
+def preview_text(text: str) -> str:
+    """An SMS template filled with the sample values, with what it costs."""
+    return PREVIEW.format(**preview.sms_preview(text, preview.values_for_preview(None)))
 
 
 def _problems_of(document: dict[str, Any], path: str, country: str) -> list[str]:
@@ -296,6 +359,7 @@ async def _save(
     link: ChatLink,
     state: FSMContext,
     desk: AccountDesk,
+    notices: WhatsAppNotices,
     index: int,
     draft: dict[str, Any],
     *,
@@ -303,18 +367,27 @@ async def _save(
 ) -> None:
     count = functools.partial(desk.template_variables, link.shop_id)
     try:
+        await notices.check_document(link.shop_id, draft)
         saved = await shop_config.save(desk.db, desk.box, desk.clock, link.shop_id, draft, count)
-    except SettingsError as exc:
-        listed = "\n".join(f"- {p.field}: {p.message}" for p in exc.problems)
+    except (SettingsError, Refused, ProviderError) as exc:
+        listed = "\n".join(_not_saved(exc))
         await bot.send_message(link.chat_id, NOT_SAVED.format(problems=listed))
-        await _go(bot, link, state, desk, index, draft)
+        await show_page(bot, link, state, desk, index, draft)
         return
     if finish:
         await state.clear()
         setup = await desk.setup(link.shop_id)
         await bot.send_message(link.chat_id, f"{SAVED}\n\n{status_text(link, setup)}")
         return
-    await _go(bot, link, state, desk, min(index + 1, len(PAGES) - 1), saved.document())
+    await show_page(bot, link, state, desk, min(index + 1, len(PAGES) - 1), saved.document())
+
+
+def _not_saved(exc: Exception) -> list[str]:
+    if isinstance(exc, SettingsError):
+        return [f"- {p.field}: {p.message}" for p in exc.problems]
+    if isinstance(exc, Refused):
+        return [f"- {exc.document_field() or 'notifications'}: {exc.message}"]
+    return [f"- {PROVIDER_DOWN.format(problem=exc)}"]
 
 
 # -- provider accounts ----------------------------------------------------------------------
@@ -388,7 +461,7 @@ async def _connect_own(bot: Bot, link: ChatLink, state: FSMContext, desk: Accoun
         asks = ACCOUNT_ASKS[provider]
         again = next((a for p in exc.problems for a in asks if _names(p, a.path)), None)
         if again is None:  # the provider could not answer: the merchant tries later
-            await _go(bot, link, state, desk, data["page"], data["draft"])
+            await show_page(bot, link, state, desk, data["page"], data["draft"])
             return
         sealed.pop(again.path, None)
         account.pop(again.path, None)
@@ -397,7 +470,7 @@ async def _connect_own(bot: Bot, link: ChatLink, state: FSMContext, desk: Accoun
         await _ask_account(bot, link, state, desk)
         return
     await _connected(bot, link, connected)
-    await _go(bot, link, state, desk, data["page"], data["draft"])
+    await show_page(bot, link, state, desk, data["page"], data["draft"])
 
 
 async def _connect_platform(
@@ -414,7 +487,7 @@ async def _connect_platform(
             await _refused(bot, link, provider, exc)
         else:
             await _connected(bot, link, connected)
-    await _go(bot, link, state, desk, index, data["draft"])
+    await show_page(bot, link, state, desk, index, data["draft"])
 
 
 async def _connected(bot: Bot, link: ChatLink, account: dict[str, Any]) -> None:
@@ -445,6 +518,11 @@ def _at(items: Sequence[T], index: int) -> T | None:
 
 def _names(problem: FieldProblem, path: str) -> bool:
     return problem.field == path or problem.field.startswith(f"{path}.")
+
+
+def _shown(line: str) -> str:
+    """A page's line, cut short: ten long SMS templates must fit one chat message."""
+    return line if len(line) <= SHOWN_LENGTH else f"{line[: SHOWN_LENGTH - 1]}…"
 
 
 def _hint(ask: Ask) -> str:

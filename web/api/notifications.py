@@ -10,20 +10,19 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.channels.routing import ProviderRouter
-from flows.notifications import preview
+from flows.notifications import choices, preview
 from flows.notifications.billing import billing
 from flows.notifications.events import EVENTS
 from flows.notifications.shipments import shipments_url
-from flows.notifications.templates import fill_whatsapp, unknown_tokens
-from flows.notifications.whatsapp import TemplateChecks, TemplateState
+from flows.notifications.templates import unknown_tokens
 from flows.shops import config as shop_config
-from flows.shops.settings import SettingsError, TemplateVariable, template_variables
+from flows.shops.settings import SettingsError, TemplateVariable
 from providers.base import ProviderError
 from web.api.auth import require_shop
 from web.api.shops import read_json, unprocessable
+from web.api.whatsapp_notices import provider_unavailable, refusal, whatsapp_notices
 from web.errors import ApiError, field_problem
-from web.keys import accounts_key, clock_key, db_key, secret_box_key, settings_key
+from web.keys import clock_key, db_key, settings_key
 
 DEFAULT_BILLING_DAYS = 30
 Event = Literal[EVENTS]  # type: ignore[valid-type]
@@ -84,86 +83,36 @@ async def put_whatsapp(request: web.Request) -> web.Response:
     event = request.match_info["event"]
     if event not in EVENTS:
         raise ApiError(404, f"no journey event {event!r}; one of: {', '.join(EVENTS)}")
-    choice = _body(WhatsAppChoice, await read_json(request))
-    document = shop_config.stored(shop).document()
-    notifications = document["notifications"]
-    accepted = notifications["whatsapp_charge_accepted"] or choice.accept_charge
-    template_id = choice.template_id.strip()
-    state = None
-    if choice.active:
-        if not template_id:
-            raise unprocessable([field_problem("template_id", "required to enable")])
-        state = await _template_state(request, shop, template_id, accepted)
-        _refuse_unusable(state, choice, template_id)
-    notifications["whatsapp_charge_accepted"] = accepted
-    notifications["events"][event]["whatsapp"] = {
-        "active": choice.active,
-        "template_id": template_id,
-        "params": list(choice.params),
-        "fallback_to_sms": choice.fallback_to_sms,
-    }
-    app = request.app
+    body = _body(WhatsAppChoice, await read_json(request))
+    choice = choices.WhatsAppChoice(
+        body.active,
+        body.template_id,
+        tuple(body.params),
+        body.fallback_to_sms,
+        body.accept_charge,
+    )
     try:
-        saved = await shop_config.save(
-            app[db_key], app[secret_box_key], app[clock_key], shop.id, document
-        )
+        chosen = await whatsapp_notices(request.app).choose(shop.id, event, choice)
+    except choices.Refused as refused:
+        raise refusal(refused, refused.field) from None
     except SettingsError as exc:
         raise unprocessable([field_problem(p.field, p.message) for p in exc.problems]) from None
+    except ProviderError as exc:
+        raise provider_unavailable(exc) from None
+    saved = chosen.settings.notifications
     answer: dict[str, Any] = {
         "event": event,
-        "whatsapp": saved.notifications.notice(event).whatsapp.model_dump(mode="json"),
-        "charge_accepted": saved.notifications.whatsapp_charge_accepted,
+        "whatsapp": saved.notice(event).whatsapp.model_dump(mode="json"),
+        "charge_accepted": saved.whatsapp_charge_accepted,
     }
-    if state is not None:
-        values = preview.values_for_preview(None)
-        filled = fill_whatsapp(state.text, [values.get(token, "") for token in choice.params])
-        answer["template"] = {"status": state.status, "text": state.text, "preview": filled}
+    if chosen.template is not None:
+        state = chosen.template
+        answer["template"] = {
+            "status": state.status,
+            "text": state.text,
+            "preview": chosen.preview,
+        }
     return web.json_response(answer)
-
-
-async def _template_state(
-    request: web.Request, shop: Any, template_id: str, charge_accepted: bool
-) -> TemplateState:
-    app = request.app
-    desk = app[accounts_key]
-    router = ProviderRouter(app[settings_key], desk.box, desk.urls, desk.clients, desk.offers)
-    try:
-        async with app[db_key].sessions() as session:
-            return await TemplateChecks(router, app[clock_key]).check(
-                session, shop, template_id, charge_accepted
-            )
-    except ProviderError as exc:
-        raise ApiError(
-            503, f"the WhatsApp provider did not answer ({exc}): try again", "provider_unavailable"
-        ) from None
-
-
-def _refuse_unusable(state: TemplateState, choice: WhatsAppChoice, template_id: str) -> None:
-    if state.status == "NO_ROUTE":
-        raise ApiError(409, state.problem, "no_whatsapp_account")
-    if state.status == "CHARGE_NOT_ACCEPTED":
-        problem = field_problem(
-            "accept_charge", "must be true to send with the platform's account"
-        )
-        raise ApiError(409, state.problem, "charge_not_accepted", fields=[problem])
-    if state.problem:
-        problem = field_problem("template_id", state.problem)
-        raise ApiError(
-            409,
-            state.problem,
-            "template_not_usable",
-            provider_status=state.status,
-            fields=[problem],
-        )
-    variables = template_variables(state.text)
-    if variables != len(choice.params):
-        message = (
-            f"the template {template_id} has {variables} variable(s) and {len(choice.params)} "
-            "are mapped: map each of its variables, in order, to a token"
-        )
-        raise ApiError(
-            409, message, "template_mismatch", fields=[field_problem("params", message)]
-        )
 
 
 async def preview_notice(request: web.Request) -> web.Response:

@@ -766,12 +766,14 @@ def build() -> dict[str, Any]:
                     },
                 },
                 "put": {
-                    "summary": "Replace the whole settings document (invalid: 422, nothing saved)",
+                    "summary": "Replace the whole settings document (invalid: 422, nothing saved; "
+                    "a newly enabled WhatsApp notification's template is checked live as "
+                    "PUT /notifications/whatsapp/{event} checks it: 409)",
                     "security": shop_auth,
                     "requestBody": {"required": True, **_json("ShopSettings")},
                     "responses": {
                         "200": {"description": "saved", **_json("ShopSettings")},
-                        **_errors(400, 401, 422),
+                        **_errors(400, 401, 409, 422, 503),
                     },
                 },
             },

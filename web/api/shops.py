@@ -9,11 +9,14 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
+from flows.notifications import choices
 from flows.shops import config as shop_config
 from flows.shops import onboarding
 from flows.shops.settings import FieldProblem, SettingsError
+from providers.base import ProviderError
 from storage.models import Shop
 from web.api.auth import require_admin, require_shop
+from web.api.whatsapp_notices import provider_unavailable, refusal, whatsapp_notices
 from web.errors import ApiError, field_problem
 from web.keys import accounts_key, clock_key, db_key, queue_key, secret_box_key
 from web.shopify import webhook_secrets_key
@@ -149,6 +152,8 @@ async def put_settings(request: web.Request) -> web.Response:
     app = request.app
     desk = app[accounts_key]
     count = None if desk is None else functools.partial(desk.template_variables, shop.id)
+    if desk is not None:
+        await _check_whatsapp(request, shop, document)
     try:
         saved = await shop_config.save(
             app[db_key], app[secret_box_key], app[clock_key], shop.id, document, count
@@ -156,3 +161,14 @@ async def put_settings(request: web.Request) -> web.Response:
     except SettingsError as exc:
         raise unprocessable([field_problem(p.field, p.message) for p in exc.problems]) from None
     return web.json_response(saved.document())
+
+
+async def _check_whatsapp(request: web.Request, shop: Shop, document: dict[str, Any]) -> None:
+    """A document that newly enables a WhatsApp notification: its template is checked live
+    as `PUT /notifications/whatsapp/{event}` checks it (409 with the provider's status)."""
+    try:
+        await whatsapp_notices(request.app).check_document(shop.id, document)
+    except choices.Refused as refused:
+        raise refusal(refused, refused.document_field()) from None
+    except ProviderError as exc:
+        raise provider_unavailable(exc) from None
