@@ -408,19 +408,12 @@ def channel_choices(listing: dict[str, Any]) -> list[tuple[str, int, int]]:
     return found
 
 
-def removal_consequences(listing: dict[str, Any], account_id: int) -> list[str]:
-    """What happens to the channels the account carries once it is removed: the first
-    connected of the others offering a channel carries it (the accounts' rule), else none."""
-    left = [a for a in listing["accounts"] if a["id"] != account_id]
-    said = []
-    for channel, chosen in listing["channels"].items():
-        if not chosen or chosen["account_id"] != account_id:
-            continue
-        heir = next((a for a in left if channel in a["channels"]), None)
-        name = CHANNEL_NAMES[channel]
-        said.append(
-            f"{name} will be carried by the {account_name(heir)}."
-            if heir
-            else f"{name} will have no account."
-        )
+def removal_consequences(heirs: dict[str, dict[str, Any] | None]) -> list[str]:
+    """What happens to the channels an account carries once it is removed."""
+    said = [
+        f"{CHANNEL_NAMES[channel]} will be carried by the {account_name(heir)}."
+        if heir
+        else f"{CHANNEL_NAMES[channel]} will have no account."
+        for channel, heir in heirs.items()
+    ]
     return said or ["It carries no channel now."]

@@ -93,7 +93,8 @@ async def ask_removal(
         await _back(bot, link, state, accounts, callback_data.page)
         return
     await state.set_state(SettingsSteps.page)
-    consequences = " ".join(removal_consequences(listing, account["id"]))
+    heirs = await accounts.heirs(link.shop_id, account["id"])
+    consequences = " ".join(removal_consequences(heirs))
     text = REMOVE_WHAT.format(account=account_name(account), consequences=consequences)
     page = callback_data.page
     keyboard = settings_buttons_keyboard(
@@ -113,10 +114,11 @@ async def remove(
     await query.answer()
     listing = await accounts.listing(link.shop_id)
     account = _account(listing, callback_data.option)
+    heirs = await accounts.heirs(link.shop_id, account["id"]) if account else {}
     if account is None or not await accounts.remove(link.shop_id, account["id"]):
         await bot.send_message(link.chat_id, GONE)
     else:
-        consequences = " ".join(removal_consequences(listing, account["id"]))
+        consequences = " ".join(removal_consequences(heirs))
         text = REMOVED.format(account=account_name(account), consequences=consequences)
         await bot.send_message(link.chat_id, text)
     await _back(bot, link, state, accounts, callback_data.page)

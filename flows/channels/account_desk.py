@@ -92,6 +92,22 @@ class AccountDesk:
             await shop_config.refresh_status(session, shop, self.box)
             return accounts.public(row)
 
+    async def heirs(self, shop_id: int, account_id: int) -> dict[str, dict[str, Any] | None]:
+        """Per channel the account carries now, the account that carries it once it is removed
+        (None: the channel is left without one)."""
+        async with self.db.sessions() as session:
+            shop = await session.get(Shop, shop_id)
+            rows = await shop_accounts(session, shop_id)
+        assert shop is not None
+        left = [row for row in rows if row.id != account_id]
+        found = {}
+        for channel in CHANNELS:
+            carrier = selected(shop, rows, channel)
+            if carrier is not None and carrier.id == account_id:
+                heir = selected(shop, left, channel)
+                found[channel] = accounts.public(heir) if heir else None
+        return found
+
     async def remove(self, shop_id: int, account_id: int) -> bool:
         async with self.db.transaction() as session:
             shop = await session.get(Shop, shop_id, with_for_update=True)
