@@ -1,5 +1,6 @@
 """Acting on a Shopify order: tag it, untag it, cancel it (refunding what was paid); and the
-merchant's cancel and refund with seed 003's rules.
+merchant's cancel and refund (of the whole order, or of chosen lines and/or an amount) with
+seed 003's rules.
 
 Each action is a durable job queued in the caller's transaction under a key per intention, so
 one intention is done once however often it is asked for. The job calls Shopify, then records
@@ -11,9 +12,11 @@ the timeline as `shopify_action_failed` and not retried.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +26,7 @@ from clock import Clock
 from flows.jobs import provider_failure
 from flows.orders.reports import order_named
 from providers.base import ProviderError
-from providers.shopify.admin import ShopifyAdmin
+from providers.shopify.admin import OrderDetails, ShopifyAdmin, SuggestedRefund, line_item_gid
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
@@ -297,6 +300,24 @@ class ActionFailed(RuntimeError):
 
 
 @dataclass(frozen=True)
+class RefundLine:
+    """A line of the order to refund, by Shopify's line item id (numeric or gid), and how
+    many of it."""
+
+    line_item_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class RefundedLine:
+    """A line the refund covers, as Shopify names it."""
+
+    line_item_id: str
+    title: str
+    quantity: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """What one merchant request does to an order; the summary shown before confirming."""
 
@@ -307,6 +328,9 @@ class Plan:
     currency: str
     restock: bool
     notify_customer: bool = False
+    # A partial refund: part of what was paid, for these lines (if any), the order kept.
+    partial: bool = False
+    lines: tuple[RefundedLine, ...] = ()
 
     def summary(self, name: str) -> str:
         if self.cancel and self.refund:
@@ -315,6 +339,8 @@ class Plan:
             what = f"Cancel {name} without refund"
         else:
             what = f"Refund {self.amount} {self.currency} of {name}"
+        if self.lines:
+            what += " for " + ", ".join(f"{line.quantity} × {line.title}" for line in self.lines)
         details = [f"reason {self.reason}"]
         if self.cancel:
             details.append("items restocked" if self.restock else "items not restocked")
@@ -378,18 +404,7 @@ def plan_refund(
     """Seed 003's refund: only a paid order. Delivered: once the return arrived (`returned`),
     or without a return when the merchant says so (`no_return`). Paid and not delivered: the
     order is cancelled and refunded in one step."""
-    if order.financial_status not in REFUNDABLE_STATUSES:
-        raise ActionRefused(
-            "name",
-            "only a paid order is refunded; an unpaid order is cancelled without refund",
-        )
-    delivered = order.fulfillment_status in DELIVERED_STATUSES
-    if delivered and not (returned or no_return):
-        raise ActionRefused(
-            "returned",
-            "a delivered order is refunded after its return arrived (returned) "
-            "or without a return when you say so (no_return)",
-        )
+    delivered = check_refundable(order, returned=returned, no_return=no_return)
     if not delivered and order.cancelled_at is None:
         return plan_cancel(order, reason=reason, refund=True, notify_customer=notify_customer)
     if reason not in CANCEL_REASONS:
@@ -402,6 +417,97 @@ def plan_refund(
         currency=order.currency,
         restock=False,
         notify_customer=notify_customer,
+    )
+
+
+def check_refundable(order: Order, *, returned: bool = False, no_return: bool = False) -> bool:
+    """Seed 003's refund rules: only a paid order; a delivered one once its return arrived,
+    or without a return when the merchant says so. Returns whether it was delivered."""
+    if order.financial_status not in REFUNDABLE_STATUSES:
+        raise ActionRefused(
+            "name",
+            "only a paid order is refunded; an unpaid order is cancelled without refund",
+        )
+    delivered = order.fulfillment_status in DELIVERED_STATUSES
+    if delivered and not (returned or no_return):
+        raise ActionRefused(
+            "returned",
+            "a delivered order is refunded after its return arrived (returned) "
+            "or without a return when you say so (no_return)",
+        )
+    return delivered
+
+
+_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
+
+
+def refund_lines(details: OrderDetails, lines: Sequence[RefundLine]) -> tuple[RefundedLine, ...]:
+    """The order's lines `lines` name, each asked at most once and for no more than can still
+    be refunded of it."""
+    known = {item.id: item for item in details.line_items}
+    chosen: list[RefundedLine] = []
+    for index, line in enumerate(lines):
+        where = f"line_items[{index}]"
+        try:
+            item = known.get(line_item_gid(line.line_item_id))
+        except ValueError:
+            item = None
+        if item is None:
+            raise ActionRefused(f"{where}.id", f"{line.line_item_id} is not a line of this order")
+        if any(done.line_item_id == item.id for done in chosen):
+            raise ActionRefused(f"{where}.id", f"{item.title} is listed twice")
+        if not 1 <= line.quantity <= item.refundable:
+            raise ActionRefused(
+                f"{where}.quantity",
+                f"{item.refundable} of {item.title} can still be refunded"
+                if item.refundable
+                else f"{item.title} is refunded already",
+            )
+        chosen.append(RefundedLine(item.id, item.title, line.quantity))
+    return tuple(chosen)
+
+
+def plan_partial_refund(
+    order: Order,
+    lines: tuple[RefundedLine, ...],
+    suggestion: SuggestedRefund,
+    *,
+    amount: str | None,
+    reason: str = "CUSTOMER",
+    notify_customer: bool = False,
+) -> Plan:
+    """Refund part of a paid order, the order kept: `amount`, else what Shopify suggests for
+    `lines`; never more than is left to refund (`check_refundable`'s rules come first)."""
+    if not lines and amount is None:
+        raise ActionRefused("line_items", "choose the lines and quantities, or an amount")
+    if amount is not None and (not _AMOUNT.fullmatch(amount) or Decimal(amount) <= 0):
+        raise ActionRefused("amount", "must be an amount such as 250 or 250.50")
+    if reason not in CANCEL_REASONS:
+        raise ActionRefused("reason", f"must be one of: {', '.join(CANCEL_REASONS)}")
+    currency = suggestion.currency or order.currency
+    left = Decimal(suggestion.maximum)
+    total = Decimal(amount if amount is not None else suggestion.amount)
+    field = "amount" if amount is not None else "line_items"
+    if left <= 0:
+        raise ActionRefused(field, f"nothing is left to refund of {order.name}")
+    if total > left:
+        raise ActionRefused(
+            field,
+            f"{total:.2f} {currency} is more than the {left:.2f} {currency} left to refund "
+            f"of {order.name}",
+        )
+    if total <= 0:
+        raise ActionRefused(field, "these lines come to nothing to refund; give an amount")
+    return Plan(
+        cancel=False,
+        refund=True,
+        reason=reason,
+        amount=f"{total:.2f}",
+        currency=currency,
+        restock=False,
+        notify_customer=notify_customer,
+        partial=True,
+        lines=lines,
     )
 
 
@@ -429,15 +535,80 @@ class MerchantOrders:
         order = await self._order(shop_id, name)
         return await self.carry_out(order, plan_cancel(order, **choices), by)
 
-    async def refund(self, shop_id: int, name: str, *, by: str, **choices: Any) -> Done:
-        """`plan_refund`'s choices; ActionRefused, LookupError (no such order), ActionFailed."""
+    async def refund(
+        self,
+        shop_id: int,
+        name: str,
+        *,
+        by: str,
+        line_items: Sequence[RefundLine] = (),
+        amount: str | None = None,
+        **choices: Any,
+    ) -> Done:
+        """`plan_refund`'s choices; with `line_items` and/or `amount`, a partial refund
+        (`quote_refund`). ActionRefused, LookupError (no such order), ActionFailed."""
         order = await self._order(shop_id, name)
-        return await self.carry_out(order, plan_refund(order, **choices), by)
+        if line_items or amount is not None:
+            plan = await self.quote_refund(order, line_items=line_items, amount=amount, **choices)
+        else:
+            plan = plan_refund(order, **choices)
+        return await self.carry_out(order, plan, by)
 
-    async def carry_out(self, order: Order, plan: Plan, by: str) -> Done:
+    async def quote_refund(
+        self,
+        order: Order,
+        *,
+        line_items: Sequence[RefundLine] = (),
+        amount: str | None = None,
+        returned: bool = False,
+        no_return: bool = False,
+        reason: str = "CUSTOMER",
+        notify_customer: bool = False,
+    ) -> Plan:
+        """The partial refund of `line_items` and/or `amount`, checked against seed 003's
+        rules and what Shopify says is left to refund (nothing is refunded yet)."""
+        check_refundable(order, returned=returned, no_return=no_return)
+        domain, token = await self._connected(order)
+        try:
+            details = await self.shopify.order_details(domain, token, order.shopify_order_id)
+            if details is None:
+                raise ActionFailed(f"Shopify has no order {order.name} any more")
+            lines = refund_lines(details, line_items)
+            suggestion = await self.shopify.suggest_refund(
+                domain,
+                token,
+                order.shopify_order_id,
+                [(line.line_item_id, line.quantity) for line in lines],
+            )
+        except ProviderError as exc:
+            raise ActionFailed(f"Shopify did not answer: {exc}") from exc
+        return plan_partial_refund(
+            order,
+            lines,
+            suggestion,
+            amount=amount,
+            reason=reason,
+            notify_customer=notify_customer,
+        )
+
+    async def details(self, order: Order) -> OrderDetails | None:
+        """The order as Shopify holds it now; None when Shopify cannot say (not connected,
+        unreachable, or the order is gone)."""
+        try:
+            domain, token = await self._connected(order)
+            return await self.shopify.order_details(domain, token, order.shopify_order_id)
+        except (ActionRefused, ProviderError) as exc:
+            _LOGGER.info("order %s: no live details from Shopify (%s)", order.id, exc)
+            return None
+
+    async def _connected(self, order: Order) -> tuple[str, str]:
         shop, token = await installed_shop(self.db, self.box, order.shop_id)
         if shop is None or not token:
             raise ActionRefused("shop", "the shop is not connected to Shopify (no access token)")
+        return shop.domain, token
+
+    async def carry_out(self, order: Order, plan: Plan, by: str) -> Done:
+        domain, token = await self._connected(order)
         note = f"{'Cancelled' if plan.cancel else 'Refunded'} by {by} through ordertalk"
         detail: dict[str, Any] = {
             "by": by,
@@ -446,11 +617,16 @@ class MerchantOrders:
             "amount": plan.amount if plan.refund else None,
             "currency": plan.currency,
         }
+        if plan.partial:
+            detail["partial"] = True
+            detail["line_items"] = [
+                {"title": line.title, "quantity": line.quantity} for line in plan.lines
+            ]
         try:
             if plan.cancel:
                 detail["restock"] = plan.restock
                 await self.shopify.cancel_order(
-                    shop.domain,
+                    domain,
                     token,
                     order.shopify_order_id,
                     reason=plan.reason,
@@ -461,15 +637,16 @@ class MerchantOrders:
                 )
             else:
                 detail["refund_id"] = await self.shopify.refund_order(
-                    shop.domain,
+                    domain,
                     token,
                     order.shopify_order_id,
                     amount=plan.amount,
                     currency=plan.currency,
                     note=note,
                     notify=plan.notify_customer,
+                    lines=[(line.line_item_id, line.quantity) for line in plan.lines],
                 )
-            after = await self.shopify.get_order(shop.domain, token, order.shopify_order_id)
+            after = await self.shopify.get_order(domain, token, order.shopify_order_id)
         except ProviderError as exc:
             await self._record(order, "shopify_action_failed", detail | {"error": str(exc)[:500]})
             raise ActionFailed(f"Shopify did not do it: {exc}") from exc

@@ -539,6 +539,7 @@ PAYMENT_STATUS_NAMES = {
     "partially_refunded": "Partially refunded",
     "refunded": "Refunded",
     "voided": "Voided",
+    "expired": "Expired",
 }
 FULFILLMENT_STATUS_NAMES = {
     "fulfilled": "Fulfilled",

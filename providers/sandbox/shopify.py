@@ -504,7 +504,9 @@ class FakeShopify(FakeServer):
         if order is None:
             return _refund_result(None, [_user_error(["orderId"], "Order does not exist")])
         requested = _list(refund_input.get("transactions"))
+        lines = _list(refund_input.get("refundLineItems"))
         errors, total = self._check_refund(shop, order, requested)
+        errors += _check_refund_lines(order, lines)
         if errors:
             return _refund_result(None, errors)
         refund_id = next(self._ids)
@@ -515,6 +517,14 @@ class FakeShopify(FakeServer):
                 "note": refund_input.get("note"),
                 "created_at": self._now(),
                 "transactions": refund_transactions,
+                "refund_line_items": [
+                    {
+                        "line_item_id": _legacy(str(line["lineItemId"])),
+                        "quantity": line["quantity"],
+                        "restock_type": str(line.get("restockType") or "NO_RESTOCK").lower(),
+                    }
+                    for line in map(_dict, lines)
+                ],
             }
         )
         fully = self._refunded(shop, order) >= self._captured(shop, order)
@@ -579,7 +589,77 @@ class FakeShopify(FakeServer):
 
     def _order(self, shop: _Shop, variables: dict[str, Any]) -> dict[str, Any]:
         order = self._find(shop.orders, variables.get("id"), "Order")
-        return {"order": self._order_node(shop, order) if order is not None else None}
+        if order is None:
+            return {"order": None}
+        node = self._order_node(shop, order)
+        if "suggestFullRefund" in variables or "refundLineItems" in variables:
+            node["suggestedRefund"] = self._suggested_refund(shop, order, variables)
+        return {"order": node}
+
+    def _suggested_refund(
+        self, shop: _Shop, order: dict[str, Any], variables: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Shopify's suggestion: the lines' prices (everything left for a full refund), at
+        most what is left, over the captured payments in turn."""
+        currency = order.get("currency")
+        maximum = self._captured(shop, order) - self._refunded(shop, order)
+        lines = _list(variables.get("refundLineItems"))
+        items = {_gid("LineItem", item.get("id")): item for item in _line_items(order)}
+        if variables.get("suggestFullRefund"):
+            amount = maximum
+        else:
+            amount = Decimal(0)
+            for line in map(_dict, lines):
+                item = items.get(str(line.get("lineItemId")))
+                if item is None:
+                    raise _GraphQLError(f"Invalid global id '{line.get('lineItemId')}'")
+                price = _decimal(item.get("price")) or Decimal(0)
+                amount += price * int(line.get("quantity") or 0)
+            amount = min(amount, maximum)
+        transactions, left = [], amount
+        for parent, available in self._refundable_payments(shop, order):
+            share = min(left, available)
+            left -= share
+            transactions.append(
+                {
+                    "gateway": parent["gateway"],
+                    "kind": "SUGGESTED_REFUND",
+                    "parentTransaction": {"id": parent["id"]},
+                    "amountSet": _money_bag(share, currency),
+                    "maximumRefundableSet": _money_bag(available, currency),
+                }
+            )
+        return {
+            "amountSet": _money_bag(amount, currency),
+            "maximumRefundableSet": _money_bag(maximum, currency),
+            "refundLineItems": [
+                {"lineItem": {"id": line.get("lineItemId")}, "quantity": line.get("quantity")}
+                for line in map(_dict, lines)
+            ],
+            "suggestedTransactions": transactions,
+        }
+
+    def _refundable_payments(
+        self, shop: _Shop, order: dict[str, Any]
+    ) -> list[tuple[dict[str, Any], Decimal]]:
+        """Each captured payment with what is left of it to refund."""
+        transactions = shop.transactions[int(order["id"])]
+        left = []
+        for parent in transactions:
+            if parent["kind"] not in _CAPTURED_KINDS or parent["status"] != "SUCCESS":
+                continue
+            refunded = sum(
+                (
+                    _decimal(child["amount"]) or Decimal(0)
+                    for child in transactions
+                    if child["kind"] == "REFUND" and child["parentId"] == parent["id"]
+                ),
+                Decimal(0),
+            )
+            available = (_decimal(parent["amount"]) or Decimal(0)) - refunded
+            if available > 0:
+                left.append((parent, available))
+        return left
 
     def _orders(self, shop: _Shop, variables: dict[str, Any]) -> dict[str, Any]:
         first = variables.get("first")
@@ -659,9 +739,12 @@ class FakeShopify(FakeServer):
             "createdAt": _graphql_time(order.get("created_at")),
             "updatedAt": _graphql_time(order.get("updated_at")),
             "cancelledAt": _graphql_time(order.get("cancelled_at")),
+            "closed": bool(order.get("closed_at")),
+            "closedAt": _graphql_time(order.get("closed_at")),
             "cancelReason": (order.get("cancel_reason") or "").upper() or None,
             "currencyCode": currency,
             "totalPriceSet": _money_bag(order.get("total_price"), currency),
+            "totalRefundedSet": _money_bag(self._refunded(shop, order), currency),
             "displayFinancialStatus": financial.upper() if isinstance(financial, str) else None,
             "displayFulfillmentStatus": _FULFILLMENT_ENUM.get(
                 str(order.get("fulfillment_status")), "UNFULFILLED"
@@ -675,12 +758,20 @@ class FakeShopify(FakeServer):
             "billingAddress": _address_node(order.get("billing_address")),
             "lineItems": _connection(
                 [
-                    {"cursor": str(item.get("id")), "node": _line_item_node(item, currency)}
-                    for item in map(_dict, order.get("line_items") or [])
+                    {
+                        "cursor": str(item.get("id")),
+                        "node": _line_item_node(item, currency)
+                        | {"refundableQuantity": _refundable_quantity(order, item)},
+                    }
+                    for item in _line_items(order)
                 ],
                 has_next=False,
                 has_previous=False,
             ),
+            "fulfillments": [
+                _fulfillment_node(fulfillment)
+                for fulfillment in map(_dict, order.get("fulfillments") or [])
+            ],
             "transactions": [
                 _transaction_node(transaction, currency)
                 for transaction in shop.transactions.get(int(order["id"]), [])
@@ -1053,6 +1144,98 @@ def _line_item_node(item: dict[str, Any], currency: Any) -> dict[str, Any]:
         "sku": item.get("sku"),
         "quantity": item.get("quantity"),
         "originalUnitPriceSet": _money_bag(item.get("price"), currency),
+    }
+
+
+def _line_items(order: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_dict(item) for item in order.get("line_items") or []]
+
+
+def _refunded_quantity(order: dict[str, Any], line_item_id: Any) -> int:
+    return sum(
+        int(line.get("quantity") or 0)
+        for refund in map(_dict, order.get("refunds") or [])
+        for line in map(_dict, refund.get("refund_line_items") or [])
+        if str(line.get("line_item_id")) == str(line_item_id)
+    )
+
+
+def _refundable_quantity(order: dict[str, Any], item: dict[str, Any]) -> int:
+    return max(0, int(item.get("quantity") or 0) - _refunded_quantity(order, item.get("id")))
+
+
+def _check_refund_lines(order: dict[str, Any], lines: list[Any]) -> list[dict[str, Any]]:
+    items = {_gid("LineItem", item.get("id")): item for item in _line_items(order)}
+    errors = []
+    for index, line in enumerate(map(_dict, lines)):
+        where = ["refundLineItems", str(index)]
+        item = items.get(str(line.get("lineItemId")))
+        quantity = line.get("quantity")
+        if item is None:
+            errors.append(_user_error([*where, "lineItemId"], "Line item does not exist"))
+        elif not isinstance(quantity, int) or quantity < 1:
+            errors.append(_user_error([*where, "quantity"], "Quantity must be greater than 0"))
+        elif quantity > _refundable_quantity(order, item):
+            message = "Quantity cannot refund more items than were purchased"
+            errors.append(_user_error([*where, "quantity"], message))
+    return errors
+
+
+# A REST fulfillment's shipment_status (its latest carrier event) as GraphQL's displayStatus.
+_DISPLAY_STATUS = {
+    None: "FULFILLED",
+    "label_printed": "LABEL_PRINTED",
+    "label_purchased": "LABEL_PURCHASED",
+    "confirmed": "CONFIRMED",
+    "carrier_picked_up": "CARRIER_PICKED_UP",
+    "in_transit": "IN_TRANSIT",
+    "out_for_delivery": "OUT_FOR_DELIVERY",
+    "ready_for_pickup": "READY_FOR_PICKUP",
+    "picked_up": "PICKED_UP",
+    "attempted_delivery": "ATTEMPTED_DELIVERY",
+    "delayed": "DELAYED",
+    "delivered": "DELIVERED",
+    "failure": "FAILURE",
+}
+
+
+def _fulfillment_node(fulfillment: dict[str, Any]) -> dict[str, Any]:
+    """A stored REST fulfillment as a GraphQL Fulfillment; the dates Shopify learns from
+    carrier events (`estimated_delivery_at`, `in_transit_at`, `delivered_at`) are kept on it."""
+    status = str(fulfillment.get("status") or "success").upper()
+    shipment = fulfillment.get("shipment_status")
+    numbers = fulfillment.get("tracking_numbers") or [fulfillment.get("tracking_number")]
+    urls = fulfillment.get("tracking_urls") or [fulfillment.get("tracking_url")]
+    tracking = [
+        {"company": fulfillment.get("tracking_company"), "number": number, "url": url}
+        for number, url in zip(numbers, urls, strict=False)
+        if number or url
+    ]
+    return {
+        "id": _gid("Fulfillment", fulfillment.get("id")),
+        "status": status,
+        "displayStatus": "CANCELED"
+        if status == "CANCELLED"
+        else _DISPLAY_STATUS.get(shipment, str(shipment).upper()),
+        "estimatedDeliveryAt": _graphql_time(fulfillment.get("estimated_delivery_at")),
+        "inTransitAt": _graphql_time(fulfillment.get("in_transit_at")),
+        "deliveredAt": _graphql_time(fulfillment.get("delivered_at")),
+        "trackingInfo": tracking,
+        "fulfillmentLineItems": _connection(
+            [
+                {
+                    "cursor": str(item.get("id")),
+                    "node": {
+                        "id": _gid("FulfillmentLineItem", item.get("id")),
+                        "quantity": item.get("quantity"),
+                        "lineItem": {"id": _gid("LineItem", item.get("id"))},
+                    },
+                }
+                for item in map(_dict, fulfillment.get("line_items") or [])
+            ],
+            has_next=False,
+            has_previous=False,
+        ),
     }
 
 

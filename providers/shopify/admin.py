@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -93,11 +94,42 @@ mutation OrderCancel(
 }
 """
 
-ORDER_TRANSACTIONS = """
-query OrderTransactions($id: ID!) {
+REFUND_SUGGESTION = """
+query RefundSuggestion(
+  $id: ID!, $refundLineItems: [RefundLineItemInput!], $suggestFullRefund: Boolean
+) {
   order(id: $id) {
     id
-    transactions(first: 50) { id kind status gateway }
+    suggestedRefund(refundLineItems: $refundLineItems, suggestFullRefund: $suggestFullRefund) {
+      amountSet { shopMoney { amount currencyCode } }
+      maximumRefundableSet { shopMoney { amount currencyCode } }
+      suggestedTransactions {
+        gateway kind
+        parentTransaction { id }
+        maximumRefundableSet { shopMoney { amount } }
+      }
+    }
+  }
+}
+"""
+
+# The order card's live view: statuses, what is left to refund, and every shipment with its
+# tracking and the lines it carries.
+ORDER_DETAILS = """
+query OrderDetails($id: ID!) {
+  order(id: $id) {
+    id name closed closedAt cancelledAt currencyCode
+    displayFinancialStatus displayFulfillmentStatus
+    totalPriceSet { shopMoney { amount currencyCode } }
+    totalRefundedSet { shopMoney { amount currencyCode } }
+    lineItems(first: 25) {
+      nodes { id title quantity refundableQuantity originalUnitPriceSet { shopMoney { amount } } }
+    }
+    fulfillments(first: 10) {
+      id status displayStatus estimatedDeliveryAt inTransitAt deliveredAt
+      trackingInfo(first: 3) { company number url }
+      fulfillmentLineItems(first: 25) { nodes { quantity lineItem { id } } }
+    }
   }
 }
 """
@@ -163,7 +195,6 @@ _ALREADY_TAKEN = re.compile(r"already been taken", re.IGNORECASE)
 _ALREADY_CANCELLED = re.compile(r"already\s+(been\s+)?cancel", re.IGNORECASE)
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_REFUNDABLE_KINDS = frozenset({"SALE", "CAPTURE"})
 
 
 @dataclass(frozen=True)
@@ -178,6 +209,77 @@ class ShopInfo:
     phone: str
     country_code: str
     primary_locale: str = ""
+
+
+@dataclass(frozen=True)
+class RefundablePayment:
+    """A captured payment a refund can go back to, and how much of it is left."""
+
+    parent_id: str
+    gateway: str
+    maximum: str
+
+
+@dataclass(frozen=True)
+class SuggestedRefund:
+    """Shopify's suggestedRefund: the amount for the lines asked about (everything left when
+    none were), the most that can still be refunded, and the payments it goes back to."""
+
+    amount: str
+    maximum: str
+    currency: str
+    payments: tuple[RefundablePayment, ...]
+
+
+@dataclass(frozen=True)
+class LineItemDetail:
+    """One line of an order: `refundable` of its `quantity` can still be refunded."""
+
+    id: str
+    title: str
+    quantity: int
+    refundable: int
+    unit_price: str
+
+
+@dataclass(frozen=True)
+class Tracking:
+    company: str
+    number: str
+    url: str
+
+
+@dataclass(frozen=True)
+class FulfillmentDetail:
+    """One shipment: Shopify's status and display status (IN_TRANSIT, DELIVERED, ...), its
+    dates, tracking, and the lines it carries as (line item id, quantity)."""
+
+    status: str
+    display_status: str
+    estimated_delivery_at: datetime | None
+    in_transit_at: datetime | None
+    delivered_at: datetime | None
+    tracking: tuple[Tracking, ...]
+    lines: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class OrderDetails:
+    """An order as Shopify holds it now: archived (`closed`), cancelled, its payment and
+    fulfilment display statuses (lower case: "partially_refunded", "in_progress"), money,
+    lines and shipments."""
+
+    name: str
+    closed: bool
+    closed_at: datetime | None
+    cancelled_at: datetime | None
+    financial_status: str
+    fulfillment_status: str
+    total: str
+    refunded: str
+    currency: str
+    line_items: tuple[LineItemDetail, ...]
+    fulfillments: tuple[FulfillmentDetail, ...]
 
 
 class ShopifyAdmin:
@@ -312,12 +414,14 @@ class ShopifyAdmin:
         currency: str,
         note: str,
         notify: bool,
+        lines: Sequence[tuple[str, int]] = (),
     ) -> str:
-        """Refund `amount` to the order's captured payment; returns the refund's id.
+        """Refund `amount` to the order's captured payments (and record `lines`, pairs of line
+        item id and quantity, as refunded, not restocked); returns the refund's id.
 
-        A REFUND transaction whose parent is the last successful SALE or CAPTURE: the
-        `RefundInput.transactions` shape of refundCreate. An order with no captured payment
-        (cash on delivery not yet paid) cannot be refunded through Shopify.
+        Shopify's suggestedRefund names the payments to refund and what each still holds: the
+        amount goes to them in turn, any excess to the last, for Shopify to refuse. An order
+        with no captured payment (cash on delivery not yet paid) cannot be refunded.
         """
         if not _AMOUNT.fullmatch(amount) or Decimal(amount) <= 0:
             raise ProviderError(
@@ -326,8 +430,14 @@ class ShopifyAdmin:
                 code="INVALID_AMOUNT",
             )
         gid = order_gid(order_id)
-        parent = await self._refund_parent(shop, token, gid)
-        refund_input = {
+        suggestion = await self.suggest_refund(shop, token, gid, lines)
+        if not suggestion.payments:
+            raise ProviderError(
+                f"shopify: order {gid} has no captured payment to refund",
+                retryable=False,
+                code="NOT_REFUNDABLE",
+            )
+        refund_input: dict[str, Any] = {
             "orderId": gid,
             "note": note,
             "notify": notify,
@@ -335,37 +445,58 @@ class ShopifyAdmin:
             "transactions": [
                 {
                     "orderId": gid,
-                    "parentId": parent["id"],
-                    "gateway": parent["gateway"],
+                    "parentId": payment.parent_id,
+                    "gateway": payment.gateway,
                     "kind": "REFUND",
-                    "amount": amount,
+                    "amount": share,
                 }
+                for payment, share in _allocate(Decimal(amount), suggestion.payments)
             ],
         }
+        if lines:
+            refund_input["refundLineItems"] = _refund_lines(lines)
         data = await self.graphql(shop, token, REFUND_CREATE, {"input": refund_input})
         payload = _field(data, "refundCreate")
         _raise_user_errors(_list(payload.get("userErrors")), "refundCreate")
         return _str(_dict(payload.get("refund")).get("id"))
 
-    async def _refund_parent(self, shop: str, token: str, gid: str) -> dict[str, Any]:
-        data = await self.graphql(shop, token, ORDER_TRANSACTIONS, {"id": gid})
-        order = data.get("order")
+    async def suggest_refund(
+        self, shop: str, token: str, order_id: str, lines: Sequence[tuple[str, int]] = ()
+    ) -> SuggestedRefund:
+        """What Shopify would refund for `lines` (pairs of line item id and quantity), or for
+        everything left when there are none, and the payments it would go back to."""
+        gid = order_gid(order_id)
+        variables: dict[str, Any] = {"id": gid, "suggestFullRefund": not lines}
+        if lines:
+            variables["refundLineItems"] = _refund_lines(lines)
+        order = (await self.graphql(shop, token, REFUND_SUGGESTION, variables)).get("order")
         if not isinstance(order, dict):
             raise ProviderError(f"shopify: no order {gid}", retryable=False, code="NOT_FOUND")
-        captured = [
-            transaction
-            for transaction in map(_dict, _list(order.get("transactions")))
-            if transaction.get("kind") in _REFUNDABLE_KINDS
-            and transaction.get("status") == "SUCCESS"
-            and isinstance(transaction.get("id"), str)
-        ]
-        if not captured:
-            raise ProviderError(
-                f"shopify: order {gid} has no captured payment to refund",
-                retryable=False,
-                code="NOT_REFUNDABLE",
+        suggested = _dict(order.get("suggestedRefund"))
+        amount = _shop_money(suggested.get("amountSet"))
+        payments = tuple(
+            RefundablePayment(
+                parent_id=_str(_dict(item.get("parentTransaction")).get("id")),
+                gateway=_str(item.get("gateway")),
+                maximum=_shop_money(item.get("maximumRefundableSet")).get("amount") or "0",
             )
-        return captured[-1]
+            for item in map(_dict, _list(suggested.get("suggestedTransactions")))
+            if _dict(item.get("parentTransaction")).get("id")
+        )
+        return SuggestedRefund(
+            amount=_rest_money(amount.get("amount") or "0"),
+            maximum=_rest_money(
+                _shop_money(suggested.get("maximumRefundableSet")).get("amount") or "0"
+            ),
+            currency=_str(amount.get("currencyCode")),
+            payments=payments,
+        )
+
+    async def order_details(self, shop: str, token: str, order_id: str) -> OrderDetails | None:
+        """The order as its card shows it, live; None if Shopify has no such order."""
+        data = await self.graphql(shop, token, ORDER_DETAILS, {"id": order_gid(order_id)})
+        node = data.get("order")
+        return order_details(node) if isinstance(node, dict) else None
 
     async def get_order(self, shop: str, token: str, order_id: str) -> dict[str, Any] | None:
         """The order in the webhook / REST payload shape, or None if Shopify has none."""
@@ -483,6 +614,106 @@ def rest_order(node: dict[str, Any]) -> dict[str, Any]:
         "billing_address": _rest_address(billing) if isinstance(billing, dict) else None,
         "line_items": [_rest_line_item(item) for item in map(_dict, _line_items(node))],
     }
+
+
+def order_details(node: dict[str, Any]) -> OrderDetails:
+    """The OrderDetails of a GraphQL Order node (ORDER_DETAILS' selection)."""
+    total = _shop_money(node.get("totalPriceSet"))
+    return OrderDetails(
+        name=_str(node.get("name")),
+        closed=node.get("closed") is True,
+        closed_at=_optional_time(node.get("closedAt")),
+        cancelled_at=_optional_time(node.get("cancelledAt")),
+        financial_status=_str(node.get("displayFinancialStatus")).lower(),
+        fulfillment_status=_str(node.get("displayFulfillmentStatus")).lower(),
+        total=_rest_money(total.get("amount") or "0"),
+        refunded=_rest_money(_shop_money(node.get("totalRefundedSet")).get("amount") or "0"),
+        currency=_str(total.get("currencyCode")),
+        line_items=tuple(
+            LineItemDetail(
+                id=_str(item.get("id")),
+                title=_str(item.get("title")),
+                quantity=_count(item.get("quantity")),
+                refundable=_count(item.get("refundableQuantity")),
+                unit_price=_rest_money(
+                    _shop_money(item.get("originalUnitPriceSet")).get("amount")
+                ),
+            )
+            for item in map(_dict, _line_items(node))
+        ),
+        fulfillments=tuple(
+            _fulfillment_detail(fulfillment)
+            for fulfillment in map(_dict, _list(node.get("fulfillments")))
+        ),
+    )
+
+
+def _fulfillment_detail(node: dict[str, Any]) -> FulfillmentDetail:
+    return FulfillmentDetail(
+        status=_str(node.get("status")),
+        display_status=_str(node.get("displayStatus")),
+        estimated_delivery_at=_optional_time(node.get("estimatedDeliveryAt")),
+        in_transit_at=_optional_time(node.get("inTransitAt")),
+        delivered_at=_optional_time(node.get("deliveredAt")),
+        tracking=tuple(
+            Tracking(
+                company=_str(info.get("company")),
+                number=_str(info.get("number")),
+                url=_str(info.get("url")),
+            )
+            for info in map(_dict, _list(node.get("trackingInfo")))
+        ),
+        lines=tuple(
+            (_str(_dict(item.get("lineItem")).get("id")), _count(item.get("quantity")))
+            for item in map(_dict, _list(_dict(node.get("fulfillmentLineItems")).get("nodes")))
+        ),
+    )
+
+
+def line_item_gid(line_item_id: str) -> str:
+    """A line item's GraphQL id from its numeric id (a gid passes through)."""
+    return _gid("LineItem", line_item_id)
+
+
+def _refund_lines(lines: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
+    return [
+        {"lineItemId": line_item_gid(item), "quantity": quantity, "restockType": "NO_RESTOCK"}
+        for item, quantity in lines
+    ]
+
+
+def _allocate(
+    amount: Decimal, payments: Sequence[RefundablePayment]
+) -> list[tuple[RefundablePayment, str]]:
+    """`amount` spread over the payments in turn, each up to what it holds; the excess goes
+    to the last one (Shopify refuses a refund above what is left)."""
+    shares: list[tuple[RefundablePayment, str]] = []
+    left = amount
+    for index, payment in enumerate(payments):
+        last = index == len(payments) - 1
+        share = left if last else min(left, Decimal(payment.maximum))
+        if share > 0:
+            shares.append((payment, f"{share:.2f}"))
+        left -= share
+    return shares
+
+
+def _shop_money(money_bag: Any) -> dict[str, Any]:
+    return _dict(_dict(money_bag).get("shopMoney"))
+
+
+def _optional_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def rest_customer(node: dict[str, Any]) -> dict[str, Any]:

@@ -139,9 +139,17 @@ def _schemas() -> dict[str, Any]:
             "reason": {"type": "string"},
             "amount": {"type": ["string", "null"]},
             "currency": {"type": "string"},
+            "line_items": {
+                "type": "array",
+                "description": "the lines a partial refund covers",
+                "items": {
+                    "type": "object",
+                    "properties": {"title": {"type": "string"}, "quantity": {"type": "integer"}},
+                },
+            },
             "financial_status": {
                 "type": "string",
-                "description": "as Shopify reports it after the action",
+                "description": "as Shopify reports it after the action (partially_refunded ...)",
             },
         },
     }
@@ -872,7 +880,8 @@ def build() -> dict[str, Any]:
             "/orders/{name}/refund": _order_action(
                 "Refund a paid order (seed 003): not delivered, it is cancelled and refunded in "
                 "one step; delivered, only once the return arrived or without a return when "
-                "you say so",
+                "you say so. With line_items and/or amount, refund part of it and keep the "
+                "order; more than is left to refund is refused (409 naming the field)",
                 "RefundOrder",
             ),
             "/calls": _report(

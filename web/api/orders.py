@@ -1,5 +1,6 @@
-"""Admin API handlers for the merchant's order actions: cancel and refund with seed 003's rules.
-The rules and the Shopify calls live in `flows.orders.actions` (the merchant bot's too)."""
+"""Admin API handlers for the merchant's order actions: cancel, and refund (whole, or chosen
+lines and/or an amount) with seed 003's rules. The rules and the Shopify calls live in
+`flows.orders.actions` (the merchant bot's too)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flows.orders.actions import (
     ActionRefused,
     Done,
     MerchantOrders,
+    RefundLine,
 )
 from providers.shopify.admin import ShopifyAdmin
 from web.api.auth import require_shop
@@ -40,8 +42,27 @@ class CancelOrder(BaseModel):
     notify_customer: bool = False
 
 
+class RefundItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str | int = Field(description="Shopify's line item id (numeric or gid)")
+    quantity: int = Field(ge=1, description="how many of the line to refund")
+
+
 class RefundOrder(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    line_items: list[RefundItem] | None = Field(
+        None,
+        min_length=1,
+        description="a partial refund: these lines and quantities (Shopify suggests the amount)",
+    )
+    amount: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,12}(\.[0-9]{1,2})?$",
+        description="a partial refund of this amount (with line_items: instead of Shopify's "
+        "suggestion); at most what is left to refund",
+    )
 
     returned: bool = Field(False, description="a delivered order's return has arrived")
     no_return: bool = Field(
@@ -64,6 +85,9 @@ async def cancel(request: web.Request) -> web.Response:
 async def refund(request: web.Request) -> web.Response:
     shop = await require_shop(request)
     body = await _body(request, RefundOrder)
+    body["line_items"] = [
+        RefundLine(str(item["id"]), item["quantity"]) for item in body["line_items"] or ()
+    ]
     orders = _orders(request)
     done = await _act(orders.refund(shop.id, request.match_info["name"], by=API_ACTOR, **body))
     return web.json_response(_done(done))
@@ -106,5 +130,6 @@ def _done(done: Done) -> dict[str, Any]:
         "reason": plan.reason,
         "amount": plan.amount if plan.refund else None,
         "currency": plan.currency,
+        "line_items": [{"title": line.title, "quantity": line.quantity} for line in plan.lines],
         "financial_status": done.financial_status,
     }
