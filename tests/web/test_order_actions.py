@@ -163,6 +163,7 @@ async def test_cancel_follows_seed_003(client, db, shopify, shop):
         "reason": "CUSTOMER",
         "amount": "499.00",
         "currency": "INR",
+        "line_items": [],
         "financial_status": None,
     }
     assert body["financial_status"] == "refunded"
@@ -275,3 +276,144 @@ async def test_a_shop_not_connected_to_shopify_is_refused(client, db, shopify, c
     assert status == 409 and refused["error"]["fields"][0]["field"] == "shop"
     assert "not connected to Shopify" in refused["error"]["message"]
     assert shopify.cancellations == []
+
+
+# Partial refunds: chosen lines and/or an amount, the order kept -----------------------------
+
+KURTA, DUPATTA = 61, 62
+
+
+def two_line_order(number: int, financial: str, fulfillment: str | None) -> dict[str, Any]:
+    """2 kurtas at 400.00 and a dupatta at 299.00: 1099.00."""
+    return shopify_order(number, financial, fulfillment) | {
+        "total_price": "1099.00",
+        "line_items": [
+            {"id": KURTA, "title": "Kurta", "quantity": 2, "price": "400.00"},
+            {"id": DUPATTA, "title": "Dupatta", "quantity": 1, "price": "299.00"},
+        ],
+    }
+
+
+async def add_two_line_order(
+    db, shopify: FakeShopify, shop_id: int, number: int, financial: str, fulfillment: str | None
+) -> None:
+    """The order in the fake Shopify and our copy of it, as its webhook would have left it."""
+    shopify.add_order(DOMAIN, two_line_order(number, financial, fulfillment))
+    async with db.transaction() as session:
+        order = await session.scalar(
+            select(Order).where(Order.shop_id == shop_id, Order.number == number)
+        )
+        order.total_amount = "1099.00"
+        order.financial_status = financial
+        order.fulfillment_status = fulfillment or ""
+
+
+def refund_lines(domain_order: dict[str, Any]) -> list[tuple[int, int]]:
+    return [
+        (line["line_item_id"], line["quantity"])
+        for refund in domain_order["refunds"]
+        for line in refund["refund_line_items"]
+    ]
+
+
+async def test_a_partial_refund_by_lines_by_amount_and_both(client, db, shopify, shop):
+    shop_id, key = shop
+    await add_two_line_order(db, shopify, shop_id, 1001, "paid", None)
+    # One of the two kurtas: Shopify suggests its price; the order is kept, not cancelled.
+    status, body = await post(
+        client, key, "1001/refund", {"line_items": [{"id": KURTA, "quantity": 1}]}
+    )
+    assert status == 200, body
+    assert body == {
+        "cancelled": False,
+        "refunded": True,
+        "reason": "CUSTOMER",
+        "amount": "400.00",
+        "currency": "INR",
+        "line_items": [{"title": "Kurta", "quantity": 1}],
+        "financial_status": "partially_refunded",
+    }
+    in_shopify = shopify.order(DOMAIN, 10001)
+    assert refund_lines(in_shopify) == [(KURTA, 1)]
+    assert in_shopify["refunds"][0]["transactions"][0]["amount"] == "400.00"
+    assert in_shopify.get("cancelled_at") is None and shopify.cancellations == []
+    ((kind, mode, detail),) = await timeline(db, 1001, shop_id)
+    assert (kind, mode, detail["by"], detail["partial"]) == (
+        "order_refunded",
+        "merchant",
+        "api",
+        True,
+    )
+    assert (detail["amount"], detail["line_items"]) == (
+        "400.00",
+        [{"title": "Kurta", "quantity": 1}],
+    )
+    assert (await stored(db, shop_id, 1001)).financial_status == "partially_refunded"
+
+    # An amount alone (a gid names a line as well as its number does).
+    status, body = await post(client, key, "1001/refund", {"amount": "150.50"})
+    assert status == 200 and (body["amount"], body["line_items"]) == ("150.50", [])
+    # The dupatta, for less than its price.
+    dupatta = f"gid://shopify/LineItem/{DUPATTA}"
+    status, body = await post(
+        client,
+        key,
+        "1001/refund",
+        {"line_items": [{"id": dupatta, "quantity": 1}], "amount": "100"},
+    )
+    assert status == 200 and body["amount"] == "100.00"
+    assert refund_lines(shopify.order(DOMAIN, 10001)) == [(KURTA, 1), (DUPATTA, 1)]
+    assert body["financial_status"] == "partially_refunded"
+
+    # What is left is 1099.00 - 650.50 = 448.50: the second kurta's 400.00 fits, 500 does not.
+    status, body = await post(client, key, "1001/refund", {"amount": "500.00"})
+    assert status == 409 and body["error"]["fields"][0]["field"] == "amount"
+    assert "more than the 448.50 INR left to refund" in body["error"]["message"]
+    status, body = await post(
+        client, key, "1001/refund", {"line_items": [{"id": KURTA, "quantity": 2}]}
+    )
+    assert status == 409 and body["error"]["fields"][0]["field"] == "line_items[0].quantity"
+    assert "1 of Kurta can still be refunded" in body["error"]["message"]
+    status, body = await post(
+        client, key, "1001/refund", {"line_items": [{"id": DUPATTA, "quantity": 1}]}
+    )
+    assert status == 409 and "Dupatta is refunded already" in body["error"]["message"]
+    status, body = await post(
+        client, key, "1001/refund", {"line_items": [{"id": 5, "quantity": 1}]}
+    )
+    assert status == 409 and body["error"]["fields"][0]["field"] == "line_items[0].id"
+    assert len(shopify.order(DOMAIN, 10001)["refunds"]) == 3
+
+    # The rest, to the last paisa: refunded.
+    status, body = await post(client, key, "1001/refund", {"amount": "448.50"})
+    assert status == 200 and body["financial_status"] == "refunded"
+    status, body = await post(client, key, "1001/refund", {"amount": "1.00"})
+    assert status == 409 and "only a paid order" in body["error"]["message"]
+
+
+async def test_a_partial_refund_follows_seed_003_and_names_bad_fields(client, db, shopify, shop):
+    shop_id, key = shop
+    # Unpaid: nothing to refund, in part either.
+    status, body = await post(client, key, "1002/refund", {"amount": "10.00"})
+    assert status == 409 and "only a paid order is refunded" in body["error"]["message"]
+    # Delivered: after the return arrived, or without one when said so.
+    await add_two_line_order(db, shopify, shop_id, 1003, "paid", "fulfilled")
+    only = {"line_items": [{"id": KURTA, "quantity": 1}]}
+    status, body = await post(client, key, "1003/refund", only)
+    assert status == 409 and body["error"]["fields"][0]["field"] == "returned"
+    status, body = await post(client, key, "1003/refund", only | {"returned": True})
+    assert status == 200 and (body["amount"], body["cancelled"]) == ("400.00", False)
+
+    for bad, field in (
+        ({"amount": "12.345"}, "amount"),
+        ({"amount": 12}, "amount"),
+        ({"amount": "-5"}, "amount"),
+        ({"line_items": []}, "line_items"),
+        ({"line_items": [{"id": KURTA, "quantity": 0}]}, "line_items.0.quantity"),
+        ({"line_items": [{"id": KURTA}]}, "line_items.0.quantity"),
+        ({"line_items": [{"id": KURTA, "quantity": 1, "price": "1"}]}, "line_items.0.price"),
+    ):
+        status, body = await post(client, key, "1003/refund", bad | {"returned": True})
+        assert status == 422, (bad, body)
+        assert body["error"]["fields"][0]["field"] == field, (bad, body)
+    assert len(shopify.order(DOMAIN, 10003)["refunds"]) == 1
