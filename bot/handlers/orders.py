@@ -1,16 +1,20 @@
 """The order card (`/order 1001`, or a tap on an order under a report) and the merchant's
-actions on it: cancel (a reason from Shopify's, a summary, then confirm) and refund (for a
-delivered order: once the return arrived, or without a return), with seed 003's rules.
+actions on it: cancel (a reason from Shopify's, a summary, then confirm), refund (for a
+delivered order: once the return arrived, or without a return) and partial refund (lines
+picked with buttons and/or an amount typed, a summary, then confirm), with seed 003's rules.
 
-The card is `flows.orders.reports.order_card`, the admin API's; the rules and the Shopify calls
-are `flows.orders.actions`, the admin API's cancel and refund routes' too. A button carries the
-order's number only: what it does is checked again, on the chat's own shop, when pressed.
+The card is `flows.orders.reports.order_card`, the admin API's, with the statuses Shopify holds
+now (`flows.orders.card`); the rules and the Shopify calls are `flows.orders.actions`, the admin
+API's cancel and refund routes' too. A button carries the order's number and the choices made
+so far only: what it does is checked again, on the chat's own shop, when pressed.
 """
 
 from __future__ import annotations
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, MaybeInaccessibleMessage, Message
 
 from bot.filters import Linked
@@ -22,9 +26,12 @@ from flows.orders.actions import (
     ActionRefused,
     Done,
     MerchantOrders,
+    RefundLine,
+    check_refundable,
     plan_cancel,
     plan_refund,
 )
+from flows.orders.card import CardLine, LiveStatus, live_status
 from flows.orders.reports import OrderCard, ReportDesk
 from flows.shops.bot_links import ChatLink
 from storage.models import Order
@@ -43,8 +50,23 @@ KEPT = "Nothing was changed."
 CANCELLED = "{name} is cancelled{refund} (Shopify: payment {payment})."
 REFUNDED = "{amount} {currency} of {name} is refunded (Shopify: payment {payment})."
 
+NO_SHOPIFY = "(Shopify did not answer: statuses as last recorded.)"
+PICK = (
+    "What of {name} is refunded? Each tap on a line adds one (up to what can still be "
+    "refunded, then back to none). Or send an amount, e.g. 250.50, for the lines chosen "
+    "or for none. /cancel stops.\nChosen: {chosen}"
+)
+NOTHING_CHOSEN = "nothing yet"
+PARTIAL_REFUNDED = "{amount} {currency} of {name} is refunded{lines} (Shopify: payment {payment})."
+
 # Button values of a delivered order's refund.
 RETURNED, NO_RETURN = "returned", "no_return"
+# A partial refund's choices in a button: how (returned / no return), lines, amount.
+_HOW = {"": "", "r": RETURNED, "n": NO_RETURN}
+
+
+class PartialSteps(StatesGroup):
+    amount = State()  # the picker is shown; an amount may be typed
 
 
 def router() -> Router:
@@ -62,25 +84,44 @@ def router() -> Router:
         carry_out, OrderTap.filter(F.action.in_({"do_cancel", "do_refund"})), linked
     )
     router.callback_query.register(keep, OrderTap.filter(F.action == "keep"), linked)
+    router.callback_query.register(ask_part, OrderTap.filter(F.action == "part"), linked)
+    router.callback_query.register(
+        pick, OrderTap.filter(F.action.in_({"part_how", "pick"})), linked
+    )
+    router.callback_query.register(confirm_part, OrderTap.filter(F.action == "part_lines"), linked)
+    router.callback_query.register(carry_out_part, OrderTap.filter(F.action == "do_part"), linked)
+    router.message.register(
+        amount_typed, PartialSteps.amount, F.text, ~F.text.startswith("/"), linked
+    )
     return router
 
 
 async def show_order(
-    message: Message, command: CommandObject, link: ChatLink, report_desk: ReportDesk
+    message: Message,
+    command: CommandObject,
+    link: ChatLink,
+    report_desk: ReportDesk,
+    merchant_orders: MerchantOrders,
 ) -> None:
     name = (command.args or "").strip()
     if not name:
         await message.answer(ASK_NUMBER)
         return
-    await _send_card(message, link, report_desk, name)
+    await _send_card(message, link, report_desk, merchant_orders, name)
 
 
 async def tap(
-    query: CallbackQuery, callback_data: OrderTap, link: ChatLink, report_desk: ReportDesk
+    query: CallbackQuery,
+    callback_data: OrderTap,
+    link: ChatLink,
+    report_desk: ReportDesk,
+    merchant_orders: MerchantOrders,
 ) -> None:
     await query.answer()
     if query.message is not None:
-        await _send_card(query.message, link, report_desk, str(callback_data.number))
+        await _send_card(
+            query.message, link, report_desk, merchant_orders, str(callback_data.number)
+        )
 
 
 async def ask_reason(
@@ -186,6 +227,219 @@ async def keep(query: CallbackQuery) -> None:
     await query.answer(KEPT)
 
 
+async def ask_part(
+    query: CallbackQuery,
+    callback_data: OrderTap,
+    state: FSMContext,
+    link: ChatLink,
+    merchant_orders: MerchantOrders,
+) -> None:
+    order = await _order(query, link, merchant_orders, callback_data.number)
+    if order is None or query.message is None:
+        return
+    try:
+        check_refundable(order)
+    except ActionRefused as exc:
+        if exc.field != "returned":
+            await query.message.answer(REFUSED.format(rule=exc.message))
+            return
+        how = [
+            ("Return arrived", OrderTap(number=order.number, action="part_how", value="r~~")),
+            (
+                "Refund without return",
+                OrderTap(number=order.number, action="part_how", value="n~~"),
+            ),
+        ]
+        await query.message.answer(
+            ASK_RETURN.format(name=order.name), reply_markup=rows_keyboard([how])
+        )
+        return
+    await _show_picker(query.message, state, order, merchant_orders, "", {}, edit=False)
+
+
+async def pick(
+    query: CallbackQuery,
+    callback_data: OrderTap,
+    state: FSMContext,
+    link: ChatLink,
+    merchant_orders: MerchantOrders,
+) -> None:
+    """The picker shown (after a delivered order's how), or a line's count changed in it."""
+    order = await _order(query, link, merchant_orders, callback_data.number)
+    if order is None or query.message is None:
+        return
+    how, chosen, _ = _choices(callback_data.value)
+    edit = callback_data.action == "pick"
+    await _show_picker(query.message, state, order, merchant_orders, how, chosen, edit=edit)
+
+
+async def confirm_part(
+    query: CallbackQuery,
+    callback_data: OrderTap,
+    state: FSMContext,
+    link: ChatLink,
+    merchant_orders: MerchantOrders,
+) -> None:
+    order = await _order(query, link, merchant_orders, callback_data.number)
+    if order is None or query.message is None:
+        return
+    how, chosen, _ = _choices(callback_data.value)
+    await _quote(query.message, state, order, merchant_orders, how, chosen, None)
+
+
+async def amount_typed(
+    message: Message, state: FSMContext, link: ChatLink, merchant_orders: MerchantOrders
+) -> None:
+    data = await state.get_data()
+    order = await merchant_orders.find(link.shop_id, str(data.get("number", "")))
+    if order is None:
+        await state.clear()
+        await message.answer(NO_ORDER.format(name=data.get("number", ""), shop=link.shop_name))
+        return
+    how, chosen, _ = _choices(str(data.get("choices", "")))
+    amount = (message.text or "").strip()
+    await _quote(message, state, order, merchant_orders, how, chosen, amount)
+
+
+async def carry_out_part(
+    query: CallbackQuery,
+    callback_data: OrderTap,
+    state: FSMContext,
+    link: ChatLink,
+    merchant_orders: MerchantOrders,
+) -> None:
+    order = await _order(query, link, merchant_orders, callback_data.number)
+    if order is None or query.message is None:
+        return
+    await state.clear()
+    how, chosen, amount = _choices(callback_data.value)
+    user = query.from_user
+    try:
+        lines = await _lines(merchant_orders, order, chosen)
+        done = await merchant_orders.refund(
+            link.shop_id,
+            order.name,
+            by=f"{user.full_name} (telegram {user.id})",
+            line_items=lines,
+            amount=amount or None,
+            returned=_HOW[how] == RETURNED,
+            no_return=_HOW[how] == NO_RETURN,
+        )
+    except ActionRefused as exc:
+        await query.message.answer(REFUSED.format(rule=exc.message))
+        return
+    except ActionFailed as exc:
+        await query.message.answer(FAILED.format(error=exc))
+        return
+    await query.message.answer(_result(order.name, done))
+
+
+async def _show_picker(
+    message: MaybeInaccessibleMessage,
+    state: FSMContext,
+    order: Order,
+    merchant_orders: MerchantOrders,
+    how: str,
+    chosen: dict[int, int],
+    *,
+    edit: bool,
+) -> None:
+    """The lines left to refund as buttons, each tap adding one; an amount may be typed."""
+    details = await merchant_orders.details(order)
+    if details is None:
+        await message.answer(FAILED.format(error="Shopify did not answer; try again later."))
+        return
+    lines = list(enumerate(details.line_items))
+    chosen = {i: n for i, n in chosen.items() if 0 <= i < len(lines) and n > 0}
+    buttons = []
+    for index, item in lines:
+        if item.refundable <= 0:
+            continue
+        count = chosen.get(index, 0)
+        after = dict(chosen) | {index: (count + 1) % (item.refundable + 1)}
+        label = f"{item.title}: {count} of {item.refundable}"
+        buttons.append(
+            [(label, OrderTap(number=order.number, action="pick", value=_pack(how, after, "")))]
+        )
+    if chosen:
+        lines_tap = OrderTap(
+            number=order.number, action="part_lines", value=_pack(how, chosen, "")
+        )
+        buttons.append([("Refund the chosen lines", lines_tap)])
+    named = [f"{n} × {lines[i][1].title}" for i, n in sorted(chosen.items())]
+    text = PICK.format(name=order.name, chosen=", ".join(named) or NOTHING_CHOSEN)
+    await state.set_state(PartialSteps.amount)
+    await state.update_data(number=order.number, choices=_pack(how, chosen, ""))
+    keyboard = rows_keyboard(buttons) if buttons else None
+    if edit and isinstance(message, Message):
+        await message.edit_text(text, reply_markup=keyboard)
+    else:
+        await message.answer(text, reply_markup=keyboard)
+
+
+async def _quote(
+    message: MaybeInaccessibleMessage,
+    state: FSMContext,
+    order: Order,
+    merchant_orders: MerchantOrders,
+    how: str,
+    chosen: dict[int, int],
+    amount: str | None,
+) -> None:
+    """The partial refund's summary and Confirm; a refusal keeps the picker's question open."""
+    try:
+        lines = await _lines(merchant_orders, order, chosen)
+        plan = await merchant_orders.quote_refund(
+            order,
+            line_items=lines,
+            amount=amount,
+            returned=_HOW.get(how) == RETURNED,
+            no_return=_HOW.get(how) == NO_RETURN,
+        )
+    except ActionRefused as exc:
+        await message.answer(REFUSED.format(rule=exc.message))
+        return
+    except ActionFailed as exc:
+        await message.answer(FAILED.format(error=exc))
+        return
+    await state.clear()
+    await _confirm(
+        message, plan.summary(order.name), order.number, "do_part", _pack(how, chosen, amount)
+    )
+
+
+async def _lines(
+    merchant_orders: MerchantOrders, order: Order, chosen: dict[int, int]
+) -> list[RefundLine]:
+    """The picked lines (by their place on the order) as Shopify's line items."""
+    if not chosen:
+        return []
+    details = await merchant_orders.details(order)
+    if details is None:
+        raise ActionFailed("Shopify did not answer; try again later.")
+    items = details.line_items
+    if any(not 0 <= index < len(items) for index in chosen):
+        raise ActionRefused("line_items", "the order's lines changed; open its card again")
+    return [RefundLine(items[index].id, count) for index, count in sorted(chosen.items())]
+
+
+def _pack(how: str, chosen: dict[int, int], amount: str | None) -> str:
+    lines = ".".join(f"{index}x{count}" for index, count in sorted(chosen.items()) if count)
+    return f"{how}~{lines}~{amount or ''}"
+
+
+def _choices(value: str) -> tuple[str, dict[int, int], str]:
+    """A button's (how, {line place: count}, amount); what cannot be read counts as none."""
+    how, _, rest = value.partition("~")
+    lines, _, amount = rest.partition("~")
+    chosen: dict[int, int] = {}
+    for part in filter(None, lines.split(".")):
+        index, _, count = part.partition("x")
+        if index.isdigit() and count.isdigit():
+            chosen[int(index)] = int(count)
+    return (how if how in _HOW else ""), chosen, amount
+
+
 async def _order(
     query: CallbackQuery, link: ChatLink, merchant_orders: MerchantOrders, number: int
 ) -> Order | None:
@@ -218,6 +472,15 @@ async def _confirm(
 
 def _result(name: str, done: Done) -> str:
     plan = done.plan
+    if plan.partial:
+        lines = ", ".join(f"{line.quantity} × {line.title}" for line in plan.lines)
+        return PARTIAL_REFUNDED.format(
+            amount=plan.amount,
+            currency=plan.currency,
+            name=name,
+            lines=f" for {lines}" if lines else "",
+            payment=done.financial_status,
+        )
     if plan.cancel:
         refund = f" and {plan.amount} {plan.currency} refunded" if plan.refund else ""
         return CANCELLED.format(name=name, refund=refund, payment=done.financial_status)
@@ -230,18 +493,24 @@ async def _send_card(
     message: Message | MaybeInaccessibleMessage,
     link: ChatLink,
     report_desk: ReportDesk,
+    merchant_orders: MerchantOrders,
     name: str,
 ) -> None:
     card = await reports.order_card(report_desk.db, link.shop_id, name)
     if card is None:
         await message.answer(NO_ORDER.format(name=name, shop=link.shop_name))
         return
-    await message.answer(card_text(card), reply_markup=_actions(card))
+    details = await merchant_orders.details(card.order)
+    live = None if details is None else live_status(details, await report_desk.zone(link.shop_id))
+    await message.answer(card_text(card, live), reply_markup=_actions(card))
 
 
-def card_text(card: OrderCard) -> str:
+def card_text(card: OrderCard, live: LiveStatus | None = None) -> str:
+    """The card: statuses as Shopify holds them now (`live`), else as last recorded."""
     order = card.order
     names = reports.status_names(order)
+    if live is not None:
+        names = {"order": live.order, "payment": live.payment, "fulfillment": live.fulfillment}
     lines = [
         f"Order {order.name} · {order.total_amount} {order.currency} · "
         f"{order.payment_method.upper()} · placed {order.placed_at:%Y-%m-%d %H:%M} UTC",
@@ -251,7 +520,14 @@ def card_text(card: OrderCard) -> str:
         f"Fulfilment status: {names['fulfillment']}",
         f"Verification: {order.verification_status.replace('_', ' ')}",
     ]
-    if order.items:
+    if live is None:
+        lines.append(NO_SHOPIFY)
+    elif live.refunded and float(live.refunded) > 0:
+        lines.append(f"Refunded: {live.refunded} {live.currency}")
+    if live is not None and live.lines:
+        lines.append("Items:")
+        lines += [_line_text(line) for line in live.lines]
+    elif order.items:
         lines.append("Items:")
         lines += [
             f"- {item.get('title', '')} × {item.get('quantity', 1)} ({item.get('price', '')})"
@@ -282,6 +558,16 @@ def card_text(card: OrderCard) -> str:
     return "\n".join(lines)
 
 
+def _line_text(line: CardLine) -> str:
+    """A line with its shipments and tracking URLs, and how much of it was refunded."""
+    parts = [f"- {line.title} × {line.quantity} ({line.unit_price})"]
+    if line.refundable < line.quantity:
+        parts.append(f"{line.quantity - line.refundable} refunded")
+    parts += line.shipments
+    parts += [f"track: {url}" for url in line.tracking_urls]
+    return " · ".join(parts)
+
+
 def _by(detail: dict[str, object]) -> str:
     return f" by {detail['by']}" if detail.get("by") else ""
 
@@ -293,6 +579,7 @@ def _actions(card: OrderCard) -> InlineKeyboardMarkup:
             [
                 ("Cancel order", OrderTap(number=number, action="cancel")),
                 ("Refund", OrderTap(number=number, action="refund")),
-            ]
+            ],
+            [("Partial refund", OrderTap(number=number, action="part"))],
         ]
     )
