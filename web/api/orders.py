@@ -46,7 +46,8 @@ class RefundItem(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str | int = Field(description="Shopify's line item id (numeric or gid)")
-    quantity: int = Field(ge=1, description="how many of the line to refund")
+    # JSON Schema's integers include 2.0; a fraction is still refused.
+    quantity: int = Field(ge=1, strict=False, description="how many of the line to refund")
 
 
 class RefundOrder(BaseModel):
