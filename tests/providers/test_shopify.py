@@ -571,6 +571,113 @@ async def test_refund_unpaid_cod_order_is_refused(admin, fake):
     assert (error.retryable, error.code) == (False, "NOT_REFUNDABLE")
 
 
+async def test_order_details_carry_archive_refunds_and_shipments(admin, fake):
+    payload = order_payload(
+        financial_status="paid",
+        fulfillment_status="partial",
+        payment_gateway_names=["razorpay"],
+        closed_at="2026-01-20T10:00:00+05:30",
+    )
+    kurta, dupatta = payload["line_items"]
+    payload["fulfillments"] = [
+        {
+            "id": 91,
+            "status": "success",
+            "shipment_status": "in_transit",
+            "tracking_company": "Delhivery",
+            "tracking_numbers": ["DL1", "DL2"],
+            "tracking_urls": ["https://t.example/DL1", "https://t.example/DL2"],
+            "estimated_delivery_at": "2026-01-18T12:00:00Z",
+            "in_transit_at": "2026-01-16T08:00:00Z",
+            "line_items": [{"id": kurta["id"], "quantity": 1}],
+        }
+    ]
+    order = fake.add_order(SHOP, payload)
+    await admin.refund_order(
+        SHOP,
+        TOKEN,
+        str(order["id"]),
+        amount="499.00",
+        currency="INR",
+        note="",
+        notify=False,
+        lines=[(str(dupatta["id"]), 1)],
+    )
+    details = await admin.order_details(SHOP, TOKEN, str(order["id"]))
+    assert details is not None
+    assert (details.closed, details.closed_at) == (True, datetime(2026, 1, 20, 4, 30, tzinfo=UTC))
+    assert (details.financial_status, details.fulfillment_status) == (
+        "partially_refunded",
+        "partially_fulfilled",
+    )
+    assert (details.total, details.refunded, details.currency) == ("1499.00", "499.00", "INR")
+    assert [(i.title, i.quantity, i.refundable, i.unit_price) for i in details.line_items] == [
+        ("Cotton Kurta - M", 1, 1, "899.00"),
+        ("Block Print Dupatta", 1, 0, "499.00"),
+    ]
+    (shipment,) = details.fulfillments
+    assert (shipment.status, shipment.display_status) == ("SUCCESS", "IN_TRANSIT")
+    assert shipment.estimated_delivery_at == datetime(2026, 1, 18, 12, tzinfo=UTC)
+    assert shipment.delivered_at is None
+    assert [t.url for t in shipment.tracking] == ["https://t.example/DL1", "https://t.example/DL2"]
+    assert shipment.lines == ((f"gid://shopify/LineItem/{kurta['id']}", 1),)
+    assert await admin.order_details(SHOP, TOKEN, "12345") is None
+
+
+async def test_suggested_refund_prices_lines_and_names_the_payments(admin, fake):
+    order = fake.add_order(
+        SHOP, order_payload(financial_status="paid", payment_gateway_names=["razorpay"])
+    )
+    kurta = order["line_items"][0]
+    suggestion = await admin.suggest_refund(SHOP, TOKEN, str(order["id"]), [(str(kurta["id"]), 1)])
+    assert (suggestion.amount, suggestion.maximum, suggestion.currency) == (
+        "899.00",
+        "1499.00",
+        "INR",
+    )
+    (payment,) = suggestion.payments
+    assert (payment.gateway, payment.maximum) == ("razorpay", "1499.0")
+    everything = await admin.suggest_refund(SHOP, TOKEN, str(order["id"]))
+    assert everything.amount == "1499.00"
+    query, variables = fake.requests[-1][1]["query"], fake.requests[-1][1]["variables"]
+    assert "suggestedRefund(refundLineItems: $refundLineItems" in query
+    assert variables["suggestFullRefund"] is True and "refundLineItems" not in variables
+
+    # refundCreate sends the lines with the amount; more of a line than is left is refused.
+    await admin.refund_order(
+        SHOP,
+        TOKEN,
+        str(order["id"]),
+        amount="899.00",
+        currency="INR",
+        note="",
+        notify=False,
+        lines=[(str(kurta["id"]), 1)],
+    )
+    sent = fake.requests[-1][1]["variables"]["input"]
+    assert sent["refundLineItems"] == [
+        {
+            "lineItemId": f"gid://shopify/LineItem/{kurta['id']}",
+            "quantity": 1,
+            "restockType": "NO_RESTOCK",
+        }
+    ]
+    again = await expect_error(
+        admin.refund_order(
+            SHOP,
+            TOKEN,
+            str(order["id"]),
+            amount="1.00",
+            currency="INR",
+            note="",
+            notify=False,
+            lines=[(str(kurta["id"]), 1)],
+        )
+    )
+    assert (again.retryable, again.code) == (False, "USER_ERROR")
+    assert "more items than were purchased" in str(again)
+
+
 # Order mapping ------------------------------------------------------------------------------
 
 
