@@ -11,6 +11,8 @@ so far only: what it does is checked again, on the chat's own shop, when pressed
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
@@ -522,7 +524,7 @@ def card_text(card: OrderCard, live: LiveStatus | None = None) -> str:
     ]
     if live is None:
         lines.append(NO_SHOPIFY)
-    elif live.refunded and float(live.refunded) > 0:
+    elif Decimal(live.refunded or "0") > 0:
         lines.append(f"Refunded: {live.refunded} {live.currency}")
     if live is not None and live.lines:
         lines.append("Items:")
