@@ -478,16 +478,14 @@ class ShopifyAdmin:
             RefundablePayment(
                 parent_id=_str(_dict(item.get("parentTransaction")).get("id")),
                 gateway=_str(item.get("gateway")),
-                maximum=_shop_money(item.get("maximumRefundableSet")).get("amount") or "0",
+                maximum=_amount(_shop_money(item.get("maximumRefundableSet"))),
             )
             for item in map(_dict, _list(suggested.get("suggestedTransactions")))
             if _dict(item.get("parentTransaction")).get("id")
         )
         return SuggestedRefund(
-            amount=_rest_money(amount.get("amount") or "0"),
-            maximum=_rest_money(
-                _shop_money(suggested.get("maximumRefundableSet")).get("amount") or "0"
-            ),
+            amount=_amount(amount),
+            maximum=_amount(_shop_money(suggested.get("maximumRefundableSet"))),
             currency=_str(amount.get("currencyCode")),
             payments=payments,
         )
@@ -626,8 +624,8 @@ def order_details(node: dict[str, Any]) -> OrderDetails:
         cancelled_at=_optional_time(node.get("cancelledAt")),
         financial_status=_str(node.get("displayFinancialStatus")).lower(),
         fulfillment_status=_str(node.get("displayFulfillmentStatus")).lower(),
-        total=_rest_money(total.get("amount") or "0"),
-        refunded=_rest_money(_shop_money(node.get("totalRefundedSet")).get("amount") or "0"),
+        total=_amount(total),
+        refunded=_amount(_shop_money(node.get("totalRefundedSet"))),
         currency=_str(total.get("currencyCode")),
         line_items=tuple(
             LineItemDetail(
@@ -635,9 +633,7 @@ def order_details(node: dict[str, Any]) -> OrderDetails:
                 title=_str(item.get("title")),
                 quantity=_count(item.get("quantity")),
                 refundable=_count(item.get("refundableQuantity")),
-                unit_price=_rest_money(
-                    _shop_money(item.get("originalUnitPriceSet")).get("amount")
-                ),
+                unit_price=_amount(_shop_money(item.get("originalUnitPriceSet"))),
             )
             for item in map(_dict, _line_items(node))
         ),
@@ -773,6 +769,12 @@ def _legacy_id(gid: Any) -> int | None:
         return None
     number = gid.rsplit("/", 1)[-1].split("?", 1)[0]
     return int(number) if number.isascii() and number.isdigit() else None
+
+
+def _amount(money: dict[str, Any]) -> str:
+    """A Money's amount as a decimal string ("0.00" when Shopify sent none)."""
+    amount = money.get("amount")
+    return _rest_money(amount) if isinstance(amount, str) and _AMOUNT.fullmatch(amount) else "0.00"
 
 
 def _rest_money(amount: Any) -> Any:

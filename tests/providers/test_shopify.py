@@ -636,7 +636,7 @@ async def test_suggested_refund_prices_lines_and_names_the_payments(admin, fake)
         "INR",
     )
     (payment,) = suggestion.payments
-    assert (payment.gateway, payment.maximum) == ("razorpay", "1499.0")
+    assert (payment.gateway, payment.maximum) == ("razorpay", "1499.00")
     everything = await admin.suggest_refund(SHOP, TOKEN, str(order["id"]))
     assert everything.amount == "1499.00"
     query, variables = fake.requests[-1][1]["query"], fake.requests[-1][1]["variables"]
