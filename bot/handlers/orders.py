@@ -270,7 +270,7 @@ async def pick(
     order = await _order(query, link, merchant_orders, callback_data.number)
     if order is None or query.message is None:
         return
-    how, chosen, _ = _choices(callback_data.value)
+    how, chosen, _, _ = _choices(callback_data.value)
     edit = callback_data.action == "pick"
     await _show_picker(query.message, state, order, merchant_orders, how, chosen, edit=edit)
 
@@ -285,7 +285,7 @@ async def confirm_part(
     order = await _order(query, link, merchant_orders, callback_data.number)
     if order is None or query.message is None:
         return
-    how, chosen, _ = _choices(callback_data.value)
+    how, chosen, _, _ = _choices(callback_data.value)
     await _quote(query.message, state, order, merchant_orders, how, chosen, None)
 
 
@@ -298,7 +298,7 @@ async def amount_typed(
         await state.clear()
         await message.answer(NO_ORDER.format(name=data.get("number", ""), shop=link.shop_name))
         return
-    how, chosen, _ = _choices(str(data.get("choices", "")))
+    how, chosen, _, _ = _choices(str(data.get("choices", "")))
     amount = (message.text or "").strip()
     await _quote(message, state, order, merchant_orders, how, chosen, amount)
 
@@ -314,7 +314,7 @@ async def carry_out_part(
     if order is None or query.message is None:
         return
     await state.clear()
-    how, chosen, amount = _choices(callback_data.value)
+    how, chosen, amount, refunded = _choices(callback_data.value)
     user = query.from_user
     try:
         lines = await _lines(merchant_orders, order, chosen)
@@ -323,9 +323,11 @@ async def carry_out_part(
             order.name,
             by=f"{user.full_name} (telegram {user.id})",
             line_items=lines,
-            amount=amount or None,
+            # Neither lines nor an amount (a made-up button): refused by the amount's rule.
+            amount=amount if amount or not chosen else None,
             returned=_HOW[how] == RETURNED,
             no_return=_HOW[how] == NO_RETURN,
+            refunded_before=refunded or None,
         )
     except ActionRefused as exc:
         await query.message.answer(REFUSED.format(rule=exc.message))
@@ -405,9 +407,8 @@ async def _quote(
         await message.answer(FAILED.format(error=exc))
         return
     await state.clear()
-    await _confirm(
-        message, plan.summary(order.name), order.number, "do_part", _pack(how, chosen, amount)
-    )
+    value = _pack(how, chosen, amount, plan.refunded_before)
+    await _confirm(message, plan.summary(order.name), order.number, "do_part", value)
 
 
 async def _lines(
@@ -425,21 +426,21 @@ async def _lines(
     return [RefundLine(items[index].id, count) for index, count in sorted(chosen.items())]
 
 
-def _pack(how: str, chosen: dict[int, int], amount: str | None) -> str:
+def _pack(how: str, chosen: dict[int, int], amount: str | None, refunded: str = "") -> str:
     lines = ".".join(f"{index}x{count}" for index, count in sorted(chosen.items()) if count)
-    return f"{how}~{lines}~{amount or ''}"
+    return f"{how}~{lines}~{amount or ''}~{refunded}"
 
 
-def _choices(value: str) -> tuple[str, dict[int, int], str]:
-    """A button's (how, {line place: count}, amount); what cannot be read counts as none."""
-    how, _, rest = value.partition("~")
-    lines, _, amount = rest.partition("~")
+def _choices(value: str) -> tuple[str, dict[int, int], str, str]:
+    """A button's (how, {line place: count}, amount, refunded when summed up); what cannot
+    be read counts as none."""
+    how, lines, amount, refunded = [*value.split("~"), "", "", ""][:4]
     chosen: dict[int, int] = {}
     for part in filter(None, lines.split(".")):
         index, _, count = part.partition("x")
         if index.isdigit() and count.isdigit():
             chosen[int(index)] = int(count)
-    return (how if how in _HOW else ""), chosen, amount
+    return (how if how in _HOW else ""), chosen, amount, refunded
 
 
 async def _order(

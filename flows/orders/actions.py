@@ -328,9 +328,11 @@ class Plan:
     currency: str
     restock: bool
     notify_customer: bool = False
-    # A partial refund: part of what was paid, for these lines (if any), the order kept.
+    # A partial refund: part of what was paid, for these lines (if any), the order kept;
+    # `refunded_before` is what Shopify had refunded of the order when it was planned.
     partial: bool = False
     lines: tuple[RefundedLine, ...] = ()
+    refunded_before: str = ""
 
     def summary(self, name: str) -> str:
         if self.cancel and self.refund:
@@ -467,8 +469,23 @@ def refund_lines(details: OrderDetails, lines: Sequence[RefundLine]) -> tuple[Re
     return tuple(chosen)
 
 
+def check_unchanged(order: Order, details: OrderDetails, refunded_before: str) -> None:
+    """A partial refund confirmed from a summary made when `refunded_before` was refunded: a
+    refund made since (a second tap on Confirm) refuses it."""
+    if not (
+        _AMOUNT.fullmatch(refunded_before)
+        and Decimal(refunded_before) == Decimal(details.refunded)
+    ):
+        raise ActionRefused(
+            "refunded_before",
+            f"{details.refunded} {details.currency} of {order.name} is refunded now, not "
+            f"{refunded_before}: it changed since the summary; look at it again",
+        )
+
+
 def plan_partial_refund(
     order: Order,
+    details: OrderDetails,
     lines: tuple[RefundedLine, ...],
     suggestion: SuggestedRefund,
     *,
@@ -508,6 +525,7 @@ def plan_partial_refund(
         notify_customer=notify_customer,
         partial=True,
         lines=lines,
+        refunded_before=details.refunded,
     )
 
 
@@ -564,15 +582,19 @@ class MerchantOrders:
         no_return: bool = False,
         reason: str = "CUSTOMER",
         notify_customer: bool = False,
+        refunded_before: str | None = None,
     ) -> Plan:
         """The partial refund of `line_items` and/or `amount`, checked against seed 003's
-        rules and what Shopify says is left to refund (nothing is refunded yet)."""
+        rules and what Shopify says is left to refund (nothing is refunded yet); with
+        `refunded_before`, only if nothing was refunded since (`check_unchanged`)."""
         check_refundable(order, returned=returned, no_return=no_return)
         domain, token = await self._connected(order)
         try:
             details = await self.shopify.order_details(domain, token, order.shopify_order_id)
             if details is None:
                 raise ActionFailed(f"Shopify has no order {order.name} any more")
+            if refunded_before is not None:
+                check_unchanged(order, details, refunded_before)
             lines = refund_lines(details, line_items)
             suggestion = await self.shopify.suggest_refund(
                 domain,
@@ -584,6 +606,7 @@ class MerchantOrders:
             raise ActionFailed(f"Shopify did not answer: {exc}") from exc
         return plan_partial_refund(
             order,
+            details,
             lines,
             suggestion,
             amount=amount,

@@ -222,6 +222,12 @@ async def test_a_partial_refund_of_lines_picked_with_buttons(res, telegram, shop
         lines=" for 1 × Kurta, 1 × Dupatta",
         payment="partially_refunded",
     )
+    # Confirm tapped a second time: the order changed since its summary, nothing more is done.
+    await press(telegram, OWNER, "Confirm")
+    assert last(telegram, OWNER).text == orders.REFUSED.format(
+        rule="699.00 INR of #2001 is refunded now, not 0.00: it changed since the summary; "
+        "look at it again"
+    )
     in_shopify = shopify.order(DOMAIN, 9000 + 2001)
     assert refund_lines(in_shopify) == [(KURTA, 1), (DUPATTA, 1)]
     assert in_shopify.get("cancelled_at") is None
