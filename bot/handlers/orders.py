@@ -5,13 +5,16 @@ picked with buttons and/or an amount typed, a summary, then confirm), with seed 
 
 The card is `flows.orders.reports.order_card`, the admin API's, with the statuses Shopify holds
 now (`flows.orders.card`); the rules and the Shopify calls are `flows.orders.actions`, the admin
-API's cancel and refund routes' too. A button carries the order's number and the choices made
-so far only: what it does is checked again, on the chat's own shop, when pressed.
+API's cancel and refund routes' too. A button carries the order's number (and a line's place
+or a reason) only; a partial refund's choices wait in the chat's FSM data, forgotten once
+confirmed. What a button does is checked again, on the chat's own shop, when pressed.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
@@ -36,6 +39,7 @@ from flows.orders.actions import (
 from flows.orders.card import CardLine, LiveStatus, live_status
 from flows.orders.reports import OrderCard, ReportDesk
 from flows.shops.bot_links import ChatLink
+from providers.shopify.admin import OrderDetails
 from storage.models import Order
 
 ASK_NUMBER = "Which order? Send /order followed by its number, e.g. /order 1001."
@@ -61,14 +65,16 @@ PICK = (
 NOTHING_CHOSEN = "nothing yet"
 PARTIAL_REFUNDED = "{amount} {currency} of {name} is refunded{lines} (Shopify: payment {payment})."
 
+NOT_OPEN = "That partial refund is not open (any more): tap Partial refund on the order's card."
+NO_ANSWER = "Shopify did not answer; try again later."
+
 # Button values of a delivered order's refund.
 RETURNED, NO_RETURN = "returned", "no_return"
-# A partial refund's choices in a button: how (returned / no return), lines, amount.
-_HOW = {"": "", "r": RETURNED, "n": NO_RETURN}
 
 
 class PartialSteps(StatesGroup):
     amount = State()  # the picker is shown; an amount may be typed
+    confirm = State()  # the summary is shown; Confirm refunds
 
 
 def router() -> Router:
@@ -87,13 +93,18 @@ def router() -> Router:
     )
     router.callback_query.register(keep, OrderTap.filter(F.action == "keep"), linked)
     router.callback_query.register(ask_part, OrderTap.filter(F.action == "part"), linked)
-    router.callback_query.register(
-        pick, OrderTap.filter(F.action.in_({"part_how", "pick"})), linked
-    )
+    router.callback_query.register(part_how, OrderTap.filter(F.action == "part_how"), linked)
+    router.callback_query.register(pick, OrderTap.filter(F.action == "pick"), linked)
     router.callback_query.register(confirm_part, OrderTap.filter(F.action == "part_lines"), linked)
     router.callback_query.register(carry_out_part, OrderTap.filter(F.action == "do_part"), linked)
+    # A Telegram reply (to a customer's forwarded message) is an answer, not an amount.
     router.message.register(
-        amount_typed, PartialSteps.amount, F.text, ~F.text.startswith("/"), linked
+        amount_typed,
+        PartialSteps.amount,
+        F.text,
+        ~F.text.startswith("/"),
+        ~F.reply_to_message,
+        linked,
     )
     return router
 
@@ -225,7 +236,8 @@ async def carry_out(
     await query.message.answer(_result(order.name, done))
 
 
-async def keep(query: CallbackQuery) -> None:
+async def keep(query: CallbackQuery, state: FSMContext) -> None:
+    await state.clear()
     await query.answer(KEPT)
 
 
@@ -246,17 +258,31 @@ async def ask_part(
             await query.message.answer(REFUSED.format(rule=exc.message))
             return
         how = [
-            ("Return arrived", OrderTap(number=order.number, action="part_how", value="r~~")),
+            ("Return arrived", OrderTap(number=order.number, action="part_how", value=RETURNED)),
             (
                 "Refund without return",
-                OrderTap(number=order.number, action="part_how", value="n~~"),
+                OrderTap(number=order.number, action="part_how", value=NO_RETURN),
             ),
         ]
         await query.message.answer(
             ASK_RETURN.format(name=order.name), reply_markup=rows_keyboard([how])
         )
         return
-    await _show_picker(query.message, state, order, merchant_orders, "", {}, edit=False)
+    await _start_picker(query.message, state, order, merchant_orders, "")
+
+
+async def part_how(
+    query: CallbackQuery,
+    callback_data: OrderTap,
+    state: FSMContext,
+    link: ChatLink,
+    merchant_orders: MerchantOrders,
+) -> None:
+    order = await _order(query, link, merchant_orders, callback_data.number)
+    if order is None or query.message is None:
+        return
+    how = callback_data.value if callback_data.value in (RETURNED, NO_RETURN) else ""
+    await _start_picker(query.message, state, order, merchant_orders, how)
 
 
 async def pick(
@@ -266,13 +292,21 @@ async def pick(
     link: ChatLink,
     merchant_orders: MerchantOrders,
 ) -> None:
-    """The picker shown (after a delivered order's how), or a line's count changed in it."""
+    """One more of a line (its place on the order in the button), back to none past what is
+    left of it."""
     order = await _order(query, link, merchant_orders, callback_data.number)
     if order is None or query.message is None:
         return
-    how, chosen, _, _ = _choices(callback_data.value)
-    edit = callback_data.action == "pick"
-    await _show_picker(query.message, state, order, merchant_orders, how, chosen, edit=edit)
+    picking = await _picking(state, PartialSteps.amount, order.number)
+    details = await merchant_orders.details(order)
+    if picking is None or details is None or not callback_data.value.isdigit():
+        await query.message.answer(NOT_OPEN if details is not None else NO_ANSWER)
+        return
+    index = int(callback_data.value)
+    if index < len(details.line_items):
+        count = picking.chosen.get(index, 0) + 1
+        picking.chosen[index] = count % (details.line_items[index].refundable + 1)
+    await _show_picker(query.message, state, order, details, picking, edit=True)
 
 
 async def confirm_part(
@@ -285,8 +319,11 @@ async def confirm_part(
     order = await _order(query, link, merchant_orders, callback_data.number)
     if order is None or query.message is None:
         return
-    how, chosen, _, _ = _choices(callback_data.value)
-    await _quote(query.message, state, order, merchant_orders, how, chosen, None)
+    picking = await _picking(state, PartialSteps.amount, order.number)
+    if picking is None:
+        await query.message.answer(NOT_OPEN)
+        return
+    await _quote(query.message, state, order, merchant_orders, picking)
 
 
 async def amount_typed(
@@ -294,13 +331,13 @@ async def amount_typed(
 ) -> None:
     data = await state.get_data()
     order = await merchant_orders.find(link.shop_id, str(data.get("number", "")))
-    if order is None:
+    picking = None if order is None else await _picking(state, PartialSteps.amount, order.number)
+    if order is None or picking is None:
         await state.clear()
-        await message.answer(NO_ORDER.format(name=data.get("number", ""), shop=link.shop_name))
+        await message.answer(NOT_OPEN)
         return
-    how, chosen, _, _ = _choices(str(data.get("choices", "")))
-    amount = (message.text or "").strip()
-    await _quote(message, state, order, merchant_orders, how, chosen, amount)
+    picking.amount = (message.text or "").strip()
+    await _quote(message, state, order, merchant_orders, picking)
 
 
 async def carry_out_part(
@@ -310,24 +347,26 @@ async def carry_out_part(
     link: ChatLink,
     merchant_orders: MerchantOrders,
 ) -> None:
+    """The summary's Confirm: once (the choices are forgotten as it starts)."""
     order = await _order(query, link, merchant_orders, callback_data.number)
     if order is None or query.message is None:
         return
+    picking = await _picking(state, PartialSteps.confirm, order.number)
+    if picking is None:
+        await query.message.answer(NOT_OPEN)
+        return
     await state.clear()
-    how, chosen, amount, refunded = _choices(callback_data.value)
     user = query.from_user
     try:
-        lines = await _lines(merchant_orders, order, chosen)
         done = await merchant_orders.refund(
             link.shop_id,
             order.name,
             by=f"{user.full_name} (telegram {user.id})",
-            line_items=lines,
-            # Neither lines nor an amount (a made-up button): refused by the amount's rule.
-            amount=amount if amount or not chosen else None,
-            returned=_HOW[how] == RETURNED,
-            no_return=_HOW[how] == NO_RETURN,
-            refunded_before=refunded or None,
+            line_items=await _lines(merchant_orders, order, picking.chosen),
+            amount=picking.amount,
+            returned=picking.how == RETURNED,
+            no_return=picking.how == NO_RETURN,
+            refunded_before=picking.refunded,
         )
     except ActionRefused as exc:
         await query.message.answer(REFUSED.format(rule=exc.message))
@@ -338,42 +377,82 @@ async def carry_out_part(
     await query.message.answer(_result(order.name, done))
 
 
-async def _show_picker(
+@dataclass
+class Picking:
+    """A partial refund being chosen, kept in the chat's FSM data: the order, how a delivered
+    one is refunded, {line place: count}, the amount typed, and, once summed up, what Shopify
+    had refunded then."""
+
+    number: int
+    how: str = ""
+    chosen: dict[int, int] = field(default_factory=dict)
+    amount: str | None = None
+    refunded: str | None = None
+
+    def data(self) -> dict[str, Any]:
+        return asdict(self) | {"chosen": {str(i): n for i, n in self.chosen.items() if n}}
+
+
+async def _picking(state: FSMContext, step: State, number: int) -> Picking | None:
+    """The chat's partial refund of order `number` at `step`; None if it has none open."""
+    if await state.get_state() != step.state:
+        return None
+    data = await state.get_data()
+    if data.get("number") != number:
+        return None
+    chosen = data.get("chosen") or {}
+    return Picking(
+        number=number,
+        how=str(data.get("how") or ""),
+        chosen={int(i): int(n) for i, n in chosen.items()},
+        amount=data.get("amount"),
+        refunded=data.get("refunded"),
+    )
+
+
+async def _start_picker(
     message: MaybeInaccessibleMessage,
     state: FSMContext,
     order: Order,
     merchant_orders: MerchantOrders,
     how: str,
-    chosen: dict[int, int],
+) -> None:
+    details = await merchant_orders.details(order)
+    if details is None:
+        await message.answer(NO_ANSWER)
+        return
+    await _show_picker(message, state, order, details, Picking(order.number, how), edit=False)
+
+
+async def _show_picker(
+    message: MaybeInaccessibleMessage,
+    state: FSMContext,
+    order: Order,
+    details: OrderDetails,
+    picking: Picking,
     *,
     edit: bool,
 ) -> None:
     """The lines left to refund as buttons, each tap adding one; an amount may be typed."""
-    details = await merchant_orders.details(order)
-    if details is None:
-        await message.answer(FAILED.format(error="Shopify did not answer; try again later."))
-        return
-    lines = list(enumerate(details.line_items))
-    chosen = {i: n for i, n in chosen.items() if 0 <= i < len(lines) and n > 0}
-    buttons = []
-    for index, item in lines:
-        if item.refundable <= 0:
-            continue
-        count = chosen.get(index, 0)
-        after = dict(chosen) | {index: (count + 1) % (item.refundable + 1)}
-        label = f"{item.title}: {count} of {item.refundable}"
-        buttons.append(
-            [(label, OrderTap(number=order.number, action="pick", value=_pack(how, after, "")))]
-        )
-    if chosen:
-        lines_tap = OrderTap(
-            number=order.number, action="part_lines", value=_pack(how, chosen, "")
-        )
-        buttons.append([("Refund the chosen lines", lines_tap)])
-    named = [f"{n} × {lines[i][1].title}" for i, n in sorted(chosen.items())]
+    items = details.line_items
+    picking.chosen = {i: n for i, n in picking.chosen.items() if i < len(items) and n > 0}
+    buttons = [
+        [
+            (
+                f"{item.title}: {picking.chosen.get(index, 0)} of {item.refundable}",
+                OrderTap(number=order.number, action="pick", value=str(index)),
+            )
+        ]
+        for index, item in enumerate(items)
+        if item.refundable > 0
+    ]
+    if picking.chosen:
+        done = OrderTap(number=order.number, action="part_lines")
+        buttons.append([("Refund the chosen lines", done)])
+    named = [f"{n} × {items[i].title}" for i, n in sorted(picking.chosen.items())]
     text = PICK.format(name=order.name, chosen=", ".join(named) or NOTHING_CHOSEN)
     await state.set_state(PartialSteps.amount)
-    await state.update_data(number=order.number, choices=_pack(how, chosen, ""))
+    await state.set_data(picking.data())
     keyboard = rows_keyboard(buttons) if buttons else None
     if edit and isinstance(message, Message):
         await message.edit_text(text, reply_markup=keyboard)
@@ -386,19 +465,16 @@ async def _quote(
     state: FSMContext,
     order: Order,
     merchant_orders: MerchantOrders,
-    how: str,
-    chosen: dict[int, int],
-    amount: str | None,
+    picking: Picking,
 ) -> None:
     """The partial refund's summary and Confirm; a refusal keeps the picker's question open."""
     try:
-        lines = await _lines(merchant_orders, order, chosen)
         plan = await merchant_orders.quote_refund(
             order,
-            line_items=lines,
-            amount=amount,
-            returned=_HOW.get(how) == RETURNED,
-            no_return=_HOW.get(how) == NO_RETURN,
+            line_items=await _lines(merchant_orders, order, picking.chosen),
+            amount=picking.amount,
+            returned=picking.how == RETURNED,
+            no_return=picking.how == NO_RETURN,
         )
     except ActionRefused as exc:
         await message.answer(REFUSED.format(rule=exc.message))
@@ -406,9 +482,10 @@ async def _quote(
     except ActionFailed as exc:
         await message.answer(FAILED.format(error=exc))
         return
-    await state.clear()
-    value = _pack(how, chosen, amount, plan.refunded_before)
-    await _confirm(message, plan.summary(order.name), order.number, "do_part", value)
+    picking.refunded = plan.refunded_before
+    await state.set_state(PartialSteps.confirm)
+    await state.set_data(picking.data())
+    await _confirm(message, plan.summary(order.name), order.number, "do_part", "")
 
 
 async def _lines(
@@ -419,28 +496,11 @@ async def _lines(
         return []
     details = await merchant_orders.details(order)
     if details is None:
-        raise ActionFailed("Shopify did not answer; try again later.")
+        raise ActionFailed(NO_ANSWER)
     items = details.line_items
-    if any(not 0 <= index < len(items) for index in chosen):
+    if any(index >= len(items) for index in chosen):
         raise ActionRefused("line_items", "the order's lines changed; open its card again")
     return [RefundLine(items[index].id, count) for index, count in sorted(chosen.items())]
-
-
-def _pack(how: str, chosen: dict[int, int], amount: str | None, refunded: str = "") -> str:
-    lines = ".".join(f"{index}x{count}" for index, count in sorted(chosen.items()) if count)
-    return f"{how}~{lines}~{amount or ''}~{refunded}"
-
-
-def _choices(value: str) -> tuple[str, dict[int, int], str, str]:
-    """A button's (how, {line place: count}, amount, refunded when summed up); what cannot
-    be read counts as none."""
-    how, lines, amount, refunded = [*value.split("~"), "", "", ""][:4]
-    chosen: dict[int, int] = {}
-    for part in filter(None, lines.split(".")):
-        index, _, count = part.partition("x")
-        if index.isdigit() and count.isdigit():
-            chosen[int(index)] = int(count)
-    return (how if how in _HOW else ""), chosen, amount, refunded
 
 
 async def _order(

@@ -248,6 +248,11 @@ async def test_another_shops_chats_get_nothing_of_this_shop(
         (1001, "do_cancel", "FRAUD"),
         (1003, "refund", ""),
         (1003, "do_refund", "no_return"),
+        (1001, "part", ""),
+        (1003, "part_how", "no_return"),
+        (1001, "pick", "0"),
+        (1001, "part_lines", ""),
+        (1001, "do_part", ""),
     ):
         await telegram.press(
             AGENT, message_id, OrderTap(number=number, action=action, value=value).pack()
