@@ -298,9 +298,12 @@ async def pick(
     if order is None or query.message is None:
         return
     picking = await _picking(state, PartialSteps.amount, order.number)
+    if picking is None or not callback_data.value.isdigit():
+        await query.message.answer(NOT_OPEN)
+        return
     details = await merchant_orders.details(order)
-    if picking is None or details is None or not callback_data.value.isdigit():
-        await query.message.answer(NOT_OPEN if details is not None else NO_ANSWER)
+    if details is None:
+        await query.message.answer(NO_ANSWER)
         return
     index = int(callback_data.value)
     if index < len(details.line_items):
