@@ -409,6 +409,12 @@ def plan_refund(
     delivered = check_refundable(order, returned=returned, no_return=no_return)
     if not delivered and order.cancelled_at is None:
         return plan_cancel(order, reason=reason, refund=True, notify_customer=notify_customer)
+    if order.financial_status == "partially_refunded":
+        raise ActionRefused(
+            "amount",
+            f"part of {order.name} is refunded already, so its total is more than is left; "
+            "refund the rest as a partial refund (an amount)",
+        )
     if reason not in CANCEL_REASONS:
         raise ActionRefused("reason", f"must be one of: {', '.join(CANCEL_REASONS)}")
     return Plan(

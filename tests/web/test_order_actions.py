@@ -403,6 +403,10 @@ async def test_a_partial_refund_follows_seed_003_and_names_bad_fields(client, db
     assert status == 409 and body["error"]["fields"][0]["field"] == "returned"
     status, body = await post(client, key, "1003/refund", only | {"returned": True})
     assert status == 200 and (body["amount"], body["cancelled"]) == ("400.00", False)
+    # Its whole total would now be more than is left: the rest is refunded as an amount.
+    status, body = await post(client, key, "1003/refund", {"returned": True})
+    assert status == 409 and body["error"]["fields"][0]["field"] == "amount"
+    assert "refund the rest as a partial refund" in body["error"]["message"]
 
     for bad, field in (
         ({"amount": "12.345"}, "amount"),
