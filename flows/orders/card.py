@@ -57,6 +57,7 @@ class CardLine:
     """One line of the order: `refundable` of `quantity` can still be refunded; `shipments`
     names where each shipment carrying it is, `tracking_urls` where to follow them."""
 
+    id: str
     title: str
     quantity: int
     unit_price: str
@@ -86,6 +87,7 @@ def live_status(details: OrderDetails, zone: str) -> LiveStatus:
         carrying = [f for f in shipments if any(line == item.id for line, _ in f.lines)]
         lines.append(
             CardLine(
+                id=item.id,
                 title=item.title,
                 quantity=item.quantity,
                 unit_price=item.unit_price,

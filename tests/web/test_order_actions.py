@@ -421,3 +421,41 @@ async def test_a_partial_refund_follows_seed_003_and_names_bad_fields(client, db
         assert status == 422, (bad, body)
         assert body["error"]["fields"][0]["field"] == field, (bad, body)
     assert len(shopify.order(DOMAIN, 10003)["refunds"]) == 1
+
+
+async def test_the_api_card_names_the_lines_a_partial_refund_takes(client, db, shopify, shop):
+    shop_id, key = shop
+    await add_two_line_order(db, shopify, shop_id, 1001, "paid", None)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with client.get("/api/v1/orders/1001", headers=headers) as response:
+        assert response.status == 200
+        live = (await response.json())["live"]
+    assert (live["order"], live["payment"], live["fulfillment"]) == ("Open", "Paid", "Unfulfilled")
+    kurta = next(line for line in live["line_items"] if line["title"] == "Kurta")
+    assert (kurta["quantity"], kurta["refundable"]) == (2, 2)
+
+    # A merchant on the API alone refunds a line by the id the card gave.
+    status, body = await post(
+        client, key, "1001/refund", {"line_items": [{"id": kurta["id"], "quantity": 1}]}
+    )
+    assert status == 200 and body["amount"] == "400.00", body
+    async with client.get("/api/v1/orders/1001", headers=headers) as response:
+        live = (await response.json())["live"]
+    kurta = next(line for line in live["line_items"] if line["title"] == "Kurta")
+    assert (live["payment"], live["refunded"], kurta["refundable"]) == (
+        "Partially refunded",
+        "400.00",
+        1,
+    )
+
+
+async def test_the_api_card_says_when_shopify_cannot_answer(client, db, shopify, shop):
+    _, key = shop
+    shopify.fail_next(5)
+    async with client.get(
+        "/api/v1/orders/1001", headers={"Authorization": f"Bearer {key}"}
+    ) as response:
+        assert response.status == 200
+        card = await response.json()
+    assert card["live"] is None
+    assert card["order"]["financial_status"] == "paid"

@@ -600,6 +600,33 @@ def _report_schemas() -> dict[str, Any]:
                 },
                 "calls": {"type": "array", "items": call},
                 "messages": {"type": "array", "items": message},
+                "live": {
+                    "type": ["object", "null"],
+                    "description": "seed 003's statuses as Shopify holds the order now, and "
+                    "its lines (ids for a partial refund); null when Shopify cannot say",
+                    "properties": {
+                        "order": {"type": "string", "description": "Open, Archived or Cancelled"},
+                        "payment": text,
+                        "fulfillment": text,
+                        "refunded": text,
+                        "currency": text,
+                        "line_items": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": text,
+                                    "title": text,
+                                    "quantity": {"type": "integer"},
+                                    "unit_price": text,
+                                    "refundable": {"type": "integer"},
+                                    "shipments": {"type": "array", "items": text},
+                                    "tracking_urls": {"type": "array", "items": text},
+                                },
+                            },
+                        },
+                    },
+                },
             },
         },
         "CallList": {

@@ -78,7 +78,7 @@ class RefundOrder(BaseModel):
 async def cancel(request: web.Request) -> web.Response:
     shop = await require_shop(request)
     body = await _body(request, CancelOrder)
-    orders = _orders(request)
+    orders = merchant_orders(request)
     done = await _act(orders.cancel(shop.id, request.match_info["name"], by=API_ACTOR, **body))
     return web.json_response(_done(done))
 
@@ -89,12 +89,13 @@ async def refund(request: web.Request) -> web.Response:
     body["line_items"] = [
         RefundLine(str(item["id"]), item["quantity"]) for item in body["line_items"] or ()
     ]
-    orders = _orders(request)
+    orders = merchant_orders(request)
     done = await _act(orders.refund(shop.id, request.match_info["name"], by=API_ACTOR, **body))
     return web.json_response(_done(done))
 
 
-def _orders(request: web.Request) -> MerchantOrders:
+def merchant_orders(request: web.Request) -> MerchantOrders:
+    """The order actions' use case, with the app's Shopify client."""
     app = request.app
     shopify = app[settings_key].shopify
     client = ShopifyAdmin(app[http_key], shopify.admin_url, shopify.api_version)

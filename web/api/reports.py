@@ -10,10 +10,12 @@ from typing import Any
 from aiohttp import web
 
 from flows.orders import reports
+from flows.orders.card import LiveStatus, live_status
 from flows.orders.reports import OrderRef
 from flows.shops import config as shop_config
 from storage.models import Activity, Call, Message, MissedCall, Order, Shop
 from web.api.auth import require_shop
+from web.api.orders import merchant_orders
 from web.api.shops import unprocessable
 from web.errors import ApiError, field_problem
 from web.keys import clock_key, db_key
@@ -44,6 +46,8 @@ async def order_card(request: web.Request) -> web.Response:
     if card is None:
         raise ApiError(404, f"no order {name} in this shop")
     ref = OrderRef(card.order.name, card.order.number)
+    details = await merchant_orders(request).details(card.order)
+    live = None if details is None else live_status(details, shop_config.shop_zone(shop))
     return web.json_response(
         {
             "order": _order(card.order)
@@ -56,8 +60,34 @@ async def order_card(request: web.Request) -> web.Response:
             "timeline": [_activity(activity) for activity in card.timeline],
             "calls": [_call(call, ref) for call in card.calls],
             "messages": [_message(message, ref) for message in card.messages],
+            "live": _live(live),
         }
     )
+
+
+def _live(live: LiveStatus | None) -> dict[str, Any] | None:
+    """The statuses and lines as Shopify holds them now (None: Shopify could not say)."""
+    if live is None:
+        return None
+    return {
+        "order": live.order,
+        "payment": live.payment,
+        "fulfillment": live.fulfillment,
+        "refunded": live.refunded,
+        "currency": live.currency,
+        "line_items": [
+            {
+                "id": line.id,
+                "title": line.title,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "refundable": line.refundable,
+                "shipments": list(line.shipments),
+                "tracking_urls": list(line.tracking_urls),
+            }
+            for line in live.lines
+        ],
+    }
 
 
 async def list_calls(request: web.Request) -> web.Response:
