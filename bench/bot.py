@@ -10,10 +10,11 @@ This process plays Telegram: it runs the fake Bot API (the tests' `FakeTelegram`
 loopback, where `serve` (and the floor) register their webhook and send their replies.
 Throughput: wrk (2 threads, 8 s at C connections) posts `/orders` updates from 2 x C owner
 chats, with the secret token header, to the floor and to the product alike (needs `wrk`:
-`apt install wrk`). Reply time: then the fake itself types `/orders` in C chats at once, each
-chat again as soon as its update was answered, for 8 s: the time from the update posted to
-the bot's sendMessage reaching the fake, and a check that every reply is the shop's report
-with its 1,000 orders in the totals.
+`apt install wrk`); updates/s counts the replies that reached the fake meanwhile (each must
+be the chat's shop's report with its 1,000 orders in the totals), and the server's CPU time
+per reply is read from /proc. Reply time: then the fake itself types `/orders` in C chats at
+once, each chat again as soon as its update was answered, for 8 s: the time from the update
+posted to the bot's sendMessage reaching the fake, every reply checked the same way.
 --pg names a PostgreSQL server (default: $TEST_DATABASE_URL, else
 postgresql://postgres@127.0.0.1:5432/test); the scratch database `ordertalk_bench_bot` is
 created there and dropped at the end. SQLite runs on a temporary file, without Redis.
@@ -46,7 +47,15 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import log_row, run_cli, serving, wrk_run
-from bench.shared import Row, database_args, on_each_database, percentile, print_table
+from bench.shared import (
+    Row,
+    child_pid,
+    cpu_seconds,
+    database_args,
+    on_each_database,
+    percentile,
+    print_table,
+)
 from bot.app import WEBHOOK_PATH, webhook_secret
 from bot.fsm import FSM_PREFIX
 from bot.handlers.reports import TOTALS
@@ -73,7 +82,7 @@ ORDERS = 1_000  # per shop, spread over the last 6 days
 STATUSES = ("confirmed", "confirmed", "cancelled", "pending", "callback_requested", "unverified")
 FIRST_CHAT = 700_000_000
 REPLY_SECONDS = 8
-WRK_THREADS = 2  # bench.ingest.wrk_run's
+WRK_THREADS, WRK_SECONDS = 2, 8  # bench.ingest.wrk_run's
 START_SECONDS = 60
 DEFAULT_REDIS = "redis://127.0.0.1:6379/9"  # a database of its own: the tests scan db 0's
 
@@ -275,7 +284,13 @@ async def seed(url: str, chats: list[int]) -> dict[int, tuple[str, ...]]:
                 await session.execute(
                     update(Shop)
                     .where(Shop.id == shop.shop_id)
-                    .values(country="IN", timezone="Asia/Kolkata", status="installed")
+                    .values(
+                        country="IN",
+                        timezone="Asia/Kolkata",
+                        status="installed",
+                        # Each chat's messages are the replies to its updates.
+                        settings={"alerts": {"daily_summary": False}},
+                    )
                 )
                 await session.execute(insert(Order), orders(shop.shop_id, now))
             titles[chat_id] = f"Orders of {linking.link.shop_name}, "
@@ -340,19 +355,23 @@ async def forget_states(redis_url: str) -> None:
 async def measured(
     fake: TimedTelegram,
     base: str,
+    marker: str,
     script: Path,
     args: argparse.Namespace,
     expected: dict[int, tuple[str, ...]] | None,
 ) -> tuple[dict[str, float], Replies]:
-    """The wrk flood (with the replies it drew that say what they should: "replied"), then
-    the chats typing."""
+    """The wrk flood, with the replies it drew ("sent"), how many of them said what they
+    should ("right") and the server's CPU time per reply ("cpu_ms", the server being the
+    child process run with `marker`); then the chats typing."""
     await registered(fake, base + WEBHOOK_PATH)
-    before = len(fake.calls)
+    pid, before = child_pid(marker), len(fake.calls)
+    used = cpu_seconds(pid)
     flood = await wrk_run(base, script, args.concurrency)
-    flood["replied"] = sum(
-        method == "sendMessage" and right(expected, int(params["chat_id"]), params["text"])
-        for method, params in fake.calls[before:]
-    )
+    used = cpu_seconds(pid) - used
+    sent = [(int(p["chat_id"]), p["text"]) for m, p in fake.calls[before:] if m == "sendMessage"]
+    flood["sent"] = len(sent)
+    flood["right"] = sum(right(expected, chat_id, text) for chat_id, text in sent)
+    flood["cpu_ms"] = used * 1000 / max(len(sent), 1)
     replies = await typed_orders(fake, chat_ids(args.concurrency), expected)
     return flood, replies
 
@@ -371,7 +390,7 @@ async def bench_database(url: str, directory: str, args: argparse.Namespace) -> 
         log = Path(directory) / f"floor-{name}.log"
         command = (sys.executable, str(SCRIPT), "--floor-child", fake.base_url, str(free_port()))
         async with serving(log, *command) as base:
-            floor = await measured(fake, base, script, args, None)
+            floor = await measured(fake, base, "--floor-child", script, args, None)
 
         env = service_env(url, redis_url, fake.base_url, free_port())
         await run_cli(env, directory, "migrate")
@@ -384,7 +403,7 @@ async def bench_database(url: str, directory: str, args: argparse.Namespace) -> 
         try:
             command = (sys.executable, str(MAIN), "serve")
             async with serving(log, *command, env=env, cwd=directory) as base:
-                product = await measured(fake, base, script, args, expected)
+                product = await measured(fake, base, "serve", script, args, expected)
         finally:
             if redis_url:
                 await forget_states(redis_url)
@@ -400,24 +419,27 @@ def rows(
     product: tuple[dict[str, float], Replies],
 ) -> list[Row]:
     (floor_wrk, floor_typed), (wrk, typed) = floor, product
-    conns = f"wrk 8 s @ {args.concurrency} conn"
+    conns = f"wrk {WRK_SECONDS} s @ {args.concurrency} conn"
+    ratio = wrk["sent"] / max(floor_wrk["sent"], 1)
     return [
-        Row(
-            f"{label} floor, {conns}",
-            f"{floor_wrk['rate']:,.0f} updates/s, p50 {floor_wrk['p50']:.1f} / "
-            f"p99 {floor_wrk['p99']:.1f} ms",
-            f"echo through sendMessage; non-2xx {floor_wrk['non_2xx']:.0f}; "
-            f"{floor_wrk['replied']:,.0f} replies",
-        ),
-        Row(
-            f"{label} product, {conns}",
-            f"{wrk['rate']:,.0f} updates/s, p50 {wrk['p50']:.1f} / p99 {wrk['p99']:.1f} ms",
-            f"floor x{wrk['rate'] / floor_wrk['rate']:.2f}; non-2xx {wrk['non_2xx']:.0f}; "
-            f"{wrk['replied']:,.0f} reports sent",
-        ),
+        flood_row(f"{label} floor", conns, floor_wrk, "echo through sendMessage"),
+        flood_row(f"{label} product", conns, wrk, f"floor x{ratio:.3f}"),
         typed_row(f"{label} floor", args, floor_typed),
         typed_row(f"{label} product", args, typed),
     ]
+
+
+def flood_row(who: str, conns: str, flood: dict[str, float], note: str) -> Row:
+    """Updates/s counts the replies sent while wrk ran (wrk's own rate leaves out the
+    requests it gave up on after 2 s); latencies are wrk's."""
+    ok = flood["right"] == flood["sent"] and flood["non_2xx"] == 0
+    return Row(
+        f"{who}, {conns}",
+        f"{flood['sent'] / WRK_SECONDS:,.0f} updates/s, {flood['cpu_ms']:.2f} ms CPU each",
+        f"{note}; {'ok' if ok else 'WRONG'}: {flood['right']:,.0f} of {flood['sent']:,.0f} "
+        f"replies right, non-2xx {flood['non_2xx']:.0f}; wrk {flood['rate']:,.0f} answered/s, "
+        f"p50 {flood['p50']:.1f} / p99 {flood['p99']:.1f} ms",
+    )
 
 
 def typed_row(who: str, args: argparse.Namespace, typed: Replies) -> Row:
