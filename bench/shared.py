@@ -1,5 +1,5 @@
 """What the benchmarks share: result rows, targets, percentiles, scratch PostgreSQL databases,
-the databases to run on and the child-process command lines."""
+the databases to run on, the child-process command lines and the CPU time children use."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -91,3 +92,24 @@ async def on_each_database(
             async with scratch_postgres(args.pg, scratch_name) as url:
                 rows += await run(url, directory, args)
     return rows
+
+
+def child_pid(marker: str) -> int:
+    """The id of this process's child whose command line has the argument `marker`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # ended meanwhile
+        if parent == os.getpid() and marker.encode() in arguments:
+            return int(entry.name)
+    raise LookupError(f"no child process runs {marker!r}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU time process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -67,6 +67,10 @@ class DatabaseStorage(BaseStorage):
         row = await self._row(key)
         return dict(row.data) if row is not None else {}
 
+    async def update_data(self, key: StorageKey, data: Mapping[str, Any]) -> dict[str, Any]:
+        """`data` merged into the user's, read and written in one transaction."""
+        return await self._change(key, merge=data)
+
     async def close(self) -> None:
         """Nothing to close: the database handle belongs to the process."""
 
@@ -74,17 +78,23 @@ class DatabaseStorage(BaseStorage):
         async with self.db.sessions() as session:
             return await session.get(BotState, self.keys.build(key))
 
-    async def _change(self, key: StorageKey, **values: Any) -> None:
+    async def _change(
+        self, key: StorageKey, merge: Mapping[str, Any] | None = None, **values: Any
+    ) -> dict[str, Any]:
+        """Set `values` (and `merge` into the data) on the user's row; its data after."""
         record_key = self.keys.build(key)
         async with self.db.transaction() as session:
             row = await session.get(BotState, record_key, with_for_update=True)
+            if merge is not None:
+                values["data"] = {**(row.data if row is not None else {}), **merge}
             if row is None:
-                row = BotState(key=record_key, state=None, data={})
                 if values.get("state") is None and not values.get("data"):
-                    return
+                    return {}
+                row = BotState(key=record_key, state=None, data={})
                 session.add(row)
             for name, value in values.items():
                 setattr(row, name, value)
             row.updated_at = self.clock.now()
             if row.state is None and not row.data:
                 await session.delete(row)
+            return dict(row.data)

@@ -49,12 +49,12 @@ class OrderTap(CallbackData, prefix="order"):
 
 def rows_keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboardMarkup:
     """Buttons laid out in the given rows of (text, callback data)."""
-    builder = InlineKeyboardBuilder()
-    for row in rows:
-        builder.row(
-            *(InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in row)
-        )
-    return builder.as_markup()
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in row]
+            for row in rows
+        ]
+    )
 
 
 class SettingsAction(CallbackData, prefix="settings"):

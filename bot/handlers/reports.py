@@ -172,10 +172,15 @@ def router() -> Router:
 
 
 async def open_report(
-    message: Message, state: FSMContext, link: ChatLink, report_desk: ReportDesk
+    message: Message,
+    state: FSMContext,
+    raw_state: str | None,
+    link: ChatLink,
+    report_desk: ReportDesk,
 ) -> None:
     kind = (message.text or "").split()[0].lstrip("/").split("@")[0].lower()
-    await state.set_state(None)
+    if raw_state is not None:  # a question left open; without one nothing is written
+        await state.set_state(None)
     await _show(message, state, link, report_desk, {"kind": kind, "params": {}, "cursors": [""]})
 
 
@@ -316,7 +321,7 @@ async def _render(
     filters = await _filters(link, report_desk, current, **paging)
     result = await report.query(report_desk.db, link.shop_id, filters)
     page = result.page if isinstance(result, reports.OrderReport) else result
-    zone = ZoneInfo(await report_desk.zone(link.shop_id))
+    zone = ZoneInfo(filters.zone)
     since, until = filters.since.astimezone(zone), filters.until.astimezone(zone)
     period = f"{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} ({zone.key})"
     lines = [f"{report.title} of {link.shop_name}, {period}"]

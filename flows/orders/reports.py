@@ -63,7 +63,8 @@ class FilterError(ValueError):
 
 @dataclass(frozen=True)
 class Filters:
-    """What one page of a report shows. `until` is inclusive; phones are E.164."""
+    """What one page of a report shows. `until` is inclusive; phones are E.164; `zone` is the
+    shop's, the one its days are read and shown in."""
 
     since: datetime
     until: datetime
@@ -75,6 +76,7 @@ class Filters:
     status: str | None = None
     direction: str | None = None
     input_digits: str | None = None
+    zone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def parse_filters(
     since, until = _window(params.get("from"), params.get("to"), ZoneInfo(zone), now, problems)
     if problems:
         raise FilterError(problems)
-    return Filters(since, until, limit=limit, after=after, **values)
+    return Filters(since, until, limit=limit, after=after, zone=zone, **values)
 
 
 def _phone(raw: str, country: str) -> str | None:

@@ -57,3 +57,22 @@ async def test_fsm_state_and_data_are_kept_per_user_and_cleared_rows_go(db, cloc
     await again.set_state(other, None)
     async with db.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(BotState)) == 0
+
+
+async def test_fsm_data_updates_merge_into_what_is_stored(db, clock):
+    storage = DatabaseStorage(db, clock)
+    key = StorageKey(bot_id=1, chat_id=10, user_id=10)
+    assert await storage.update_data(key, {}) == {}  # nothing to keep: still no row
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(BotState)) == 0
+
+    assert await storage.update_data(key, {"report": {"kind": "orders"}}) == {
+        "report": {"kind": "orders"}
+    }
+    await storage.set_state(key, Steps.code)
+    merged = await storage.update_data(key, {"page": 2})
+    assert merged == {"report": {"kind": "orders"}, "page": 2}
+    assert await storage.update_data(key, {"page": 3}) == {"report": {"kind": "orders"}, "page": 3}
+    again = DatabaseStorage(db, clock)
+    assert await again.get_data(key) == {"report": {"kind": "orders"}, "page": 3}
+    assert await again.get_state(key) == Steps.code.state
