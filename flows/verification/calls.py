@@ -29,7 +29,14 @@ from clock import Clock
 from flows.channels.accounts import AccountWaiting
 from flows.channels.messaging import NoRoute
 from flows.channels.routing import ProviderRouter, VoiceRoute
-from flows.jobs import THROTTLED, provider_failure, send_spaced, throttled, wait_for_slot
+from flows.jobs import (
+    SPACE_WAIT_SECONDS,
+    THROTTLED,
+    provider_failure,
+    send_spaced,
+    throttled,
+    wait_for_slot,
+)
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
 from metrics import Metrics
@@ -111,11 +118,16 @@ class CallPlacer:
             ready = {
                 i: (route, call.id, request) for i, (route, call, request) in prepared.items()
             }
-        going = []
+        going, slots = [], {}
         for i, (route, _, _) in ready.items():
             try:
-                await wait_for_slot(
-                    self.limiter, jobs[i], route.rate_key, route.per_second, self.clock.now()
+                slots[i] = await wait_for_slot(
+                    self.limiter,
+                    jobs[i],
+                    route.rate_key,
+                    route.per_second,
+                    self.clock.now(),
+                    SPACE_WAIT_SECONDS,
                 )
             except Deferred as exc:
                 errors[i] = exc
@@ -131,9 +143,15 @@ class CallPlacer:
             )
         results = await send_spaced(
             self.limiter,
+            self.clock,
             [
-                (route.rate_key, route.per_second, partial(route.client.place_call, request))
-                for route, _, request in (ready[i] for i in going)
+                (
+                    ready[i][0].rate_key,
+                    ready[i][0].per_second,
+                    slots[i],
+                    partial(ready[i][0].client.place_call, ready[i][2]),
+                )
+                for i in going
             ],
         )
         outcomes = dict(zip(going, results, strict=True))
