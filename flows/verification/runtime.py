@@ -62,6 +62,7 @@ from providers.sms import is_gsm7, to_gsm7
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
 from storage.models import Activity, Customer, Message, Order, Shop, Verification
+from storage.types import json_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ TIMER_JOB = "verification.timer"
 CALL_JOB = "verification.call"
 PAID = frozenset({"paid", "partially_paid", "refunded", "partially_refunded"})
 MISSED_CALL_WINDOW = timedelta(days=30)
+# Shops whose parsed settings a process keeps (the oldest make room).
+SETTINGS_KEPT = 1024
+# Where a batch of starts gathers its timer and call jobs (in the session's info).
+_GATHERED = "verification_jobs"
 # The timeline's mode of each message a verification sends.
 _MODES = {"missed_call_confirmation": "missed_call"}
 
@@ -153,6 +158,19 @@ class Verifier:
         self.box = box
         self.keys = keys
         self.public_url = public_url
+        # Parsed settings by the document they were parsed from: a saved change is a new key.
+        self._settings: dict[tuple[int, str, str], ShopSettings] = {}
+
+    def settings_of(self, shop: Shop) -> ShopSettings:
+        """The settings the shop works by (`shop_config.load`), parsed once per document
+        and time zone in this process: every call and message of a flood reads them."""
+        key = (shop.id, shop.timezone, json_text(shop.settings))
+        found = self._settings.get(key)
+        if found is None:
+            if len(self._settings) >= SETTINGS_KEPT:
+                del self._settings[next(iter(self._settings))]
+            found = self._settings[key] = shop_config.load(shop)
+        return found
 
     # Jobs ------------------------------------------------------------------------------
 
@@ -189,22 +207,21 @@ class Verifier:
                     .with_for_update()
                 )
             }
-            settings: dict[int, ShopSettings] = {}
             starts: list[tuple[Shop, Order, ShopSettings]] = []
             for key in sorted(wanted):
                 order, shop = orders.get(key), shops.get(key[0])
                 if order is None or shop is None or shop.status == "uninstalled":
                     continue
-                if shop.id not in settings:
-                    settings[shop.id] = shop_config.load(shop)
                 row = rows.get(order.id)
                 if row is None:
                     if order.verification_status == "none":
-                        starts.append((shop, order, settings[shop.id]))
+                        starts.append((shop, order, self.settings_of(shop)))
                 elif reason := stop_reason(order):
-                    ctx = Context(row, order, shop, settings[shop.id])
+                    ctx = Context(row, order, shop, self.settings_of(shop))
                     await self.apply(session, ctx, OrderChanged(reason))
+            session.info[_GATHERED] = []
             await self._start(session, starts)
+            await self.queue.enqueue(session, *session.info.pop(_GATHERED))
         return [None] * len(jobs)
 
     async def handle_timer(self, job: ClaimedJob) -> None:
@@ -224,8 +241,7 @@ class Verifier:
         self, session: AsyncSession, verification_ids: Collection[int]
     ) -> dict[int, Context]:
         """`load` for a batch: the rows locked in one statement (in id order, as every batch
-        locks them: no deadlock between workers), orders and shops read together, each
-        shop's settings parsed once."""
+        locks them: no deadlock between workers), orders and shops read together."""
         rows = list(
             await session.scalars(
                 select(Verification)
@@ -238,15 +254,12 @@ class Verifier:
             return {}
         orders = await _by_id(session, Order, {row.order_id for row in rows})
         shops = await _by_id(session, Shop, {row.shop_id for row in rows})
-        settings: dict[int, ShopSettings] = {}
         found = {}
         for row in rows:
             order, shop = orders.get(row.order_id), shops.get(row.shop_id)
             if order is None or shop is None or shop.status == "uninstalled":
                 continue
-            if shop.id not in settings:
-                settings[shop.id] = shop_config.load(shop)
-            found[row.id] = Context(row, order, shop, settings[shop.id])
+            found[row.id] = Context(row, order, shop, self.settings_of(shop))
         return found
 
     async def apply(self, session: AsyncSession, ctx: Context, event: Event) -> VState:
@@ -300,7 +313,7 @@ class Verifier:
         shop = await session.get(Shop, shop_id)
         if shop is None or shop.status == "uninstalled":
             return []
-        settings = shop_config.load(shop)
+        settings = self.settings_of(shop)
         query = (
             select(Verification.id)
             .join(Order, Verification.order_id == Order.id)
@@ -479,7 +492,7 @@ class Verifier:
                 _activity(order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
             )
         elif isinstance(effect, StartTimer):
-            await self.queue.enqueue(
+            await self._enqueue(
                 session,
                 NewJob(
                     TIMER_JOB,
@@ -490,7 +503,7 @@ class Verifier:
                 ),
             )
         elif isinstance(effect, PlaceCall):
-            await self.queue.enqueue(
+            await self._enqueue(
                 session,
                 NewJob(
                     CALL_JOB,
@@ -516,6 +529,15 @@ class Verifier:
             )
         elif isinstance(effect, SendMessage):
             await self._message(session, ctx, effect, now)
+
+    async def _enqueue(self, session: AsyncSession, job: NewJob) -> None:
+        """Enqueue a timer or call job now, or with the batch's others when a batch of
+        starts gathers them (one statement for the batch)."""
+        gathered = session.info.get(_GATHERED)
+        if gathered is None:
+            await self.queue.enqueue(session, job)
+        else:
+            gathered.append(job)
 
     async def _message(
         self, session: AsyncSession, ctx: Context, effect: SendMessage, now: datetime
