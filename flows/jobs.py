@@ -19,10 +19,12 @@ rate. A batch's sends due together wait their turns in the batch when the wait i
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from clock import Clock
 from providers.base import ProviderError
 from storage.jobs import ClaimedJob, Deferred, PermanentJobError, RetryLater
 from storage.ratelimit import RateLimiter
@@ -56,20 +58,35 @@ def provider_failure(exc: ProviderError) -> Exception:
 
 
 async def wait_for_slot(
-    limiter: RateLimiter, job: ClaimedJob, key: str, per_second: float, now: datetime
-) -> None:
-    """Return when `job` may send through `key` now; else raise Deferred to its slot."""
+    limiter: RateLimiter,
+    job: ClaimedJob,
+    key: str,
+    per_second: float,
+    now: datetime,
+    patience: float = 0.0,
+) -> Deferred | None:
+    """None when `job` may send through `key` now. Else its slot, as the Deferred that holds
+    it: returned when the slot comes within `patience` seconds (a batch then waits for it in
+    `send_spaced` instead of running the job again), else raised."""
     held = job.payload.get(SLOT)
     at = now.timestamp()
     if held and held["key"] == key and at - held["at"] < SLOT_GRACE_SECONDS:
         shift = await limiter.shift(key)
+        slot_at, why = held["at"], "rate limit"
         if shift > held["shift"]:
-            moved = held["at"] + shift - held["shift"]
-            raise _hold(job, key, moved, shift, at, "the provider throttled: slots moved")
+            slot_at, why = (
+                held["at"] + shift - held["shift"],
+                "the provider throttled: slots moved",
+            )
     else:
         slot = await limiter.reserve(key, per_second)
-        if slot.at > at + TIME_RESOLUTION:
-            raise _hold(job, key, slot.at, slot.shift, at, "rate limit")
+        slot_at, shift, why = slot.at, slot.shift, "rate limit"
+    if slot_at <= at + TIME_RESOLUTION:
+        return None
+    hold = _hold(job, key, slot_at, shift, at, why, patience)
+    if slot_at - at > patience:
+        raise hold
+    return hold
 
 
 async def space_send(
@@ -88,20 +105,29 @@ async def space_send(
 
 
 async def send_spaced(
-    limiter: RateLimiter, sends: list[tuple[str, float, Callable[[], Awaitable[T]]]]
+    limiter: RateLimiter,
+    clock: Clock,
+    sends: list[tuple[str, float, Deferred | None, Callable[[], Awaitable[T]]]],
 ) -> list[T | BaseException]:
-    """A batch's requests (rate key, rate, request), each answer or exception in order. The
-    requests of one key start one after another as `space_send` lets them (each waits for its
-    turn up to SPACE_WAIT_SECONDS, else its answer is the Deferred), and run together."""
+    """A batch's requests (rate key, rate, slot from `wait_for_slot`, request), each answer
+    or exception in order. The requests of one key start one after another: each at its
+    slot (one whose slot the clock has not reached after SPACE_WAIT_SECONDS answers the
+    Deferred holding it), then as `space_send` lets it (waiting for its turn up to
+    SPACE_WAIT_SECONDS, else its answer is the Deferred); and they run together."""
     results: dict[int, T | BaseException] = {}
     started: dict[int, asyncio.Task[T]] = {}
     by_key: dict[str, list[int]] = {}
-    for n, (key, _, _) in enumerate(sends):
+    for n, (key, _, _, _) in enumerate(sends):
         by_key.setdefault(key, []).append(n)
 
     async def start(numbers: list[int]) -> None:
         for n in numbers:
-            key, per_second, request = sends[n]
+            key, per_second, slot, request = sends[n]
+            if slot is not None and not await _reached(clock, slot):
+                # Not to the grid: the clock (a test's) did not move, so back at the slot.
+                wait = slot.payload[SLOT]["at"] - clock.now().timestamp()
+                results[n] = Deferred(wait, str(slot), payload=slot.payload)
+                continue
             try:
                 await space_send(limiter, key, per_second, SPACE_WAIT_SECONDS)
             except Deferred as exc:
@@ -117,6 +143,19 @@ async def send_spaced(
             task.cancel()  # only the unfinished ones: a shutdown that did not wait
     results.update(zip(started, answers, strict=True))
     return [results[n] for n in range(len(sends))]
+
+
+async def _reached(clock: Clock, slot: Deferred) -> bool:
+    """Wait for the slot `slot` holds, SPACE_WAIT_SECONDS at most; True once the clock is
+    there (a sleep may end a little early: it is asked again)."""
+    at = (slot.payload or {})[SLOT]["at"]
+    waited = 0.0
+    while (wait := at - clock.now().timestamp()) > TIME_RESOLUTION:
+        if waited >= SPACE_WAIT_SECONDS:
+            return False
+        await asyncio.sleep(wait)
+        waited += wait
+    return True
 
 
 async def throttled(
@@ -141,7 +180,15 @@ def _hold(
     shift: float,
     now: float,
     why: str,
+    patience: float = 0.0,
 ) -> Deferred:
+    """The deferral of `job` holding its slot. With `patience` (its batch waits that long for
+    a slot) the job comes back a little before the slot, on a grid of half the patience
+    shared by every job: the jobs of close slots come back together, as one batch that
+    waits for their slots, instead of one small batch per slot."""
     payload: dict[str, Any] = {**job.payload, SLOT: {"key": key, "at": slot_at, "shift": shift}}
     wait = slot_at - now
-    return Deferred(wait, f"{why}: {key} slot in {wait:.3f}s", payload=payload)
+    if patience > 0:
+        grid = patience / 2
+        wait = max(0.0, min(wait, (math.floor(slot_at / grid) - 1) * grid - now))
+    return Deferred(wait, f"{why}: {key} slot at {slot_at - now:.3f}s", payload=payload)

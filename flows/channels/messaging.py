@@ -34,7 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.channels.accounts import PLATFORM, AccountWaiting
 from flows.conversations.consent import CONSENT_REPLY, line_of, opted_out
-from flows.jobs import THROTTLED, provider_failure, send_spaced, throttled, wait_for_slot
+from flows.jobs import (
+    SPACE_WAIT_SECONDS,
+    THROTTLED,
+    provider_failure,
+    send_spaced,
+    throttled,
+    wait_for_slot,
+)
 from flows.verification.customer_keys import CustomerKeys
 from metrics import Metrics
 from providers.base import (
@@ -223,11 +230,16 @@ class MessageSender:
                     errors[i] = found
                 elif found is not None:
                     routes[i] = found
-        slotted = []
+        slotted, slots = [], {}
         for i, route in routes.items():
             try:
-                await wait_for_slot(
-                    self.limiter, jobs[i], route.rate_key, route.per_second, self.clock.now()
+                slots[i] = await wait_for_slot(
+                    self.limiter,
+                    jobs[i],
+                    route.rate_key,
+                    route.per_second,
+                    self.clock.now(),
+                    SPACE_WAIT_SECONDS,
                 )
             except Deferred as exc:
                 errors[i] = exc
@@ -253,10 +265,12 @@ class MessageSender:
         going = list(messages)
         results = await send_spaced(
             self.limiter,
+            self.clock,
             [
                 (
                     routes[i].rate_key,
                     routes[i].per_second,
+                    slots[i],
                     partial(self._send, routes[i], messages[i], _details(jobs[i])),
                 )
                 for i in going

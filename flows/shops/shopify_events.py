@@ -22,6 +22,7 @@ from flows.notifications.events import from_shopify as journey_event
 from flows.notifications.job import notify_job
 from flows.shops import config as shop_config
 from flows.shops import privacy
+from flows.shops.settings import ShopSettings
 from flows.verification.runtime import verification_job
 from providers.shopify.orders import OrderData, normalize_phone, parse_order
 from storage.db import Database, dialect_insert
@@ -251,6 +252,13 @@ class OrderBook:
         self.customers: dict[tuple[int, str], Customer | None] = {}
         self.verification_jobs: list[NewJob] = []
         self.notification_jobs: list[NewJob] = []
+        self._settings: dict[int, ShopSettings] = {}
+
+    def settings(self, shop: Shop) -> ShopSettings:
+        """The shop's settings, read once per transaction (parsing them is not free)."""
+        if shop.id not in self._settings:
+            self._settings[shop.id] = shop_config.load(shop)
+        return self._settings[shop.id]
 
     async def preload(
         self, shop_id: int, order_ids: set[str], phones: set[str], now: datetime
@@ -389,7 +397,7 @@ async def apply_order_data(
     job = verification_job(order, kind == "order_received") if shop.status == "installed" else None
     if job is not None:
         book.verification_jobs.append(job)
-    if kind == "order_received" and shop_config.load(shop).notifications.wanted(ORDER_CREATED):
+    if kind == "order_received" and book.settings(shop).notifications.wanted(ORDER_CREATED):
         event = JourneyEvent(ORDER_CREATED, data.shopify_order_id, "shopify")
         book.notification_jobs.append(notify_job(shop.id, event))
     return order

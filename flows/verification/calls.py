@@ -22,14 +22,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.accounts import AccountWaiting
 from flows.channels.messaging import NoRoute
 from flows.channels.routing import ProviderRouter, VoiceRoute
-from flows.jobs import THROTTLED, provider_failure, send_spaced, throttled, wait_for_slot
+from flows.jobs import (
+    SPACE_WAIT_SECONDS,
+    THROTTLED,
+    provider_failure,
+    send_spaced,
+    throttled,
+    wait_for_slot,
+)
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
 from metrics import Metrics
@@ -80,11 +87,25 @@ class CallPlacer:
         order = sorted(range(len(jobs)), key=lambda i: jobs[i].payload["verification_id"])
         ready: dict[int, tuple[VoiceRoute, int, CallRequest]] = {}
         async with self.db.transaction() as session:
+            refs = {
+                i: (jobs[i].payload["verification_id"], jobs[i].payload["call"]) for i in order
+            }
+            contexts = await self.verifier.load_many(session, {vid for vid, _ in refs.values()})
+            calls = {
+                call.idempotency_key: call
+                for call in await session.scalars(
+                    select(Call).where(
+                        Call.idempotency_key.in_([call_key(*ref) for ref in refs.values()])
+                    )
+                )
+            }
+            routes: dict[int, VoiceRoute | Exception] = {}
+            prepared: dict[int, tuple[VoiceRoute, Call, CallRequest]] = {}
             for i in order:
-                payload = jobs[i].payload
+                vid, ref = refs[i]
                 try:
                     found = await self._prepare(
-                        session, payload["verification_id"], payload["call"]
+                        session, contexts.get(vid), vid, ref, calls.get(call_key(vid, ref)), routes
                     )
                 except Deferred as exc:
                     errors[i] = exc
@@ -92,12 +113,21 @@ class CallPlacer:
                 if isinstance(found, Deferred):
                     errors[i] = found
                 elif found is not None:
-                    ready[i] = found
-        going = []
+                    prepared[i] = found
+            await session.flush()  # the new call rows get their ids
+            ready = {
+                i: (route, call.id, request) for i, (route, call, request) in prepared.items()
+            }
+        going, slots = [], {}
         for i, (route, _, _) in ready.items():
             try:
-                await wait_for_slot(
-                    self.limiter, jobs[i], route.rate_key, route.per_second, self.clock.now()
+                slots[i] = await wait_for_slot(
+                    self.limiter,
+                    jobs[i],
+                    route.rate_key,
+                    route.per_second,
+                    self.clock.now(),
+                    SPACE_WAIT_SECONDS,
                 )
             except Deferred as exc:
                 errors[i] = exc
@@ -106,20 +136,36 @@ class CallPlacer:
         if not going:
             return errors
         async with self.db.transaction() as session:
-            for i in going:
-                (await session.get(Call, ready[i][1])).status = "placing"
+            await session.execute(
+                update(Call)
+                .where(Call.id.in_([ready[i][1] for i in going]))
+                .values(status="placing")
+            )
         results = await send_spaced(
             self.limiter,
+            self.clock,
             [
-                (route.rate_key, route.per_second, partial(route.client.place_call, request))
-                for route, _, request in (ready[i] for i in going)
+                (
+                    ready[i][0].rate_key,
+                    ready[i][0].per_second,
+                    slots[i],
+                    partial(ready[i][0].client.place_call, ready[i][2]),
+                )
+                for i in going
             ],
         )
         outcomes = dict(zip(going, results, strict=True))
         rejected: dict[int, str] = {}
         async with self.db.transaction() as session:
+            placed = await session.scalars(
+                select(Call).where(Call.id.in_([ready[i][1] for i in going]))
+            )
+            by_id = {call.id: call for call in placed}
             for i in (i for i in order if i in outcomes):
-                errors[i] = await self._record(session, jobs[i], ready[i], outcomes[i], rejected)
+                call = by_id[ready[i][1]]
+                errors[i] = await self._record(
+                    session, jobs[i], ready[i], call, outcomes[i], rejected
+                )
         for account_id, reason in rejected.items():
             await self.on_rejected(account_id, reason)
         for i in going:
@@ -138,14 +184,14 @@ class CallPlacer:
         session: AsyncSession,
         job: ClaimedJob,
         ready: tuple[VoiceRoute, int, CallRequest],
+        call: Call,
         result: CallReceipt | BaseException,
         rejected: dict[int, str],
     ) -> BaseException | None:
         """One placed (or not placed) call's outcome, in the batch's last transaction; the
         job's error (None: done). A 429 is finished by the caller (it moves the slots)."""
-        route, call_id, _ = ready
+        route = ready[0]
         verification_id, ref = job.payload["verification_id"], job.payload["call"]
-        call = await session.get(Call, call_id)
         if isinstance(result, Deferred):
             call.status = "queued"  # the sends were spaced: not sent
             return result
@@ -190,16 +236,20 @@ class CallPlacer:
         return None
 
     async def _prepare(
-        self, session: AsyncSession, verification_id: int, ref: str
-    ) -> tuple[VoiceRoute, int, CallRequest] | Deferred | None:
-        """The route, call row and request of a call to place now; a deferral until the
-        calling window opens; or None when there is nothing (more) to do. Raises Deferred
-        while the account waits for its owner."""
-        key = call_key(verification_id, ref)
-        ctx = await self.verifier.load(session, verification_id)
+        self,
+        session: AsyncSession,
+        ctx: Context | None,
+        verification_id: int,
+        ref: str,
+        call: Call | None,
+        routes: dict[int, VoiceRoute | Exception],
+    ) -> tuple[VoiceRoute, Call, CallRequest] | Deferred | None:
+        """The route, call row (new ones not yet flushed) and request of a call to place
+        now; a deferral until the calling window opens; or None when there is nothing (more)
+        to do. Raises Deferred while the account waits for its owner. `routes` keeps each
+        shop's route (or why it has none) for the batch."""
         if ctx is None or ctx.state.status != PENDING or ctx.state.open_call != ref:
             return None  # decided, stopped or moved on since the call was asked for
-        call = await session.scalar(select(Call).where(Call.idempotency_key == key))
         if call is not None and call.status == "placing":
             call.status, call.error = "unconfirmed", "worker lost while placing the call"
             await self.verifier.apply(session, ctx, CallEnded(ref, "unknown"))
@@ -210,19 +260,22 @@ class CallPlacer:
         if until is not None:
             wait = (until - self.clock.now()).total_seconds()
             return Deferred(wait, "outside the calling window")
-        try:
-            route = await self.router.voice(session, ctx.shop, ctx.settings)
-        except AccountWaiting as exc:
-            raise exc.deferral() from None
-        except NoRoute as exc:
-            _LOGGER.warning("verification %s: %s", verification_id, exc)
+        if ctx.shop.id not in routes:
+            try:
+                routes[ctx.shop.id] = await self.router.voice(session, ctx.shop, ctx.settings)
+            except (AccountWaiting, NoRoute) as exc:
+                routes[ctx.shop.id] = exc
+        route = routes[ctx.shop.id]
+        if isinstance(route, AccountWaiting):
+            raise route.deferral()
+        if isinstance(route, Exception):
+            _LOGGER.warning("verification %s: %s", verification_id, route)
             await self.verifier.apply(session, ctx, CallRefused(ref, "NO_ROUTE"))
             return None
         if call is None:
-            call = self._new_call(ctx, route, key)
+            call = self._new_call(ctx, route, call_key(verification_id, ref))
             session.add(call)
-            await session.flush()
-        return route, call.id, self._request(ctx, route)
+        return route, call, self._request(ctx, route)
 
     @staticmethod
     def _request(ctx: Context, route: VoiceRoute) -> CallRequest:

@@ -11,13 +11,14 @@ the send job of the verification's messages (a message that could not be sent).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from babel.numbers import format_currency, get_currency_symbol
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -61,6 +62,7 @@ from providers.sms import is_gsm7, to_gsm7
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
 from storage.models import Activity, Customer, Message, Order, Shop, Verification
+from storage.types import json_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,6 +71,10 @@ TIMER_JOB = "verification.timer"
 CALL_JOB = "verification.call"
 PAID = frozenset({"paid", "partially_paid", "refunded", "partially_refunded"})
 MISSED_CALL_WINDOW = timedelta(days=30)
+# Shops whose parsed settings a process keeps (the oldest make room).
+SETTINGS_KEPT = 1024
+# Where a batch of starts gathers its timer and call jobs (in the session's info).
+_GATHERED = "verification_jobs"
 # The timeline's mode of each message a verification sends.
 _MODES = {"missed_call_confirmation": "missed_call"}
 
@@ -152,6 +158,19 @@ class Verifier:
         self.box = box
         self.keys = keys
         self.public_url = public_url
+        # Parsed settings by the document they were parsed from: a saved change is a new key.
+        self._settings: dict[tuple[int, str, str], ShopSettings] = {}
+
+    def settings_of(self, shop: Shop) -> ShopSettings:
+        """The settings the shop works by (`shop_config.load`), parsed once per document
+        and time zone in this process: every call and message of a flood reads them."""
+        key = (shop.id, shop.timezone, json_text(shop.settings))
+        found = self._settings.get(key)
+        if found is None:
+            if len(self._settings) >= SETTINGS_KEPT:
+                del self._settings[next(iter(self._settings))]
+            found = self._settings[key] = shop_config.load(shop)
+        return found
 
     # Jobs ------------------------------------------------------------------------------
 
@@ -188,31 +207,22 @@ class Verifier:
                     .with_for_update()
                 )
             }
-            settings: dict[int, ShopSettings] = {}
+            starts: list[tuple[Shop, Order, ShopSettings]] = []
             for key in sorted(wanted):
                 order, shop = orders.get(key), shops.get(key[0])
                 if order is None or shop is None or shop.status == "uninstalled":
                     continue
-                if shop.id not in settings:
-                    settings[shop.id] = shop_config.load(shop)
-                await self._start_or_stop(
-                    session, shop, order, rows.get(order.id), settings[shop.id]
-                )
+                row = rows.get(order.id)
+                if row is None:
+                    if order.verification_status == "none":
+                        starts.append((shop, order, self.settings_of(shop)))
+                elif reason := stop_reason(order):
+                    ctx = Context(row, order, shop, self.settings_of(shop))
+                    await self.apply(session, ctx, OrderChanged(reason))
+            session.info[_GATHERED] = []
+            await self._start(session, starts)
+            await self.queue.enqueue(session, *session.info.pop(_GATHERED))
         return [None] * len(jobs)
-
-    async def _start_or_stop(
-        self,
-        session: AsyncSession,
-        shop: Shop,
-        order: Order,
-        row: Verification | None,
-        settings: ShopSettings,
-    ) -> None:
-        if row is None:
-            if order.verification_status == "none":
-                await self._start(session, shop, order, settings)
-        elif reason := stop_reason(order):
-            await self.apply(session, Context(row, order, shop, settings), OrderChanged(reason))
 
     async def handle_timer(self, job: ClaimedJob) -> None:
         async with self.db.transaction() as session:
@@ -225,16 +235,32 @@ class Verifier:
     async def load(self, session: AsyncSession, verification_id: int) -> Context | None:
         """The verification, locked for this transaction, with its order, shop and settings;
         None when it is gone or its shop uninstalled the app."""
-        row = await session.scalar(
-            select(Verification).where(Verification.id == verification_id).with_for_update()
+        return (await self.load_many(session, [verification_id])).get(verification_id)
+
+    async def load_many(
+        self, session: AsyncSession, verification_ids: Collection[int]
+    ) -> dict[int, Context]:
+        """`load` for a batch: the rows locked in one statement (in id order, as every batch
+        locks them: no deadlock between workers), orders and shops read together."""
+        rows = list(
+            await session.scalars(
+                select(Verification)
+                .where(Verification.id.in_(set(verification_ids)))
+                .order_by(Verification.id)
+                .with_for_update()
+            )
         )
-        if row is None:
-            return None
-        order = await session.get(Order, row.order_id)
-        shop = await session.get(Shop, row.shop_id)
-        if order is None or shop is None or shop.status == "uninstalled":
-            return None
-        return Context(row, order, shop, shop_config.load(shop))
+        if not rows:
+            return {}
+        orders = await _by_id(session, Order, {row.order_id for row in rows})
+        shops = await _by_id(session, Shop, {row.shop_id for row in rows})
+        found = {}
+        for row in rows:
+            order, shop = orders.get(row.order_id), shops.get(row.shop_id)
+            if order is None or shop is None or shop.status == "uninstalled":
+                continue
+            found[row.id] = Context(row, order, shop, self.settings_of(shop))
+        return found
 
     async def apply(self, session: AsyncSession, ctx: Context, event: Event) -> VState:
         """Feed `event` to the flow; store the new state and its effects; return the state."""
@@ -287,7 +313,7 @@ class Verifier:
         shop = await session.get(Shop, shop_id)
         if shop is None or shop.status == "uninstalled":
             return []
-        settings = shop_config.load(shop)
+        settings = self.settings_of(shop)
         query = (
             select(Verification.id)
             .join(Order, Verification.order_id == Order.id)
@@ -400,53 +426,48 @@ class Verifier:
     # Start -----------------------------------------------------------------------------
 
     async def _start(
-        self, session: AsyncSession, shop: Shop, order: Order, settings: ShopSettings
+        self, session: AsyncSession, starts: list[tuple[Shop, Order, ShopSettings]]
     ) -> None:
+        """Start the verifications of new orders: their rows written together, then each
+        order's first step."""
         now = self.clock.now()
-        if shop.status != "installed":
-            session.add(
-                _activity(
-                    order, "verification_not_started", "", now, {"reason": "shop setup incomplete"}
-                )
+        begun = []
+        for shop, order, settings in starts:
+            if shop.status != "installed":
+                detail = {"reason": "shop setup incomplete"}
+                session.add(_activity(order, "verification_not_started", "", now, detail))
+                continue
+            row = Verification(
+                shop_id=shop.id,
+                order_id=order.id,
+                method="",
+                state=PENDING,
+                data={},
+                created_at=now,
+                updated_at=now,
             )
+            session.add(row)
+            begun.append((row, shop, order, settings))
+        if not begun:
             return
-        previous = (
-            await session.scalar(
-                select(func.count(Order.id)).where(
-                    Order.shop_id == shop.id,
-                    Order.phone == order.phone,
-                    Order.placed_at < order.placed_at,
-                )
-            )
-            if order.phone
-            else 0
-        )
-        facts = OrderFacts(
-            amount=Decimal(order.total_amount),
-            gateways=tuple(order.gateways),
-            tags=tuple(order.tags),
-            phone=order.phone,
-            phone_problem=order.skip_reason,
-            cancelled=order.cancelled_at is not None,
-            financial_status=order.financial_status,
-            placed_at=order.placed_at,
-            previous_orders=previous or 0,
-        )
-        row = Verification(
-            shop_id=shop.id,
-            order_id=order.id,
-            method="",
-            state=PENDING,
-            data={},
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
         await session.flush()
-        otp = None
-        if methods(settings)[0] == "otp":
-            otp = self.keys.new_otp(row.id, settings.otp.code_length)
-        await self.apply(session, Context(row, order, shop, settings), Start(facts, otp))
+        previous = await _previous_orders(session, [order for _, _, order, _ in begun])
+        for row, shop, order, settings in begun:
+            facts = OrderFacts(
+                amount=Decimal(order.total_amount),
+                gateways=tuple(order.gateways),
+                tags=tuple(order.tags),
+                phone=order.phone,
+                phone_problem=order.skip_reason,
+                cancelled=order.cancelled_at is not None,
+                financial_status=order.financial_status,
+                placed_at=order.placed_at,
+                previous_orders=previous[order.id],
+            )
+            otp = None
+            if methods(settings)[0] == "otp":
+                otp = self.keys.new_otp(row.id, settings.otp.code_length)
+            await self.apply(session, Context(row, order, shop, settings), Start(facts, otp))
 
     # Effects ---------------------------------------------------------------------------
 
@@ -471,7 +492,7 @@ class Verifier:
                 _activity(order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
             )
         elif isinstance(effect, StartTimer):
-            await self.queue.enqueue(
+            await self._enqueue(
                 session,
                 NewJob(
                     TIMER_JOB,
@@ -482,7 +503,7 @@ class Verifier:
                 ),
             )
         elif isinstance(effect, PlaceCall):
-            await self.queue.enqueue(
+            await self._enqueue(
                 session,
                 NewJob(
                     CALL_JOB,
@@ -508,6 +529,15 @@ class Verifier:
             )
         elif isinstance(effect, SendMessage):
             await self._message(session, ctx, effect, now)
+
+    async def _enqueue(self, session: AsyncSession, job: NewJob) -> None:
+        """Enqueue a timer or call job now, or with the batch's others when a batch of
+        starts gathers them (one statement for the batch)."""
+        gathered = session.info.get(_GATHERED)
+        if gathered is None:
+            await self.queue.enqueue(session, job)
+        else:
+            gathered.append(job)
 
     async def _message(
         self, session: AsyncSession, ctx: Context, effect: SendMessage, now: datetime
@@ -650,6 +680,33 @@ def postback_verification(button: str) -> int | None:
     if prefix != "verify" or not vid.isdigit() or len(vid) > 18 or not action:
         return None
     return int(vid)
+
+
+async def _previous_orders(session: AsyncSession, orders: list[Order]) -> dict[int, int]:
+    """For each order, how many orders its phone placed at its shop before it: one read of
+    the phones' orders per shop, counted here."""
+    phones: dict[int, set[str]] = {}
+    for order in orders:
+        if order.phone:
+            phones.setdefault(order.shop_id, set()).add(order.phone)
+    placed: dict[tuple[int, str], list[datetime]] = {}
+    for shop_id, numbers in phones.items():
+        found = await session.execute(
+            select(Order.phone, Order.placed_at).where(
+                Order.shop_id == shop_id, Order.phone.in_(numbers)
+            )
+        )
+        for phone, at in found:
+            placed.setdefault((shop_id, phone), []).append(at)
+    return {
+        order.id: sum(at < order.placed_at for at in placed.get((order.shop_id, order.phone), []))
+        for order in orders
+    }
+
+
+async def _by_id(session: AsyncSession, model: Any, ids: set[int]) -> dict[int, Any]:
+    """Rows of `model` by id, read in one statement (those the session holds included)."""
+    return {row.id: row for row in await session.scalars(select(model).where(model.id.in_(ids)))}
 
 
 def _activity(

@@ -2,15 +2,17 @@
 against the fake Exotel, with a manual clock, at the platform's default Exotel rate. Two
 calls whose slots came due together are placed in one batch; the provider refuses one of
 them, the other is placed, and the refused one is retried alone, after the provider's
-Retry-After."""
+Retry-After. A call whose order was cancelled meanwhile leaves its batch to the others."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from providers.sandbox.shopify import order_payload
 from storage.models import Job
 from tests.flows.test_call_pacing import PHONES, accepted_at, post_order
 from tests.web import test_verification_journeys as journeys
+from tests.web.test_shopify import DOMAIN, url
 from tests.web.test_verification_journeys import Journey
 
 # The journeys' fixtures: the app, the worker and the fake Shopify, Exotel and Gupshup.
@@ -20,6 +22,7 @@ settings, urls = journeys.settings, journeys.urls
 
 MS = 0.001  # a deferral ends on a whole millisecond
 RETRY_AFTER = 2.0
+CANCELLED_AT = "2026-01-05T09:00:00+00:00"
 
 
 async def test_a_failed_call_in_a_batch_is_retried_alone(journey: Journey):
@@ -46,3 +49,27 @@ async def test_a_failed_call_in_a_batch_is_retried_alone(journey: Journey):
         jobs = (await session.scalars(select(Job).where(Job.kind == "verification.call"))).all()
     attempts = {job.payload["verification_id"]: (job.status, job.attempts) for job in jobs}
     assert sorted(attempts.values()) == [("done", 1), ("done", 1), ("done", 2)]
+
+
+async def test_a_call_whose_order_was_cancelled_leaves_its_batch_to_the_others(journey: Journey):
+    await journey.install()
+    i = 1 / journey.res.settings.providers.exotel.calls_per_second
+    journey.start = journey.res.clock.now()
+    for number, phone in enumerate(PHONES):
+        await post_order(journey, phone, number)
+    [first] = await accepted_at(journey, 0)
+
+    # The third order is cancelled in Shopify before its slot: its verification stops.
+    payload = order_payload(id=5_000_002, order_number=2002, cancelled_at=CANCELLED_AT)
+    for address in ("shipping_address", "billing_address"):
+        payload[address] = {**payload[address], "phone": PHONES[2]}
+    endpoint = url(journey.server, "/webhooks/shopify")
+    assert await journey.fake.send_webhook(endpoint, "orders/cancelled", DOMAIN, payload) == 200
+    await journey.worker.run_until_idle()
+
+    # Both calls come due in one batch: the cancelled order's is dropped, the other placed.
+    assert await accepted_at(journey, 2 * i + MS) == [first, PHONES[1]]
+    assert await accepted_at(journey, 10 * i) == [first, PHONES[1]]
+    async with journey.res.db.sessions() as session:
+        jobs = (await session.scalars(select(Job).where(Job.kind == "verification.call"))).all()
+    assert sorted((job.status, job.attempts) for job in jobs) == [("done", 1)] * 3
