@@ -164,6 +164,8 @@ class Order(Base):
     # Shown on the customer's verification page.
     city: Mapped[str] = mapped_column(String(128), default="")
     items: Mapped[list[Any]] = mapped_column(default=list)  # [{title, quantity, price}]
+    # Shopify's order status page, which notifications link to.
+    status_url: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     cancelled_at: Mapped[datetime | None]
     placed_at: Mapped[datetime]
     shopify_updated_at: Mapped[datetime | None]

@@ -223,6 +223,7 @@ def token_values(
         "items": ", ".join(f"{i.get('title', '')} x {i.get('quantity', 1)}" for i in items),
         "quantity": str(sum(int(i.get("quantity") or 0) for i in items)),
         "paymentmethod": order.payment_method,
+        "orderstatusurl": order.status_url,
         "carrier": event.carrier,
         "awb": event.awb,
         "trackingurl": event.tracking_url,

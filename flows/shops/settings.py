@@ -373,10 +373,14 @@ NoticeText = Annotated[
 ]
 TemplateVariable = Literal[TOKENS]  # type: ignore[valid-type]
 _STOP = " Reply STOP to opt-out."
+# Seed 001: where the customer sees the order, left out when Shopify gave no status page.
+_STATUS_PAGE = "{ You can view your order details at %orderstatusurl%.}"
 _DEFAULT_TEXTS = {
     journey.ORDER_CREATED: "Hi [[fullname]], your %shop% order %ordername% has been received."
+    + _STATUS_PAGE
     + _STOP,
     journey.ORDER_CONFIRMED: "Hi [[fullname]], your %shop% order %ordername% has been confirmed."
+    + _STATUS_PAGE
     + _STOP,
     journey.PACKED: "Hi [[firstname]], your %shop% order %ordername% is packed." + _STOP,
     journey.SHIPPED: "Hi [[fullname]], your %shop% order %ordername% has been fulfilled"

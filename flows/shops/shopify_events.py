@@ -371,6 +371,7 @@ async def apply_order_data(
     order.financial_status = data.financial_status
     order.city = data.city
     order.items = [dataclasses.asdict(item) for item in data.items]
+    order.status_url = data.status_url
     order.fulfillment_status = data.fulfillment_status
     order.tags = data.tags
     order.cancelled_at = data.cancelled_at
@@ -441,6 +442,8 @@ def _fitted(data: OrderData) -> OrderData:
         tags=[tag for tag in map(_no_nul, data.tags) if tag],
         items=[dataclasses.replace(item, title=_no_nul(item.title)) for item in data.items],
         customer=customer,
+        # A URL cut short leads nowhere: one too long is left out.
+        status_url=data.status_url if len(data.status_url) <= Order.status_url.type.length else "",
     )
 
 

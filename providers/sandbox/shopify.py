@@ -753,6 +753,7 @@ class FakeShopify(FakeServer):
             "tags": _split_tags(order.get("tags")),
             "phone": order.get("phone"),
             "email": order.get("email"),
+            "statusPageUrl": order.get("order_status_url"),
             "customer": _customer_node(customer) if isinstance(customer, dict) else None,
             "shippingAddress": _address_node(order.get("shipping_address")),
             "billingAddress": _address_node(order.get("billing_address")),

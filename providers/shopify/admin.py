@@ -23,6 +23,7 @@ fragment OrderFields on Order {
   id name number createdAt updatedAt cancelledAt currencyCode
   totalPriceSet { shopMoney { amount currencyCode } }
   displayFinancialStatus displayFulfillmentStatus paymentGatewayNames tags phone email
+  statusPageUrl
   customer {
     id firstName lastName
     defaultPhoneNumber { phoneNumber }
@@ -611,6 +612,7 @@ def rest_order(node: dict[str, Any]) -> dict[str, Any]:
         "shipping_address": _rest_address(shipping) if isinstance(shipping, dict) else None,
         "billing_address": _rest_address(billing) if isinstance(billing, dict) else None,
         "line_items": [_rest_line_item(item) for item in map(_dict, _line_items(node))],
+        "order_status_url": node.get("statusPageUrl"),
     }
 
 

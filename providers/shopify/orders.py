@@ -64,6 +64,7 @@ class OrderData:
     cancelled_at: datetime | None
     city: str
     items: list[LineItem]
+    status_url: str = ""  # the customer's order status page
 
 
 def parse_order(
@@ -99,6 +100,7 @@ def parse_order(
         cancelled_at=_optional_time(payload.get("cancelled_at"), "cancelled_at"),
         city=_text(shipping.get("city"), "shipping_address.city"),
         items=_items(payload.get("line_items")),
+        status_url=_web_url(payload.get("order_status_url")),
     )
 
 
@@ -261,6 +263,13 @@ def _text(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{field}: not a string")
     return value
+
+
+def _web_url(value: Any) -> str:
+    # Optional: an unusable URL is left out, it never costs the order.
+    if isinstance(value, str) and value.startswith(("https://", "http://")):
+        return value.strip()
+    return ""
 
 
 def _required_text(value: Any, field: str) -> str:

@@ -200,8 +200,8 @@ async def test_an_order_confirmed_by_its_verification_call_is_confirmed_to_the_c
     await journey.press("1")
     await journey.settle()
     assert texts(journey, CONSENTING) == [
-        f"Hi Asha Rao, your Demo Store order {order['name']} has been confirmed. "
-        "Reply STOP to opt-out."
+        f"Hi Asha Rao, your Demo Store order {order['name']} has been confirmed. You can view "
+        f"your order details at {order['order_status_url']}. Reply STOP to opt-out."
     ]
     # The same confirmation announced again (a second verification outcome) sends nothing.
     await journey.press("1")
