@@ -51,6 +51,7 @@ from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, Subscripti
 from flows.channels.routing import ProviderRouter, platform_offers
 from flows.conversations.shopify_consent import SYNC_JOB, ConsentSync
 from flows.notifications.job import NOTIFY_JOB, Notifier
+from flows.notifications.merchant import MERCHANT_JOB, MerchantTexts
 from flows.notifications.shipments import shipments_url
 from flows.notifications.whatsapp import TemplateChecks
 from flows.orders.actions import CANCEL_JOB, TAGS_JOB, OrderActions
@@ -344,6 +345,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
         NOTIFY_JOB: Notifier(
             res.db, res.clock, res.queue, TemplateChecks(router, res.clock)
         ).handle,
+        MERCHANT_JOB: MerchantTexts(res.db, res.clock, res.queue).handle,
         TAGS_JOB: order_actions.handle_tags,
         CANCEL_JOB: order_actions.handle_cancel,
         SYNC_JOB: ConsentSync(res.db, res.clock, res.box, res.shopify).handle,

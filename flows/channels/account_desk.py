@@ -29,6 +29,7 @@ from flows.channels.accounts import (
 from flows.channels.callback_urls import CallbackUrls
 from flows.channels.ringcentral_subscription import check_now, subscriptions
 from flows.channels.setup import setup_list
+from flows.notifications.shipments import shipments_url
 from flows.shops import config as shop_config
 from flows.shops.settings import FieldProblem, template_variables
 from providers.base import ProviderError
@@ -63,7 +64,7 @@ class AccountDesk:
             shop = await session.get(Shop, shop_id)
             rows = await shop_accounts(session, shop_id)
         assert shop is not None
-        listed = setup_list(shop, shop_config.load(shop), rows, self.urls, [], {})
+        listed = setup_list(shop, shop_config.load(shop), rows, self.urls, [], {}, "")
         return {
             "accounts": [accounts.public(row) for row in rows],
             "channels": listed["channels"],
@@ -155,7 +156,8 @@ class AccountDesk:
             live = await subscriptions(
                 session, [r.id for r in rows if r.provider == "ringcentral" and r.owner == SHOP]
             )
-        return setup_list(shop, shop_config.load(shop), rows, self.urls, problems, live)
+        shipments = shipments_url(self.urls.public_url, self.urls.signing_key, shop_id)
+        return setup_list(shop, shop_config.load(shop), rows, self.urls, problems, live, shipments)
 
     async def template_variables(self, shop_id: int, template_id: str) -> int | None:
         """How many variables a WhatsApp template of the shop's WhatsApp account has; None

@@ -59,7 +59,7 @@ class CallbackUrls:
     secret_keys: str | Sequence[str]
 
     @property
-    def _signing_key(self) -> str:
+    def signing_key(self) -> str:
         return self.secret_keys if isinstance(self.secret_keys, str) else self.secret_keys[0]
 
     def twilio(self, kind: str) -> str:
@@ -68,11 +68,11 @@ class CallbackUrls:
 
     def exotel(self, shop_id: int, kind: str) -> str:
         """kind: passthru | call-status | sms-status | sms (customers' SMS to the shop)."""
-        return f"{self.public_url}/webhooks/exotel/{shop_token(self._signing_key, shop_id)}/{kind}"
+        return f"{self.public_url}/webhooks/exotel/{shop_token(self.signing_key, shop_id)}/{kind}"
 
     def gupshup(self, shop_id: int = PLATFORM) -> str:
         """To be set as the Gupshup app's callback URL (once, for the platform's app)."""
-        return f"{self.public_url}/webhooks/gupshup/{shop_token(self._signing_key, shop_id)}"
+        return f"{self.public_url}/webhooks/gupshup/{shop_token(self.signing_key, shop_id)}"
 
     def ringcentral(self, account_id: int = PLATFORM) -> str:
         """Where a RingCentral subscription delivers: the platform's, or a shop account's."""

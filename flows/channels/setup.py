@@ -15,6 +15,7 @@ from typing import Any
 
 from flows.channels.accounts import OFFERS, PLATFORM, REJECTED, SHOP, public, selected
 from flows.channels.callback_urls import CallbackUrls
+from flows.notifications.events import EVENTS
 from flows.shops.settings import FieldProblem, ShopSettings, methods
 from storage.models import ProviderAccount, Shop
 
@@ -118,10 +119,11 @@ def setup_list(
     urls: CallbackUrls,
     problems: Sequence[FieldProblem],
     subscriptions: Mapping[int, datetime],
+    shipments_url: str,
 ) -> dict[str, Any]:
-    """What to paste where for each connected account, the channel each account carries,
-    and what is still missing. `subscriptions`: when each RingCentral account's webhook
-    subscription expires."""
+    """What to paste where for each connected account and for the shop itself, the channel
+    each account carries, and what is still missing. `subscriptions`: when each RingCentral
+    account's webhook subscription expires; `shipments_url`: the shop's shipment webhook."""
     channels = {}
     for channel in ("voice", "sms", "whatsapp"):
         account = selected(shop, accounts, channel)
@@ -137,8 +139,72 @@ def setup_list(
             public(account) | {"paste": _paste(shop, settings, account, urls, subscriptions)}
             for account in accounts
         ],
+        "paste": [
+            {
+                "where": "Your carrier or fulfilment platform (Shiprocket, Delhivery, ...): its "
+                "webhook or tracking-status callback URL (HTTP POST, JSON body: order, status, "
+                "awb, carrier, reason, tracking_url); shipment events drive the customer's "
+                "packed, shipped, out-for-delivery, delivered and failed-delivery messages",
+                "value": shipments_url,
+            }
+        ],
         "missing": [{"field": p.field, "message": p.message} for p in problems],
+        "warnings": [
+            {"field": p.field, "message": p.message}
+            for p in notification_warnings(shop, settings, accounts)
+        ],
     }
+
+
+def notification_warnings(
+    shop: Shop, settings: ShopSettings, accounts: Sequence[ProviderAccount]
+) -> list[FieldProblem]:
+    """What keeps active SMS notifications from reaching anyone, though the shop works: on
+    Exotel a sender id, and in India (DLT) the entity id and each active text's template id,
+    without which the operators drop the SMS."""
+    notifications = settings.notifications
+    account = selected(shop, accounts, "sms")
+    if not notifications.sms_active or account is None or account.provider != "exotel":
+        return []
+    texts = [
+        (f"notifications.events.{event}.sms", f"the {event.replace('_', ' ')} SMS", notice.sms)
+        for event in EVENTS
+        if (notice := notifications.notice(event)).sms.active
+    ]
+    texts += [
+        (f"notifications.merchant.{alert}", f"your {alert.replace('_', ' ')} SMS", notice)
+        for alert in ("new_order", "callback_requested")
+        if (notice := notifications.merchant_sms(alert)) is not None
+    ]
+    if not texts:
+        return []
+    found = []
+    if not notifications.sms_sender_id:
+        found.append(
+            FieldProblem(
+                "notifications.sms_sender_id",
+                "SMS go through Exotel, which sends from a sender id (DLT header)",
+            )
+        )
+    if shop.country != "IN":
+        return found
+    if not notifications.dlt_entity_id:
+        found.append(
+            FieldProblem(
+                "notifications.dlt_entity_id",
+                "SMS go through Exotel in India: the DLT entity id of your business",
+            )
+        )
+    found += [
+        FieldProblem(
+            f"{path}.dlt_template_id",
+            f"{name} is active and SMS go through Exotel in India: its DLT template id, "
+            "without which operators drop it",
+        )
+        for path, name, notice in texts
+        if not notice.dlt_template_id
+    ]
+    return found
 
 
 def _paste(

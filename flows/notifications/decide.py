@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from flows.conversations.consent import OPTED_IN, OPTED_OUT
 from flows.notifications.events import taken
 from flows.notifications.templates import render
-from flows.shops.settings import Notifications
+from flows.shops.settings import Notifications, SmsNotice
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class Send:
     body: str = ""
     template_id: str = ""
     params: tuple[str, ...] = ()
+    # An SMS's DLT ids (Exotel in India).
+    dlt_entity_id: str = ""
+    dlt_template_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def decide(event: str, facts: Facts, settings: Notifications, now: datetime) -> 
     notice = settings.notice(event)
     wanted = []
     if settings.sms_active and notice.sms.active:
-        wanted.append(Send("sms", body=render(notice.sms.text, facts.values)))
+        wanted.append(sms(settings, notice.sms, facts.values))
     if notice.whatsapp.active:
         params = tuple(facts.values.get(name, "") for name in notice.whatsapp.params)
         wanted.append(Send("whatsapp", template_id=notice.whatsapp.template_id, params=params))
@@ -89,8 +92,18 @@ def fall_back(event: str, facts: Facts, settings: Notifications, decision: Decis
     reason = _no_consent("sms", facts)
     if reason:
         return Decision(sends=sends, skips=(*decision.skips, Skip("sms", reason)))
-    sms = Send("sms", body=render(notice.sms.text, facts.values))
-    return Decision(sends=(*sends, sms), skips=decision.skips)
+    instead = sms(settings, notice.sms, facts.values)
+    return Decision(sends=(*sends, instead), skips=decision.skips)
+
+
+def sms(settings: Notifications, notice: SmsNotice, values: Mapping[str, str]) -> Send:
+    """The SMS of `notice` filled with `values`, with the DLT ids Exotel passes on."""
+    return Send(
+        "sms",
+        body=render(notice.text, values),
+        dlt_entity_id=settings.dlt_entity_id,
+        dlt_template_id=notice.dlt_template_id,
+    )
 
 
 def _no_consent(channel: str, facts: Facts) -> str:

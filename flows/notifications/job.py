@@ -159,7 +159,12 @@ class Notifier:
                 order_id=order.id,
                 customer_id=order.customer_id,
                 template=send.template_id,
-                details={"mode": MODE, "params": list(send.params)},
+                details={
+                    "mode": MODE,
+                    "params": list(send.params),
+                    "dlt_entity_id": send.dlt_entity_id,
+                    "dlt_template_id": send.dlt_template_id,
+                },
             )
             message.credits = measure(message.body).segments if send.channel == "sms" else 1
 

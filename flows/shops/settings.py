@@ -401,10 +401,12 @@ _DEFAULT_TEXTS = {
 
 
 class SmsNotice(_Section):
-    """One event's SMS (seed 004: filled in and active, each can be deactivated)."""
+    """One SMS template (seed 004: filled in and active, each can be deactivated)."""
 
     active: bool = True
     text: NoticeText
+    # Exotel in India: the text's template id registered on the DLT portal.
+    dlt_template_id: Digits = ""
 
 
 class WhatsAppNotice(_Section):
@@ -462,6 +464,39 @@ class EventNotices(_Section):
         return filled
 
 
+_MERCHANT_TEXTS = {
+    "new_order": "%shop%: new order %ordername% of %orderamount% (%paymentmethod%) from "
+    "[[fullname]] %phone%{, %city%}.",
+    "callback_requested": "%shop%: [[fullname]] asked for a call back about order "
+    "%ordername%. Call %phone%.",
+}
+
+
+class MerchantMessages(_Section):
+    """SMS to the merchant's own number (seed 004's "Merchant: New order"): none unless the
+    number is given. Neither the customers' consent nor quiet hours apply to them."""
+
+    phone: Phone = ""
+    new_order: SmsNotice
+    callback_requested: SmsNotice
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        filled = dict(value)
+        for name, text in _MERCHANT_TEXTS.items():
+            given = filled.get(name, {})
+            if isinstance(given, dict):
+                filled[name] = {"text": text, **given}
+        return filled
+
+    def notice(self, alert: str) -> SmsNotice | None:
+        """The SMS of `alert`, None for an alert the merchant is not texted about."""
+        return getattr(self, alert) if alert in _MERCHANT_TEXTS else None
+
+
 class QuietHours(_Section):
     """Hours (the shop's local time) when only urgent notifications go; the others wait."""
 
@@ -476,10 +511,13 @@ class Notifications(_Section):
     # Seed 004: nothing goes by SMS until the merchant ticks SMS active.
     sms_active: bool = False
     sms_sender_id: SenderId = ""
+    # Exotel in India: the business's DLT entity id (each template has its own id).
+    dlt_entity_id: Digits = ""
     # Seed 002: the platform's WhatsApp account charges per message, accepted once.
     whatsapp_charge_accepted: bool = False
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
     events: EventNotices = Field(default_factory=lambda: EventNotices.model_validate({}))
+    merchant: MerchantMessages = Field(default_factory=lambda: MerchantMessages.model_validate({}))
 
     def notice(self, event: str) -> EventNotice:
         notice: EventNotice = getattr(self.events, event)
@@ -489,6 +527,13 @@ class Notifications(_Section):
         """Whether any channel would carry `event`."""
         notice = self.notice(event)
         return (self.sms_active and notice.sms.active) or notice.whatsapp.active
+
+    def merchant_sms(self, alert: str) -> SmsNotice | None:
+        """The SMS the merchant gets for `alert` ("new_order", "callback_requested"), if any."""
+        notice = self.merchant.notice(alert)
+        if notice is None or not (self.sms_active and notice.active and self.merchant.phone):
+            return None
+        return notice
 
 
 class ShopSettings(_Section):

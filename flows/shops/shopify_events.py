@@ -20,6 +20,7 @@ from flows.conversations.shopify_consent import FROM_SHOPIFY, from_shopify, shop
 from flows.notifications.events import NOTIFYING_TOPICS, ORDER_CREATED, JourneyEvent
 from flows.notifications.events import from_shopify as journey_event
 from flows.notifications.job import notify_job
+from flows.notifications.merchant import NEW_ORDER, merchant_jobs
 from flows.shops import config as shop_config
 from flows.shops import privacy
 from flows.shops.settings import ShopSettings
@@ -401,6 +402,8 @@ async def apply_order_data(
     if kind == "order_received" and book.settings(shop).notifications.wanted(ORDER_CREATED):
         event = JourneyEvent(ORDER_CREATED, data.shopify_order_id, "shopify")
         book.notification_jobs.append(notify_job(shop.id, event))
+    if kind == "order_received":
+        book.notification_jobs += merchant_jobs(shop, NEW_ORDER, data.shopify_order_id)
     return order
 
 

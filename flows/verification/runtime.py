@@ -28,6 +28,7 @@ from flows.conversations.consent import line_of, opted_out
 from flows.conversations.router import Option
 from flows.notifications.events import ORDER_CONFIRMED, JourneyEvent
 from flows.notifications.job import notify_job
+from flows.notifications.merchant import merchant_jobs
 from flows.orders.actions import queue_cancel, queue_tags
 from flows.shops import config as shop_config
 from flows.shops.settings import ShopSettings, methods
@@ -490,6 +491,9 @@ class Verifier:
             }
             session.add(
                 _activity(order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
+            )
+            await self.queue.enqueue(
+                session, *merchant_jobs(shop, effect.alert, order.shopify_order_id)
             )
         elif isinstance(effect, StartTimer):
             await self._enqueue(

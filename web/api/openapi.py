@@ -413,7 +413,19 @@ def _account_schemas() -> dict[str, Any]:
                         },
                     },
                 },
+                "paste": {
+                    "type": "array",
+                    "description": "what to paste where outside the providers' consoles (the "
+                    "shipment webhook for the carrier or fulfilment platform)",
+                    "items": {"type": "object", "properties": {"where": text, "value": text}},
+                },
                 "missing": {"type": "array", "items": problem},
+                "warnings": {
+                    "type": "array",
+                    "description": "what keeps some messages from being delivered, though "
+                    "the shop is installed (notification SMS without their DLT ids on Exotel)",
+                    "items": problem,
+                },
             },
         },
     }
