@@ -53,6 +53,12 @@ from flows.conversations.shopify_consent import SYNC_JOB, ConsentSync
 from flows.notifications.job import NOTIFY_JOB, Notifier
 from flows.notifications.merchant import MERCHANT_JOB, MerchantTexts
 from flows.notifications.shipments import shipments_url
+from flows.notifications.template_recheck import (
+    RECHECK_JOB,
+    TemplateRecheck,
+    recheck_job,
+    shops_to_recheck,
+)
 from flows.notifications.whatsapp import TemplateChecks
 from flows.orders.actions import CANCEL_JOB, TAGS_JOB, OrderActions
 from flows.shops import onboarding, sandbox
@@ -346,6 +352,7 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             res.db, res.clock, res.queue, TemplateChecks(router, res.clock)
         ).handle,
         MERCHANT_JOB: MerchantTexts(res.db, res.clock, res.queue).handle,
+        RECHECK_JOB: TemplateRecheck(res.db, res.clock, res.queue, router).handle,
         TAGS_JOB: order_actions.handle_tags,
         CANCEL_JOB: order_actions.handle_cancel,
         SYNC_JOB: ConsentSync(res.db, res.clock, res.box, res.shopify).handle,
@@ -374,14 +381,19 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
 
 
 async def schedule_periodic(res: Resources) -> None:
-    """At start: every connected shop's reconciliation, the pruning of dead jobs, the scan
-    for merchant alerts (with a bot) and the RingCentral subscription check (each once per
-    interval, however many processes start)."""
+    """At start: every connected shop's reconciliation, the pruning of dead jobs, the
+    WhatsApp template re-check of shops with their own Gupshup account, the scan for merchant
+    alerts (with a bot) and the RingCentral subscription check (each once per interval,
+    however many processes start)."""
     async with res.db.transaction() as session:
         shop_ids = await session.scalars(select(Shop.id).where(Shop.status != "uninstalled"))
         now = res.clock.now()
         await res.queue.enqueue(session, *(next_reconcile(i, now) for i in shop_ids))
         await res.queue.enqueue(session, prune_job(now, next_slot=False))
+        rechecked = await shops_to_recheck(session)
+        await res.queue.enqueue(
+            session, *(recheck_job(i, now, next_slot=False) for i in rechecked)
+        )
         if res.telegram is not None:
             await res.queue.enqueue(session, first_scan(now))
         if res.clients.configured.ringcentral is not None:

@@ -94,6 +94,14 @@ def render(fact: Fact) -> tuple[str, Action | None]:
             f"{d['reason']}\nIts work waits until you fix the credentials (/status).",
             None,
         )
+    if fact.kind == TEMPLATE_UNUSABLE and not d.get("order"):  # the hourly re-check's
+        goes = "go by SMS instead" if d.get("fallback") else "are not sent"
+        return (
+            f"Your WhatsApp template {d['template_id']} cannot be used ({d['reason']}): its "
+            f"notifications ({d['event']}) {goes} until it is approved again. Fix the "
+            "template with your provider, or turn the WhatsApp notification off.",
+            None,
+        )
     if fact.kind == TEMPLATE_UNUSABLE:
         instead = "it went by SMS instead" if d.get("fallback") else "it was not sent"
         return (

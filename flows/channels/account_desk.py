@@ -30,6 +30,7 @@ from flows.channels.callback_urls import CallbackUrls
 from flows.channels.ringcentral_subscription import check_now, subscriptions
 from flows.channels.setup import setup_list
 from flows.notifications.shipments import shipments_url
+from flows.notifications.template_recheck import recheck_job
 from flows.shops import config as shop_config
 from flows.shops.settings import FieldProblem, template_variables
 from providers.base import ProviderError
@@ -87,6 +88,9 @@ class AccountDesk:
             row = await accounts.connect(session, self.box, now, shop, account, check, self.offers)
             if row.owner == SHOP:
                 await self.queue.enqueue(session, check_job(row.id, shop.id, now + CHECK_EVERY))
+            if row.owner == SHOP and row.provider == "gupshup":
+                # Its WhatsApp templates are re-checked hourly from now on.
+                await self.queue.enqueue(session, recheck_job(shop.id, now, next_slot=False))
             if row.owner == SHOP and row.provider == "ringcentral":
                 # Its inbound SMS come through a webhook subscription of its own.
                 await self.queue.enqueue(session, check_now(now, row.id))
