@@ -20,6 +20,7 @@ from flows.notifications.events import JourneyEvent
 from flows.notifications.job import MODE, find_order, message_key, token_values
 from flows.notifications.templates import render
 from flows.shops import config as shop_config
+from flows.shops.settings import Notifications
 from providers.sms import measure
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
@@ -32,17 +33,19 @@ NEW_ORDER, CALLBACK_REQUESTED = "new_order", "callback_requested"
 SENT_KIND = "merchant_sms"
 
 
-def merchant_jobs(shop: Shop, alert: str, order_ref: str) -> list[NewJob]:
+def merchant_jobs(
+    settings: Notifications, shop_id: int, alert: str, order_ref: str
+) -> list[NewJob]:
     """The job texting the merchant about `alert` of the order `order_ref` (its Shopify id),
     when the shop texts that alert; none otherwise."""
-    if shop_config.load(shop).notifications.merchant_sms(alert) is None:
+    if settings.merchant_sms(alert) is None:
         return []
     return [
         NewJob(
             MERCHANT_JOB,
-            {"shop_id": shop.id, "alert": alert, "order": order_ref},
-            idempotency_key=f"{MERCHANT_JOB}:{shop.id}:{order_ref}:{alert}",
-            shop_id=shop.id,
+            {"shop_id": shop_id, "alert": alert, "order": order_ref},
+            idempotency_key=f"{MERCHANT_JOB}:{shop_id}:{order_ref}:{alert}",
+            shop_id=shop_id,
         )
     ]
 

@@ -399,11 +399,14 @@ async def apply_order_data(
     job = verification_job(order, kind == "order_received") if shop.status == "installed" else None
     if job is not None:
         book.verification_jobs.append(job)
-    if kind == "order_received" and book.settings(shop).notifications.wanted(ORDER_CREATED):
-        event = JourneyEvent(ORDER_CREATED, data.shopify_order_id, "shopify")
-        book.notification_jobs.append(notify_job(shop.id, event))
     if kind == "order_received":
-        book.notification_jobs += merchant_jobs(shop, NEW_ORDER, data.shopify_order_id)
+        notifications = book.settings(shop).notifications
+        if notifications.wanted(ORDER_CREATED):
+            event = JourneyEvent(ORDER_CREATED, data.shopify_order_id, "shopify")
+            book.notification_jobs.append(notify_job(shop.id, event))
+        book.notification_jobs += merchant_jobs(
+            notifications, shop.id, NEW_ORDER, data.shopify_order_id
+        )
     return order
 
 

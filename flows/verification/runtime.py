@@ -493,7 +493,10 @@ class Verifier:
                 _activity(order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
             )
             await self.queue.enqueue(
-                session, *merchant_jobs(shop, effect.alert, order.shopify_order_id)
+                session,
+                *merchant_jobs(
+                    ctx.settings.notifications, shop.id, effect.alert, order.shopify_order_id
+                ),
             )
         elif isinstance(effect, StartTimer):
             await self._enqueue(
