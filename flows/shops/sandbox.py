@@ -23,6 +23,7 @@ from flows.channels.accounts import CHECK_JOB
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB
 from flows.conversations.threads import UNANSWERED, ThreadView
 from flows.notifications import job as notify
+from flows.notifications.template_recheck import RECHECK_JOB
 from flows.shops import config as shop_config
 from flows.shops import onboarding
 from flows.shops.reconcile import RECONCILE_JOB
@@ -34,7 +35,7 @@ from storage.models import Activity, Consent, Job, Message, Order, Shop, Thread
 from storage.shops import issue_secrets, shop_by_domain
 
 # Periodic upkeep: "to the next job" skips these to reach the next step of a conversation.
-HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB, CHECK_JOB})
+HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB, CHECK_JOB, RECHECK_JOB})
 
 
 def demo_accounts(

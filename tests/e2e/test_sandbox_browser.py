@@ -204,11 +204,12 @@ def let_it_ring_out(page: Page, calls: int) -> None:
     expect(unanswered).to_have_count(calls)
 
 
-def advance_until(page: Page, ready: Locator, moves: int = 3) -> None:
+def advance_until(page: Page, ready: Locator, moves: int = 5) -> None:
     """Move the sandbox clock job by job until `ready` shows up.
 
-    Usually one move is enough; a stale timer (the unanswered call's timeout, which the flow
-    ignores) may come first when the retry falls outside the calling window."""
+    Usually one move is enough; a move while a job is still running is refused (busy), and
+    a stale timer (the unanswered call's timeout, which the flow ignores) may come first when
+    the retry falls outside the calling window."""
     for _ in range(moves):
         page.get_by_test_id("advance-next-job").click()
         try:
