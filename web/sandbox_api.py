@@ -440,6 +440,8 @@ async def chat_state(app: web.Application) -> dict[str, Any]:
     answers = shown.callback_answers
     return {
         "bot": {"username": sandbox.world.telegram.username},
+        # The command menu the bot set (setMyCommands), as Telegram offers it.
+        "commands": sandbox.world.telegram.commands,
         "link_code": sandbox.shop.bot_link_code,
         "linked": {"shop": link.shop_name, "role": link.role} if link is not None else None,
         "messages": [_chat_message(m) for m in shown.messages if not m.deleted],
