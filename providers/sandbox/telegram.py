@@ -130,7 +130,14 @@ class FakeTelegram(FakeServer):
         app.router.add_route("*", "/bot{token}/{method}", self._method)
 
     async def summary(self, request: web.Request) -> str:
-        return request.match_info.get("method", "")
+        method = request.match_info.get("method", "")
+        params, _files = await _params(request)
+        chat_id = params.get("chat_id")
+        return f"{method} to chat {chat_id}" if chat_id else method
+
+    def shown_path(self, request: web.Request) -> str:
+        # The path carries the bot's token, which no log shows.
+        return f"/bot<token>/{request.match_info.get('method', '')}"
 
     def chat(self, chat_id: int, first_name: str = "") -> Chat:
         """The user's chat with the bot (opened with their `first_name` if new)."""

@@ -86,6 +86,8 @@ TWIML_TURNS = 6
 # The merchant's Telegram chat with the bot (a private chat's id is its user's id).
 MERCHANT_CHAT = 700_000_001
 MERCHANT_NAME = "Demo merchant"
+# The sandbox's bot: a token only its simulated Bot API knows.
+BOT_TOKEN = "7000000000:SandboxBotTokenKnownOnlyToTheSimulatedBotApi"
 BOT_USERNAME = "ordertalk_sandbox_bot"
 
 
@@ -118,7 +120,7 @@ class SandboxWorld:
         self.exotel = FakeExotel(clock=clock)
         self.gupshup = FakeGupshup(clock=clock)
         self.twilio = FakeTwilio(friendly_name=f"{demo.SHOP_NAME} (simulated)", clock=clock)
-        self.telegram = FakeTelegram(username=BOT_USERNAME, clock=clock)
+        self.telegram = FakeTelegram(BOT_TOKEN, username=BOT_USERNAME, clock=clock)
         self.book = PhoneBook(self.exotel, self.gupshup, self.twilio)
         self.special_numbers = {"dnd": DND_NUMBER, "never_answers": NEVER_ANSWERS}
         self.requests: deque[Received] = deque(maxlen=REQUEST_LOG)

@@ -29,7 +29,7 @@ from main import (
     schedule_periodic,
 )
 from providers.sandbox.shop import SHOP_NAME, TWILIO_NUMBER
-from providers.sandbox.world import SandboxWorld
+from providers.sandbox.world import MERCHANT_CHAT, SandboxWorld
 from settings import Settings
 from tests.web import test_sandbox_api
 from tests.web.test_sandbox_api import (
@@ -152,11 +152,13 @@ async def test_the_newcomer_links_the_demo_shop_with_the_code_the_pane_shows(pan
     # The merchant's own messages are shown too, in order, each once.
     mine = [m["text"] for m in chat["messages"] if m["from"] == "merchant"]
     assert mine == ["/orders", "/start NOTACODE00", f"/start {code}"]
-    # The Bot API's requests are in the sandbox's request log.
-    requests = (await pane.state())["requests"]
-    assert {"sendMessage", "setWebhook"} <= {
-        r["summary"] for r in requests if r["party"] == "telegram"
+    # The Bot API's requests are in the sandbox's request log, the bot's token masked.
+    requests = [r for r in (await pane.state())["requests"] if r["party"] == "telegram"]
+    assert {"setWebhook", f"sendMessage to chat {MERCHANT_CHAT}"} <= {
+        r["summary"] for r in requests
     }
+    assert {r["path"] for r in requests} >= {"/bot<token>/sendMessage", "/bot<token>/setWebhook"}
+    assert not any(pane.world.telegram.token.split(":")[1] in str(r) for r in requests)
 
 
 async def test_orders_report_with_its_chart_and_an_order_card_from_a_button(pane: Pane):

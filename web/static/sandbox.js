@@ -2004,7 +2004,7 @@
         { class: "meta" },
         message.edited ? h("span", { testid: "chat-edited" }, "edited") : null,
         fromBot
-          ? actionButton("Reply", {
+          ? actionButton("↩", {
               testid: "chat-reply",
               act: "chat-reply",
               focusKey: `chat-reply:${message.id}`,
