@@ -205,20 +205,7 @@ async def test_a_customers_message_is_relayed_into_the_chat_and_answered_from_it
     )
     assert status == 200
 
-    # The alerts' scan runs every 10 seconds of the sandbox's clock: move it on.
-    async def relayed(chat: dict[str, Any]) -> Any:
-        found = [m for m in chat["messages"] if "Is it shipped?" in m["text"]]
-        if not found:
-            await pane.post("/sandbox/api/time", {"minutes": 1})
-        return found
-
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    forwarded: list[dict[str, Any]] = []
-    while not forwarded and asyncio.get_running_loop().time() < deadline:
-        forwarded = await relayed(await pane.chat())
-        await asyncio.sleep(0.2)
-    assert forwarded, "the customer's message never reached the merchant's chat"
-    (message,) = forwarded
+    message = await relayed_into_chat(pane, "Is it shipped?")
     assert message["text"].startswith(f"Message from {CUSTOMER} on SMS")
 
     # A Telegram reply to the forwarded message answers the customer, from the shop's number.
@@ -255,3 +242,40 @@ async def test_the_pane_refuses_what_telegram_would_not_let_a_user_do(pane: Pane
     async with pane.http.get(f"{pane.base}/sandbox/api/chat/messages/{asked['id']}/file") as r:
         assert r.status == 404
     assert len((await pane.chat())["messages"]) == len(chat["messages"])
+
+
+async def relayed_into_chat(pane: Pane, what: str) -> dict[str, Any]:
+    """The bot's message containing `what` once an alert brought it (the clock moved on so
+    that the alerts' scan, every 10 seconds of it, runs at once)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        chat = await pane.chat()
+        found = [m for m in chat["messages"] if m["from"] == "bot" and what in m["text"]]
+        if found:
+            return found[-1]
+        await pane.post("/sandbox/api/time", {"minutes": 1})
+        await asyncio.sleep(0.2)
+    pytest.fail(f"no alert with {what!r} reached the merchant's chat")
+
+
+async def test_a_callback_request_is_alerted_and_its_call_button_rings_the_agent_first(
+    pane: Pane,
+):
+    await linked(pane)
+    agent_phone = "+919876500050"
+    chat = await pane.type(f"/myphone {agent_phone}")
+    assert agent_phone in bot_texts(chat)[-1]
+    order = await pane.order(CUSTOMER)
+    await pane.until(lambda s: phone_of(s, CUSTOMER)["ringing"], "the verification call")
+    status, answered = await pane.post(f"/sandbox/api/phones/{CUSTOMER}/answer", {"digits": "3"})
+    assert status == 200, answered
+
+    alert = await relayed_into_chat(pane, "Callback requested")
+    assert CUSTOMER in alert["text"] and order["name"] in alert["text"]
+    chat = await pane.press(alert, f"Call {CUSTOMER}")
+    assert agent_phone in bot_texts(chat)[-1]
+    # The shop's voice account rings the agent's own phone first.
+    await pane.until(
+        lambda s: any(p["number"] == agent_phone and p["ringing"] for p in s["phones"]),
+        "the agent's phone ringing",
+    )
