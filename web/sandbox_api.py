@@ -500,10 +500,10 @@ async def chat_press(request: web.Request) -> web.Response:
 async def chat_file(request: web.Request) -> web.Response:
     """A document (downloaded) or photo (shown) the bot sent in the chat."""
     message_id = _message_id(request)
-    shown = request.app[sandbox_key].world.merchant_chat()
-    message = next(
-        (m for m in shown.messages if m.message_id == message_id and not m.deleted), None
-    )
+    try:
+        message = request.app[sandbox_key].world.merchant_message(message_id)
+    except WorldError:
+        message = None
     if message is None or (message.document is None and message.photo is None):
         raise ApiError(404, f"no file in message {message_id} of the chat", "not_found")
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

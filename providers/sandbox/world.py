@@ -408,25 +408,29 @@ class SandboxWorld:
     def merchant_chat(self) -> Chat:
         return self.telegram.chat(MERCHANT_CHAT, MERCHANT_NAME)
 
-    async def merchant_types(self, text: str, reply_to: int | None = None) -> ChatMessage:
+    def merchant_message(self, message_id: int) -> ChatMessage:
+        """A message the merchant's chat still shows."""
+        chat = self.merchant_chat()
+        found = next((m for m in chat.messages if m.message_id == message_id), None)
+        if found is None or found.deleted:
+            raise NotFound(f"no message {message_id} in the merchant's chat")
+        return found
+
+    async def merchant_types(self, text: str, reply_to: int | None = None) -> None:
         """The merchant sends `text` to the bot (a reply to a message still shown, if given);
         returns once the bot has handled it (it is posted to our webhook)."""
-        chat = self.merchant_chat()
         if reply_to is not None:
-            self._shown(chat, reply_to)
-        sent = len(chat.messages)  # the merchant's message goes in first, before any answer
-        status = await self.telegram.type(chat.id, text, reply_to)
+            self.merchant_message(reply_to)
+        status = await self.telegram.type(MERCHANT_CHAT, text, reply_to)
         self._warn_unless_handled(status)
         self._changed()
-        return chat.messages[sent]
 
     async def merchant_presses(self, message_id: int, data: str) -> None:
         """The merchant taps the inline button carrying `data` under a message of the bot."""
-        chat = self.merchant_chat()
-        message = self._shown(chat, message_id)
+        message = self.merchant_message(message_id)
         if not any(data == button for row in message.buttons for _label, button in row):
             raise NotFound(f"message {message_id} has no such button")
-        self._warn_unless_handled(await self.telegram.press(chat.id, message_id, data))
+        self._warn_unless_handled(await self.telegram.press(MERCHANT_CHAT, message_id, data))
         self._changed()
 
     @staticmethod
@@ -434,12 +438,6 @@ class SandboxWorld:
         # 0: no webhook yet, the update waits for one (or for a poll), as on Telegram.
         if status not in (0, 200):
             _LOGGER.warning("sandbox: our app answered a Telegram update with HTTP %s", status)
-
-    def _shown(self, chat: Chat, message_id: int) -> ChatMessage:
-        found = next((m for m in chat.messages if m.message_id == message_id), None)
-        if found is None or found.deleted:
-            raise NotFound(f"no message {message_id} in the merchant's chat")
-        return found
 
     # The merchant's side: customers in Shopify --------------------------------------------
 
