@@ -609,9 +609,10 @@ SANDBOX_SECRET_KEY = "ordertalk-sandbox-only-secret-key-do-not-use-in-production
 
 def sandbox_settings(settings: Settings, world: SandboxWorld, public_url: str) -> Settings:
     """`settings` with every outside party replaced by the world's fakes: Shopify, the
-    shop's Exotel and Twilio (their API URLs only: their accounts are the shop's) and the
-    platform's Gupshup; no platform Twilio, no RingCentral, Telegram or Redis. The database
-    is `sandbox.db` and the key the sandbox's unless they are configured."""
+    shop's Exotel and Twilio (their API URLs only: their accounts are the shop's), the
+    platform's Gupshup and Telegram's Bot API (the merchant bot, by webhook); no platform
+    Twilio, no RingCentral or Redis. The database is `sandbox.db` and the key the sandbox's
+    unless they are configured."""
     database = settings.database
     if "url" not in database.model_fields_set:
         database = DatabaseSettings(url=SANDBOX_DATABASE)
@@ -633,7 +634,11 @@ def sandbox_settings(settings: Settings, world: SandboxWorld, public_url: str) -
                 api_version=settings.shopify.api_version,
                 admin_url=world.shopify.admin_url_template,
             ),
-            "telegram": TelegramSettings(),
+            "telegram": TelegramSettings(
+                token=SecretStr(world.telegram.token),
+                api_url=world.telegram.base_url,
+                webhook=True,
+            ),
             "sandbox": SandboxSettings(enabled=True),
             "jobs": settings.jobs.model_copy(update={"run_in_serve": True}),
             "providers": ProvidersSettings(
@@ -688,6 +693,23 @@ async def open_sandbox(res: Resources, world: SandboxWorld, clock: OffsetClock) 
     return Sandbox(world, clock, shop)
 
 
+def sandbox_app(res: Resources, simulation: Sandbox, bot: MerchantBot) -> web.Application:
+    """The real app with the sandbox's routes and the bot's webhook route."""
+    deps = AppDeps(
+        res.settings,
+        res.clock,
+        res.db,
+        res.queue,
+        res.metrics,
+        res.http,
+        res.account_desk(),
+        res.redis,
+        simulation,
+        merchant_bot=bot,
+    )
+    return build_app(deps)
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
@@ -715,24 +737,19 @@ async def run_sandbox(settings: Settings, port: int | None) -> None:
         async with open_resources(settings, clock) as res:
             simulation = await open_sandbox(res, world, clock)
             await schedule_periodic(res)
-            deps = AppDeps(
-                settings,
-                clock,
-                res.db,
-                res.queue,
-                res.metrics,
-                res.http,
-                res.account_desk(),
-                res.redis,
-                simulation,
-            )
+            bot = merchant_bot(res)
+            assert bot is not None  # the sandbox's settings give it the world's token
             page = f"{settings.server.public_url}/sandbox"
-            await serve_app(
-                res,
-                build_app(deps),
-                lambda runner: web.SockSite(runner, sock),
-                lambda _runner: print(f"ordertalk sandbox on {page}", flush=True),
-            )
+            try:
+                await serve_app(
+                    res,
+                    sandbox_app(res, simulation, bot),
+                    lambda runner: web.SockSite(runner, sock),
+                    lambda _runner: print(f"ordertalk sandbox on {page}", flush=True),
+                    (bot_service(res, bot),),
+                )
+            finally:
+                await bot.close()
     finally:
         await world.stop()
         sock.close()

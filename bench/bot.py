@@ -63,12 +63,12 @@ from clock import SystemClock
 from flows.orders.reports import TOTALS as TOTAL_NAMES
 from flows.shops.bot_links import ChatLinks, Outcome
 from flows.shops.onboarding import create_shop
+from providers.sandbox.telegram import FakeTelegram
 from settings import Settings
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import JobQueue
 from storage.models import Order, Shop
-from tests.fakes.telegram import FakeTelegram
 from web.telegram import SECRET_HEADER
 
 SCRIPT = Path(__file__).resolve()

@@ -164,6 +164,7 @@ def test_the_sandbox_key_is_only_the_sandboxs_and_only_without_a_key(tmp_path):
         shopify=SimpleNamespace(api_key="k", api_secret="s", admin_url_template="{shop}{version}"),
         exotel=SimpleNamespace(base_url="http://127.0.0.1:1"),
         twilio=SimpleNamespace(base_url="http://127.0.0.1:4"),
+        telegram=SimpleNamespace(token="1:t", base_url="http://127.0.0.1:5"),
         gupshup=SimpleNamespace(
             api_key="g", app_name="a", source="1", base_url="http://127.0.0.1:2"
         ),

@@ -2,21 +2,25 @@
 it offers (the merchant's orders in Shopify, marked along their journey: packed, shipped,
 out for delivery, delivered, failed delivery; customers' SMS consent in Shopify; the customers'
 phones with what our app holds of them, the merchant's threads with its customers and its answers,
-the sandbox clock).
+the merchant's Telegram chat with our bot, the sandbox clock).
 
 Registered only in sandbox mode: `build_app` adds these routes when it is given a `Sandbox`.
 Errors have the app's one JSON shape; 404 when there is no such order, ringing call or
-message, or thread, 409 when the action does not fit the order's or the phone's state.
+message, thread, or chat message or button, 409 when the action does not fit the order's or
+the phone's state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import mimetypes
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import (
@@ -31,6 +35,7 @@ from pydantic import (
 from clock import OffsetClock
 from flows.conversations import threads
 from flows.conversations.threads import ThreadView
+from flows.shops.bot_links import ChatLinks
 from flows.shops.sandbox import (
     AppFacts,
     DemoShop,
@@ -41,6 +46,7 @@ from flows.shops.sandbox import (
 )
 from providers.sandbox.phones import e164
 from providers.sandbox.shop import WorldError
+from providers.sandbox.telegram import ChatMessage
 from providers.sandbox.world import SandboxWorld
 from storage.models import Message
 from web.api.conversations import ThreadReply
@@ -116,6 +122,15 @@ class FailedDelivery(_Body):
     reason: str = Field("", max_length=255)
 
 
+class ChatText(_Body):
+    text: str = Field(min_length=1, max_length=4096)  # Telegram's longest message
+    reply_to: int | None = Field(None, ge=1)
+
+
+class ChatPress(_Body):
+    data: str = Field(min_length=1, max_length=64)  # Telegram's longest callback data
+
+
 class TimeMove(_Body):
     minutes: int | None = Field(None, ge=1, le=1440)
     to: Literal["next_job"] | None = None
@@ -141,6 +156,10 @@ def setup_routes(app: web.Application, sandbox: Sandbox) -> None:
     )
     app.router.add_post(f"{PREFIX}/customers/{{number}}/sms-consent", set_sms_consent)
     app.router.add_post(f"{PREFIX}/threads/{{thread_id}}/reply", answer_thread)
+    app.router.add_get(f"{PREFIX}/chat", chat)
+    app.router.add_post(f"{PREFIX}/chat/messages", chat_send)
+    app.router.add_post(f"{PREFIX}/chat/messages/{{message_id}}/press", chat_press)
+    app.router.add_get(f"{PREFIX}/chat/messages/{{message_id}}/file", chat_file)
     app.router.add_post(f"{PREFIX}/time", move_time)
 
 
@@ -307,12 +326,11 @@ async def _body(request: web.Request, model: type[_Body]) -> Any:
     return _parse(model, await read_json(request) if request.can_read_body else {})
 
 
-async def _world(action: Any) -> dict[str, Any]:
+async def _world(action: Awaitable[Any]) -> Any:
     try:
-        result: dict[str, Any] = await action
+        return await action
     except WorldError as exc:
         raise ApiError(exc.status, str(exc), exc.code) from None
-    return result
 
 
 async def create_order(request: web.Request) -> web.Response:
@@ -404,6 +422,112 @@ async def answer_thread(request: web.Request) -> web.Response:
     if sent is None:
         raise missing
     return web.json_response({"message": _thread_message(sent)}, status=201)
+
+
+# The merchant's Telegram chat --------------------------------------------------------------
+
+
+async def chat(request: web.Request) -> web.Response:
+    return web.json_response(await chat_state(request.app))
+
+
+async def chat_state(app: web.Application) -> dict[str, Any]:
+    """The merchant's chat as Telegram shows it (deleted messages gone), the bot it talks to,
+    the demo shop's one-time link code and what the chat is linked to."""
+    sandbox = app[sandbox_key]
+    shown = sandbox.world.merchant_chat()
+    link = await ChatLinks(app[db_key], app[clock_key]).of_chat(shown.id)
+    answers = shown.callback_answers
+    return {
+        "bot": {"username": sandbox.world.telegram.username},
+        # The command menu the bot set (setMyCommands), as Telegram offers it.
+        "commands": sandbox.world.telegram.commands,
+        "link_code": sandbox.shop.bot_link_code,
+        "linked": {"shop": link.shop_name, "role": link.role} if link is not None else None,
+        "messages": [_chat_message(m) for m in shown.messages if not m.deleted],
+        # The latest answer to a button press, which Telegram shows over the chat.
+        "notice": {"count": len(answers), "text": answers[-1]} if answers else None,
+    }
+
+
+def _chat_message(message: ChatMessage) -> dict[str, Any]:
+    file = None
+    if message.document is not None or message.photo is not None:
+        content = message.document if message.document is not None else message.photo
+        file = {
+            "kind": "document" if message.document is not None else "photo",
+            "name": message.file_name,
+            "size": len(content or b""),
+            "url": f"{PREFIX}/chat/messages/{message.message_id}/file",
+        }
+    return {
+        "id": message.message_id,
+        "from": "bot" if message.from_bot else "merchant",
+        "text": message.text or message.caption,
+        "buttons": [
+            [{"text": text, "data": data} for text, data in row] for row in message.buttons
+        ],
+        "edited": message.edits > 0,
+        "reply_to": message.reply_to,
+        "file": file,
+    }
+
+
+def _message_id(request: web.Request) -> int:
+    raw = request.match_info["message_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise ApiError(404, f"no message {raw} in the merchant's chat", "not_found")
+    return int(raw)
+
+
+async def chat_send(request: web.Request) -> web.Response:
+    """The merchant types a message to the bot; answered once the bot has handled it."""
+    body = await _body(request, ChatText)
+    world = request.app[sandbox_key].world
+    await _world(world.merchant_types(body.text, body.reply_to))
+    return web.json_response({"chat": await chat_state(request.app)}, status=201)
+
+
+async def chat_press(request: web.Request) -> web.Response:
+    """The merchant taps an inline button of one of the bot's messages."""
+    message_id = _message_id(request)
+    body = await _body(request, ChatPress)
+    world = request.app[sandbox_key].world
+    await _world(world.merchant_presses(message_id, body.data))
+    return web.json_response({"chat": await chat_state(request.app)})
+
+
+async def chat_file(request: web.Request) -> web.Response:
+    """A document (downloaded) or photo (shown) the bot sent in the chat."""
+    message_id = _message_id(request)
+    try:
+        message = request.app[sandbox_key].world.merchant_message(message_id)
+    except WorldError:
+        message = None
+    if message is None or (message.document is None and message.photo is None):
+        raise ApiError(404, f"no file in message {message_id} of the chat", "not_found")
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if message.photo is not None:
+        return web.Response(
+            body=message.photo, content_type=_image_type(message.photo), headers=headers
+        )
+    name = message.file_name or "document"
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    disposition = f"attachment; filename*=UTF-8''{quote(name)}"
+    return web.Response(
+        body=message.document,
+        content_type=content_type,
+        headers=headers | {"Content-Disposition": disposition},
+    )
+
+
+def _image_type(content: bytes) -> str:
+    """A photo's type from its first bytes (the bot's charts are PNG)."""
+    if content.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if content.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    return "application/octet-stream"
 
 
 async def move_time(request: web.Request) -> web.Response:

@@ -4,7 +4,8 @@ The demo shop is created on the first start through the same path as `main.py sh
 --token` (the fake Shopify's token), with sample settings that point its calls and SMS at the
 fake Exotel, and its own fake Twilio connected beside it; later starts keep it (and any
 settings or channel choices changed since), connect what it lacks of the demo's accounts, and
-only issue a new admin API key, which the sandbox holds in memory for its page.
+only issue a new admin API key and bot link code, which the sandbox holds in memory for its
+page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.alerts.scan import SCAN_JOB
 from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import CHECK_JOB
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB
@@ -35,7 +37,7 @@ from storage.models import Activity, Consent, Job, Message, Order, Shop, Thread
 from storage.shops import issue_secrets, shop_by_domain
 
 # Periodic upkeep: "to the next job" skips these to reach the next step of a conversation.
-HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB, CHECK_JOB, RECHECK_JOB})
+HOUSEKEEPING = frozenset({RECONCILE_JOB, SUBSCRIPTION_JOB, CHECK_JOB, RECHECK_JOB, SCAN_JOB})
 
 
 def demo_accounts(
@@ -113,6 +115,7 @@ class DemoShop:
     shop_id: int
     domain: str
     api_key: str  # issued at this start; never stored in clear
+    bot_link_code: str  # the owner's one-time code for the bot, issued with the key
 
 
 async def seed_demo_shop(
@@ -149,7 +152,7 @@ async def seed_demo_shop(
         stored = await session.get(Shop, shop_id, with_for_update=True)
         assert stored is not None
         issued = issue_secrets(stored, clock.now())
-    return DemoShop(shop_id, demo.SHOP_DOMAIN, issued.api_key)
+    return DemoShop(shop_id, demo.SHOP_DOMAIN, issued.api_key, issued.bot_link_code)
 
 
 @dataclass(frozen=True)

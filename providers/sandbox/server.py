@@ -60,6 +60,10 @@ class FakeServer(ABC):
         """One line saying what a request asked for (its body is read already)."""
         return ""
 
+    def shown_path(self, request: web.Request) -> str:
+        """The request's path as the request log shows it (a secret in it masked)."""
+        return request.path
+
     def watch(self, watcher: Watcher) -> None:
         """Call `watcher` with every request this fake answers, once its answer is ready."""
         self._watchers = (*self._watchers, watcher)
@@ -134,7 +138,7 @@ class FakeServer(ABC):
             at=self.clock.now(),
             party=self.party,
             method=request.method,
-            path=request.path,
+            path=self.shown_path(request),
             status=status,
             summary=summary[:SUMMARY_LENGTH],
         )

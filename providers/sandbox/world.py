@@ -1,6 +1,6 @@
 """The sandbox's outside world: the demo shop's Shopify, the shop's Exotel and Twilio, the
-platform's Gupshup, and the customers' phones, all in this process and driven from the sandbox
-page.
+platform's Gupshup, Telegram with the merchant's chat, and the customers' phones, all in this
+process and driven from the sandbox page.
 
 `SandboxWorld` starts the four fakes, plays the merchant's side in Shopify (`world.shop`:
 create, mark along the journey, cancel) and the customers' side on their phones (answer or let
@@ -11,6 +11,9 @@ whichever provider placed it; answering a Twilio call plays our TwiML IVR (fetch
 back signed, as Twilio does) and the phone keeps what it said. Two numbers behave on their own:
 one is on the DND registry (Exotel refuses to call it) and one never answers (its calls ring
 out a moment after they arrive).
+
+The merchant's Telegram chat with our bot is one chat of the simulated Bot API: the merchant
+types in it (a reply to a message too) and presses the inline buttons of the bot's messages.
 
 A phone can text the shop at any time, on SMS (through the provider the latest SMS came
 through, to its number, or the shop's number there when it came from a sender id; with no SMS
@@ -56,7 +59,7 @@ from providers.sandbox.phones import (
     WhatsAppLine,
     e164,
 )
-from providers.sandbox.server import Received
+from providers.sandbox.server import FakeServer, Received
 from providers.sandbox.shop import (
     APP_KEY,
     APP_SECRET,
@@ -69,6 +72,7 @@ from providers.sandbox.shop import (
     ShopSide,
 )
 from providers.sandbox.shopify import FakeShopify
+from providers.sandbox.telegram import Chat, ChatMessage, FakeTelegram
 from providers.sandbox.twilio import FakeTwilio
 
 _LOGGER = logging.getLogger(__name__)
@@ -79,6 +83,12 @@ REQUEST_LOG = 300
 CALL_SECONDS = 25
 # Our IVR asks at most twice; a TwiML document that keeps asking is cut off after this many.
 TWIML_TURNS = 6
+# The merchant's Telegram chat with the bot (a private chat's id is its user's id).
+MERCHANT_CHAT = 700_000_001
+MERCHANT_NAME = "Demo merchant"
+# The sandbox's bot: a token only its simulated Bot API knows.
+BOT_TOKEN = "7000000000:SandboxBotTokenKnownOnlyToTheSimulatedBotApi"
+BOT_USERNAME = "ordertalk_sandbox_bot"
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ class SandboxWorld:
         self.exotel = FakeExotel(clock=clock)
         self.gupshup = FakeGupshup(clock=clock)
         self.twilio = FakeTwilio(friendly_name=f"{demo.SHOP_NAME} (simulated)", clock=clock)
+        self.telegram = FakeTelegram(BOT_TOKEN, username=BOT_USERNAME, clock=clock)
         self.book = PhoneBook(self.exotel, self.gupshup, self.twilio)
         self.special_numbers = {"dnd": DND_NUMBER, "never_answers": NEVER_ANSWERS}
         self.requests: deque[Received] = deque(maxlen=REQUEST_LOG)
@@ -125,7 +136,7 @@ class SandboxWorld:
 
     async def start(self) -> None:
         """Start the fakes on loopback and set up the demo shop's accounts."""
-        for fake in (self.shopify, self.exotel, self.gupshup, self.twilio):
+        for fake in self._fakes():
             fake.watch(self._received)
             await fake.start()
         self.shop.install()
@@ -152,11 +163,14 @@ class SandboxWorld:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for fake in (self.twilio, self.gupshup, self.exotel, self.shopify):
+        for fake in reversed(self._fakes()):
             await fake.close()
         if self._carrier is not None:
             await self._carrier.close()
             self._carrier = None
+
+    def _fakes(self) -> tuple[FakeServer, ...]:
+        return (self.shopify, self.exotel, self.gupshup, self.twilio, self.telegram)
 
     def connect(self, links: AppLinks) -> None:
         """Point the simulated parties at our app (once the demo shop exists)."""
@@ -388,6 +402,42 @@ class SandboxWorld:
             context_gs_id=message.gs_id if message.template else None,
         )
         return line.json()
+
+    # The merchant's side: the Telegram chat with our bot ------------------------------------
+
+    def merchant_chat(self) -> Chat:
+        return self.telegram.chat(MERCHANT_CHAT, MERCHANT_NAME)
+
+    def merchant_message(self, message_id: int) -> ChatMessage:
+        """A message the merchant's chat still shows."""
+        chat = self.merchant_chat()
+        found = next((m for m in chat.messages if m.message_id == message_id), None)
+        if found is None or found.deleted:
+            raise NotFound(f"no message {message_id} in the merchant's chat")
+        return found
+
+    async def merchant_types(self, text: str, reply_to: int | None = None) -> None:
+        """The merchant sends `text` to the bot (a reply to a message still shown, if given);
+        returns once the bot has handled it (it is posted to our webhook)."""
+        if reply_to is not None:
+            self.merchant_message(reply_to)
+        status = await self.telegram.type(MERCHANT_CHAT, text, reply_to)
+        self._warn_unless_handled(status)
+        self._changed()
+
+    async def merchant_presses(self, message_id: int, data: str) -> None:
+        """The merchant taps the inline button carrying `data` under a message of the bot."""
+        message = self.merchant_message(message_id)
+        if not any(data == button for row in message.buttons for _label, button in row):
+            raise NotFound(f"message {message_id} has no such button")
+        self._warn_unless_handled(await self.telegram.press(MERCHANT_CHAT, message_id, data))
+        self._changed()
+
+    @staticmethod
+    def _warn_unless_handled(status: int) -> None:
+        # 0: no webhook yet, the update waits for one (or for a poll), as on Telegram.
+        if status not in (0, 200):
+            _LOGGER.warning("sandbox: our app answered a Telegram update with HTTP %s", status)
 
     # The merchant's side: customers in Shopify --------------------------------------------
 

@@ -14,9 +14,9 @@ from bot.webhook import WebhookRegistration
 from clock import ManualClock
 from flows.shops import onboarding
 from main import Resources, open_resources
+from providers.sandbox.telegram import FakeTelegram
 from settings import Settings
 from tests.conftest import SECURITY
-from tests.fakes.telegram import FakeTelegram
 from tests.web.test_messaging import free_port
 from web.app import AppDeps, build_app
 

@@ -30,12 +30,12 @@ from flows.shops.settings import AlertSettings
 from flows.shops.shopify_events import apply_order
 from main import make_worker
 from providers.sandbox.shopify import order_payload
+from providers.sandbox.telegram import FakeTelegram
 from settings import Settings
 from storage.jobs import NewJob
 from storage.models import Activity, BotLink, ProviderAccount, Shop
 from storage.shops import issue_secrets
 from tests.conftest import SECURITY
-from tests.fakes.telegram import FakeTelegram
 from tests.web import test_messaging
 from tests.web.conversations.conftest import WHATSAPP_FIRST, add_shop, configure, settle, verify
 from tests.web.test_messaging import CUSTOMER, SMS_FROM

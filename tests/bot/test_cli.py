@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from providers.sandbox.telegram import TOKEN
 from tests.conftest import SECRET_KEY
-from tests.fakes.telegram import TOKEN
 from tests.test_config import run_main, write
 
 

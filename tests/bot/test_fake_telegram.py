@@ -13,7 +13,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramConflictError, Telegr
 from aiogram.types import BotCommand, BufferedInputFile
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from tests.fakes.telegram import TOKEN, FakeTelegram
+from providers.sandbox.telegram import TOKEN, FakeTelegram
 
 CHAT = 4242
 

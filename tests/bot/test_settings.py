@@ -15,10 +15,10 @@ from bot.keyboards import FINISH, SettingsAction
 from flows.shops import onboarding
 from main import open_resources
 from providers.sandbox.exotel import FakeExotel
+from providers.sandbox.telegram import ChatMessage
 from storage.models import BotState, ProviderAccount, Shop
 from tests.bot.conftest import NewShop, Webhook, bot_settings
 from tests.fakes.ringcentral import FakeRingCentral
-from tests.fakes.telegram import ChatMessage
 
 OWNER, AGENT = 7001, 7002
 EXOPHONE = "08047112345"

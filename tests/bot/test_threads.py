@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from providers.sandbox.telegram import WEBHOOK_SECRET_HEADER
 from storage.models import Thread
 from tests.bot.test_alerts import (
     AGENT,
@@ -19,7 +20,6 @@ from tests.bot.test_alerts import (
     two_shops,
     worker,
 )
-from tests.fakes.telegram import WEBHOOK_SECRET_HEADER
 from tests.web.test_messaging import CUSTOMER, SMS_FROM, wrote_from
 
 __all__ = ["fakes", "settings", "worker"]  # the alerts tests' fixtures, used here too

@@ -25,7 +25,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 VIEWPORT = {"width": 1366, "height": 900}
 BANNER = "ordertalk sandbox on "
-START_SECONDS = 30.0
+START_SECONDS = 90.0  # aiogram's import (the sandbox runs the bot) is slow on a busy machine
 STOP_SECONDS = 30.0
 
 

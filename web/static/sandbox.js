@@ -368,6 +368,7 @@
     setupFollowState();
     merchantFollowState();
     notifyFollowState();
+    chatFollowState();
   }
 
   // ---------------------------------------------------------------- shop
@@ -1868,6 +1869,217 @@
     await loadNotify();
   }
 
+  // ---------------------------------------------------------------- merchant's chat
+
+  // The merchant's Telegram chat with the bot (/sandbox/api/chat): read again whenever the
+  // state is, and drawn again only when it changed. One message or button press at a time,
+  // as the bot answers each before the next.
+  const CHAT_URL = "/sandbox/api/chat";
+  let chatRun = null;
+  let chatQueued = false;
+  let chatReplyTo = null; // {id, text}: the message the next one answers
+  let chatNoticeCount = 0;
+
+  function chatFollowState() {
+    refreshChat();
+  }
+
+  async function refreshChat() {
+    if (chatRun) {
+      chatQueued = true;
+      return;
+    }
+    chatRun = true;
+    try {
+      do {
+        chatQueued = false;
+        const result = await request("GET", CHAT_URL);
+        if (result.ok && result.data) renderChat(result.data);
+      } while (chatQueued);
+    } catch (err) {
+      showError("chat-error", `The sandbox did not answer (${err.message}).`);
+    } finally {
+      chatRun = null;
+    }
+  }
+
+  function renderChat(chat) {
+    if (!changed("chat", chat)) return;
+    const box = $("chat-link");
+    const linked = chat.linked;
+    box.dataset.linked = linked ? "true" : "false";
+    setText(
+      "chat-link-status",
+      linked
+        ? `This chat is linked to ${linked.shop} as ${linked.role}.`
+        : "Not linked yet: send the bot /start and the demo shop's code.",
+    );
+    setText("chat-link-code", chat.link_code || "");
+    $("chat-code-line").hidden = Boolean(linked);
+    setText("chat-bot-name", `@${chat.bot.username}`);
+    renderChatCommands(chat.commands || []);
+    const list = $("chat-messages");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    const before = list.children.length;
+    showEmpty("chat-empty", chat.messages.length === 0);
+    const shown = new Map(chat.messages.map((m) => [m.id, m]));
+    syncList(list, chat.messages, (m) => m.id, (m) => buildChatMessage(m, shown));
+    if (atBottom || list.children.length > before) list.scrollTop = list.scrollHeight;
+    if (chatReplyTo && !shown.has(chatReplyTo.id)) setChatReply(null);
+    const notice = chat.notice;
+    if (notice && notice.count !== chatNoticeCount) {
+      chatNoticeCount = notice.count;
+      setText("chat-notice", notice.text);
+    }
+    applyBusy();
+  }
+
+  function renderChatCommands(commands) {
+    if (!changed("chat-commands", commands)) return;
+    $("chat-commands").replaceChildren(
+      ...commands.map((c) =>
+        actionButton(`/${c.command}`, {
+          testid: "chat-command",
+          act: "chat-command",
+          label: `/${c.command}: ${c.description}`,
+          data: { command: c.command },
+        }),
+      ),
+    );
+  }
+
+  function chatPreview(text) {
+    const line = String(text || "").split("\n")[0];
+    return line.length > 60 ? `${line.slice(0, 59)}…` : line;
+  }
+
+  function buildChatFile(message) {
+    const file = message.file;
+    if (!file) return null;
+    if (file.kind === "photo") {
+      return h("img", { src: file.url, alt: message.text || "A photo from the bot", testid: "chat-photo" });
+    }
+    const size = file.size < 1024 ? `${file.size} B` : `${(file.size / 1024).toFixed(1)} KB`;
+    return h("p", {}, h("a", { href: file.url, download: file.name, testid: "chat-document" }, `${file.name} (${size})`));
+  }
+
+  function buildChatMessage(message, shown) {
+    const fromBot = message.from === "bot";
+    const answered = message.reply_to ? shown.get(message.reply_to) : null;
+    const keyboard = message.buttons.length
+      ? h(
+          "div",
+          { class: "tg-keyboard", role: "group", "aria-label": "The message's buttons" },
+          message.buttons.map((row) =>
+            h(
+              "div",
+              { class: "tg-row" },
+              row.map((button) =>
+                actionButton(button.text, {
+                  testid: "chat-button",
+                  act: "chat-press",
+                  busyKey: "chat",
+                  focusKey: `chat-button:${message.id}:${button.data}`,
+                  data: { message: message.id, callback: button.data },
+                }),
+              ),
+            ),
+          ),
+        )
+      : null;
+    return h(
+      "li",
+      {
+        class: `tg-message from-${message.from}`,
+        testid: "chat-message",
+        "data-from": message.from,
+        "data-message-id": message.id,
+      },
+      answered ? h("p", { class: "tg-quote", testid: "chat-quote" }, chatPreview(answered.text)) : null,
+      buildChatFile(message),
+      message.text ? h("p", { class: "body", testid: "chat-message-text" }, message.text) : null,
+      keyboard,
+      h(
+        "span",
+        { class: "meta" },
+        message.edited ? h("span", { testid: "chat-edited" }, "edited") : null,
+        fromBot
+          ? actionButton("↩", {
+              testid: "chat-reply",
+              act: "chat-reply",
+              focusKey: `chat-reply:${message.id}`,
+              label: `Reply to: ${chatPreview(message.text)}`,
+              data: { message: message.id },
+            })
+          : null,
+      ),
+    );
+  }
+
+  function setChatReply(target) {
+    chatReplyTo = target;
+    $("chat-replying").hidden = !target;
+    setText("chat-replying-text", target ? `Replying to: ${chatPreview(target.text)}` : "");
+  }
+
+  function chatReply(button) {
+    const item = button.closest("[data-message-id]");
+    const text = item.querySelector('[data-testid="chat-message-text"]');
+    setChatReply({ id: Number(button.dataset.message), text: text ? text.textContent : "" });
+    $("chat-text").focus();
+  }
+
+  function chatCommand(button) {
+    const input = $("chat-text");
+    input.value = `/${button.dataset.command} `;
+    input.focus();
+  }
+
+  function chatUseCode() {
+    const input = $("chat-text");
+    input.value = `/start ${$("chat-link-code").textContent}`;
+    input.focus();
+  }
+
+  function showChatFieldError(text) {
+    setText("chat-error-text", text);
+    const input = $("chat-text");
+    if (text) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  async function chatSend(event) {
+    event.preventDefault();
+    const input = $("chat-text");
+    const text = input.value;
+    const body = { text };
+    if (chatReplyTo) body.reply_to = chatReplyTo.id;
+    showChatFieldError("");
+    const result = await run("chat", "chat-error", () => post("/sandbox/api/chat/messages", body));
+    if (!result) return;
+    if (result.ok) {
+      if (input.value === text) input.value = "";
+      setChatReply(null);
+      renderChat(result.data.chat);
+      input.focus();
+      return;
+    }
+    const { fields } = problemOf(result);
+    const own = fields.filter((f) => f.field === "text").map((f) => f.message);
+    if (own.length) {
+      showChatFieldError(own.join(" "));
+      showError("chat-error", "");
+    }
+  }
+
+  async function chatPress(button) {
+    const id = encodeURIComponent(button.dataset.message);
+    const result = await run("chat", "chat-error", () =>
+      post(`/sandbox/api/chat/messages/${id}/press`, { data: button.dataset.callback }),
+    );
+    if (result && result.ok) renderChat(result.data.chat);
+  }
+
   // ---------------------------------------------------------------- wiring
 
   const actions = {
@@ -1885,6 +2097,11 @@
     "link-close": closeLink,
     "pick-phone": (b) => pickPhone(b.dataset.number),
     "filter-clear": clearFilters,
+    "chat-press": chatPress,
+    "chat-reply": chatReply,
+    "chat-reply-cancel": () => setChatReply(null),
+    "chat-command": chatCommand,
+    "chat-use-code": chatUseCode,
   };
 
   document.addEventListener("click", (event) => {
@@ -1919,6 +2136,7 @@
     if (tab) selectTab(tab, false);
   });
   $("merchant-tabs").addEventListener("keydown", tabKeys);
+  $("chat-form").addEventListener("submit", chatSend);
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) pollSoon();
   });

@@ -1,14 +1,16 @@
-"""A fake Telegram Bot API on 127.0.0.1: `/bot{token}/{method}` for the methods the merchant
-bot calls, answered in the Bot API's wire shapes (`{"ok": true, "result": ...}`, errors as
-`{"ok": false, "error_code", "description"}`).
+"""A simulated Telegram Bot API on 127.0.0.1: `/bot{token}/{method}` for the methods the
+merchant bot calls, answered in the Bot API's wire shapes (`{"ok": true, "result": ...}`,
+errors as `{"ok": false, "error_code", "description"}`). The tests and the sandbox's chat pane
+point the real aiogram Bot at it.
 
 It keeps each chat as a user sees it: the bot's messages (text, inline buttons, documents and
-photos with their bytes), edits and deletions, and the user's own messages. A test plays the
-user: `type` a message or `press` a button. With a webhook set (`setWebhook`) the update is
-posted to it at once, with the secret token header, and `type` returns once our app answered;
-without one it waits for `getUpdates`, which long-polls with Telegram's offset semantics
-(updates up to `offset - 1` are confirmed and gone) and answers 409 to a poll that a newer one
-overlaps, as Telegram does.
+photos with their bytes), edits and deletions, and the user's own messages. A test or the
+sandbox page plays the user: `type` a message (optionally a reply to one) or `press` a
+button. With a webhook set (`setWebhook`) the update is posted to it at once, with the secret
+token header, and `type` returns once our app answered; without one it waits for
+`getUpdates`, which long-polls with Telegram's offset semantics (updates up to `offset - 1`
+are confirmed and gone) and answers 409 to a poll that a newer one overlaps, as Telegram
+does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiohttp import web
 from clock import Clock, SystemClock
 from providers.sandbox.server import FakeServer
 
+# A token of the Bot API's shape that only this fake knows (the tests' and the sandbox's bot).
 TOKEN = "123456789:AAFakeTokenForTheMerchantBotTests_0123"
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATES = 100
@@ -54,6 +57,7 @@ class ChatMessage:
     caption: str = ""
     deleted: bool = False
     edits: int = 0
+    reply_to: int | None = None  # the message this one answers (a Telegram reply)
 
     def button_data(self, label: str) -> str:
         """The callback data of the button whose text contains `label`."""
@@ -126,11 +130,19 @@ class FakeTelegram(FakeServer):
         app.router.add_route("*", "/bot{token}/{method}", self._method)
 
     async def summary(self, request: web.Request) -> str:
-        return request.match_info.get("method", "")
+        method = request.match_info.get("method", "")
+        params, _files = await _params(request)
+        chat_id = params.get("chat_id")
+        return f"{method} to chat {chat_id}" if chat_id else method
 
-    def chat(self, chat_id: int) -> Chat:
+    def shown_path(self, request: web.Request) -> str:
+        # The path carries the bot's token, which no log shows.
+        return f"/bot<token>/{request.match_info.get('method', '')}"
+
+    def chat(self, chat_id: int, first_name: str = "") -> Chat:
+        """The user's chat with the bot (opened with their `first_name` if new)."""
         if chat_id not in self.chats:
-            self.chats[chat_id] = Chat(chat_id, f"User {chat_id}")
+            self.chats[chat_id] = Chat(chat_id, first_name or f"User {chat_id}")
         return self.chats[chat_id]
 
     def fail_next(self, method: str, code: int = 500, description: str = "Internal Server Error"):
@@ -143,12 +155,18 @@ class FakeTelegram(FakeServer):
 
     # -- the user's side ----------------------------------------------------------------
 
-    async def type(self, chat_id: int, text: str) -> int:
-        """The user sends `text`; returns our webhook's HTTP status (0 when queued for polling)."""
+    async def type(self, chat_id: int, text: str, reply_to: int | None = None) -> int:
+        """The user sends `text`, as a reply to message `reply_to` if given; returns our
+        webhook's HTTP status (0 when queued for polling)."""
         chat = self.chat(chat_id)
-        message = ChatMessage(next(self._message_ids), from_bot=False, text=text)
+        answered = chat.message(reply_to) if reply_to is not None else None
+        message = ChatMessage(
+            next(self._message_ids), from_bot=False, text=text, reply_to=reply_to
+        )
         chat.messages.append(message)
         payload = self._message_json(chat, message)
+        if answered is not None:
+            payload["reply_to_message"] = self._message_json(chat, answered)
         if text.startswith("/"):
             command = text.split()[0]
             payload["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
