@@ -7,14 +7,20 @@ fail instead. Each test leaves a full-page screenshot of its last state in `arti
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -27,6 +33,7 @@ VIEWPORT = {"width": 1366, "height": 900}
 BANNER = "ordertalk sandbox on "
 START_SECONDS = 90.0  # aiogram's import (the sandbox runs the bot) is slow on a busy machine
 STOP_SECONDS = 30.0
+KOLKATA = ZoneInfo("Asia/Kolkata")
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxProcess]:
         )
     try:
         url = _wait_for_banner(process, out, log)
+        _to_the_morning(url)
         yield SandboxProcess(url, process, log)
     finally:
         if process.poll() is None:
@@ -80,6 +88,24 @@ def _wait_for_banner(process: subprocess.Popen[bytes], out: Path, log: Path) -> 
             pytest.fail(f"the sandbox exited with {process.returncode}:\n{log.read_text()}")
         time.sleep(0.05)
     pytest.fail(f"the sandbox printed no address within {START_SECONDS:.0f} s")
+
+
+def _to_the_morning(url: str) -> None:
+    """Move the sandbox clock to the next 10:00 in India, as the page's "+ minutes" would: the
+    demo shop's calling window (9:00 to 21:00) is open then, whatever the hour the tests run."""
+    with urllib.request.urlopen(f"{url}/api/state", timeout=30) as answer:
+        now = datetime.fromisoformat(json.load(answer)["now"]).astimezone(KOLKATA)
+    morning = datetime.combine(now.date(), clock_time(10), KOLKATA)
+    if morning <= now:
+        morning += timedelta(days=1)
+    minutes = math.ceil((morning - now) / timedelta(minutes=1))
+    move = urllib.request.Request(
+        f"{url}/api/time",
+        data=json.dumps({"minutes": minutes}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(move, timeout=30) as answer:
+        assert answer.status == 200
 
 
 @pytest.fixture(scope="module")
