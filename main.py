@@ -45,7 +45,7 @@ from flows.alerts.scan import DELIVER_JOB, SCAN_JOB, AlertScanner, first_scan
 from flows.channels.account_desk import AccountDesk
 from flows.channels.accounts import CHECK_JOB, AccountChecker, PlatformOffer
 from flows.channels.callback_urls import CallbackUrls
-from flows.channels.messaging import SEND_JOB, MessageSender
+from flows.channels.messaging import SEND_JOB, MessageSender, Owners
 from flows.channels.provider_events import EVENT_JOB, ProviderEvents
 from flows.channels.ringcentral_subscription import SUBSCRIPTION_JOB, SubscriptionKeeper, check_now
 from flows.channels.routing import ProviderRouter, platform_offers
@@ -142,6 +142,13 @@ class Resources:
         return Verifier(
             self.db, self.clock, self.queue, self.box, self.keys, self.settings.server.public_url
         )
+
+    def notifier(self) -> Notifier:
+        return Notifier(self.db, self.clock, self.queue, TemplateChecks(self.router(), self.clock))
+
+    def message_owner(self) -> Owners:
+        """The conversations told about their messages (the send job and provider statuses)."""
+        return Owners((self.verifier(), self.notifier()))
 
 
 @contextlib.asynccontextmanager
@@ -347,9 +354,8 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
             res.db, res.queue, res.box, res.clock, res.shopify, webhook_url
         ).handle,
         RECONCILE_JOB: Reconciler(res.db, res.queue, res.box, res.clock, res.shopify).handle,
-        EVENT_JOB: ProviderEvents(res.db, res.clock, verifier, res.queue).handle,
-        NOTIFY_JOB: Notifier(
-            res.db, res.clock, res.queue, TemplateChecks(router, res.clock)
+        EVENT_JOB: ProviderEvents(
+            res.db, res.clock, verifier, res.queue, res.message_owner()
         ).handle,
         MERCHANT_JOB: MerchantTexts(res.db, res.clock, res.queue).handle,
         RECHECK_JOB: TemplateRecheck(res.db, res.clock, res.queue, router).handle,
@@ -411,7 +417,7 @@ def contact_handlers(res: Resources) -> dict[str, BatchHandler]:
         router,
         res.keys,
         desk.rejected,
-        owner=res.verifier(),
+        owner=res.message_owner(),
         metrics=res.metrics,
     )
     placer = CallPlacer(
@@ -435,6 +441,8 @@ def make_worker(resources: Resources) -> Worker:
             ).handle_batch,
             # ...and so are the verifications they start.
             VERIFY_ORDER_JOB: resources.verifier().handle_orders,
+            # ...and the journey notifications of a day's fulfilments.
+            NOTIFY_JOB: resources.notifier().handle_batch,
             **contact_handlers(resources),
         },
         # So do customers' messages: a STOP among them is in force from its acceptance.

@@ -53,6 +53,9 @@ OPTED_OUT = "OPTED_OUT"  # the customer unsubscribed (Twilio 21610, Gupshup 1012
 INVALID_NUMBER = "INVALID_NUMBER"  # not a valid / reachable number for this channel
 DND = "DND"  # India do-not-disturb: no call, fall back at once
 TEMPLATE_NOT_APPROVED = "TEMPLATE_NOT_APPROVED"
+# WhatsApp outside the customer's 24-hour service window (Twilio 63016; Gupshup 1005; Meta
+# 131047, on-premises 470): only a template that WhatsApp takes as one may go.
+OUTSIDE_SESSION_WINDOW = "OUTSIDE_SESSION_WINDOW"
 UNAUTHORIZED = "UNAUTHORIZED"  # the account's credentials were refused
 
 

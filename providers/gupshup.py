@@ -21,6 +21,7 @@ import phonenumbers
 from providers.base import (
     INVALID_NUMBER,
     OPTED_OUT,
+    OUTSIDE_SESSION_WINDOW,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
     AccountCheck,
@@ -57,6 +58,11 @@ _FAILURE_CODES = {
     "1012": OPTED_OUT,
     "4003": TEMPLATE_NOT_APPROVED,  # no template match
     "4005": TEMPLATE_NOT_APPROVED,  # paused template
+    # Not a template WhatsApp takes, to a customer whose 24-hour session is not open:
+    # Gupshup's own code, and Meta's (Cloud API; on-premises) passed through.
+    "1005": OUTSIDE_SESSION_WINDOW,
+    "131047": OUTSIDE_SESSION_WINDOW,
+    "470": OUTSIDE_SESSION_WINDOW,
 }
 _RATE_LIMITED_CODE = "4001"
 # "Portal User Not Found With APIKey" is how Gupshup refuses an unknown key on some endpoints.

@@ -29,6 +29,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from providers.base import (
     INVALID_NUMBER,
     OPTED_OUT,
+    OUTSIDE_SESSION_WINDOW,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
     AccountCheck,
@@ -50,7 +51,6 @@ PROVIDER = "twilio"
 API_URL = "https://api.twilio.com"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 WHATSAPP_PREFIX = "whatsapp:"
-OUTSIDE_SESSION_WINDOW = "OUTSIDE_SESSION_WINDOW"  # free-form WhatsApp after the 24 h window
 NOT_CONFIGURED = "NOT_CONFIGURED"
 
 # Twilio error codes (twilio.com/docs/api/errors) the flows act on; any other 4xx keeps its
@@ -431,6 +431,10 @@ def parse_message_status(params: Mapping[str, str]) -> MessageStatus:
     error_code = params.get("ErrorCode", "")
     if len(error_code) > _MAX_CODE:
         raise ValueError(f"ErrorCode: longer than {_MAX_CODE} characters")
+    # The codes the flows act on by their names, as the API's refusals carry them (a
+    # WhatsApp message outside the 24-hour window usually fails here, after its 201).
+    if error_code.isdigit() and int(error_code) in _ERROR_CODES:
+        error_code = _ERROR_CODES[int(error_code)]
     return MessageStatus(
         provider=PROVIDER,
         message_id=_required(params, "MessageSid", _MAX_ID),

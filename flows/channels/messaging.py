@@ -111,6 +111,46 @@ class MessageOwner(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Owners:
+    """The owners of every kind of conversation as one MessageOwner: each answers for its own
+    messages and ignores the others'."""
+
+    members: tuple[MessageOwner, ...]
+
+    async def send_after(self, session: AsyncSession, message: Message) -> datetime | None:
+        for owner in self.members:
+            until = await owner.send_after(session, message)
+            if until is not None:
+                return until
+        return None
+
+    async def send_failed(
+        self, session: AsyncSession, message: Message, code: str, permanent: bool
+    ) -> None:
+        for owner in self.members:
+            await owner.send_failed(session, message, code, permanent)
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to queue. `details` carries what the provider needs beyond the body: DLT
+    ids, the SMS encoding chosen ("plain" | "unicode"; else the text's own), template params,
+    buttons ([{"postback", "title"}]), and an OTP to put in place of %otp% when sending
+    ({"nonce", "length"}: the code itself is never stored)."""
+
+    shop_id: int
+    channel: str
+    to: str
+    idempotency_key: str
+    body: str = ""
+    sender: str = ""
+    order_id: int | None = None
+    customer_id: int | None = None
+    template: str = ""
+    details: dict[str, Any] | None = None
+
+
 async def queue_message(
     session: AsyncSession,
     queue: JobQueue,
@@ -127,51 +167,85 @@ async def queue_message(
     template: str = "",
     details: dict[str, Any] | None = None,
 ) -> Message:
-    """Record an outbound message and enqueue its send; a known key returns the first one.
-
-    `details` carries what the provider needs beyond the body: DLT ids, the SMS encoding
-    chosen ("plain" | "unicode"; else the text's own), template params,
-    buttons ([{"postback", "title"}]), and an OTP to put in place of %otp% when sending
-    ({"nonce", "length"}: the code itself is never stored).
-    """
-    existing = await session.scalar(
-        select(Message).where(Message.idempotency_key == idempotency_key)
+    """Record an outbound message and enqueue its send; a known key returns the first one."""
+    item = Outbound(
+        shop_id,
+        channel,
+        to,
+        idempotency_key,
+        body,
+        sender,
+        order_id,
+        customer_id,
+        template,
+        details,
     )
-    if existing is not None:
-        return existing
-    otp = (details or {}).get("otp")
-    sized = body.replace(OTP_PLACEHOLDER, "0" * otp["length"]) if otp else body
-    shape = measure(sized, (details or {}).get("encoding", "")) if channel == "sms" else None
-    message = Message(
-        shop_id=shop_id,
-        order_id=order_id,
-        customer_id=customer_id,
-        channel=channel,
+    [message] = await queue_messages(session, queue, now, [item])
+    return message
+
+
+async def queue_messages(
+    session: AsyncSession, queue: JobQueue, now: datetime, outbound: list[Outbound]
+) -> list[Message]:
+    """Record outbound messages and enqueue their sends, with one query for the keys already
+    known (their first messages are returned), one flush and one insert of the jobs."""
+    keys = [item.idempotency_key for item in outbound]
+    known = {
+        message.idempotency_key: message
+        for message in await session.scalars(
+            select(Message).where(Message.idempotency_key.in_(set(keys)))
+        )
+    }
+    messages: list[Message] = []
+    new: list[tuple[Message, Outbound]] = []
+    for item in outbound:
+        message = known.get(item.idempotency_key)
+        if message is None:
+            message = known[item.idempotency_key] = _message(item, now)
+            session.add(message)
+            new.append((message, item))
+        messages.append(message)
+    if not new:
+        return messages
+    await session.flush()
+    await queue.enqueue(
+        session,
+        *(
+            NewJob(
+                SEND_JOB,
+                {"message_id": message.id, "details": item.details or {}},
+                idempotency_key=f"{SEND_JOB}:{item.idempotency_key}",
+                shop_id=item.shop_id,
+            )
+            for message, item in new
+        ),
+    )
+    return messages
+
+
+def _message(item: Outbound, now: datetime) -> Message:
+    details = item.details or {}
+    otp = details.get("otp")
+    sized = item.body.replace(OTP_PLACEHOLDER, "0" * otp["length"]) if otp else item.body
+    shape = measure(sized, details.get("encoding", "")) if item.channel == "sms" else None
+    return Message(
+        shop_id=item.shop_id,
+        order_id=item.order_id,
+        customer_id=item.customer_id,
+        channel=item.channel,
         direction="out",
         provider="",
-        to_phone=to,
-        from_phone=sender,
-        body=body,
-        template=template,
-        idempotency_key=idempotency_key,
+        to_phone=item.to,
+        from_phone=item.sender,
+        body=item.body,
+        template=item.template,
+        idempotency_key=item.idempotency_key,
         status="queued",
         encoding=shape.encoding if shape else "",
         segments=shape.segments if shape else 0,
         created_at=now,
         updated_at=now,
     )
-    session.add(message)
-    await session.flush()
-    await queue.enqueue(
-        session,
-        NewJob(
-            SEND_JOB,
-            {"message_id": message.id, "details": details or {}},
-            idempotency_key=f"{SEND_JOB}:{idempotency_key}",
-            shop_id=shop_id,
-        ),
-    )
-    return message
 
 
 class MessageSender:

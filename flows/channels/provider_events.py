@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
+from flows.channels.messaging import MessageOwner
 from flows.conversations.inbound import Conversations
 from flows.verification.flow import CallEnded, Keypad
 from flows.verification.runtime import Verifier, call_ref
@@ -71,10 +72,19 @@ def event_from_payload(payload: dict[str, Any]) -> Event:
 class ProviderEvents:
     """The EVENT_JOB handler."""
 
-    def __init__(self, db: Database, clock: Clock, verifier: Verifier, queue: JobQueue) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        verifier: Verifier,
+        queue: JobQueue,
+        owner: MessageOwner | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.verifier = verifier
+        # Told about the messages that failed after they left (default: the verifications).
+        self.owner = owner or verifier
         self.queue = queue
         self.conversations = Conversations(clock, queue, verifier)
 
@@ -114,7 +124,7 @@ class ProviderEvents:
         if event.status in ("failed", "undelivered"):
             # Its verification must not wait for an answer to it ("failed": never sendable).
             code = event.error_code or event.status.upper()
-            await self.verifier.send_failed(session, message, code, event.status == "failed")
+            await self.owner.send_failed(session, message, code, event.status == "failed")
 
     async def _inbound(
         self, session: AsyncSession, event: InboundMessage, shop_id: int | None

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from providers.base import (
     INVALID_NUMBER,
     OPTED_OUT,
+    OUTSIDE_SESSION_WINDOW,
     TEMPLATE_NOT_APPROVED,
     UNAUTHORIZED,
     AccountCheck,
@@ -534,7 +535,11 @@ NOT_ON_WHATSAPP = "Number Does Not Exists On WhatsApp"
         ),
         (
             event("failed", inner={"code": 131047, "reason": "Re-engagement message"}),
-            [status(GS_ID, "failed", "131047", "Re-engagement message")],
+            [status(GS_ID, "failed", OUTSIDE_SESSION_WINDOW, "Re-engagement message")],
+        ),
+        (
+            event("failed", inner={"code": 131026, "reason": "Message undeliverable"}),
+            [status(GS_ID, "failed", "131026", "Message undeliverable")],
         ),
         (event("deleted"), []),
         (
@@ -576,6 +581,7 @@ NOT_ON_WHATSAPP = "Number Does Not Exists On WhatsApp"
         "failed-opted-out",
         "failed-sync-invalid-number",
         "failed-paused-template",
+        "failed-outside-24-hour-window",
         "failed-meta-code",
         "deleted-ignored",
         "user-event-ignored",

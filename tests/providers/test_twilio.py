@@ -565,6 +565,11 @@ def test_parse_status_callback_with_error_code():
     )
 
 
+def test_a_whatsapp_message_outside_the_24_hour_window_fails_by_name():
+    params = STATUS_CALLBACK | {"ErrorCode": "63016", "MessageStatus": "failed"}
+    assert parse_message_status(params).error_code == OUTSIDE_SESSION_WINDOW
+
+
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
