@@ -1,7 +1,8 @@
 """WhatsApp notifications (seed 002) through the real app and the fake Gupshup: a template
 enabled only when Gupshup has it APPROVED, the platform's account only once its per-message
 charge is accepted, sends to customers opted in on WhatsApp, a paused template falling back
-to SMS with an alert, and billing per account."""
+to SMS with an alert, as does a template refused for the customer's closed 24-hour window
+(Meta's 131047 in Gupshup's message-event), and billing per account."""
 
 from __future__ import annotations
 
@@ -139,3 +140,34 @@ async def test_a_paused_template_falls_back_to_sms_and_alerts_the_merchant(journ
     (alert,) = [d for d in await timeline(journey, "notification_fallback") if d.get("order")]
     assert alert["status"] == "PAUSED" and alert["fallback"] == "sms"
     assert alert["template_id"] == "tpl-ok" and "PAUSED" in alert["reason"]
+
+
+async def test_gupshups_failure_event_falls_back_to_sms(journey, gupshup):
+    await journey.install(NOTIFYING)
+    await own_gupshup(journey, gupshup)
+    gupshup.add_template("tpl-ok", "order_shipped", "APPROVED", TEXT)
+    assert (await enable(journey, "tpl-ok"))[0] == 200
+    document = await journey.api("GET", "settings")
+    document["notifications"]["events"]["shipped"]["sms"]["active"] = False  # WhatsApp only
+    await journey.api("PUT", "settings", document)
+    await opted_in_on_whatsapp(journey)
+    order = await paid_order(journey)
+    await webhook(journey, "fulfillments/create", fulfillment(order))
+    assert texts(journey) == []
+    (gs_id,) = gupshup.accepted
+
+    answer = await gupshup.send_event(
+        journey.urls.gupshup(journey.shop_id),
+        gs_id=gs_id,
+        status="failed",
+        destination=CONSENTING,
+        code=131047,
+        reason="Re-engagement message",
+    )
+    assert answer[0] == 200
+    await journey.worker.run_until_idle()
+    await journey.settle()
+    (body,) = texts(journey)
+    assert "has been fulfilled by Delhivery" in body
+    (alert,) = await timeline(journey, "notification_fallback")
+    assert alert["fallback"] == "sms" and alert["reason"] == "Re-engagement message"
