@@ -288,14 +288,18 @@ class MessageSender:
         order = sorted(range(len(jobs)), key=lambda i: jobs[i].payload["message_id"])
         routes: dict[int, Route] = {}
         async with self.db.transaction() as session:
+            loaded = await _messages(session, jobs)
+            # One route per shop, channel and provider asked for in the batch.
+            known: dict[tuple[int, str, str], Route | Exception] = {}
             for i in order:
                 try:
                     details = _details(jobs[i])
                     found = await self._prepare(
                         session,
-                        jobs[i].payload["message_id"],
+                        loaded.get(jobs[i].payload["message_id"]),
                         details.get("mode", ""),
                         details.get(VIA, ""),
+                        known,
                     )
                 except Deferred as exc:
                     errors[i] = exc
@@ -323,11 +327,12 @@ class MessageSender:
             return errors
         messages: dict[int, Message] = {}
         async with self.db.transaction() as session:
+            loaded = await _messages(session, [jobs[i] for i in slotted])
             for i in slotted:
                 details = _details(jobs[i])
                 message = await self._start_sending(
                     session,
-                    jobs[i].payload["message_id"],
+                    loaded[jobs[i].payload["message_id"]],
                     routes[i],
                     details.get("mode", ""),
                     CONSENT_REPLY in details,
@@ -353,8 +358,12 @@ class MessageSender:
         outcomes = dict(zip(going, results, strict=True))
         rejected: dict[int, str] = {}
         async with self.db.transaction() as session:
+            loaded = await _messages(session, [jobs[i] for i in going])
             for i in going:
-                errors[i] = await self._record(session, jobs[i], routes[i], outcomes[i], rejected)
+                message = loaded[jobs[i].payload["message_id"]]
+                errors[i] = await self._record(
+                    session, jobs[i], message, routes[i], outcomes[i], rejected
+                )
         for account_id, reason in rejected.items():
             await self.on_rejected(account_id, reason)
         for i in going:
@@ -372,6 +381,7 @@ class MessageSender:
         self,
         session: AsyncSession,
         job: ClaimedJob,
+        message: Message,
         route: Route,
         result: SendReceipt | BaseException,
         rejected: dict[int, str],
@@ -379,7 +389,6 @@ class MessageSender:
         """One message's outcome, in the batch's last transaction; the job's error (None:
         done). A 429 is finished by the caller (it moves the slots)."""
         mode = _details(job).get("mode", "")
-        message = await session.get(Message, job.payload["message_id"])
         if isinstance(result, Deferred):
             self._assign(message, "queued", route)  # the sends were spaced: not sent
             return result
@@ -407,12 +416,16 @@ class MessageSender:
         return None
 
     async def _prepare(
-        self, session: AsyncSession, message_id: int, mode: str, via: str
+        self,
+        session: AsyncSession,
+        message: Message | None,
+        mode: str,
+        via: str,
+        known: dict[tuple[int, str, str], Route | Exception],
     ) -> Route | Deferred | None:
         """The message's route when it may go now; a deferral until its conversation's
         calling window opens; or None when it is settled (now or earlier). Raises Deferred
-        while the account waits for its owner."""
-        message = await session.get(Message, message_id)
+        while the account waits for its owner. `known`: the batch's routes so far."""
         if message is None or message.status not in ("queued", "sending"):
             return None  # already sent or settled by an earlier run
         if message.status == "sending":
@@ -425,9 +438,18 @@ class MessageSender:
             if until is not None:
                 wait = (until - self.clock.now()).total_seconds()
                 return Deferred(wait, "outside the calling window")
-        shop = await session.get(Shop, message.shop_id)
+        key = (message.shop_id, message.channel, via)
+        if key not in known:
+            shop = await session.get(Shop, message.shop_id)
+            try:
+                known[key] = await self.router(session, shop, message.channel, via)
+            except (NoRoute, AccountWaiting) as exc:
+                known[key] = exc
         try:
-            return await self.router(session, shop, message.channel, via)
+            found = known[key]
+            if isinstance(found, Exception):
+                raise found
+            return found
         except NoRoute as exc:
             self._settle(session, message, "failed", "NO_ROUTE", str(exc), mode)
             await self._failed(session, message, "NO_ROUTE", permanent=True)
@@ -483,13 +505,12 @@ class MessageSender:
             await self.owner.send_failed(session, message, code, permanent)
 
     async def _start_sending(
-        self, session: AsyncSession, message_id: int, route: Route, mode: str, consent_reply: bool
+        self, session: AsyncSession, message: Message, route: Route, mode: str, consent_reply: bool
     ) -> Message | None:
         """The send gate, in the transaction that marks the message `sending` (the last before
         the provider is called): None when the phone opted out of the message's channel (for
         this shop, or on the platform's number the route sends from), and the message is then
         settled `suppressed`; else the message, marked `sending`."""
-        message = await session.get(Message, message_id)
         # A keyword on the platform's shared number binds every shop sending from it.
         platform_line = line_of(route.provider, None) if route.account == PLATFORM else None
         if not consent_reply and await opted_out(
@@ -539,6 +560,14 @@ class MessageSender:
                     created_at=now,
                 )
             )
+
+
+async def _messages(session: AsyncSession, jobs: list[ClaimedJob]) -> dict[int, Message]:
+    """The jobs' messages by id, in one query."""
+    ids = {job.payload["message_id"] for job in jobs}
+    if not ids:
+        return {}
+    return {m.id: m for m in await session.scalars(select(Message).where(Message.id.in_(ids)))}
 
 
 def _details(job: ClaimedJob) -> dict[str, Any]:
