@@ -238,6 +238,8 @@ class Message(Base):
     )
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # A batch of new messages is one INSERT on SQLite too (see Activity).
+    _sentinel: Mapped[int | None] = orm_insert_sentinel()
 
 
 class Consent(Base):

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.accounts import PLATFORM, AccountWaiting
-from flows.conversations.consent import CONSENT_REPLY, line_of, opted_out
+from flows.conversations.consent import CONSENT_REPLY, Ask, line_of, opted_out_of
 from flows.jobs import (
     SPACE_WAIT_SECONDS,
     THROTTLED,
@@ -149,6 +149,7 @@ class Outbound:
     customer_id: int | None = None
     template: str = ""
     details: dict[str, Any] | None = None
+    credits: int = 0
 
 
 async def queue_message(
@@ -243,6 +244,7 @@ def _message(item: Outbound, now: datetime) -> Message:
         status="queued",
         encoding=shape.encoding if shape else "",
         segments=shape.segments if shape else 0,
+        credits=item.credits,
         created_at=now,
         updated_at=now,
     )
@@ -328,14 +330,19 @@ class MessageSender:
         messages: dict[int, Message] = {}
         async with self.db.transaction() as session:
             loaded = await _messages(session, [jobs[i] for i in slotted])
+            gate = {
+                i: _ask(loaded[jobs[i].payload["message_id"]], routes[i])
+                for i in slotted
+                if CONSENT_REPLY not in _details(jobs[i])
+            }
+            out = await opted_out_of(session, gate.values())
             for i in slotted:
-                details = _details(jobs[i])
                 message = await self._start_sending(
                     session,
                     loaded[jobs[i].payload["message_id"]],
                     routes[i],
-                    details.get("mode", ""),
-                    CONSENT_REPLY in details,
+                    _details(jobs[i]).get("mode", ""),
+                    i in gate and gate[i] in out,
                 )
                 if message is not None:
                     messages[i] = message
@@ -505,17 +512,13 @@ class MessageSender:
             await self.owner.send_failed(session, message, code, permanent)
 
     async def _start_sending(
-        self, session: AsyncSession, message: Message, route: Route, mode: str, consent_reply: bool
+        self, session: AsyncSession, message: Message, route: Route, mode: str, out: bool
     ) -> Message | None:
         """The send gate, in the transaction that marks the message `sending` (the last before
-        the provider is called): None when the phone opted out of the message's channel (for
-        this shop, or on the platform's number the route sends from), and the message is then
-        settled `suppressed`; else the message, marked `sending`."""
-        # A keyword on the platform's shared number binds every shop sending from it.
-        platform_line = line_of(route.provider, None) if route.account == PLATFORM else None
-        if not consent_reply and await opted_out(
-            session, message.shop_id, message.to_phone, message.channel, platform_line
-        ):
+        the provider is called): None when the phone opted out of the message's channel (`out`,
+        read in this transaction), and the message is then settled `suppressed`; else the
+        message, marked `sending`."""
+        if out:
             reason = f"the customer opted out of {message.channel}"
             self._settle(session, message, SUPPRESSED, OPTED_OUT, reason, mode)
             await self._failed(session, message, OPTED_OUT, permanent=True)
@@ -568,6 +571,13 @@ async def _messages(session: AsyncSession, jobs: list[ClaimedJob]) -> dict[int, 
     if not ids:
         return {}
     return {m.id: m for m in await session.scalars(select(Message).where(Message.id.in_(ids)))}
+
+
+def _ask(message: Message, route: Route) -> Ask:
+    """The send gate's question for `message`: opted out for this shop, or on the platform's
+    number the route sends from (a keyword there binds every shop sending from it)?"""
+    platform_line = line_of(route.provider, None) if route.account == PLATFORM else None
+    return Ask(message.shop_id, message.to_phone, message.channel, platform_line)
 
 
 def _details(job: ClaimedJob) -> dict[str, Any]:

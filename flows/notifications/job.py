@@ -326,14 +326,13 @@ class Plan:
                         "dlt_entity_id": send.dlt_entity_id,
                         "dlt_template_id": send.dlt_template_id,
                     },
+                    credits=measure(send.body).segments if send.channel == "sms" else 1,
                 )
             )
 
     async def apply(self, session: AsyncSession, queue: JobQueue, now: datetime) -> None:
         session.add_all(self.activities)
-        for message in await queue_messages(session, queue, now, self.outbound):
-            if message.channel == "sms":
-                message.credits = measure(message.body).segments
+        await queue_messages(session, queue, now, self.outbound)
 
 
 @dataclasses.dataclass
