@@ -54,7 +54,11 @@ class Pace:
     async def turn(self, waited_seconds: float) -> AsyncIterator[None]:
         """Run one background batch whose oldest job has waited `waited_seconds`: at once
         while the intake is quiet or the batch is overdue, else in turn."""
-        if not self.busy() or waited_seconds > self.max_delay_seconds:
+        # Not past batches still waiting their turn: a later batch would overtake them (a
+        # journey's "shipped" decided before its order's "created").
+        if (
+            not self.busy() and not self._lock.locked()
+        ) or waited_seconds > self.max_delay_seconds:
             yield
             return
         async with self._lock:
