@@ -95,6 +95,7 @@ async def test_sms_notifications_with_quiet_hours_and_a_template_asked_again(
     assert events["shipped"]["sms"] == {
         "active": True,
         "text": "Hi [[firstname]], %ordername% left us.{ Track it at %trackingurl%}",
+        "dlt_template_id": "",
     }
     assert events["packed"]["sms"]["active"] is False
     assert events["delivered"]["sms"]["active"] is True
