@@ -261,9 +261,30 @@ def _notifications(document: dict[str, Any]) -> tuple[Ask, ...]:
             "Notifications' SMS sender id",
             hint=f"letters and digits (DLT header), or {EMPTY} for the account's own",
         ),
+        Ask(
+            "notifications.dlt_entity_id",
+            "Notifications' DLT entity id",
+            hint=f"digits, or {EMPTY} for none",
+        ),
         Ask(f"{quiet}.active", "Quiet hours", choices=ON_OFF),
         Ask(f"{quiet}.start_hour", "Quiet from (hour)", kind=int, hint="0 to 23, shop's time"),
         Ask(f"{quiet}.end_hour", "Quiet until (hour)", kind=int, hint="0 to 23, shop's time"),
+        Ask(
+            "notifications.merchant.phone",
+            "Your number for SMS alerts",
+            hint=f"e.g. +919876543210, or {EMPTY} for none",
+        ),
+        *_sms_asks("notifications.merchant.new_order", "New order (to you)"),
+        *_sms_asks("notifications.merchant.callback_requested", "Callback request (to you)"),
+    )
+
+
+def _sms_asks(path: str, name: str) -> tuple[Ask, ...]:
+    """An SMS text's switch, text (with its preview) and DLT template id."""
+    return (
+        Ask(f"{path}.active", f"{name} SMS", choices=ON_OFF),
+        Ask(f"{path}.text", f"{name} text", hint=TOKEN_HINT, preview=True),
+        Ask(f"{path}.dlt_template_id", f"{name} DLT template id", hint=f"digits, or {EMPTY}"),
     )
 
 
@@ -274,13 +295,11 @@ TOKEN_HINT = (
 
 
 def _sms_notices(document: dict[str, Any]) -> tuple[Ask, ...]:
-    asks: list[Ask] = []
-    for event in EVENTS:
-        sms = f"notifications.events.{event}.sms"
-        name = event_name(event)
-        asks.append(Ask(f"{sms}.active", f"{name} SMS", choices=ON_OFF))
-        asks.append(Ask(f"{sms}.text", f"{name} text", hint=TOKEN_HINT, preview=True))
-    return tuple(asks)
+    return tuple(
+        ask
+        for event in EVENTS
+        for ask in _sms_asks(f"notifications.events.{event}.sms", event_name(event))
+    )
 
 
 def _whatsapp_notices(document: dict[str, Any]) -> tuple[Ask, ...]:

@@ -17,6 +17,7 @@ from tests.bot.test_settings import Owner, shop_row, shop_with_token
 
 TEXT = "Hi {{1}}, your order {{2}} is on its way: {{3}}"
 WHATSAPP_PAGE = "Settings 10/10: WhatsApp notifications"
+PHONE_RULE = "must be + and 8 to 15 digits, e.g. +919876543210"
 
 
 @pytest.fixture
@@ -221,3 +222,36 @@ async def test_the_platforms_account_asks_for_the_per_message_charge_first(
     notifications = (await shop_row(res, shop.shop_id)).settings["notifications"]
     assert notifications["whatsapp_charge_accepted"] is True
     assert notifications["events"]["delivered"]["whatsapp"]["active"] is True
+
+
+async def test_the_merchants_own_sms_alerts_and_dlt_ids_are_set_in_the_chat(
+    res, webhook, telegram
+):
+    shop = await shop_with_token(res)
+    owner = Owner(telegram)
+    await owner.type(f"/start {shop.code}")
+    await to_page(owner, 8)
+    label = "Your number for SMS alerts"
+    await owner.answer_wrong_then_right(label, "12", "+919876543210", PHONE_RULE)
+    await owner.tap("Callback request (to you) SMS")
+    await owner.tap("Off")
+    await owner.tap("New order (to you) DLT template id")
+    await owner.type("1107160000000000001")
+    await owner.tap("Notifications' DLT entity id")
+    await owner.type("1101000000000001")
+    await owner.tap("Save and proceed")
+    await owner.tap("Shipped DLT template id")
+    await owner.type("1107160000000000002")
+    await owner.tap("Save and finish")
+    assert owner.last.text.startswith(conversation.SAVED)
+
+    notifications = (await shop_row(res, shop.shop_id)).settings["notifications"]
+    merchant = notifications["merchant"]
+    assert merchant["phone"] == "+919876543210"
+    assert (merchant["new_order"]["active"], merchant["new_order"]["dlt_template_id"]) == (
+        True,
+        "1107160000000000001",
+    )
+    assert merchant["callback_requested"]["active"] is False
+    assert notifications["dlt_entity_id"] == "1101000000000001"
+    assert notifications["events"]["shipped"]["sms"]["dlt_template_id"] == "1107160000000000002"
