@@ -46,7 +46,7 @@ from web.keys import (
 
 _LOGGER = logging.getLogger(__name__)
 STATE_COOKIE = "ordertalk_oauth_state"
-SCOPES = "read_orders,write_orders,read_customers,write_customers"
+SCOPES = "read_orders,write_orders,read_customers,write_customers,read_returns"
 # The webhook's answers, encoded once (json_response would encode one per request).
 _ANSWERS = {result: json.dumps({"status": result.value}).encode() for result in Accepted}
 # The custom apps' secrets that sign some shops' webhooks.

@@ -64,8 +64,11 @@ SHIPMENT_STATUSES = {
     "rto": RETURN_CREATED,
     "restocked": RESTOCKED,
 }
-# Returns come by the shipment webhook: Shopify's returns/* topics need the read_returns scope.
-NOTIFYING_TOPICS = frozenset({"orders/fulfilled", "refunds/create"})
+# A return the merchant created or approved (a request may yet be declined). It needs the
+# read_returns scope: a shop connected before we asked for it tells of returns by the
+# shipment webhook.
+RETURN_TOPIC = "returns/approve"
+NOTIFYING_TOPICS = frozenset({"orders/fulfilled", "refunds/create", RETURN_TOPIC})
 
 
 @dataclass(frozen=True)
@@ -116,34 +119,56 @@ def _fulfillment_event(order: str, fulfillment: dict[str, Any], kind: str) -> Jo
     )
 
 
-def from_shopify(topic: str, payload: dict[str, Any]) -> JourneyEvent | None:
-    """The journey event a Shopify webhook announces, if any."""
+def from_shopify(topic: str, payload: dict[str, Any]) -> tuple[JourneyEvent, ...]:
+    """The journey events a Shopify webhook announces, in the order they happened."""
     if topic in ("fulfillments/create", "fulfillments/update"):
         if payload.get("status") not in (None, "success", "open", "pending"):
-            return None
+            return ()
         kind = _SHIPMENT_STATUS.get(payload.get("shipment_status"))
         order = _text(payload.get("order_id"))
-        return _fulfillment_event(order, payload, kind) if kind and order else None
+        return (_fulfillment_event(order, payload, kind),) if kind and order else ()
     if topic == "orders/fulfilled":
         fulfillments = [f for f in payload.get("fulfillments") or [] if isinstance(f, dict)]
         order = _text(payload.get("id"))
         if not order:
-            return None
+            return ()
         latest = fulfillments[-1] if fulfillments else {}
-        return _fulfillment_event(order, latest, SHIPPED)
+        return (_fulfillment_event(order, latest, SHIPPED),)
     if topic == "orders/create":
         order = _text(payload.get("id"))
-        return JourneyEvent(ORDER_CREATED, order, "shopify") if order else None
+        return (JourneyEvent(ORDER_CREATED, order, "shopify"),) if order else ()
+    if topic == RETURN_TOPIC:
+        order = _return_order(payload.get("order"))
+        return (JourneyEvent(RETURN_CREATED, order, "shopify"),) if order else ()
     if topic == "refunds/create":
-        order = _text(payload.get("order_id"))
-        transactions = [t for t in payload.get("transactions") or [] if isinstance(t, dict)]
-        amount = sum(_amount(t.get("amount")) for t in transactions if t.get("kind") == "refund")
-        currency = next((_text(t.get("currency")) for t in transactions), "")
+        return _refund_events(payload)
+    return ()
+
+
+def _return_order(order: Any) -> str:
+    """The id of a return's order: `order.id`, else the tail of its GraphQL id."""
+    if not isinstance(order, dict):
+        return ""
+    gid = _text(order.get("admin_graphql_api_id"))
+    return _text(order.get("id")) or (gid.rsplit("/", 1)[-1] if "/Order/" in gid else "")
+
+
+def _refund_events(payload: dict[str, Any]) -> tuple[JourneyEvent, ...]:
+    """A refund restocks the items it takes back on a return, and refunds money, or both."""
+    order = _text(payload.get("order_id"))
+    if not order:
+        return ()
+    lines = [line for line in payload.get("refund_line_items") or [] if isinstance(line, dict)]
+    restocked = any(line.get("restock_type") == "return" for line in lines)
+    transactions = [t for t in payload.get("transactions") or [] if isinstance(t, dict)]
+    amount = sum(_amount(t.get("amount")) for t in transactions if t.get("kind") == "refund")
+    currency = next((_text(t.get("currency")) for t in transactions), "")
+    events = [JourneyEvent(RESTOCKED, order, "shopify")] if restocked else []
+    # A refund of no money announces nothing but its restock, if any.
+    if amount or not restocked:
         refund = f"{currency} {amount:,.2f}".strip() if amount else ""
-        return (
-            JourneyEvent(REFUND_ISSUED, order, "shopify", refund_amount=refund) if order else None
-        )
-    return None
+        events.append(JourneyEvent(REFUND_ISSUED, order, "shopify", refund_amount=refund))
+    return tuple(events)
 
 
 def _amount(value: Any) -> float:

@@ -23,7 +23,7 @@ from flows.shops.reconcile import INTERVAL, RECONCILE_JOB
 from flows.shops.webhook_secrets import seal_app_secret
 from providers.base import ProviderError
 from providers.shopify.admin import ShopifyAdmin
-from providers.shopify.webhooks import SUBSCRIBED_TOPICS
+from providers.shopify.webhooks import SCOPED_TOPICS, SUBSCRIBED_TOPICS
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
@@ -236,8 +236,9 @@ class ShopConnector:
             raise PermanentJobError(f"shop {shop.domain} has no Shopify access token")
         try:
             info = await self.admin.shop_info(shop.domain, token)
-            for topic in SUBSCRIBED_TOPICS:
-                await self.admin.register_webhook(shop.domain, token, topic, self.webhook_url)
+            registered = [
+                topic for topic in SUBSCRIBED_TOPICS if await self._register(shop, token, topic)
+            ]
         except ProviderError as exc:
             raise provider_failure(exc) from exc
         now = self.clock.now()
@@ -259,7 +260,7 @@ class ShopConnector:
                     shop_id=shop.id,
                     kind="shop_connected",
                     mode="shopify",
-                    detail={"webhooks": list(SUBSCRIBED_TOPICS)},
+                    detail={"webhooks": registered},
                     created_at=now,
                 )
             )
@@ -267,3 +268,19 @@ class ShopConnector:
                 session, NewJob(RECONCILE_JOB, {"shop_id": shop.id}, shop_id=shop.id)
             )
         _LOGGER.info("shop %s connected: webhooks registered", shop.domain)
+
+    async def _register(self, shop: Shop, token: str, topic: str) -> bool:
+        """Subscribe to `topic`; False when the token lacks the scope a scoped topic needs."""
+        try:
+            await self.admin.register_webhook(shop.domain, token, topic, self.webhook_url)
+        except ProviderError as exc:
+            if exc.code != "ACCESS_DENIED" or topic not in SCOPED_TOPICS:
+                raise
+            _LOGGER.warning(
+                "shop %s: %s not registered, the token lacks %s (reinstall the app to grant it)",
+                shop.domain,
+                topic,
+                SCOPED_TOPICS[topic],
+            )
+            return False
+        return True

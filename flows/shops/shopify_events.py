@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clock import Clock
 from flows.conversations.shopify_consent import FROM_SHOPIFY, from_shopify, shopify_time
 from flows.notifications.events import NOTIFYING_TOPICS, ORDER_CREATED, JourneyEvent
-from flows.notifications.events import from_shopify as journey_event
+from flows.notifications.events import from_shopify as journey_events
 from flows.notifications.job import notify_job
 from flows.notifications.merchant import NEW_ORDER, merchant_jobs
 from flows.shops import config as shop_config
@@ -158,10 +158,10 @@ class ShopifyEvents:
     async def _notify(
         self, session: AsyncSession, shop: Shop, topic: str, payload: dict[str, Any]
     ) -> None:
-        """Queue the journey event the webhook announces, when the shop notifies it."""
-        event = journey_event(topic, payload)
-        if event is not None and shop_config.load(shop).notifications.wanted(event.kind):
-            await self.queue.enqueue(session, notify_job(shop.id, event))
+        """Queue the journey events the webhook announces that the shop notifies."""
+        notifications = shop_config.load(shop).notifications
+        wanted = [e for e in journey_events(topic, payload) if notifications.wanted(e.kind)]
+        await self.queue.enqueue(session, *(notify_job(shop.id, event) for event in wanted))
 
     async def _update_customer(
         self, session: AsyncSession, shop: Shop, payload: dict[str, Any]

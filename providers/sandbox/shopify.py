@@ -51,8 +51,12 @@ KNOWN_TOPICS = (
     "orders/paid",
     "orders/partially_fulfilled",
     "refunds/create",
+    "returns/approve",
+    "returns/request",
     "shop/update",
 )
+# The access scope a topic needs beyond the orders' and customers'.
+_TOPIC_SCOPES = {"returns/approve": "read_returns", "returns/request": "read_returns"}
 _TOPIC_BY_ENUM = {topic.upper().replace("/", "_"): topic for topic in KNOWN_TOPICS}
 _CANCEL_REASONS = frozenset({"CUSTOMER", "DECLINED", "FRAUD", "INVENTORY", "OTHER", "STAFF"})
 _SMS_STATES = frozenset({"SUBSCRIBED", "UNSUBSCRIBED", "NOT_SUBSCRIBED", "PENDING"})
@@ -76,7 +80,11 @@ Handler = Callable[["_Shop", dict[str, Any]], dict[str, Any]]
 
 
 class _GraphQLError(Exception):
-    """A top-level GraphQL error (bad variables, unknown field)."""
+    """A top-level GraphQL error (bad variables, unknown field, a scope the token lacks)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -92,6 +100,8 @@ class _Shop:
     locale: str = "en"
     # A custom app's API secret key: it signs this shop's webhooks ("" : the app's own).
     app_secret: str = ""
+    # The access scopes its token was granted (None: every scope the app asks for).
+    scopes: frozenset[str] | None = None
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
     transactions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -183,10 +193,12 @@ class FakeShopify(FakeServer):
         email: str = "",
         locale: str = "en",
         app_secret: str = "",
+        scopes: str | None = None,
     ) -> None:
         """Install the app on a shop with this access token (keeps its data if it exists);
         `locale` is its primary locale. With `app_secret` the token is a custom app's, made
-        in the shop's admin, and that app's API secret key signs the shop's webhooks."""
+        in the shop's admin, and that app's API secret key signs the shop's webhooks.
+        `scopes` ("read_orders,write_orders"): the token's, when not every one asked for."""
         shop = self._shops.get(domain)
         info = {
             "token": token,
@@ -198,6 +210,7 @@ class FakeShopify(FakeServer):
             "email": email or f"owner@{domain}",
             "locale": locale,
             "app_secret": app_secret,
+            "scopes": _scopes(scopes),
         }
         if shop is None:
             self._shops[domain] = _Shop(domain=domain, **info)
@@ -342,8 +355,9 @@ class FakeShopify(FakeServer):
         token = f"shpat_{secrets.token_hex(16)}"
         if shop in self._shops:
             self._shops[shop].token = token
+            self._shops[shop].scopes = _scopes(scope)
         else:
-            self.add_shop(shop, token)
+            self.add_shop(shop, token, scopes=scope)
         return web.json_response({"access_token": token, "scope": scope})
 
     # GraphQL ---------------------------------------------------------------------------
@@ -380,7 +394,11 @@ class FakeShopify(FakeServer):
                 raise _GraphQLError(f"Field '{root}' doesn't exist on type 'QueryRoot'")
             data = handler(shop, variables)
         except _GraphQLError as exc:
-            return {"errors": [{"message": str(exc), "locations": []}], "extensions": extensions}
+            error: dict[str, Any] = {"message": str(exc), "locations": []}
+            if not exc.code:
+                return {"errors": [error], "extensions": extensions}
+            error |= {"path": [root], "extensions": {"code": exc.code}}
+            return {"errors": [error], "data": {root: None}, "extensions": extensions}
         return {"data": data, "extensions": extensions}
 
     def _shop_info(self, shop: _Shop, variables: dict[str, Any]) -> dict[str, Any]:
@@ -405,6 +423,13 @@ class FakeShopify(FakeServer):
         topic = _TOPIC_BY_ENUM.get(str(topic_enum))
         if topic is None:
             raise _GraphQLError(_invalid_variable("topic", "WebhookSubscriptionTopic!"))
+        scope = _TOPIC_SCOPES.get(topic)
+        if scope and shop.scopes is not None and scope not in shop.scopes:
+            raise _GraphQLError(
+                "Access denied for webhookSubscriptionCreate field. "
+                f"Required access: `{scope}` access scope.",
+                "ACCESS_DENIED",
+            )
         subscription = _dict(variables.get("webhookSubscription"))
         uri = subscription.get("uri") or subscription.get("callbackUrl")
         subscriptions = self.webhook_subscriptions.setdefault(shop.domain, [])
@@ -1051,6 +1076,14 @@ def _cost(requested: float, actual: float | None) -> dict[str, Any]:
             "restoreRate": 100.0,
         },
     }
+
+
+def _scopes(scope: str | None) -> frozenset[str] | None:
+    """The granted scopes; a write scope grants its read scope too, as on Shopify."""
+    if scope is None:
+        return None
+    granted = {name.strip() for name in scope.split(",") if name.strip()}
+    return frozenset(granted | {f"read_{n[6:]}" for n in granted if n.startswith("write_")})
 
 
 def _invalid_variable(name: str, graphql_type: str) -> str:

@@ -828,11 +828,14 @@ def _data(shop: str, status: int, retry_after: str | None, text: str) -> dict[st
             code=f"HTTP_{status}",
         )
     if errors:
-        internal = any(_error_code(error) == "INTERNAL_SERVER_ERROR" for error in errors)
+        codes = {_error_code(error) for error in errors}
+        code = "GRAPHQL"
+        if "INTERNAL_SERVER_ERROR" in codes:
+            code = "INTERNAL"
+        elif "ACCESS_DENIED" in codes:  # the token lacks a scope the operation needs
+            code = "ACCESS_DENIED"
         raise ProviderError(
-            f"{where}: {_describe(errors)}",
-            retryable=internal,
-            code="INTERNAL" if internal else "GRAPHQL",
+            f"{where}: {_describe(errors)}", retryable=code == "INTERNAL", code=code
         )
     data = body.get("data") if body is not None else None
     if not isinstance(data, dict):

@@ -20,7 +20,11 @@ SUBSCRIBED_TOPICS = (
     "refunds/create",
     "customers/update",
     "app/uninstalled",
+    "returns/approve",
 )
+# Topics a shop's token may lack the scope for (it connected before we asked for it):
+# Shopify refuses them and the shop goes on without.
+SCOPED_TOPICS = {"returns/approve": "read_returns"}
 
 TOPIC_HEADER = "X-Shopify-Topic"
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"

@@ -83,20 +83,20 @@ def test_the_journey_only_moves_forward(kinds):
 
 
 def test_shopify_fulfilment_statuses_and_the_shipment_webhook():
-    event = from_shopify(
+    (event,) = from_shopify(
         "fulfillments/update",
         {"order_id": 9, "status": "success", "shipment_status": "out_for_delivery"},
     )
     assert (event.kind, event.order) == ("out_for_delivery", "9")
-    assert from_shopify("fulfillments/update", {"order_id": 9, "status": "cancelled"}) is None
-    refund = from_shopify(
+    assert from_shopify("fulfillments/update", {"order_id": 9, "status": "cancelled"}) == ()
+    (refund,) = from_shopify(
         "refunds/create",
         {
             "order_id": 9,
             "transactions": [{"kind": "refund", "amount": "499.00", "currency": "INR"}],
         },
     )
-    assert refund.refund_amount == "INR 499.00"
+    assert (refund.kind, refund.refund_amount) == ("refund_issued", "INR 499.00")
     assert from_shipment({"order": "#1001", "status": "NDR", "reason": "door locked"}).kind == (
         "failed_delivery"
     )
@@ -104,6 +104,38 @@ def test_shopify_fulfilment_statuses_and_the_shipment_webhook():
         from_shipment({"status": "shipped"})
     with pytest.raises(ValueError, match=r"^awb: "):
         from_shipment({"order": 1, "status": "shipped", "awb": 5})
+
+
+def test_a_shopify_return_is_its_orders_return_created():
+    by_id = {"id": 1, "status": "open", "order": {"id": 9, "admin_graphql_api_id": "x"}}
+    by_gid = {"id": 1, "order": {"admin_graphql_api_id": "gid://shopify/Order/9"}}
+    for payload in (by_id, by_gid):
+        (event,) = from_shopify("returns/approve", payload)
+        assert (event.kind, event.order, event.source) == ("return_created", "9", "shopify")
+    for order in (None, {}, {"admin_graphql_api_id": "gid://shopify/Return/9"}, "9"):
+        assert from_shopify("returns/approve", {"id": 1, "order": order}) == ()
+
+
+def _refund(restock_types: list[str], amount: str | None) -> dict:
+    lines = [{"quantity": 1, "restock_type": kind} for kind in restock_types]
+    money = [{"kind": "refund", "amount": amount, "currency": "INR"}] if amount else []
+    return {"order_id": 9, "refund_line_items": lines, "transactions": money}
+
+
+@pytest.mark.parametrize(
+    ("restock_types", "amount", "kinds"),
+    [
+        (["return"], "499.00", ["restocked", "refund_issued"]),
+        (["no_restock", "return"], None, ["restocked"]),
+        (["cancel"], "499.00", ["refund_issued"]),
+        (["no_restock"], None, ["refund_issued"]),
+    ],
+)
+def test_a_refund_restocks_what_a_return_took_back_and_refunds_money(restock_types, amount, kinds):
+    events = from_shopify("refunds/create", _refund(restock_types, amount))
+    assert [event.kind for event in events] == kinds
+    assert {event.order for event in events} == {"9"}
+    assert events[-1].refund_amount == ("INR 499.00" if amount else "")
 
 
 def _settings(**quiet) -> Notifications:

@@ -372,6 +372,20 @@ async def test_register_webhooks_is_idempotent(admin, fake):
     ]
 
 
+async def test_a_topic_the_tokens_scopes_do_not_cover_is_refused_as_access_denied(admin, fake):
+    fake.add_shop(SHOP, TOKEN, scopes="read_orders,write_orders,read_customers,write_customers")
+    error = await expect_error(admin.register_webhook(SHOP, TOKEN, "returns/approve", HOOK_URL))
+    assert error.code == "ACCESS_DENIED" and not error.retryable
+    assert "read_returns" in str(error)
+    await admin.register_webhook(SHOP, TOKEN, "orders/create", HOOK_URL)
+    fake.add_shop(SHOP, TOKEN, scopes="read_orders,write_returns")
+    await admin.register_webhook(SHOP, TOKEN, "returns/approve", HOOK_URL)
+    assert fake.webhook_subscriptions[SHOP] == [
+        ("orders/create", HOOK_URL),
+        ("returns/approve", HOOK_URL),
+    ]
+
+
 async def test_add_and_remove_tags(admin, fake):
     order = fake.add_order(SHOP, order_payload(tags="vip"))
     await admin.add_tags(SHOP, TOKEN, str(order["id"]), ["cod-confirmed", "ivr"])

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from providers.sandbox.shopify import FakeShopify, order_payload
+from providers.shopify.webhooks import SUBSCRIBED_TOPICS
 from settings import Settings
-from storage.models import Order, Shop, WebhookReceipt
+from storage.models import Activity, Job, Order, Shop, WebhookReceipt
 from tests.conftest import SECRET_KEY, SECURITY
 from tests.test_config import run_main
 from tests.web.test_shopify import free_port, url
@@ -141,6 +142,36 @@ async def test_without_its_secret_a_custom_app_shop_is_told_it_gets_orders_by_re
     assert webhooks["signed_by"] is None and "reconciliation" in webhooks["message"]
     endpoint = url(server, "/webhooks/shopify")
     assert await fake.send_webhook(endpoint, "orders/create", PLAIN, order_payload()) == 401
+
+
+async def test_a_token_without_read_returns_connects_with_every_other_topic(
+    aiohttp_client, server, worker, db, fake
+):
+    """A custom app made before ordertalk asked for read_returns: Shopify refuses the returns
+    topic, the shop connects with the others and its returns come by the shipment webhook."""
+    old_scopes = "read_orders,write_orders,read_customers,write_customers"
+    fake.add_shop(CUSTOM, CUSTOM_TOKEN, app_secret=CUSTOM_SECRET, scopes=old_scopes)
+    client = await aiohttp_client(server)
+    status, created = await create(
+        client, {"domain": CUSTOM, "access_token": CUSTOM_TOKEN, "api_secret": CUSTOM_SECRET}
+    )
+    assert status == 201, created
+    await worker.run_until_idle()
+    others = [topic for topic in SUBSCRIBED_TOPICS if topic != "returns/approve"]
+    assert [topic for topic, _ in fake.webhook_subscriptions[CUSTOM]] == others
+    async with db.sessions() as session:
+        (connected,) = await session.scalars(
+            select(Activity.detail).where(Activity.kind == "shop_connected")
+        )
+        assert (
+            await session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.kind == "shopify.connect", Job.status != "done")
+            )
+            == 0
+        )
+    assert connected["webhooks"] == others
 
 
 def cli_env(database_url: str) -> dict[str, str]:
