@@ -274,7 +274,9 @@ class ShopConnector:
         try:
             await self.admin.register_webhook(shop.domain, token, topic, self.webhook_url)
         except ProviderError as exc:
-            if exc.code != "ACCESS_DENIED" or topic not in SCOPED_TOPICS:
+            # Shopify's refusal of a topic outside the token's scopes: ACCESS_DENIED, or a
+            # user error naming the permission; either way not a failure to retry.
+            if exc.retryable or topic not in SCOPED_TOPICS:
                 raise
             _LOGGER.warning(
                 "shop %s: %s not registered, the token lacks %s (reinstall the app to grant it)",
