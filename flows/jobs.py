@@ -92,6 +92,30 @@ async def wait_for_slot(
     return hold
 
 
+async def batch_slots(
+    limiter: RateLimiter,
+    clock: Clock,
+    jobs: list[ClaimedJob],
+    keys: dict[int, tuple[str, float]],
+    errors: list[BaseException | None],
+) -> tuple[list[int], dict[int, Deferred | None]]:
+    """The slots of a batch's jobs (`keys`: job index -> rate key and rate): the indexes that
+    may go, in order, with each one's slot (None: now; else within `SPACE_WAIT_SECONDS`, for
+    `send_spaced`); a job whose slot is further is deferred, its Deferred put in `errors`."""
+    going: list[int] = []
+    slots: dict[int, Deferred | None] = {}
+    for i, (key, per_second) in keys.items():
+        try:
+            slots[i] = await wait_for_slot(
+                limiter, jobs[i], key, per_second, clock.now(), SPACE_WAIT_SECONDS
+            )
+        except Deferred as exc:
+            errors[i] = exc
+            continue
+        going.append(i)
+    return going, slots
+
+
 async def space_send(
     limiter: RateLimiter, key: str, per_second: float, patience: float = 0.0
 ) -> None:

@@ -35,12 +35,11 @@ from clock import Clock
 from flows.channels.accounts import PLATFORM, AccountWaiting
 from flows.conversations.consent import CONSENT_REPLY, Ask, line_of, opted_out_of
 from flows.jobs import (
-    SPACE_WAIT_SECONDS,
     THROTTLED,
+    batch_slots,
     provider_failure,
     send_spaced,
     throttled,
-    wait_for_slot,
 )
 from flows.verification.customer_keys import CustomerKeys
 from metrics import Metrics
@@ -310,21 +309,8 @@ class MessageSender:
                     errors[i] = found
                 elif found is not None:
                     routes[i] = found
-        slotted, slots = [], {}
-        for i, route in routes.items():
-            try:
-                slots[i] = await wait_for_slot(
-                    self.limiter,
-                    jobs[i],
-                    route.rate_key,
-                    route.per_second,
-                    self.clock.now(),
-                    SPACE_WAIT_SECONDS,
-                )
-            except Deferred as exc:
-                errors[i] = exc
-                continue
-            slotted.append(i)
+        keys = {i: (route.rate_key, route.per_second) for i, route in routes.items()}
+        slotted, slots = await batch_slots(self.limiter, self.clock, jobs, keys, errors)
         if not slotted:
             return errors
         messages: dict[int, Message] = {}

@@ -30,12 +30,11 @@ from flows.channels.accounts import AccountWaiting
 from flows.channels.messaging import NoRoute
 from flows.channels.routing import ProviderRouter, VoiceRoute
 from flows.jobs import (
-    SPACE_WAIT_SECONDS,
     THROTTLED,
+    batch_slots,
     provider_failure,
     send_spaced,
     throttled,
-    wait_for_slot,
 )
 from flows.verification.flow import PENDING, CallEnded, CallRefused
 from flows.verification.runtime import Context, Verifier, call_key
@@ -118,21 +117,8 @@ class CallPlacer:
             ready = {
                 i: (route, call.id, request) for i, (route, call, request) in prepared.items()
             }
-        going, slots = [], {}
-        for i, (route, _, _) in ready.items():
-            try:
-                slots[i] = await wait_for_slot(
-                    self.limiter,
-                    jobs[i],
-                    route.rate_key,
-                    route.per_second,
-                    self.clock.now(),
-                    SPACE_WAIT_SECONDS,
-                )
-            except Deferred as exc:
-                errors[i] = exc
-                continue
-            going.append(i)
+        keys = {i: (route.rate_key, route.per_second) for i, (route, _, _) in ready.items()}
+        going, slots = await batch_slots(self.limiter, self.clock, jobs, keys, errors)
         if not going:
             return errors
         async with self.db.transaction() as session:
