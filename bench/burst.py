@@ -396,6 +396,12 @@ async def job_summary(url: str) -> str:
     return "\n".join(lines)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has spent so far (start-up included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -416,6 +422,7 @@ class Run:
     ingest_seconds: float
     throttled: int
     rss: dict[str, float]
+    cpu: dict[str, float]
 
 
 def service_env(url: str, redis_url: str, rate: float, fake_url: str) -> dict[str, str]:
@@ -504,8 +511,9 @@ async def run(
             print(await job_summary(url), file=sys.stderr)
             raise
         rss = {who: peak_rss_mb(pid) for who, pid in pids.items()}
+        cpu = {who: cpu_seconds(pid) for who, pid in pids.items()}
     contacts, throttled = read_contacts(log)
-    return Run(name, shops, contacts, posted, statuses, seconds, throttled, rss)
+    return Run(name, shops, contacts, posted, statuses, seconds, throttled, rss, cpu)
 
 
 def serve_pids(directory: str, count: int) -> list[int]:
@@ -571,6 +579,11 @@ def rows_of(run: Run, rate: float) -> list[Row]:
             f"{run.name}: peak RSS",
             ", ".join(f"{who} {mb:.0f} MB" for who, mb in run.rss.items()),
             "",
+        ),
+        Row(
+            f"{run.name}: CPU",
+            ", ".join(f"{who} {seconds:.1f} s" for who, seconds in run.cpu.items()),
+            "start-up included",
         ),
     ]
     return rows
