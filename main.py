@@ -843,9 +843,14 @@ def setup_text(domain: str, setup: dict[str, Any], *, with_paste: bool) -> str:
                 f"{account['owner']} {account['provider']} account {account['id']} ({health})"
             )
             lines += [f"  {item['where']}:\n    {item['value']}" for item in account["paste"]]
+        lines.append("the shop")
+        lines += [f"  {item['where']}:\n    {item['value']}" for item in setup["paste"]]
     if setup["missing"]:
         lines.append("missing for installed:")
         lines += [f"  {p['field']}: {p['message']}" for p in setup["missing"]]
+    if setup["warnings"]:
+        lines.append("notification SMS will not reach customers until you set:")
+        lines += [f"  {p['field']}: {p['message']}" for p in setup["warnings"]]
     return "\n".join(lines)
 
 

@@ -232,6 +232,7 @@ def test_shop_commands_cover_a_shops_life(tmp_path):
     assert "shopify.access_token: connect the shop to Shopify" in status.stdout
     setup = run_main("shop", "setup", "--domain", "life.myshopify.com", env=env)
     assert setup.returncode == 0 and "missing for installed:" in setup.stdout
+    assert "/webhooks/shipments/" in setup.stdout  # the carrier's URL, under "the shop"
     rotated = run_main("shop", "rotate-key", "--domain", "life.myshopify.com", env=env)
     assert rotated.returncode == 0, rotated.stderr
     new_key = rotated.stdout.split()[-1]

@@ -1,6 +1,7 @@
-"""`/status`: the shop's install status, the account carrying each channel and what is still
-missing, from the same setup list as `GET /api/v1/shop/setup`; the owner also gets what to
-paste where in each provider's console (those URLs carry the shop's callback tokens)."""
+"""`/status`: the shop's install status, the account carrying each channel, what is still
+missing and what keeps notifications from reaching customers, from the same setup list as
+`GET /api/v1/shop/setup`; the owner also gets what to paste where in each provider's console
+and in the carrier's (those URLs carry the shop's callback tokens)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ STATUS_NAMES = {
 }
 NOTHING_MISSING = "Nothing is missing: the shop verifies orders."
 MISSING = "Missing before it is installed:"
+WARNINGS = "Notification SMS will not reach customers until you set:"
 PASTE = "What to paste where:"
 PASTE_IS_THE_OWNERS = "The owner's /status also shows what to paste in the providers' consoles."
 
@@ -47,7 +49,11 @@ def status_text(link: ChatLink, setup: dict[str, Any]) -> str:
         lines += [f"- {problem['message']} ({problem['field']})" for problem in setup["missing"]]
     else:
         lines.append(NOTHING_MISSING)
+    if setup["warnings"]:
+        lines += ["", WARNINGS]
+        lines += [f"- {problem['message']} ({problem['field']})" for problem in setup["warnings"]]
     pastes = [item for account in setup["accounts"] for item in account["paste"]]
+    pastes += setup["paste"]
     if pastes and link.sees_callback_urls:
         lines += ["", PASTE]
         lines += [f"- {item['where']}:\n  {item['value']}" for item in pastes]
