@@ -382,7 +382,9 @@ def job_handlers(res: Resources) -> Mapping[str, Handler]:
 
         handlers[SCAN_JOB] = AlertScanner(res.db, res.clock, res.queue).handle
         handlers[DELIVER_JOB] = TelegramAlerts(res.telegram, res.db, res.clock).handle
-        handlers[ALERT_CALL_JOB] = Bridger(res.db, res.clock, res.queue, router).handle
+        handlers[ALERT_CALL_JOB] = Bridger(
+            res.db, res.clock, res.queue, router, desk.rejected
+        ).handle
     return handlers
 
 

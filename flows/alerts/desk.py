@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,7 +27,7 @@ from flows.channels.routing import ProviderRouter
 from flows.jobs import provider_failure
 from flows.shops import config
 from flows.shops.bot_links import ChatLink
-from providers.base import ProviderError
+from providers.base import UNAUTHORIZED, ProviderError
 from providers.shopify.orders import normalize_phone
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob
@@ -35,6 +36,7 @@ from storage.models import Activity, BotLink, Shop
 _LOGGER = logging.getLogger(__name__)
 
 CALL_FAILED = "The call to {phone} could not be placed: {reason}"
+REFUSED = "the shop's voice account was refused by its provider (/status)"
 CALL_IN_DOUBT = (
     "I asked for the call to {phone}, but the provider did not answer: if your phone does "
     "not ring within a minute, press the button again."
@@ -130,15 +132,22 @@ class AlertDesk:
 
 class Bridger:
     """The CALL_JOB handler: rings the agent, then the customer, through the shop's voice
-    account; what went wrong is told to the agent's chat."""
+    account; what went wrong is told to the agent's chat. An account whose credentials the
+    provider refuses is marked rejected (`on_rejected`), as a verification call does."""
 
     def __init__(
-        self, db: Database, clock: Clock, queue: JobQueue, router: ProviderRouter
+        self,
+        db: Database,
+        clock: Clock,
+        queue: JobQueue,
+        router: ProviderRouter,
+        on_rejected: Callable[[int, str], Awaitable[None]],
     ) -> None:
         self.db = db
         self.clock = clock
         self.queue = queue
         self.router = router
+        self.on_rejected = on_rejected  # (account id, reason)
 
     async def handle(self, job: ClaimedJob) -> None:
         async with self.db.sessions() as session:
@@ -155,14 +164,17 @@ class Bridger:
                 await self._tell(job, link, CALL_FAILED.format(phone=customer, reason=exc))
                 return
             except AccountWaiting:
-                reason = "the shop's voice account was refused by its provider (/status)"
-                await self._tell(job, link, CALL_FAILED.format(phone=customer, reason=reason))
+                await self._tell(job, link, CALL_FAILED.format(phone=customer, reason=REFUSED))
                 return
         try:
             receipt = await route.client.bridge_call(
                 link.phone, customer, caller_id=route.caller_id
             )
         except ProviderError as exc:
+            if exc.code == UNAUTHORIZED:
+                await self.on_rejected(route.account_id, str(exc))
+                await self._tell(job, link, CALL_FAILED.format(phone=customer, reason=REFUSED))
+                return
             if exc.retryable and not exc.in_doubt and job.attempts < job.max_attempts:
                 raise provider_failure(exc) from exc
             text = CALL_IN_DOUBT if exc.in_doubt else CALL_FAILED

@@ -255,6 +255,34 @@ async def test_click_to_call_through_the_shops_exotel_account_connects_the_two_n
     assert "Url" not in call
 
 
+async def test_click_to_call_refused_credentials_mark_the_account_and_tell_the_agent(
+    res, webhook, telegram, fakes, worker
+):
+    document = {**WHATSAPP_FIRST, "ivr": {"caller_id": CALLER_ID, "flow_id": "214512"}}
+    acme, _ = await two_shops(res, telegram, worker, document)
+    for number in EXOTEL_ACCOUNT["numbers"]:
+        fakes["exotel"].add_exophone(number)
+    desk = res.account_desk()
+    account = await desk.connect(acme.shop_id, EXOTEL_ACCOUNT)
+    await desk.choose(acme.shop_id, {"voice": account["id"]})
+    await configure(res, acme.shop_id, document)
+    await callback_requested(res, webhook, fakes, worker, acme)
+    assert await telegram.type(OWNER, f"/myphone {AGENT_PHONE}") == 200
+
+    fakes["exotel"].api_token = "rotated-by-the-merchant"  # the stored token no longer works
+    alert = telegram.chat(OWNER).from_bot[-2]
+    assert await telegram.press(OWNER, alert.message_id, alert.button_data("Call")) == 200
+    await worker.run_until_idle()
+    assert fakes["exotel"].calls == []
+    assert telegram.chat(OWNER).texts[-1] == (
+        f"The call to {CUSTOMER} could not be placed: the shop's voice account was refused "
+        "by its provider (/status)"
+    )
+    async with res.db.sessions() as session:
+        stored = await session.get(ProviderAccount, account["id"])
+    assert stored.status == "rejected" and "401" in stored.status_reason
+
+
 async def test_new_orders_refused_credentials_and_dead_jobs_reach_the_linked_chats(
     res, webhook, telegram, worker
 ):
