@@ -3,6 +3,7 @@ Bot at it, the real app serving the webhook route, and shops with their link cod
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,11 +11,12 @@ from typing import Any
 import pytest
 
 from bot.app import MerchantBot
+from bot.fsm import FSM_PREFIX
 from bot.webhook import WebhookRegistration
 from clock import ManualClock
 from flows.shops import onboarding
 from main import Resources, open_resources
-from providers.sandbox.telegram import FakeTelegram
+from providers.sandbox.telegram import TOKEN, FakeTelegram
 from settings import Settings
 from tests.conftest import SECURITY
 from tests.web.test_messaging import free_port
@@ -23,10 +25,17 @@ from web.app import AppDeps, build_app
 
 @pytest.fixture
 async def telegram(clock: ManualClock) -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(clock=clock)
+    # A bot id of its own: test runs sharing one Redis keep their FSM keys apart.
+    bot_id = 10**9 + secrets.randbelow(9 * 10**9)
+    fake = FakeTelegram(clock=clock, token=f"{bot_id}:{TOKEN.split(':')[1]}")
     await fake.start()
     yield fake
     await fake.close()
+
+
+def fsm_keys(telegram: FakeTelegram) -> str:
+    """The Redis key pattern of this test's bot conversations."""
+    return f"{FSM_PREFIX}:{telegram.bot_id}:*"
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramConflictError, Telegr
 from aiogram.types import BotCommand, BufferedInputFile
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from providers.sandbox.telegram import TOKEN, FakeTelegram
+from providers.sandbox.telegram import FakeTelegram
 
 CHAT = 4242
 
@@ -21,7 +21,7 @@ CHAT = 4242
 @pytest.fixture
 async def bot(telegram: FakeTelegram):
     session = AiohttpSession(api=TelegramAPIServer.from_base(telegram.base_url))
-    client = Bot(TOKEN, session=session)
+    client = Bot(telegram.token, session=session)
     yield client
     await client.session.close()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bot.fsm import FSM_PREFIX
 from bot.handlers import settings as conversation
 from bot.keyboards import FINISH, SettingsAction
 from flows.shops import onboarding
@@ -17,7 +16,7 @@ from main import open_resources
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.telegram import ChatMessage
 from storage.models import BotState, ProviderAccount, Shop
-from tests.bot.conftest import NewShop, Webhook, bot_settings
+from tests.bot.conftest import NewShop, Webhook, bot_settings, fsm_keys
 from tests.fakes.ringcentral import FakeRingCentral
 
 OWNER, AGENT = 7001, 7002
@@ -62,15 +61,15 @@ def settings(database_url, telegram, port, exotel, ringcentral):
     return bot_settings(database_url, telegram, port, providers=fakes_at(exotel, ringcentral))
 
 
-async def clear_fsm(redis) -> None:
-    async for key in redis.scan_iter(f"{FSM_PREFIX}:*"):
+async def clear_fsm(redis, telegram) -> None:
+    async for key in redis.scan_iter(fsm_keys(telegram)):
         await redis.delete(key)
 
 
 @pytest.fixture
 async def redis_res(database_url, telegram, port, clock, redis, redis_url, exotel, ringcentral):
     """Resources whose bot keeps its conversations in Redis."""
-    await clear_fsm(redis)
+    await clear_fsm(redis, telegram)
     settings = bot_settings(
         database_url,
         telegram,
@@ -80,7 +79,7 @@ async def redis_res(database_url, telegram, port, clock, redis, redis_url, exote
     )
     async with open_resources(settings, clock) as resources:
         yield resources
-    await clear_fsm(redis)
+    await clear_fsm(redis, telegram)
 
 
 async def shop_with_token(res) -> NewShop:
@@ -346,7 +345,7 @@ async def test_a_restart_while_an_account_is_connected_resumes_it_from_redis(
         await owner.type(ringcentral.client_id)
         await owner.type(RC_NUMBER)
         await owner.type(ringcentral.client_secret)
-        stored = [await redis.get(key) async for key in redis.scan_iter(f"{FSM_PREFIX}:*")]
+        stored = [await redis.get(key) async for key in redis.scan_iter(fsm_keys(telegram))]
         assert stored and not any(ringcentral.client_secret.encode() in v for v in stored if v)
         await served.restart()
         await owner.type(ringcentral.jwt)
@@ -357,4 +356,4 @@ async def test_a_restart_while_an_account_is_connected_resumes_it_from_redis(
     finally:
         await served.stop()
     assert "sms: shop ringcentral account" in owner.last.text
-    assert [key async for key in redis.scan_iter(f"{FSM_PREFIX}:*")] == []
+    assert [key async for key in redis.scan_iter(fsm_keys(telegram))] == []

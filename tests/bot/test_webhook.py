@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 
 from bot.app import WEBHOOK_PATH, webhook_secret
-from bot.fsm import FSM_PREFIX
 from bot.handlers import errors, fallback, link
 from main import open_resources
-from tests.bot.conftest import Webhook, bot_settings, new_shop
+from tests.bot.conftest import Webhook, bot_settings, fsm_keys, new_shop
 from tests.conftest import SECRET_KEY
 from web.telegram import SECRET_HEADER
 
@@ -76,12 +75,12 @@ async def test_a_restart_in_the_middle_of_linking_resumes_it_from_the_database(
 
 @pytest.fixture
 async def redis_res(database_url, telegram, port, clock, redis, redis_url):
-    async for key in redis.scan_iter(f"{FSM_PREFIX}:*"):
+    async for key in redis.scan_iter(fsm_keys(telegram)):
         await redis.delete(key)
     settings = bot_settings(database_url, telegram, port, redis={"url": redis_url})
     async with open_resources(settings, clock) as resources:
         yield resources
-    async for key in redis.scan_iter(f"{FSM_PREFIX}:*"):
+    async for key in redis.scan_iter(fsm_keys(telegram)):
         await redis.delete(key)
 
 
@@ -93,7 +92,7 @@ async def test_a_restart_in_the_middle_of_linking_resumes_it_from_redis(
     try:
         shop = await new_shop(redis_res, "demo")
         await telegram.type(CHAT, "/start")
-        assert [key async for key in redis.scan_iter(f"{FSM_PREFIX}:*")]
+        assert [key async for key in redis.scan_iter(fsm_keys(telegram))]
         await served.restart()
         await telegram.type(CHAT, "wrong")
         await served.restart()
@@ -106,4 +105,4 @@ async def test_a_restart_in_the_middle_of_linking_resumes_it_from_redis(
         link.ASK_AGAIN,
         link.LINKED.format(shop="demo", role="owner"),
     ]
-    assert [key async for key in redis.scan_iter(f"{FSM_PREFIX}:*")] == []
+    assert [key async for key in redis.scan_iter(fsm_keys(telegram))] == []
