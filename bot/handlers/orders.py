@@ -183,19 +183,21 @@ async def ask_refund(
         if exc.field != "returned":
             await query.message.answer(REFUSED.format(rule=exc.message))
             return
-        # Delivered: the merchant says whether the return arrived, or refunds without one.
-        how = [
-            ("Return arrived", OrderTap(number=order.number, action="refund_how", value=RETURNED)),
-            (
-                "Refund without return",
-                OrderTap(number=order.number, action="refund_how", value=NO_RETURN),
-            ),
-        ]
-        await query.message.answer(
-            ASK_RETURN.format(name=order.name), reply_markup=rows_keyboard([how])
-        )
+        await _ask_whether_returned(query.message, order, "refund_how")
         return
     await _confirm(query.message, plan.summary(order.name), order.number, "do_refund", "")
+
+
+async def _ask_whether_returned(
+    message: MaybeInaccessibleMessage, order: Order, action: str
+) -> None:
+    """Delivered: the merchant says whether the return arrived, or refunds without one;
+    the answer comes back as `action`."""
+    how = [
+        ("Return arrived", OrderTap(number=order.number, action=action, value=RETURNED)),
+        ("Refund without return", OrderTap(number=order.number, action=action, value=NO_RETURN)),
+    ]
+    await message.answer(ASK_RETURN.format(name=order.name), reply_markup=rows_keyboard([how]))
 
 
 async def confirm_refund(
@@ -257,16 +259,7 @@ async def ask_part(
         if exc.field != "returned":
             await query.message.answer(REFUSED.format(rule=exc.message))
             return
-        how = [
-            ("Return arrived", OrderTap(number=order.number, action="part_how", value=RETURNED)),
-            (
-                "Refund without return",
-                OrderTap(number=order.number, action="part_how", value=NO_RETURN),
-            ),
-        ]
-        await query.message.answer(
-            ASK_RETURN.format(name=order.name), reply_markup=rows_keyboard([how])
-        )
+        await _ask_whether_returned(query.message, order, "part_how")
         return
     await _start_picker(query.message, state, order, merchant_orders, "")
 
