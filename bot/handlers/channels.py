@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiogram import Bot, F, Router
-from aiogram.filters import StateFilter
+from aiogram import Bot, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery
 
-from bot.filters import Linked
-from bot.handlers.settings import GONE, SettingsSteps, show_page
+from bot.handlers.settings import GONE, SettingsSteps, page_buttons, show_page
 from bot.keyboards import (
     CARRY,
     REMOVE_ACCOUNT,
@@ -36,18 +34,10 @@ KEEP = "Keep it"
 
 
 def router() -> Router:
-    router = Router(name="settings_channels")
-    owner = Linked(manages_agents=True)
-    steps = StateFilter(SettingsSteps)
-    for action, handler in (
-        (CARRY, carry),
-        (REMOVE_ACCOUNT, ask_removal),
-        (REMOVE_CONFIRMED, remove),
-    ):
-        router.callback_query.register(
-            handler, SettingsAction.filter(F.action == action), owner, steps
-        )
-    return router
+    return page_buttons(
+        "settings_channels",
+        {CARRY: carry, REMOVE_ACCOUNT: ask_removal, REMOVE_CONFIRMED: remove},
+    )
 
 
 async def carry(

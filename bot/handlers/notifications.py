@@ -7,12 +7,18 @@ account the merchant first accepts its per-message charge. The choice is saved a
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
-from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from bot.filters import Linked
-from bot.handlers.settings import GONE, NOT_SAVED, PROVIDER_DOWN, SettingsSteps, show_page
+from bot.handlers.settings import (
+    GONE,
+    NOT_SAVED,
+    PROVIDER_DOWN,
+    SettingsSteps,
+    page_buttons,
+    show_page,
+)
 from bot.keyboards import (
     ACCEPT_CHARGE,
     DISABLE,
@@ -58,19 +64,13 @@ DISABLED = "Disabled and saved: {event} no longer goes on WhatsApp."
 
 
 def router() -> Router:
-    router = Router(name="settings_notifications")
-    owner = Linked(manages_agents=True)
-    steps = StateFilter(SettingsSteps)
-    for action, handler in (
-        (WHATSAPP, event_menu),
-        (ENABLE, enable),
-        (DISABLE, disable),
-        (ACCEPT_CHARGE, accept_charge),
-    ):
-        router.callback_query.register(
-            handler, SettingsAction.filter(F.action == action), owner, steps
-        )
-    router.message.register(typed, SettingsSteps.whatsapp, owner, F.text, ~F.text.startswith("/"))
+    router = page_buttons(
+        "settings_notifications",
+        {WHATSAPP: event_menu, ENABLE: enable, DISABLE: disable, ACCEPT_CHARGE: accept_charge},
+    )
+    router.message.register(
+        typed, SettingsSteps.whatsapp, Linked(manages_agents=True), F.text, ~F.text.startswith("/")
+    )
     return router
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.handler import CallbackType
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -123,6 +124,20 @@ def router() -> Router:
     )
     # The owner's buttons of a conversation that is over fall through to "no longer in use".
     router.callback_query.register(owner_only_button, SettingsAction.filter(), Linked(), ~owner)
+    return router
+
+
+def page_buttons(name: str, handlers: Mapping[str, CallbackType]) -> Router:
+    """A router for one page's buttons: each `SettingsAction` action to its handler, for the
+    owner inside a settings conversation."""
+    router = Router(name=name)
+    for action, handler in handlers.items():
+        router.callback_query.register(
+            handler,
+            SettingsAction.filter(F.action == action),
+            Linked(manages_agents=True),
+            StateFilter(SettingsSteps),
+        )
     return router
 
 
