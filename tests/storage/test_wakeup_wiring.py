@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from main import open_resources
-from settings import Settings
-from storage.jobs import NewJob
+from settings import JobsSettings, Settings
+from storage.jobs import ClaimedJob, NewJob, Worker
 from tests.conftest import SECURITY
 
 
@@ -45,15 +45,39 @@ async def test_a_process_that_does_not_listen_still_wakes_those_that_do(shared_s
             assert not other.is_set()
 
 
-async def test_a_listening_process_is_woken_by_each_of_several_commits(shared_settings, clock):
+async def test_jobs_a_non_listening_process_enqueues_start_at_once_elsewhere(
+    shared_settings, clock
+):
+    """Each of several commits starts its job in the worker's process at once: with a poll
+    of a minute, only the wake-up can have started it within seconds."""
     if not across_processes(shared_settings):
         pytest.skip("SQLite alone has no other process to wake")
+    settings = shared_settings.model_copy(
+        update={"jobs": JobsSettings(poll_seconds=60, run_in_serve=False)}
+    )
+    started: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handle(job: ClaimedJob) -> None:
+        started.put_nowait(job.payload["n"])
+
     async with (
-        open_resources(shared_settings, clock, listen=False) as intake,
-        open_resources(shared_settings, clock) as worker_side,
+        open_resources(settings, clock, listen=settings.jobs.run_in_serve) as intake,
+        open_resources(settings, clock) as worker_side,
     ):
-        woken = worker_side.db.wakeup.subscribe()
-        for n in range(3):
-            await enqueue(intake, f"commit {n}")
-            await asyncio.wait_for(woken.wait(), timeout=5)
-            woken.clear()
+        worker = Worker(
+            worker_side.queue,
+            {"ping": handle},
+            clock=clock,
+            settings=settings.jobs,
+            wakeup=worker_side.db.wakeup,
+        )
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(worker.idle.wait(), timeout=5)
+            for n in ("first", "second", "third"):
+                async with intake.db.transaction() as session:
+                    await intake.queue.enqueue(session, NewJob("ping", {"n": n}))
+                assert await asyncio.wait_for(started.get(), timeout=5) == n
+        finally:
+            worker.stop()
+            await task
