@@ -74,7 +74,8 @@ from storage.models import Job, Order, Shop
 
 SCRIPT = Path(__file__).resolve()
 MAIN = SCRIPT.parent.parent / "main.py"
-SCRATCH_DB = "ordertalk_bench_burst"
+# Its own per run: two runs at once on one server would drop each other's database.
+SCRATCH_DB = f"ordertalk_bench_burst_{os.getpid()}"
 SECRET = "bench-burst-app-secret"
 SECRET_KEY = "bench-burst-secret-key-0123456789abcdef"
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
