@@ -152,7 +152,11 @@ class Resources:
 
 
 @contextlib.asynccontextmanager
-async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Resources]:
+async def open_resources(
+    settings: Settings, clock: Clock, *, listen: bool = True
+) -> AsyncIterator[Resources]:
+    """Everything a command needs. `listen`: this process runs jobs, so it listens for work
+    other processes enqueue (a process that only enqueues still announces it)."""
     redis = Redis.from_url(settings.redis.url) if settings.redis.url else None
     url = make_url(settings.database.url)
     wakeup: Wakeup
@@ -174,7 +178,8 @@ async def open_resources(settings: Settings, clock: Clock) -> AsyncIterator[Reso
 
         telegram = telegram_bot(settings.telegram)
     try:
-        await wakeup.start()
+        if listen:
+            await wakeup.start()
         yield Resources(
             settings,
             clock,
@@ -552,7 +557,7 @@ async def serve_app(
 
 
 async def serve(settings: Settings) -> None:
-    async with open_resources(settings, SystemClock()) as res:
+    async with open_resources(settings, SystemClock(), listen=settings.jobs.run_in_serve) as res:
         await ensure_schema(res.db)
         await schedule_periodic(res)
         bot = merchant_bot(res)
@@ -596,7 +601,7 @@ async def run_bot(settings: Settings) -> None:
         )
     if not settings.telegram.token.get_secret_value():
         raise StartupError("telegram.token: not set; there is no bot to run")
-    async with open_resources(settings, SystemClock()) as res:
+    async with open_resources(settings, SystemClock(), listen=False) as res:
         await ensure_schema(res.db)
         bot = merchant_bot(res)
         assert bot is not None  # the token is set

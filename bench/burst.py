@@ -74,7 +74,8 @@ from storage.models import Job, Order, Shop
 
 SCRIPT = Path(__file__).resolve()
 MAIN = SCRIPT.parent.parent / "main.py"
-SCRATCH_DB = "ordertalk_bench_burst"
+# Its own per run: two runs at once on one server would drop each other's database.
+SCRATCH_DB = f"ordertalk_bench_burst_{os.getpid()}"
 SECRET = "bench-burst-app-secret"
 SECRET_KEY = "bench-burst-secret-key-0123456789abcdef"
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
@@ -485,6 +486,7 @@ async def run(
                     )
                 )
             )
+        workers = []
         if layout != "sqlite":
             for n in range(2):
                 worker = await stack.enter_async_context(
@@ -494,14 +496,18 @@ async def run(
                         "worker",
                         env=env,
                         cwd=directory,
-                        stdout=asyncio.subprocess.DEVNULL,
+                        stdout=asyncio.subprocess.PIPE,
                         stderr=(Path(directory) / f"worker{n}.log").open("wb"),
                     )
                 )
                 pids[f"worker {n}"] = worker.pid
+                workers.append(worker)
+        # Started up and listening: a loaded machine takes seconds, which are not the burst's.
+        for worker in workers:
+            assert worker.stdout is not None
+            await asyncio.wait_for(worker.stdout.readline(), 120)
         for n, pid in enumerate(serve_pids(directory, serves)):
             pids[f"serve {n}"] = pid
-        await asyncio.sleep(1)  # the workers have started listening
         posted, statuses, seconds = await post_orders(urls, interleaved(shops))
         print(f"{name}: posted in {seconds:.1f} s, answers {dict(statuses)}", flush=True)
         expected = sum(s.orders for s in shops if not s.closed)
