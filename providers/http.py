@@ -62,8 +62,11 @@ def form_body(form: Mapping[str, Any]) -> bytes:
     about ten times the cost (measured: 275 us for a call's eight fields under load)."""
     pairs = []
     for key, value in form.items():
-        for item in value if isinstance(value, list | tuple) else (value,):
-            pairs.append(f"{_escape(key)}={_escape(item)}")
+        name = _kept_escape(key)
+        if isinstance(value, list | tuple):
+            pairs.extend(f"{name}={_escape(item)}" for item in value)
+        else:
+            pairs.append(f"{name}={_escape(value)}")
     return "&".join(pairs).encode()
 
 
