@@ -3,10 +3,10 @@
 The call row is written before the provider is asked (status `placing`, committed with the
 call's slot); a run that finds it still `placing` knows an earlier run died with the request
 possibly out, and never dials again for that attempt: it is recorded `unconfirmed` and the
-flow moves on as if unanswered.
-A provider that timed out (or dropped the connection) after the request went out is the same
-case, found at once: `unconfirmed`, counted in the metrics, never dialled again. A DND or
-other permanent refusal goes to the flow, which falls back at once.
+flow moves on as if unanswered. A provider that timed out (or dropped the connection) after
+the request went out is the same case, found at once: `unconfirmed`, counted in the metrics,
+never dialled again. A DND or other permanent refusal goes to the flow, which falls back at
+once.
 
 The calling window is checked on every run, just before dialling: a late run (a backlog, a
 retry after backoff, a rate-limit deferral) finding it closed waits for its next start, the
