@@ -113,6 +113,7 @@ class ExotelClient:
     ) -> None:
         self._http = http
         self._sid = account_sid
+        self._account_path = quote(account_sid, safe="")
         self._headers = {
             "Authorization": aiohttp.encode_basic_auth(api_key, api_token),
             "Accept": "application/json",
@@ -266,7 +267,7 @@ class ExotelClient:
     async def _exchange(
         self, method: str, version: str, path: str, form: dict[str, str] | None, where: str
     ) -> Answer:
-        url = f"{self.base_url}/{version}/Accounts/{quote(self._sid, safe='')}/{path}"
+        url = f"{self.base_url}/{version}/Accounts/{self._account_path}/{path}"
         return await exchange(
             self._http,
             method,

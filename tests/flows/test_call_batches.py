@@ -6,10 +6,10 @@ Retry-After. A call whose order was cancelled meanwhile leaves its batch to the 
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from providers.sandbox.shopify import order_payload
-from storage.models import Job
+from storage.models import Call, Job, Verification
 from tests.flows.test_call_pacing import PHONES, accepted_at, post_order
 from tests.web import test_verification_journeys as journeys
 from tests.web.test_shopify import DOMAIN, url
@@ -73,3 +73,29 @@ async def test_a_call_whose_order_was_cancelled_leaves_its_batch_to_the_others(j
     async with journey.res.db.sessions() as session:
         jobs = (await session.scalars(select(Job).where(Job.kind == "verification.call"))).all()
     assert sorted((job.status, job.attempts) for job in jobs) == [("done", 1)] * 3
+
+
+async def test_a_call_left_placing_by_a_lost_worker_is_never_dialled_again(journey: Journey):
+    await journey.install()
+    journey.start = journey.res.clock.now()
+    await post_order(journey, PHONES[0], 0)
+    assert await accepted_at(journey, 0) == [PHONES[0]]
+
+    # A worker wrote the call `placing` with its slot and died: the request may be out. Its
+    # job's lease ran out and another worker takes it.
+    async with journey.res.db.transaction() as session:
+        await session.execute(update(Call).values(status="placing", provider_call_id=None))
+        await session.execute(
+            update(Job)
+            .where(Job.kind == "verification.call")
+            .values(status="queued", due_at=journey.res.clock.now(), locked_until=None)
+        )
+    assert await accepted_at(journey, MS) == [PHONES[0]]
+    assert len(journey.exotel.calls) == 1
+    async with journey.res.db.sessions() as session:
+        call = await session.scalar(select(Call))
+        verification = await session.scalar(select(Verification))
+    assert call is not None and verification is not None
+    assert (call.status, call.error) == ("unconfirmed", "worker lost while placing the call")
+    # The attempt counts as unanswered: the flow has moved on from that call.
+    assert verification.data["open_call"] != "0:1"
