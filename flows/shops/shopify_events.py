@@ -1,14 +1,16 @@
 """What a Shopify event does to our records: orders, customers, fulfilments, uninstall, privacy.
 
-One job per accepted webhook (and per order found by reconciliation) runs `handle`. An order
-payload that cannot be used is recorded with the reason and skipped, never retried; an event
-older than what we already hold (a stale retry) changes nothing.
+One job per accepted webhook (and per order found by reconciliation) runs `handle`, or a
+batch of them `handle_batch`; the verifications of the new orders start in the same
+transaction. An order payload that cannot be used is recorded with the reason and skipped,
+never retried; an event older than what we already hold (a stale retry) changes nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +26,7 @@ from flows.notifications.merchant import NEW_ORDER, merchant_jobs
 from flows.shops import config as shop_config
 from flows.shops import privacy
 from flows.shops.settings import ShopSettings
-from flows.verification.runtime import verification_job
+from flows.verification.runtime import Verifier, stopping, verification_job
 from providers.shopify.orders import OrderData, normalize_phone, parse_order
 from storage.db import Database, dialect_insert
 from storage.jobs import ClaimedJob, JobQueue, NewJob, PermanentJobError
@@ -38,10 +40,11 @@ ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled"}
 
 
 class ShopifyEvents:
-    def __init__(self, db: Database, clock: Clock, queue: JobQueue) -> None:
+    def __init__(self, db: Database, clock: Clock, queue: JobQueue, verifier: Verifier) -> None:
         self.db = db
         self.clock = clock
         self.queue = queue
+        self.verifier = verifier
 
     async def handle(self, job: ClaimedJob) -> None:
         topic = job.payload["topic"]
@@ -62,11 +65,7 @@ class ShopifyEvents:
             elif shop.status == "uninstalled":
                 _LOGGER.info("shopify %s for uninstalled shop %s ignored", topic, shop.domain)
             elif topic in ORDER_TOPICS:
-                book = OrderBook(session)
-                await apply_order(
-                    session, shop, payload, self.clock.now(), "webhook", triggered_at, book
-                )
-                await self.queue.enqueue(session, *book.verification_jobs, *book.notification_jobs)
+                await self._apply_orders(session, [(shop, payload, triggered_at)])
             elif topic.startswith("fulfillments/"):
                 await self._record_fulfillment(session, shop, topic, payload)
                 await self._notify(session, shop, topic, payload)
@@ -101,7 +100,6 @@ class ShopifyEvents:
         return [outcome[job.id] for job in jobs]
 
     async def _orders_together(self, jobs: list[ClaimedJob]) -> None:
-        now = self.clock.now()
         async with self.db.transaction() as session:
             shop_ids = {job.payload["shop_id"] for job in jobs}
             shops = {
@@ -109,34 +107,47 @@ class ShopifyEvents:
                 for shop in await session.scalars(select(Shop).where(Shop.id.in_(shop_ids)))
                 if shop.status != "uninstalled"
             }
-            parsed: list[tuple[Shop, dict[str, Any], OrderData | ValueError, datetime | None]]
-            parsed = []
-            for job in jobs:
-                shop = shops.get(job.payload["shop_id"])
-                if shop is None:
-                    continue
-                payload = _body(job)
-                try:
-                    data: OrderData | ValueError = parse_shop_order(shop, payload)
-                except ValueError as exc:
-                    data = exc
-                triggered = job.payload.get("triggered_at")
-                parsed.append((shop, payload, data, _when(triggered)))
-            book = OrderBook(session)
-            for shop in shops.values():
-                mine = [d for s, _, d, _ in parsed if s is shop and isinstance(d, OrderData)]
-                await book.preload(
-                    shop.id,
-                    {d.shopify_order_id for d in mine},
-                    {d.phone for d in mine if d.phone},
-                    now,
-                )
-            for shop, payload, data, triggered_at in parsed:
-                if isinstance(data, ValueError):
-                    await apply_order(session, shop, payload, now, "webhook", triggered_at, book)
-                else:
-                    await apply_order_data(session, shop, data, now, "webhook", triggered_at, book)
-            await self.queue.enqueue(session, *book.verification_jobs, *book.notification_jobs)
+            await self._apply_orders(
+                session,
+                [
+                    (shop, _body(job), _when(job.payload.get("triggered_at")))
+                    for job in jobs
+                    if (shop := shops.get(job.payload["shop_id"])) is not None
+                ],
+            )
+
+    async def _apply_orders(
+        self,
+        session: AsyncSession,
+        events: list[tuple[Shop, dict[str, Any], datetime | None]],
+    ) -> None:
+        """Order events of shops that have the app: orders and customers written together,
+        then the verifications of new orders started (cancelled or paid ones stopped)."""
+        now = self.clock.now()
+        parsed: list[tuple[Shop, dict[str, Any], OrderData | ValueError, datetime | None]]
+        parsed = []
+        for shop, payload, triggered_at in events:
+            try:
+                data: OrderData | ValueError = parse_shop_order(shop, payload)
+            except ValueError as exc:
+                data = exc
+            parsed.append((shop, payload, data, triggered_at))
+        book = OrderBook(session, self.verifier.settings_of)
+        for shop in {id(shop): shop for shop, _, _, _ in parsed}.values():
+            mine = [d for s, _, d, _ in parsed if s is shop and isinstance(d, OrderData)]
+            await book.preload(
+                shop.id,
+                {d.shopify_order_id for d in mine},
+                {d.phone for d in mine if d.phone},
+                now,
+            )
+        for shop, payload, data, triggered_at in parsed:
+            if isinstance(data, ValueError):
+                await apply_order(session, shop, payload, now, "webhook", triggered_at, book)
+            else:
+                await apply_order_data(session, shop, data, now, "webhook", triggered_at, book)
+        await self.verifier.orders_changed(session, [(shop, o) for shop, o, _ in book.verify])
+        await self.queue.enqueue(session, *book.notification_jobs)
 
     async def _record_fulfillment(
         self, session: AsyncSession, shop: Shop, topic: str, payload: dict[str, Any]
@@ -242,23 +253,32 @@ class ShopifyEvents:
 class OrderBook:
     """The orders and customers one transaction touches, each looked up at most once.
 
-    A batch of events preloads them with two queries; new rows are flushed together at
-    commit (the relationships carry their ids), instead of a round trip per order. The
-    verification jobs the orders need are gathered to be enqueued together.
+    A batch of events preloads them with two queries; new rows are flushed together (the
+    relationships carry their ids), instead of a round trip per order. The orders whose
+    verification starts or may stop are gathered, to be handed to the verifier together.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self, session: AsyncSession, settings_of: Callable[[Shop], ShopSettings] = shop_config.load
+    ) -> None:
         self.session = session
+        self._settings_of = settings_of
         self.orders: dict[tuple[int, str], Order | None] = {}
         self.customers: dict[tuple[int, str], Customer | None] = {}
-        self.verification_jobs: list[NewJob] = []
+        # (shop, order, new): a new order's verification starts, a running one may stop.
+        self.verify: list[tuple[Shop, Order, bool]] = []
         self.notification_jobs: list[NewJob] = []
         self._settings: dict[int, ShopSettings] = {}
+
+    @property
+    def verification_jobs(self) -> list[NewJob]:
+        """`verify` as VERIFY_ORDER_JOBs, for a caller that leaves it to the job."""
+        return [job for _, order, new in self.verify if (job := verification_job(order, new))]
 
     def settings(self, shop: Shop) -> ShopSettings:
         """The shop's settings, read once per transaction (parsing them is not free)."""
         if shop.id not in self._settings:
-            self._settings[shop.id] = shop_config.load(shop)
+            self._settings[shop.id] = self._settings_of(shop)
         return self._settings[shop.id]
 
     async def preload(
@@ -395,10 +415,9 @@ async def apply_order_data(
             data.total_amount,
             data.currency,
         )
-    # A shop still setting up verifies nothing: no job for it.
-    job = verification_job(order, kind == "order_received") if shop.status == "installed" else None
-    if job is not None:
-        book.verification_jobs.append(job)
+    # A shop still setting up verifies nothing.
+    if shop.status == "installed" and (kind == "order_received" or stopping(order)):
+        book.verify.append((shop, order, kind == "order_received"))
     if kind == "order_received":
         notifications = book.settings(shop).notifications
         if notifications.wanted(ORDER_CREATED):

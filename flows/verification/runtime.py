@@ -11,14 +11,14 @@ the send job of the verification's messages (a message that could not be sent).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from babel.numbers import format_currency, get_currency_symbol
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -83,15 +83,20 @@ _MODES = {"missed_call_confirmation": "missed_call"}
 def verification_job(order: Order, is_new: bool) -> NewJob | None:
     """The job an order event needs: start a new order's verification, or stop a running one
     whose order was cancelled or paid in Shopify."""
-    version = "new" if is_new else stop_reason(order)
-    if not is_new and (order.verification_status not in ANSWERABLE or not version):
+    if not is_new and not stopping(order):
         return None
+    version = "new" if is_new else stop_reason(order)
     return NewJob(
         VERIFY_ORDER_JOB,
         {"shop_id": order.shop_id, "shopify_order_id": order.shopify_order_id},
         idempotency_key=f"{VERIFY_ORDER_JOB}:{order.shop_id}:{order.shopify_order_id}:{version}",
         shop_id=order.shop_id,
     )
+
+
+def stopping(order: Order) -> bool:
+    """Whether the order's running verification must stop (see `stop_reason`)."""
+    return order.verification_status in ANSWERABLE and bool(stop_reason(order))
 
 
 def stop_reason(order: Order) -> str:
@@ -180,8 +185,8 @@ class Verifier:
         await self.handle_orders([job])
 
     async def handle_orders(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
-        """VERIFY_ORDER_JOB, a batch at a time (a flood of new orders): one transaction, the
-        orders, shops and verifications read together, each shop's settings read once."""
+        """VERIFY_ORDER_JOB, a batch at a time: the orders and shops read together, then
+        `orders_changed` in one transaction."""
         async with self.db.transaction() as session:
             wanted = {(j.payload["shop_id"], j.payload["shopify_order_id"]) for j in jobs}
             shop_ids = {shop_id for shop_id, _ in wanted}
@@ -198,32 +203,45 @@ class Verifier:
                 shop.id: shop
                 for shop in await session.scalars(select(Shop).where(Shop.id.in_(shop_ids)))
             }
-            order_ids = [order.id for order in orders.values()]
-            rows = {
-                row.order_id: row
-                for row in await session.scalars(
-                    select(Verification)
-                    .where(Verification.order_id.in_(order_ids))
-                    .order_by(Verification.order_id)
-                    .with_for_update()
-                )
-            }
-            starts: list[tuple[Shop, Order, ShopSettings]] = []
-            for key in sorted(wanted):
-                order, shop = orders.get(key), shops.get(key[0])
-                if order is None or shop is None or shop.status == "uninstalled":
-                    continue
-                row = rows.get(order.id)
-                if row is None:
-                    if order.verification_status == "none":
-                        starts.append((shop, order, self.settings_of(shop)))
-                elif reason := stop_reason(order):
-                    ctx = Context(row, order, shop, self.settings_of(shop))
-                    await self.apply(session, ctx, OrderChanged(reason))
+            found = [
+                (shops[key[0]], orders[key])
+                for key in sorted(wanted)
+                if key in orders and key[0] in shops
+            ]
+            await self.orders_changed(session, found)
+        return [None] * len(jobs)
+
+    async def orders_changed(
+        self, session: AsyncSession, orders: Sequence[tuple[Shop, Order]]
+    ) -> None:
+        """Start the verification of each order that has none, stop the running one of each
+        order cancelled or paid in Shopify: in the caller's transaction (the webhook batch
+        that wrote the orders, or VERIFY_ORDER_JOB), each shop's settings read once, the
+        new rows and their timer and call jobs written together."""
+        await session.flush()  # the caller's new orders get their ids
+        live = [(shop, order) for shop, order in orders if shop.status != "uninstalled"]
+        # An order's verification status mirrors its row: "none" is an order without one.
+        stops = {order.id: (shop, order) for shop, order in live if stopping(order)}
+        if stops:
+            rows = await session.scalars(
+                select(Verification)
+                .where(Verification.order_id.in_(stops))
+                .order_by(Verification.order_id)
+                .with_for_update()
+            )
+            for row in rows:
+                shop, order = stops[row.order_id]
+                ctx = Context(row, order, shop, self.settings_of(shop))
+                await self.apply(session, ctx, OrderChanged(stop_reason(order)))
+        starts = [
+            (shop, order, self.settings_of(shop))
+            for shop, order in live
+            if order.verification_status == "none"
+        ]
+        if starts:
             session.info[_GATHERED] = []
             await self._start(session, starts)
             await self.queue.enqueue(session, *session.info.pop(_GATHERED))
-        return [None] * len(jobs)
 
     async def handle_timer(self, job: ClaimedJob) -> None:
         async with self.db.transaction() as session:
@@ -429,31 +447,34 @@ class Verifier:
     async def _start(
         self, session: AsyncSession, starts: list[tuple[Shop, Order, ShopSettings]]
     ) -> None:
-        """Start the verifications of new orders: their rows written together, then each
-        order's first step."""
+        """Start the verifications of new orders: their rows inserted by one statement,
+        each order's first step, then the rows' new states written by one more."""
         now = self.clock.now()
         begun = []
         for shop, order, settings in starts:
             if shop.status != "installed":
                 detail = {"reason": "shop setup incomplete"}
                 session.add(_activity(order, "verification_not_started", "", now, detail))
-                continue
-            row = Verification(
-                shop_id=shop.id,
-                order_id=order.id,
-                method="",
-                state=PENDING,
-                data={},
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            begun.append((row, shop, order, settings))
+            else:
+                begun.append((shop, order, settings))
         if not begun:
             return
-        await session.flush()
-        previous = await _previous_orders(session, [order for _, _, order, _ in begun])
-        for row, shop, order, settings in begun:
+        table = Verification.__table__
+        fresh = {"method": "", "state": PENDING, "attempts": 0, "data": {}, "version": 0}
+        inserted = await session.execute(
+            insert(table).returning(table.c.order_id, table.c.id),
+            [
+                {"shop_id": shop.id, "order_id": order.id, **fresh}
+                | {"created_at": now, "updated_at": now}
+                for shop, order, _ in begun
+            ],
+        )
+        ids = dict(inserted.all())
+        previous = await _previous_orders(session, [order for _, order, _ in begun])
+        rows = []
+        for shop, order, settings in begun:
+            # Not in the session: the states are written below, all in one statement.
+            row = Verification(id=ids[order.id], shop_id=shop.id, order_id=order.id, **fresh)
             facts = OrderFacts(
                 amount=Decimal(order.total_amount),
                 gateways=tuple(order.gateways),
@@ -469,6 +490,33 @@ class Verifier:
             if methods(settings)[0] == "otp":
                 otp = self.keys.new_otp(row.id, settings.otp.code_length)
             await self.apply(session, Context(row, order, shop, settings), Start(facts, otp))
+            rows.append(row)
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                method=bindparam("b_method"),
+                state=bindparam("b_state"),
+                attempts=bindparam("b_attempts"),
+                data=bindparam("b_data", type_=table.c.data.type),
+                next_action_at=bindparam("b_next", type_=table.c.next_action_at.type),
+                version=bindparam("b_version"),
+                updated_at=bindparam("b_updated", type_=table.c.updated_at.type),
+            ),
+            [
+                {
+                    "b_id": row.id,
+                    "b_method": row.method,
+                    "b_state": row.state,
+                    "b_attempts": row.attempts,
+                    "b_data": row.data,
+                    "b_next": row.next_action_at,
+                    "b_version": row.version,
+                    "b_updated": row.updated_at,
+                }
+                for row in rows
+            ],
+        )
 
     # Effects ---------------------------------------------------------------------------
 
@@ -691,19 +739,17 @@ def postback_verification(button: str) -> int | None:
 
 async def _previous_orders(session: AsyncSession, orders: list[Order]) -> dict[int, int]:
     """For each order, how many orders its phone placed at its shop before it: one read of
-    the phones' orders per shop, counted here."""
-    phones: dict[int, set[str]] = {}
-    for order in orders:
-        if order.phone:
-            phones.setdefault(order.shop_id, set()).add(order.phone)
+    the phones' orders, counted here."""
+    phoned = [order for order in orders if order.phone]
     placed: dict[tuple[int, str], list[datetime]] = {}
-    for shop_id, numbers in phones.items():
+    if phoned:
         found = await session.execute(
-            select(Order.phone, Order.placed_at).where(
-                Order.shop_id == shop_id, Order.phone.in_(numbers)
+            select(Order.shop_id, Order.phone, Order.placed_at).where(
+                Order.shop_id.in_({order.shop_id for order in phoned}),
+                Order.phone.in_({order.phone for order in phoned}),
             )
         )
-        for phone, at in found:
+        for shop_id, phone, at in found:
             placed.setdefault((shop_id, phone), []).append(at)
     return {
         order.id: sum(at < order.placed_at for at in placed.get((order.shop_id, order.phone), []))
