@@ -37,6 +37,8 @@ _LOGGER = logging.getLogger(__name__)
 
 WEBHOOK_JOB = "shopify.webhook"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled"}
+# The columns texts are fitted to (the mapped attributes' own lookups are slow).
+ORDERS, CUSTOMERS = Order.__table__.c, Customer.__table__.c
 
 
 class ShopifyEvents:
@@ -203,10 +205,10 @@ class ShopifyEvents:
             )
         for customer in customers:
             name = " ".join(filter(None, (payload.get("first_name"), payload.get("last_name"))))
-            customer.name = _fit(Customer.name, name) or customer.name
-            customer.email = _fit(Customer.email, payload.get("email") or "") or customer.email
+            customer.name = _fit(CUSTOMERS.name, name) or customer.name
+            customer.email = _fit(CUSTOMERS.email, payload.get("email") or "") or customer.email
             if consent:
-                customer.sms_consent = _fit(Customer.sms_consent, consent)
+                customer.sms_consent = _fit(CUSTOMERS.sms_consent, consent)
                 customer.consent_updated_at = self.clock.now()
 
     async def _uninstall(self, session: AsyncSession, shop: Shop) -> None:
@@ -447,28 +449,33 @@ def _no_nul(value: str) -> str:
 def _fitted(data: OrderData) -> OrderData:
     """`data` with every text cut to its column: a long checkout field never costs the order.
     An amount is never cut (that would change it): one too long is refused."""
-    if len(data.total_amount) > Order.total_amount.type.length:
-        raise ValueError(f"total_price: longer than {Order.total_amount.type.length} characters")
+    if len(data.total_amount) > ORDERS.total_amount.type.length:
+        raise ValueError(f"total_price: longer than {ORDERS.total_amount.type.length} characters")
     customer = data.customer
     if customer is not None:
-        customer = dataclasses.replace(
-            customer,
-            name=_fit(Customer.name, customer.name),
-            email=_fit(Customer.email, customer.email),
-            sms_consent=customer.sms_consent and _fit(Customer.sms_consent, customer.sms_consent),
+        fitted = (
+            _fit(CUSTOMERS.name, customer.name),
+            _fit(CUSTOMERS.email, customer.email),
+            customer.sms_consent and _fit(CUSTOMERS.sms_consent, customer.sms_consent),
         )
+        if fitted != (customer.name, customer.email, customer.sms_consent):
+            name, email, consent = fitted
+            customer = dataclasses.replace(customer, name=name, email=email, sms_consent=consent)
     return dataclasses.replace(
         data,
-        name=_fit(Order.name, data.name),
-        financial_status=_fit(Order.financial_status, data.financial_status),
-        fulfillment_status=_fit(Order.fulfillment_status, data.fulfillment_status),
-        city=_fit(Order.city, data.city),
+        name=_fit(ORDERS.name, data.name),
+        financial_status=_fit(ORDERS.financial_status, data.financial_status),
+        fulfillment_status=_fit(ORDERS.fulfillment_status, data.fulfillment_status),
+        city=_fit(ORDERS.city, data.city),
         gateways=[_no_nul(gateway) for gateway in data.gateways],
         tags=[tag for tag in map(_no_nul, data.tags) if tag],
-        items=[dataclasses.replace(item, title=_no_nul(item.title)) for item in data.items],
+        items=[
+            dataclasses.replace(item, title=_no_nul(item.title)) if "\x00" in item.title else item
+            for item in data.items
+        ],
         customer=customer,
         # A URL cut short leads nowhere: one too long is left out.
-        status_url=data.status_url if len(data.status_url) <= Order.status_url.type.length else "",
+        status_url="" if len(data.status_url) > ORDERS.status_url.type.length else data.status_url,
     )
 
 
