@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -39,6 +39,8 @@ WEBHOOK_JOB = "shopify.webhook"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled"}
 # The columns texts are fitted to (the mapped attributes' own lookups are slow).
 ORDERS, CUSTOMERS = Order.__table__.c, Customer.__table__.c
+# What a new order's INSERT writes (the id is the database's).
+_ORDER_KEYS = [column.key for column in ORDERS if column.key not in ("id", "_sentinel")]
 
 
 class ShopifyEvents:
@@ -126,28 +128,28 @@ class ShopifyEvents:
         """Order events of shops that have the app: orders and customers written together,
         then the verifications of new orders started (cancelled or paid ones stopped)."""
         now = self.clock.now()
-        parsed: list[tuple[Shop, dict[str, Any], OrderData | ValueError, datetime | None]]
-        parsed = []
+        parsed: list[tuple[Shop, OrderData | ValueError, datetime | None]] = []
         for shop, payload, triggered_at in events:
             try:
                 data: OrderData | ValueError = parse_shop_order(shop, payload)
             except ValueError as exc:
                 data = exc
-            parsed.append((shop, payload, data, triggered_at))
+            parsed.append((shop, data, triggered_at))
         book = OrderBook(session, self.verifier.settings_of)
-        for shop in {id(shop): shop for shop, _, _, _ in parsed}.values():
-            mine = [d for s, _, d, _ in parsed if s is shop and isinstance(d, OrderData)]
+        for shop in {id(shop): shop for shop, _, _ in parsed}.values():
+            mine = [d for s, d, _ in parsed if s is shop and isinstance(d, OrderData)]
             await book.preload(
                 shop.id,
                 {d.shopify_order_id for d in mine},
                 {d.phone for d in mine if d.phone},
                 now,
             )
-        for shop, payload, data, triggered_at in parsed:
+        for shop, data, triggered_at in parsed:
             if isinstance(data, ValueError):
-                await apply_order(session, shop, payload, now, "webhook", triggered_at, book)
+                _reject(session, shop, data, now)
             else:
                 await apply_order_data(session, shop, data, now, "webhook", triggered_at, book)
+        await book.write(now)
         await self.verifier.orders_changed(session, [(shop, o) for shop, o, _ in book.verify])
         await self.queue.enqueue(session, *book.notification_jobs)
 
@@ -253,10 +255,11 @@ class ShopifyEvents:
 
 
 class OrderBook:
-    """The orders and customers one transaction touches, each looked up at most once.
+    """The orders and customers one transaction touches, read together up front.
 
-    A batch of events preloads them with two queries; new rows are flushed together (the
-    relationships carry their ids), instead of a round trip per order. The orders whose
+    A batch of events preloads them with one query for its orders and two for its
+    customers (created first, with ON CONFLICT); its new orders and timeline lines are
+    written together (`write`), instead of a round trip per order. The orders whose
     verification starts or may stop are gathered, to be handed to the verifier together.
     """
 
@@ -266,10 +269,13 @@ class OrderBook:
         self.session = session
         self._settings_of = settings_of
         self.orders: dict[tuple[int, str], Order | None] = {}
-        self.customers: dict[tuple[int, str], Customer | None] = {}
+        self.customers: dict[tuple[int, str], Customer] = {}
         # (shop, order, new): a new order's verification starts, a running one may stop.
         self.verify: list[tuple[Shop, Order, bool]] = []
         self.notification_jobs: list[NewJob] = []
+        # Not in the session: `write` inserts them, and the lines of their timelines.
+        self._new: list[Order] = []
+        self._lines: list[tuple[Order, str, dict[str, Any]]] = []
         self._settings: dict[int, ShopSettings] = {}
 
     @property
@@ -305,23 +311,35 @@ class OrderBook:
         )
         self.customers |= {(shop_id, c.phone): c for c in rows}
 
-    async def order(self, shop_id: int, shopify_order_id: str) -> Order | None:
-        key = (shop_id, shopify_order_id)
-        if key not in self.orders:
-            self.orders[key] = await self.session.scalar(
-                select(Order).where(
-                    Order.shop_id == shop_id, Order.shopify_order_id == shopify_order_id
-                )
-            )
-        return self.orders[key]
+    def add(self, order: Order) -> None:
+        self._new.append(order)
+        self.orders[(order.shop_id, order.shopify_order_id)] = order
 
-    async def customer(self, shop_id: int, phone: str) -> Customer | None:
-        key = (shop_id, phone)
-        if key not in self.customers:
-            self.customers[key] = await self.session.scalar(
-                select(Customer).where(Customer.shop_id == shop_id, Customer.phone == phone)
+    def line(self, order: Order, kind: str, detail: dict[str, Any]) -> None:
+        self._lines.append((order, kind, detail))
+
+    async def write(self, now: datetime) -> None:
+        """Insert the new orders (one statement, their ids read back) and the timeline
+        lines (one more); the changes of rows read here go with the session's flush."""
+        if self._new:
+            table = Order.__table__
+            inserted = await self.session.execute(
+                insert(table).returning(table.c.shop_id, table.c.shopify_order_id, table.c.id),
+                [{key: getattr(order, key) for key in _ORDER_KEYS} for order in self._new],
             )
-        return self.customers[key]
+            ids = {(shop_id, order_id): id_ for shop_id, order_id, id_ in inserted}
+            for order in self._new:
+                order.id = ids[(order.shop_id, order.shopify_order_id)]
+            self._new = []
+        if self._lines:
+            await self.session.execute(
+                insert(Activity.__table__),
+                [
+                    _line(order.shop_id, order.id, kind, now, detail)
+                    for order, kind, detail in self._lines
+                ],
+            )
+            self._lines = []
 
 
 async def apply_order(
@@ -333,16 +351,20 @@ async def apply_order(
     triggered_at: datetime | None = None,
     book: OrderBook | None = None,
 ) -> Order | None:
-    """Create or update our order from a Shopify order payload; None if unusable or stale."""
+    """Create or update our order from a Shopify order payload, written when this returns;
+    None if unusable or stale."""
     try:
         data = parse_shop_order(shop, payload)
     except ValueError as exc:
-        _LOGGER.warning("order payload from %s rejected: %s", shop.domain, exc)
-        session.add(_activity(shop.id, None, "order_rejected", now, {"error": str(exc)}))
+        _reject(session, shop, exc, now)
         return None
-    return await apply_order_data(
-        session, shop, data, now, source, triggered_at, book or OrderBook(session)
+    book = book or OrderBook(session)
+    await book.preload(
+        shop.id, {data.shopify_order_id}, {data.phone} if data.phone else set(), now
     )
+    order = await apply_order_data(session, shop, data, now, source, triggered_at, book)
+    await book.write(now)
+    return order
 
 
 async def apply_order_data(
@@ -354,13 +376,14 @@ async def apply_order_data(
     triggered_at: datetime | None,
     book: OrderBook,
 ) -> Order | None:
-    """`apply_order` for a payload already parsed."""
-    order = await book.order(shop.id, data.shopify_order_id)
+    """`apply_order` for a payload already parsed, its order and customer preloaded in
+    `book`; a new order is written by `book.write`."""
+    order = book.orders[(shop.id, data.shopify_order_id)]
     version = data.updated_at or triggered_at
     if order is not None and _is_stale(version, order.shopify_updated_at):
         _LOGGER.info("stale update of order %s ignored", data.name)
         return None
-    customer = await _upsert_customer(book, shop, data, now)
+    customer = _update_customer(book, shop, data, now)
     buyer = data.customer
     if buyer is not None and buyer.sms_consent in FROM_SHOPIFY and (buyer.phone or data.phone):
         await from_shopify(
@@ -375,17 +398,16 @@ async def apply_order_data(
     kind = "order_updated"
     if order is None:
         kind = "order_received"
-        order = Order(shop_id=shop.id, shopify_order_id=data.shopify_order_id, created_at=now)
-        session.add(order)
-        book.orders[(shop.id, data.shopify_order_id)] = order
+        order = Order(
+            shop_id=shop.id,
+            shopify_order_id=data.shopify_order_id,
+            verification_status="none",
+            created_at=now,
+        )
+        book.add(order)
     if data.cancelled_at and order.cancelled_at is None:
         kind = "order_cancelled"
-    if customer is None:
-        order.customer_id = None
-    elif customer.id is None:
-        order.customer = customer
-    else:
-        order.customer_id = customer.id
+    order.customer_id = None if customer is None else customer.id
     order.name, order.number = data.name, data.number
     order.phone = data.phone or ""
     order.skip_reason = data.phone_problem
@@ -404,10 +426,7 @@ async def apply_order_data(
     detail = {"source": source, "financial_status": data.financial_status}
     if data.phone_problem:
         detail["skipped"] = data.phone_problem
-    activity = _activity(shop.id, order.id, kind, now, detail)
-    if order.id is None:
-        activity.order = order
-    session.add(activity)
+    book.line(order, kind, detail)
     if kind == "order_received":
         _LOGGER.info(
             "shop %s: order %s received (%s %s %s)",
@@ -429,6 +448,11 @@ async def apply_order_data(
             notifications, shop.id, NEW_ORDER, data.shopify_order_id
         )
     return order
+
+
+def _reject(session: AsyncSession, shop: Shop, exc: ValueError, now: datetime) -> None:
+    _LOGGER.warning("order payload from %s rejected: %s", shop.domain, exc)
+    session.add(_activity(shop.id, None, "order_rejected", now, {"error": str(exc)}))
 
 
 def parse_shop_order(shop: Shop, payload: dict[str, Any]) -> OrderData:
@@ -498,16 +522,12 @@ def _is_stale(incoming: datetime | None, held: datetime | None) -> bool:
     return incoming is not None and held is not None and incoming < held
 
 
-async def _upsert_customer(
+def _update_customer(
     book: OrderBook, shop: Shop, data: OrderData, now: datetime
 ) -> Customer | None:
     if data.phone is None:
         return None
-    customer = await book.customer(shop.id, data.phone)
-    if customer is None:
-        customer = Customer(shop_id=shop.id, phone=data.phone, created_at=now)
-        book.session.add(customer)
-        book.customers[(shop.id, data.phone)] = customer
+    customer = book.customers[(shop.id, data.phone)]
     if data.customer is not None:
         customer.name = data.customer.name or customer.name
         customer.email = data.customer.email or customer.email
@@ -530,11 +550,17 @@ async def _event_shop(
 def _activity(
     shop_id: int, order_id: int | None, kind: str, now: datetime, detail: dict[str, Any]
 ) -> Activity:
-    return Activity(
-        shop_id=shop_id,
-        order_id=order_id,
-        kind=kind,
-        mode="shopify",
-        detail=detail,
-        created_at=now,
-    )
+    return Activity(**_line(shop_id, order_id, kind, now, detail))
+
+
+def _line(
+    shop_id: int, order_id: int | None, kind: str, now: datetime, detail: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "shop_id": shop_id,
+        "order_id": order_id,
+        "kind": kind,
+        "mode": "shopify",
+        "detail": detail,
+        "created_at": now,
+    }

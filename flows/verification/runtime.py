@@ -448,7 +448,8 @@ class Verifier:
         self, session: AsyncSession, starts: list[tuple[Shop, Order, ShopSettings]]
     ) -> None:
         """Start the verifications of new orders: their rows inserted by one statement,
-        each order's first step, then the rows' new states written by one more."""
+        each order's first step, then the rows' and the orders' new states written by one
+        statement each."""
         now = self.clock.now()
         begun = []
         for shop, order, settings in starts:
@@ -491,6 +492,25 @@ class Verifier:
                 otp = self.keys.new_otp(row.id, settings.otp.code_length)
             await self.apply(session, Context(row, order, shop, settings), Start(facts, otp))
             rows.append(row)
+        # The orders too: the webhook batch's new ones are not in the session.
+        await session.execute(
+            update(Order.__table__)
+            .where(Order.__table__.c.id == bindparam("b_id"))
+            .values(
+                verification_status=bindparam("b_status"),
+                skip_reason=bindparam("b_reason"),
+                updated_at=bindparam("b_updated", type_=table.c.updated_at.type),
+            ),
+            [
+                {
+                    "b_id": order.id,
+                    "b_status": order.verification_status,
+                    "b_reason": order.skip_reason,
+                    "b_updated": order.updated_at,
+                }
+                for _, order, _ in begun
+            ],
+        )
         await session.execute(
             update(table)
             .where(table.c.id == bindparam("b_id"))
