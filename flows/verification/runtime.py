@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -74,8 +74,8 @@ PAID = frozenset({"paid", "partially_paid", "refunded", "partially_refunded"})
 MISSED_CALL_WINDOW = timedelta(days=30)
 # Shops whose parsed settings a process keeps (the oldest make room).
 SETTINGS_KEPT = 1024
-# Where a batch of starts gathers its timer and call jobs (in the session's info).
-_GATHERED = "verification_jobs"
+# Where a batch of starts gathers what it writes together (in the session's info).
+_GATHERED = "verification_batch"
 # The timeline's mode of each message a verification sends.
 _MODES = {"missed_call_confirmation": "missed_call"}
 
@@ -134,6 +134,14 @@ def message_ref(key: str | None) -> tuple[int, str, str] | None:
     if prefix != "verify" or not vid.isdigit() or not purpose or purpose == "call" or not key:
         return None
     return int(vid), purpose, key
+
+
+@dataclass
+class _Gathered:
+    """The timer and call jobs and the timeline lines a batch of starts writes at its end."""
+
+    jobs: list[NewJob] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -217,31 +225,34 @@ class Verifier:
         """Start the verification of each order that has none, stop the running one of each
         order cancelled or paid in Shopify: in the caller's transaction (the webhook batch
         that wrote the orders, or VERIFY_ORDER_JOB), each shop's settings read once, the
-        new rows and their timer and call jobs written together."""
-        await session.flush()  # the caller's new orders get their ids
+        new rows, their timeline lines and their timer and call jobs written together."""
         live = [(shop, order) for shop, order in orders if shop.status != "uninstalled"]
-        # An order's verification status mirrors its row: "none" is an order without one.
-        stops = {order.id: (shop, order) for shop, order in live if stopping(order)}
-        if stops:
-            rows = await session.scalars(
-                select(Verification)
-                .where(Verification.order_id.in_(stops))
-                .order_by(Verification.order_id)
-                .with_for_update()
-            )
-            for row in rows:
-                shop, order = stops[row.order_id]
-                ctx = Context(row, order, shop, self.settings_of(shop))
-                await self.apply(session, ctx, OrderChanged(stop_reason(order)))
-        starts = [
-            (shop, order, self.settings_of(shop))
-            for shop, order in live
-            if order.verification_status == "none"
-        ]
-        if starts:
-            session.info[_GATHERED] = []
+        gathered = session.info[_GATHERED] = _Gathered()
+        try:
+            # An order's verification status mirrors its row: "none" is an order without one.
+            stops = {order.id: (shop, order) for shop, order in live if stopping(order)}
+            if stops:
+                rows = await session.scalars(
+                    select(Verification)
+                    .where(Verification.order_id.in_(stops))
+                    .order_by(Verification.order_id)
+                    .with_for_update()
+                )
+                for row in rows:
+                    shop, order = stops[row.order_id]
+                    ctx = Context(row, order, shop, self.settings_of(shop))
+                    await self.apply(session, ctx, OrderChanged(stop_reason(order)))
+            starts = [
+                (shop, order, self.settings_of(shop))
+                for shop, order in live
+                if order.verification_status == "none"
+            ]
             await self._start(session, starts)
-            await self.queue.enqueue(session, *session.info.pop(_GATHERED))
+        finally:
+            del session.info[_GATHERED]
+        await self.queue.enqueue(session, *gathered.jobs)
+        if gathered.lines:
+            await session.execute(insert(Activity.__table__), gathered.lines)
 
     async def handle_timer(self, job: ClaimedJob) -> None:
         async with self.db.transaction() as session:
@@ -455,7 +466,7 @@ class Verifier:
         for shop, order, settings in starts:
             if shop.status != "installed":
                 detail = {"reason": "shop setup incomplete"}
-                session.add(_activity(order, "verification_not_started", "", now, detail))
+                _record(session, order, "verification_not_started", "", now, detail)
             else:
                 begun.append((shop, order, settings))
         if not begun:
@@ -545,7 +556,7 @@ class Verifier:
     ) -> None:
         vid, order, shop = ctx.row.id, ctx.order, ctx.shop
         if isinstance(effect, Record):
-            session.add(_activity(order, effect.kind, effect.mode, now, effect.detail))
+            _record(session, order, effect.kind, effect.mode, now, effect.detail)
             if effect.kind == "verification_confirmed":
                 # The customer hears that the order is confirmed, if the shop sends that.
                 confirmed = JourneyEvent(ORDER_CONFIRMED, order.shopify_order_id, "verification")
@@ -557,9 +568,7 @@ class Verifier:
                 "phone": order.phone,
                 **effect.detail,
             }
-            session.add(
-                _activity(order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
-            )
+            _record(session, order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
             await self.queue.enqueue(
                 session,
                 *merchant_jobs(
@@ -612,7 +621,7 @@ class Verifier:
         if gathered is None:
             await self.queue.enqueue(session, job)
         else:
-            gathered.append(job)
+            gathered.jobs.append(job)
 
     async def _message(
         self, session: AsyncSession, ctx: Context, effect: SendMessage, now: datetime
@@ -782,14 +791,25 @@ async def _by_id(session: AsyncSession, model: Any, ids: set[int]) -> dict[int, 
     return {row.id: row for row in await session.scalars(select(model).where(model.id.in_(ids)))}
 
 
-def _activity(
-    order: Order, kind: str, mode: str, now: datetime, detail: dict[str, Any]
-) -> Activity:
-    return Activity(
-        shop_id=order.shop_id,
-        order_id=order.id,
-        kind=kind,
-        mode=mode,
-        detail=detail,
-        created_at=now,
-    )
+def _record(
+    session: AsyncSession,
+    order: Order,
+    kind: str,
+    mode: str,
+    now: datetime,
+    detail: dict[str, Any],
+) -> None:
+    """A line of the order's timeline, or one gathered with a batch's others (one INSERT)."""
+    line = {
+        "shop_id": order.shop_id,
+        "order_id": order.id,
+        "kind": kind,
+        "mode": mode,
+        "detail": detail,
+        "created_at": now,
+    }
+    gathered = session.info.get(_GATHERED)
+    if gathered is None:
+        session.add(Activity(**line))
+    else:
+        gathered.lines.append(line)
