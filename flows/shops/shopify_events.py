@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -39,6 +39,14 @@ WEBHOOK_JOB = "shopify.webhook"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled"}
 # The columns texts are fitted to (the mapped attributes' own lookups are slow).
 ORDERS, CUSTOMERS = Order.__table__.c, Customer.__table__.c
+# A customer's fields no order has spoken of yet.
+_NO_NEWS = {
+    "name": "",
+    "email": "",
+    "shopify_customer_id": None,
+    "sms_consent": "unknown",
+    "consent_updated_at": None,
+}
 # What a new order's INSERT writes (the id is the database's).
 _ORDER_KEYS = [column.key for column in ORDERS if column.key not in ("id", "_sentinel")]
 
@@ -138,12 +146,7 @@ class ShopifyEvents:
         book = OrderBook(session, self.verifier.settings_of)
         for shop in {id(shop): shop for shop, _, _ in parsed}.values():
             mine = [d for s, d, _ in parsed if s is shop and isinstance(d, OrderData)]
-            await book.preload(
-                shop.id,
-                {d.shopify_order_id for d in mine},
-                {d.phone for d in mine if d.phone},
-                now,
-            )
+            await book.preload(shop.id, {d.shopify_order_id for d in mine})
         for shop, data, triggered_at in parsed:
             if isinstance(data, ValueError):
                 _reject(session, shop, data, now)
@@ -255,12 +258,13 @@ class ShopifyEvents:
 
 
 class OrderBook:
-    """The orders and customers one transaction touches, read together up front.
+    """The orders and customers one transaction touches, written together.
 
-    A batch of events preloads them with one query for its orders and two for its
-    customers (created first, with ON CONFLICT); its new orders and timeline lines are
-    written together (`write`), instead of a round trip per order. The orders whose
-    verification starts or may stop are gathered, to be handed to the verifier together.
+    A batch of events reads its known orders with one query per shop; its customers are
+    upserted with one statement (each phone's fields merged as its orders come, then with
+    the row's in SQL), its new orders and its timeline lines inserted with one more each
+    (`write`), instead of a round trip per order. The orders whose verification starts or
+    may stop are gathered, to be handed to the verifier together.
     """
 
     def __init__(
@@ -269,13 +273,15 @@ class OrderBook:
         self.session = session
         self._settings_of = settings_of
         self.orders: dict[tuple[int, str], Order | None] = {}
-        self.customers: dict[tuple[int, str], Customer] = {}
         # (shop, order, new): a new order's verification starts, a running one may stop.
         self.verify: list[tuple[Shop, Order, bool]] = []
         self.notification_jobs: list[NewJob] = []
         # Not in the session: `write` inserts them, and the lines of their timelines.
         self._new: list[Order] = []
         self._lines: list[tuple[Order, str, dict[str, Any]]] = []
+        # What the orders say of each (shop, phone)'s customer, and the orders it is theirs.
+        self._customers: dict[tuple[int, str], dict[str, Any]] = {}
+        self._buyers: list[tuple[Order, tuple[int, str]]] = []
         self._settings: dict[int, ShopSettings] = {}
 
     @property
@@ -289,27 +295,30 @@ class OrderBook:
             self._settings[shop.id] = self._settings_of(shop)
         return self._settings[shop.id]
 
-    async def preload(
-        self, shop_id: int, order_ids: set[str], phones: set[str], now: datetime
-    ) -> None:
+    async def preload(self, shop_id: int, order_ids: set[str]) -> None:
         rows = await self.session.scalars(
             select(Order).where(Order.shop_id == shop_id, Order.shopify_order_id.in_(order_ids))
         )
         self.orders |= dict.fromkeys(((shop_id, o) for o in order_ids), None)
         self.orders |= {(shop_id, o.shopify_order_id): o for o in rows}
-        if not phones:
+
+    def buyer(self, order: Order, data: OrderData, now: datetime) -> None:
+        """The order's customer (its phone's at the shop) is told what the order says of
+        them: a name, email or consent given replaces the one held."""
+        if data.phone is None:
+            order.customer_id = None
             return
-        # Created here, not at flush: a batch running beside this one may be creating the
-        # same customer (a repeat buyer), and ON CONFLICT lets both go on.
-        dialect = self.session.get_bind().dialect.name
-        await self.session.execute(
-            dialect_insert(dialect, Customer.__table__).on_conflict_do_nothing(),
-            [{"shop_id": shop_id, "phone": phone, "created_at": now} for phone in phones],
-        )
-        rows = await self.session.scalars(
-            select(Customer).where(Customer.shop_id == shop_id, Customer.phone.in_(phones))
-        )
-        self.customers |= {(shop_id, c.phone): c for c in rows}
+        key = (order.shop_id, data.phone)
+        fields = self._customers.setdefault(key, dict(_NO_NEWS))
+        self._buyers.append((order, key))
+        buyer = data.customer
+        if buyer is None:
+            return
+        fields["name"] = buyer.name or fields["name"]
+        fields["email"] = buyer.email or fields["email"]
+        fields["shopify_customer_id"] = buyer.shopify_customer_id
+        if buyer.sms_consent:
+            fields["sms_consent"], fields["consent_updated_at"] = buyer.sms_consent, now
 
     def add(self, order: Order) -> None:
         self._new.append(order)
@@ -319,8 +328,14 @@ class OrderBook:
         self._lines.append((order, kind, detail))
 
     async def write(self, now: datetime) -> None:
-        """Insert the new orders (one statement, their ids read back) and the timeline
-        lines (one more); the changes of rows read here go with the session's flush."""
+        """Upsert the customers (one statement, their ids read back), insert the new
+        orders (one more) and the timeline lines (one more); the changes of orders read
+        here go with the session's flush."""
+        if self._customers:
+            ids = await _upsert_customers(self.session, self._customers, now)
+            for order, key in self._buyers:
+                order.customer_id = ids[key]
+            self._customers, self._buyers = {}, []
         if self._new:
             table = Order.__table__
             inserted = await self.session.execute(
@@ -359,9 +374,7 @@ async def apply_order(
         _reject(session, shop, exc, now)
         return None
     book = book or OrderBook(session)
-    await book.preload(
-        shop.id, {data.shopify_order_id}, {data.phone} if data.phone else set(), now
-    )
+    await book.preload(shop.id, {data.shopify_order_id})
     order = await apply_order_data(session, shop, data, now, source, triggered_at, book)
     await book.write(now)
     return order
@@ -383,7 +396,6 @@ async def apply_order_data(
     if order is not None and _is_stale(version, order.shopify_updated_at):
         _LOGGER.info("stale update of order %s ignored", data.name)
         return None
-    customer = _update_customer(book, shop, data, now)
     buyer = data.customer
     if buyer is not None and buyer.sms_consent in FROM_SHOPIFY and (buyer.phone or data.phone):
         await from_shopify(
@@ -407,7 +419,7 @@ async def apply_order_data(
         book.add(order)
     if data.cancelled_at and order.cancelled_at is None:
         kind = "order_cancelled"
-    order.customer_id = None if customer is None else customer.id
+    book.buyer(order, data, now)
     order.name, order.number = data.name, data.number
     order.phone = data.phone or ""
     order.skip_reason = data.phone_problem
@@ -522,20 +534,35 @@ def _is_stale(incoming: datetime | None, held: datetime | None) -> bool:
     return incoming is not None and held is not None and incoming < held
 
 
-def _update_customer(
-    book: OrderBook, shop: Shop, data: OrderData, now: datetime
-) -> Customer | None:
-    if data.phone is None:
-        return None
-    customer = book.customers[(shop.id, data.phone)]
-    if data.customer is not None:
-        customer.name = data.customer.name or customer.name
-        customer.email = data.customer.email or customer.email
-        customer.shopify_customer_id = data.customer.shopify_customer_id
-        if data.customer.sms_consent:
-            customer.sms_consent = data.customer.sms_consent
-            customer.consent_updated_at = now
-    return customer
+async def _upsert_customers(
+    session: AsyncSession, customers: dict[tuple[int, str], dict[str, Any]], now: datetime
+) -> dict[tuple[int, str], int]:
+    """Create or update customers in one statement (a batch running beside this one may be
+    writing the same customer, a repeat buyer: ON CONFLICT lets both go on, and a field
+    only replaces the row's when given); their ids by (shop id, phone)."""
+    table = Customer.__table__
+    stmt = dialect_insert(session.get_bind().dialect.name, table)
+    new, held = stmt.excluded, table.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[held.shop_id, held.phone],
+        set_={
+            "name": case((new.name != "", new.name), else_=held.name),
+            "email": case((new.email != "", new.email), else_=held.email),
+            "shopify_customer_id": func.coalesce(
+                new.shopify_customer_id, held.shopify_customer_id
+            ),
+            "sms_consent": case(
+                (new.consent_updated_at.is_not(None), new.sms_consent), else_=held.sms_consent
+            ),
+            "consent_updated_at": func.coalesce(new.consent_updated_at, held.consent_updated_at),
+        },
+    ).returning(held.shop_id, held.phone, held.id)
+    # In one order, so that two batches writing the same customers never deadlock.
+    rows = [
+        {"shop_id": shop_id, "phone": phone, **fields, "created_at": now}
+        for (shop_id, phone), fields in sorted(customers.items())
+    ]
+    return {(shop_id, phone): id_ for shop_id, phone, id_ in await session.execute(stmt, rows)}
 
 
 async def _event_shop(
