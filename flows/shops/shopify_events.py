@@ -9,6 +9,7 @@ never retried; an event older than what we already hold (a stale retry) changes 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -540,10 +541,22 @@ async def _upsert_customers(
     """Create or update customers in one statement (a batch running beside this one may be
     writing the same customer, a repeat buyer: ON CONFLICT lets both go on, and a field
     only replaces the row's when given); their ids by (shop id, phone)."""
+    stmt = _customers_upsert(session.get_bind().dialect.name)
+    # In one order, so that two batches writing the same customers never deadlock.
+    rows = [
+        {"shop_id": shop_id, "phone": phone, **fields, "created_at": now}
+        for (shop_id, phone), fields in sorted(customers.items())
+    ]
+    return {(shop_id, phone): id_ for shop_id, phone, id_ in await session.execute(stmt, rows)}
+
+
+@functools.cache
+def _customers_upsert(dialect: str) -> Any:
+    """The statement of `_upsert_customers`, built once."""
     table = Customer.__table__
-    stmt = dialect_insert(session.get_bind().dialect.name, table)
+    stmt = dialect_insert(dialect, table)
     new, held = stmt.excluded, table.c
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[held.shop_id, held.phone],
         set_={
             "name": case((new.name != "", new.name), else_=held.name),
@@ -557,12 +570,6 @@ async def _upsert_customers(
             "consent_updated_at": func.coalesce(new.consent_updated_at, held.consent_updated_at),
         },
     ).returning(held.shop_id, held.phone, held.id)
-    # In one order, so that two batches writing the same customers never deadlock.
-    rows = [
-        {"shop_id": shop_id, "phone": phone, **fields, "created_at": now}
-        for (shop_id, phone), fields in sorted(customers.items())
-    ]
-    return {(shop_id, phone): id_ for shop_id, phone, id_ in await session.execute(stmt, rows)}
 
 
 async def _event_shop(
