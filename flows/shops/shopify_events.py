@@ -428,7 +428,10 @@ async def apply_order_data(
     order.payment_method, order.gateways = data.payment_method, data.gateways
     order.financial_status = data.financial_status
     order.city = data.city
-    order.items = [dataclasses.asdict(item) for item in data.items]
+    order.items = [
+        {"title": item.title, "quantity": item.quantity, "price": item.price}
+        for item in data.items
+    ]
     order.status_url = data.status_url
     order.fulfillment_status = data.fulfillment_status
     order.tags = data.tags
