@@ -227,6 +227,7 @@ class Verifier:
         that wrote the orders, or VERIFY_ORDER_JOB), each shop's settings read once, the
         new rows, their timeline lines and their timer and call jobs written together."""
         live = [(shop, order) for shop, order in orders if shop.status != "uninstalled"]
+        settings = {shop.id: self.settings_of(shop) for shop, _ in live}
         gathered = session.info[_GATHERED] = _Gathered()
         try:
             # An order's verification status mirrors its row: "none" is an order without one.
@@ -240,10 +241,10 @@ class Verifier:
                 )
                 for row in rows:
                     shop, order = stops[row.order_id]
-                    ctx = Context(row, order, shop, self.settings_of(shop))
+                    ctx = Context(row, order, shop, settings[shop.id])
                     await self.apply(session, ctx, OrderChanged(stop_reason(order)))
             starts = [
-                (shop, order, self.settings_of(shop))
+                (shop, order, settings[shop.id])
                 for shop, order in live
                 if order.verification_status == "none"
             ]
