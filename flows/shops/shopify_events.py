@@ -39,7 +39,7 @@ _LOGGER = logging.getLogger(__name__)
 WEBHOOK_JOB = "shopify.webhook"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled"}
 # The columns texts are fitted to (the mapped attributes' own lookups are slow).
-ORDERS, CUSTOMERS = Order.__table__.c, Customer.__table__.c
+_ORDERS, _CUSTOMERS = Order.__table__.c, Customer.__table__.c
 # A customer's fields no order has spoken of yet.
 _NO_NEWS = {
     "name": "",
@@ -48,8 +48,9 @@ _NO_NEWS = {
     "sms_consent": "unknown",
     "consent_updated_at": None,
 }
+_URL_LENGTH = _ORDERS.status_url.type.length
 # What a new order's INSERT writes (the id is the database's).
-_ORDER_KEYS = [column.key for column in ORDERS if column.key not in ("id", "_sentinel")]
+_ORDER_KEYS = [column.key for column in _ORDERS if column.key not in ("id", "_sentinel")]
 
 
 class ShopifyEvents:
@@ -211,10 +212,10 @@ class ShopifyEvents:
             )
         for customer in customers:
             name = " ".join(filter(None, (payload.get("first_name"), payload.get("last_name"))))
-            customer.name = _fit(CUSTOMERS.name, name) or customer.name
-            customer.email = _fit(CUSTOMERS.email, payload.get("email") or "") or customer.email
+            customer.name = _fit(_CUSTOMERS.name, name) or customer.name
+            customer.email = _fit(_CUSTOMERS.email, payload.get("email") or "") or customer.email
             if consent:
-                customer.sms_consent = _fit(CUSTOMERS.sms_consent, consent)
+                customer.sms_consent = _fit(_CUSTOMERS.sms_consent, consent)
                 customer.consent_updated_at = self.clock.now()
 
     async def _uninstall(self, session: AsyncSession, shop: Shop) -> None:
@@ -489,24 +490,24 @@ def _no_nul(value: str) -> str:
 def _fitted(data: OrderData) -> OrderData:
     """`data` with every text cut to its column: a long checkout field never costs the order.
     An amount is never cut (that would change it): one too long is refused."""
-    if len(data.total_amount) > ORDERS.total_amount.type.length:
-        raise ValueError(f"total_price: longer than {ORDERS.total_amount.type.length} characters")
+    if len(data.total_amount) > _ORDERS.total_amount.type.length:
+        raise ValueError(f"total_price: longer than {_ORDERS.total_amount.type.length} characters")
     customer = data.customer
     if customer is not None:
         fitted = (
-            _fit(CUSTOMERS.name, customer.name),
-            _fit(CUSTOMERS.email, customer.email),
-            customer.sms_consent and _fit(CUSTOMERS.sms_consent, customer.sms_consent),
+            _fit(_CUSTOMERS.name, customer.name),
+            _fit(_CUSTOMERS.email, customer.email),
+            customer.sms_consent and _fit(_CUSTOMERS.sms_consent, customer.sms_consent),
         )
         if fitted != (customer.name, customer.email, customer.sms_consent):
             name, email, consent = fitted
             customer = dataclasses.replace(customer, name=name, email=email, sms_consent=consent)
     return dataclasses.replace(
         data,
-        name=_fit(ORDERS.name, data.name),
-        financial_status=_fit(ORDERS.financial_status, data.financial_status),
-        fulfillment_status=_fit(ORDERS.fulfillment_status, data.fulfillment_status),
-        city=_fit(ORDERS.city, data.city),
+        name=_fit(_ORDERS.name, data.name),
+        financial_status=_fit(_ORDERS.financial_status, data.financial_status),
+        fulfillment_status=_fit(_ORDERS.fulfillment_status, data.fulfillment_status),
+        city=_fit(_ORDERS.city, data.city),
         gateways=[_no_nul(gateway) for gateway in data.gateways],
         tags=[tag for tag in map(_no_nul, data.tags) if tag],
         items=[
@@ -515,7 +516,7 @@ def _fitted(data: OrderData) -> OrderData:
         ],
         customer=customer,
         # A URL cut short leads nowhere: one too long is left out.
-        status_url="" if len(data.status_url) > ORDERS.status_url.type.length else data.status_url,
+        status_url=data.status_url if len(data.status_url) <= _URL_LENGTH else "",
     )
 
 

@@ -474,11 +474,11 @@ class Verifier:
             return
         table = Verification.__table__
         fresh = {"method": "", "state": PENDING, "attempts": 0, "data": {}, "version": 0}
+        fresh["updated_at"] = now
         inserted = await session.execute(
             insert(table).returning(table.c.order_id, table.c.id),
             [
-                {"shop_id": shop.id, "order_id": order.id, **fresh}
-                | {"created_at": now, "updated_at": now}
+                {"shop_id": shop.id, "order_id": order.id, "created_at": now, **fresh}
                 for shop, order, _ in begun
             ],
         )
