@@ -434,6 +434,7 @@ def contact_handlers(res: Resources) -> dict[str, BatchHandler]:
 
 
 def make_worker(resources: Resources) -> Worker:
+    verifier = resources.verifier()
     return Worker(
         resources.queue,
         job_handlers(resources),
@@ -441,13 +442,13 @@ def make_worker(resources: Resources) -> Worker:
         settings=resources.settings.jobs,
         wakeup=resources.db.wakeup,
         metrics=resources.metrics,
-        # Shopify events come in floods: their orders are written a batch at a time.
+        # Shopify events come in floods: their orders are written, and their verifications
+        # started, a batch at a time (those of reconciled orders by VERIFY_ORDER_JOB).
         batch_handlers={
             WEBHOOK_JOB: ShopifyEvents(
-                resources.db, resources.clock, resources.queue
+                resources.db, resources.clock, resources.queue, verifier
             ).handle_batch,
-            # ...and so are the verifications they start.
-            VERIFY_ORDER_JOB: resources.verifier().handle_orders,
+            VERIFY_ORDER_JOB: verifier.handle_orders,
             # ...and the journey notifications of a day's fulfilments.
             NOTIFY_JOB: resources.notifier().handle_batch,
             **contact_handlers(resources),

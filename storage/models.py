@@ -27,7 +27,6 @@ from sqlalchemy.orm import (
     Mapped,
     mapped_column,
     orm_insert_sentinel,
-    relationship,
 )
 
 from storage.types import Json, UTCDateTime
@@ -172,9 +171,6 @@ class Order(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     _sentinel: Mapped[int | None] = orm_insert_sentinel()
-
-    # Set on new orders so a batch needs no flush per order; never loaded (async).
-    customer: Mapped[Customer | None] = relationship(lazy="raise")
 
 
 class Verification(Base):
@@ -402,8 +398,6 @@ class Activity(Base):
     # SQLite returns no inserted ids in a known order: this column lets a batch of new
     # orders (activities) be inserted by one statement there too (SQLAlchemy's sentinel).
     _sentinel: Mapped[int | None] = orm_insert_sentinel()
-
-    order: Mapped[Order | None] = relationship(lazy="raise")
 
 
 class CreditEntry(Base):

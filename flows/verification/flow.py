@@ -25,7 +25,7 @@ the next window start, and the flow's timer for that attempt moves with it (Wind
 from __future__ import annotations
 
 import hmac
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -261,7 +261,8 @@ class VState:
         return self.methods[self.stage] if self.stage < len(self.methods) else ""
 
     def to_json(self) -> dict[str, Any]:
-        document = asdict(self)
+        # The fields are flat values: a shallow copy, not asdict's deep one (every start).
+        document = dict(vars(self))
         for name in ("timer_at", "otp_sent_at", "otp_expires_at"):
             moment = document[name]
             document[name] = moment.isoformat() if moment else None

@@ -11,14 +11,14 @@ the send job of the verification's messages (a message that could not be sent).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from babel.numbers import format_currency, get_currency_symbol
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -74,8 +74,8 @@ PAID = frozenset({"paid", "partially_paid", "refunded", "partially_refunded"})
 MISSED_CALL_WINDOW = timedelta(days=30)
 # Shops whose parsed settings a process keeps (the oldest make room).
 SETTINGS_KEPT = 1024
-# Where a batch of starts gathers its timer and call jobs (in the session's info).
-_GATHERED = "verification_jobs"
+# Where a batch of starts gathers what it writes together (in the session's info).
+_GATHERED = "verification_batch"
 # The timeline's mode of each message a verification sends.
 _MODES = {"missed_call_confirmation": "missed_call"}
 
@@ -83,15 +83,20 @@ _MODES = {"missed_call_confirmation": "missed_call"}
 def verification_job(order: Order, is_new: bool) -> NewJob | None:
     """The job an order event needs: start a new order's verification, or stop a running one
     whose order was cancelled or paid in Shopify."""
-    version = "new" if is_new else stop_reason(order)
-    if not is_new and (order.verification_status not in ANSWERABLE or not version):
+    if not is_new and not stopping(order):
         return None
+    version = "new" if is_new else stop_reason(order)
     return NewJob(
         VERIFY_ORDER_JOB,
         {"shop_id": order.shop_id, "shopify_order_id": order.shopify_order_id},
         idempotency_key=f"{VERIFY_ORDER_JOB}:{order.shop_id}:{order.shopify_order_id}:{version}",
         shop_id=order.shop_id,
     )
+
+
+def stopping(order: Order) -> bool:
+    """Whether the order's running verification must stop (see `stop_reason`)."""
+    return order.verification_status in ANSWERABLE and bool(stop_reason(order))
 
 
 def stop_reason(order: Order) -> str:
@@ -129,6 +134,14 @@ def message_ref(key: str | None) -> tuple[int, str, str] | None:
     if prefix != "verify" or not vid.isdigit() or not purpose or purpose == "call" or not key:
         return None
     return int(vid), purpose, key
+
+
+@dataclass
+class _Gathered:
+    """The timer and call jobs and the timeline lines a batch of starts writes at its end."""
+
+    jobs: list[NewJob] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -180,8 +193,8 @@ class Verifier:
         await self.handle_orders([job])
 
     async def handle_orders(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
-        """VERIFY_ORDER_JOB, a batch at a time (a flood of new orders): one transaction, the
-        orders, shops and verifications read together, each shop's settings read once."""
+        """VERIFY_ORDER_JOB, a batch at a time: the orders and shops read together, then
+        `orders_changed` in one transaction."""
         async with self.db.transaction() as session:
             wanted = {(j.payload["shop_id"], j.payload["shopify_order_id"]) for j in jobs}
             shop_ids = {shop_id for shop_id, _ in wanted}
@@ -198,32 +211,49 @@ class Verifier:
                 shop.id: shop
                 for shop in await session.scalars(select(Shop).where(Shop.id.in_(shop_ids)))
             }
-            order_ids = [order.id for order in orders.values()]
-            rows = {
-                row.order_id: row
-                for row in await session.scalars(
+            found = [
+                (shops[key[0]], orders[key])
+                for key in sorted(wanted)
+                if key in orders and key[0] in shops
+            ]
+            await self.orders_changed(session, found)
+        return [None] * len(jobs)
+
+    async def orders_changed(
+        self, session: AsyncSession, orders: Sequence[tuple[Shop, Order]]
+    ) -> None:
+        """Start the verification of each order that has none, stop the running one of each
+        order cancelled or paid in Shopify: in the caller's transaction (the webhook batch
+        that wrote the orders, or VERIFY_ORDER_JOB), each shop's settings read once, the
+        new rows, their timeline lines and their timer and call jobs written together."""
+        live = [(shop, order) for shop, order in orders if shop.status != "uninstalled"]
+        settings = {shop.id: self.settings_of(shop) for shop, _ in live}
+        gathered = session.info[_GATHERED] = _Gathered()
+        try:
+            # An order's verification status mirrors its row: "none" is an order without one.
+            stops = {order.id: (shop, order) for shop, order in live if stopping(order)}
+            if stops:
+                rows = await session.scalars(
                     select(Verification)
-                    .where(Verification.order_id.in_(order_ids))
+                    .where(Verification.order_id.in_(stops))
                     .order_by(Verification.order_id)
                     .with_for_update()
                 )
-            }
-            starts: list[tuple[Shop, Order, ShopSettings]] = []
-            for key in sorted(wanted):
-                order, shop = orders.get(key), shops.get(key[0])
-                if order is None or shop is None or shop.status == "uninstalled":
-                    continue
-                row = rows.get(order.id)
-                if row is None:
-                    if order.verification_status == "none":
-                        starts.append((shop, order, self.settings_of(shop)))
-                elif reason := stop_reason(order):
-                    ctx = Context(row, order, shop, self.settings_of(shop))
-                    await self.apply(session, ctx, OrderChanged(reason))
-            session.info[_GATHERED] = []
+                for row in rows:
+                    shop, order = stops[row.order_id]
+                    ctx = Context(row, order, shop, settings[shop.id])
+                    await self.apply(session, ctx, OrderChanged(stop_reason(order)))
+            starts = [
+                (shop, order, settings[shop.id])
+                for shop, order in live
+                if order.verification_status == "none"
+            ]
             await self._start(session, starts)
-            await self.queue.enqueue(session, *session.info.pop(_GATHERED))
-        return [None] * len(jobs)
+        finally:
+            del session.info[_GATHERED]
+        await self.queue.enqueue(session, *gathered.jobs)
+        if gathered.lines:
+            await session.execute(insert(Activity.__table__), gathered.lines)
 
     async def handle_timer(self, job: ClaimedJob) -> None:
         async with self.db.transaction() as session:
@@ -429,31 +459,35 @@ class Verifier:
     async def _start(
         self, session: AsyncSession, starts: list[tuple[Shop, Order, ShopSettings]]
     ) -> None:
-        """Start the verifications of new orders: their rows written together, then each
-        order's first step."""
+        """Start the verifications of new orders: their rows inserted by one statement,
+        each order's first step, then the rows' and the orders' new states written by one
+        statement each."""
         now = self.clock.now()
         begun = []
         for shop, order, settings in starts:
             if shop.status != "installed":
                 detail = {"reason": "shop setup incomplete"}
-                session.add(_activity(order, "verification_not_started", "", now, detail))
-                continue
-            row = Verification(
-                shop_id=shop.id,
-                order_id=order.id,
-                method="",
-                state=PENDING,
-                data={},
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            begun.append((row, shop, order, settings))
+                _record(session, order, "verification_not_started", "", now, detail)
+            else:
+                begun.append((shop, order, settings))
         if not begun:
             return
-        await session.flush()
-        previous = await _previous_orders(session, [order for _, _, order, _ in begun])
-        for row, shop, order, settings in begun:
+        table = Verification.__table__
+        fresh = {"method": "", "state": PENDING, "attempts": 0, "data": {}, "version": 0}
+        fresh["updated_at"] = now
+        inserted = await session.execute(
+            insert(table).returning(table.c.order_id, table.c.id),
+            [
+                {"shop_id": shop.id, "order_id": order.id, "created_at": now, **fresh}
+                for shop, order, _ in begun
+            ],
+        )
+        ids = dict(inserted.all())
+        previous = await _previous_orders(session, [order for _, order, _ in begun])
+        rows = []
+        for shop, order, settings in begun:
+            # Not in the session: the states are written below, all in one statement.
+            row = Verification(id=ids[order.id], shop_id=shop.id, order_id=order.id, **fresh)
             facts = OrderFacts(
                 amount=Decimal(order.total_amount),
                 gateways=tuple(order.gateways),
@@ -469,6 +503,52 @@ class Verifier:
             if methods(settings)[0] == "otp":
                 otp = self.keys.new_otp(row.id, settings.otp.code_length)
             await self.apply(session, Context(row, order, shop, settings), Start(facts, otp))
+            rows.append(row)
+        # The orders too: the webhook batch's new ones are not in the session.
+        await session.execute(
+            update(Order.__table__)
+            .where(Order.__table__.c.id == bindparam("b_id"))
+            .values(
+                verification_status=bindparam("b_status"),
+                skip_reason=bindparam("b_reason"),
+                updated_at=bindparam("b_updated", type_=table.c.updated_at.type),
+            ),
+            [
+                {
+                    "b_id": order.id,
+                    "b_status": order.verification_status,
+                    "b_reason": order.skip_reason,
+                    "b_updated": order.updated_at,
+                }
+                for _, order, _ in begun
+            ],
+        )
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                method=bindparam("b_method"),
+                state=bindparam("b_state"),
+                attempts=bindparam("b_attempts"),
+                data=bindparam("b_data", type_=table.c.data.type),
+                next_action_at=bindparam("b_next", type_=table.c.next_action_at.type),
+                version=bindparam("b_version"),
+                updated_at=bindparam("b_updated", type_=table.c.updated_at.type),
+            ),
+            [
+                {
+                    "b_id": row.id,
+                    "b_method": row.method,
+                    "b_state": row.state,
+                    "b_attempts": row.attempts,
+                    "b_data": row.data,
+                    "b_next": row.next_action_at,
+                    "b_version": row.version,
+                    "b_updated": row.updated_at,
+                }
+                for row in rows
+            ],
+        )
 
     # Effects ---------------------------------------------------------------------------
 
@@ -477,7 +557,7 @@ class Verifier:
     ) -> None:
         vid, order, shop = ctx.row.id, ctx.order, ctx.shop
         if isinstance(effect, Record):
-            session.add(_activity(order, effect.kind, effect.mode, now, effect.detail))
+            _record(session, order, effect.kind, effect.mode, now, effect.detail)
             if effect.kind == "verification_confirmed":
                 # The customer hears that the order is confirmed, if the shop sends that.
                 confirmed = JourneyEvent(ORDER_CONFIRMED, order.shopify_order_id, "verification")
@@ -489,9 +569,7 @@ class Verifier:
                 "phone": order.phone,
                 **effect.detail,
             }
-            session.add(
-                _activity(order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
-            )
+            _record(session, order, "merchant_alert", effect.detail.get("mode", ""), now, detail)
             await self.queue.enqueue(
                 session,
                 *merchant_jobs(
@@ -544,7 +622,7 @@ class Verifier:
         if gathered is None:
             await self.queue.enqueue(session, job)
         else:
-            gathered.append(job)
+            gathered.jobs.append(job)
 
     async def _message(
         self, session: AsyncSession, ctx: Context, effect: SendMessage, now: datetime
@@ -691,19 +769,17 @@ def postback_verification(button: str) -> int | None:
 
 async def _previous_orders(session: AsyncSession, orders: list[Order]) -> dict[int, int]:
     """For each order, how many orders its phone placed at its shop before it: one read of
-    the phones' orders per shop, counted here."""
-    phones: dict[int, set[str]] = {}
-    for order in orders:
-        if order.phone:
-            phones.setdefault(order.shop_id, set()).add(order.phone)
+    the phones' orders, counted here."""
+    phoned = [order for order in orders if order.phone]
     placed: dict[tuple[int, str], list[datetime]] = {}
-    for shop_id, numbers in phones.items():
+    if phoned:
         found = await session.execute(
-            select(Order.phone, Order.placed_at).where(
-                Order.shop_id == shop_id, Order.phone.in_(numbers)
+            select(Order.shop_id, Order.phone, Order.placed_at).where(
+                Order.shop_id.in_({order.shop_id for order in phoned}),
+                Order.phone.in_({order.phone for order in phoned}),
             )
         )
-        for phone, at in found:
+        for shop_id, phone, at in found:
             placed.setdefault((shop_id, phone), []).append(at)
     return {
         order.id: sum(at < order.placed_at for at in placed.get((order.shop_id, order.phone), []))
@@ -716,14 +792,25 @@ async def _by_id(session: AsyncSession, model: Any, ids: set[int]) -> dict[int, 
     return {row.id: row for row in await session.scalars(select(model).where(model.id.in_(ids)))}
 
 
-def _activity(
-    order: Order, kind: str, mode: str, now: datetime, detail: dict[str, Any]
-) -> Activity:
-    return Activity(
-        shop_id=order.shop_id,
-        order_id=order.id,
-        kind=kind,
-        mode=mode,
-        detail=detail,
-        created_at=now,
-    )
+def _record(
+    session: AsyncSession,
+    order: Order,
+    kind: str,
+    mode: str,
+    now: datetime,
+    detail: dict[str, Any],
+) -> None:
+    """A line of the order's timeline, or one gathered with a batch's others (one INSERT)."""
+    line = {
+        "shop_id": order.shop_id,
+        "order_id": order.id,
+        "kind": kind,
+        "mode": mode,
+        "detail": detail,
+        "created_at": now,
+    }
+    gathered = session.info.get(_GATHERED)
+    if gathered is None:
+        session.add(Activity(**line))
+    else:
+        gathered.lines.append(line)

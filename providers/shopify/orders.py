@@ -5,6 +5,7 @@ Only ValueError, naming the malformed field, leaves parse_order: a bad payload n
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ DEFAULT_COD_GATEWAYS = frozenset({"cash on delivery (cod)", "cash on delivery", 
 NO_PHONE = "no phone on the order (shipping, billing, customer)"
 NO_VALID_PHONE = "no valid phone on the order (shipping, billing, customer)"
 
+# Phones whose E.164 form a process keeps: a customer's number comes in several fields of
+# an order (shipping, billing, customer) and again with their next orders.
+PHONES_KEPT = 4096
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -110,6 +114,7 @@ def payment_method(gateways: Collection[str], cod_gateways: Collection[str]) -> 
     return "cod" if any(name.strip().lower() in cod for name in gateways) else "prepaid"
 
 
+@functools.lru_cache(maxsize=PHONES_KEPT)
 def normalize_phone(raw: str, region: str | None) -> str | None:
     """The E.164 form of a free-form phone read in `region` (unless it says +country); or None."""
     try:

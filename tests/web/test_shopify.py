@@ -428,7 +428,7 @@ async def test_a_flood_of_orders_is_written_a_batch_at_a_time(browser, server, w
 
 
 async def test_a_repeat_buyer_in_two_batches_running_at_once_is_one_customer(
-    browser, server, worker, db, queue, clock, fake, caplog
+    browser, server, worker, resources, db, queue, clock, fake, caplog
 ):
     """Two batches (two workers, or one worker's concurrent batches) each bring a new order
     of the same new customer: both are written as a batch, no retry one by one."""
@@ -440,7 +440,7 @@ async def test_a_repeat_buyer_in_two_batches_running_at_once_is_one_customer(
     claimed = await queue.claim("test-worker", 100)
     webhooks = [job for job in claimed if job.kind == "shopify.webhook"]
     assert len(webhooks) == 6
-    events = ShopifyEvents(db, clock, queue)
+    events = ShopifyEvents(db, clock, queue, resources.verifier())
     with caplog.at_level(logging.WARNING, logger="flows.shops.shopify_events"):
         outcomes = await asyncio.gather(
             events.handle_batch(webhooks[:3]), events.handle_batch(webhooks[3:])

@@ -25,7 +25,17 @@ from providers.sandbox.gupshup import FakeGupshup
 from providers.sandbox.shopify import FakeShopify, order_payload
 from providers.sms import is_gsm7
 from settings import Settings
-from storage.models import Activity, Call, Job, Message, MissedCall, Order, Shop
+from storage.models import (
+    Activity,
+    Call,
+    Customer,
+    Job,
+    Message,
+    MissedCall,
+    Order,
+    Shop,
+    Verification,
+)
 from tests.conftest import SECURITY
 from tests.web.test_shopify import DOMAIN, TOKEN, connect, free_port, url
 
@@ -885,3 +895,35 @@ async def test_a_link_sms_reported_failed_later_ends_the_cascade_at_once(journey
     assert journey.tags(payload) == ["ivr_retry_limit_reached", "cod_unconfirmed"]
     await journey.advance(24 * 60)
     assert len(journey.exotel.sms) == 1
+
+
+async def test_the_webhook_job_starts_the_verification_and_a_redelivery_starts_none(
+    journey: Journey,
+):
+    """The orders/create webhook's job starts the verification in its own transaction (no
+    verification.order job); the same order delivered again is an update that starts
+    nothing, and its customer keeps the name and email the first delivery gave."""
+    await journey.install()
+    payload = await journey.order()
+    unnamed = {"first_name": "", "last_name": "", "email": ""}
+    again = {**payload, "customer": {**payload["customer"], **unnamed}}
+    endpoint = url(journey.server, "/webhooks/shopify")
+    assert await journey.fake.send_webhook(endpoint, "orders/create", DOMAIN, again) == 200
+    await journey.worker.run_until_idle()
+    async with journey.res.db.sessions() as session:
+        kinds = (await session.scalars(select(Job.kind))).all()
+        order = await session.scalar(select(Order))
+        lines = (
+            await session.scalars(
+                select(Activity.kind).where(Activity.order_id == order.id).order_by(Activity.id)
+            )
+        ).all()
+        verifications = await session.scalar(select(func.count()).select_from(Verification))
+        customer = await session.scalar(select(Customer))
+    assert "verification.order" not in kinds and kinds.count(CALL_JOB) == 1
+    assert verifications == 1 and order.verification_status == "pending"
+    assert lines[:2] == ["order_received", "verification_started"]
+    assert lines.count("order_updated") == 1 and lines.count("verification_started") == 1
+    assert len(journey.exotel.calls) == 1
+    assert order.customer_id == customer.id
+    assert (customer.name, customer.email) == ("Asha Rao", "asha.rao@example.com")
