@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.accounts import PLATFORM, selected, shop_accounts
-from flows.channels.messaging import queue_message
-from flows.conversations.consent import line_of, opted_out
+from flows.channels.messaging import Outbound, queue_messages
+from flows.conversations.consent import Ask, line_of, opted_out_of
 from flows.conversations.router import Option
 from flows.notifications.events import ORDER_CONFIRMED, JourneyEvent
 from flows.notifications.job import notify_job
@@ -74,8 +74,13 @@ PAID = frozenset({"paid", "partially_paid", "refunded", "partially_refunded"})
 MISSED_CALL_WINDOW = timedelta(days=30)
 # Shops whose parsed settings a process keeps (the oldest make room).
 SETTINGS_KEPT = 1024
-# Where a batch of starts gathers its timer and call jobs (in the session's info).
+# Where a batch of starts gathers its timer and call jobs, and its messages (in the
+# session's info).
 _GATHERED = "verification_jobs"
+_MESSAGES = "verification_messages"
+# A batch of starts: its contexts, and the channels each (shop, phone) opted out of, read
+# for the whole batch the first time one of them is asked.
+_STARTING, _OPTED_OUT = "verification_starting", "verification_opted_out"
 # The timeline's mode of each message a verification sends.
 _MODES = {"missed_call_confirmation": "missed_call"}
 
@@ -220,8 +225,10 @@ class Verifier:
                 elif reason := stop_reason(order):
                     ctx = Context(row, order, shop, self.settings_of(shop))
                     await self.apply(session, ctx, OrderChanged(reason))
-            session.info[_GATHERED] = []
+            session.info[_GATHERED], session.info[_MESSAGES] = [], []
             await self._start(session, starts)
+            messages = session.info.pop(_MESSAGES)
+            await queue_messages(session, self.queue, self.clock.now(), messages)
             await self.queue.enqueue(session, *session.info.pop(_GATHERED))
         return [None] * len(jobs)
 
@@ -384,14 +391,34 @@ class Verifier:
             await self.apply(session, ctx, WindowClosed(purpose, key, until))
         return until
 
-    async def send_after(self, session: AsyncSession, message: Message) -> datetime | None:
-        """The calling window start a verification message must wait for, if any."""
-        ref = message_ref(message.idempotency_key)
-        if ref is None:
-            return None
-        verification_id, purpose, key = ref
-        ctx = await self.load(session, verification_id)
-        return None if ctx is None else await self.wait_for_window(session, ctx, purpose, key)
+    async def send_after(
+        self, session: AsyncSession, messages: list[Message]
+    ) -> dict[int, datetime]:
+        """The calling window start each verification message that must wait for it waits
+        for, by message id: the shops read together, the verifications of those only."""
+        refs = {m.id: ref for m in messages if (ref := message_ref(m.idempotency_key))}
+        if not refs:
+            return {}
+        shops = await _by_id(session, Shop, {m.shop_id for m in messages if m.id in refs})
+        now = self.clock.now()
+        held = {}
+        for message in messages:
+            ref, shop = refs.get(message.id), shops.get(message.shop_id)
+            if ref is None or shop is None or shop.status == "uninstalled":
+                continue
+            if held_until(ref[1], ref[2], self.settings_of(shop), now) is not None:
+                held[message.id] = ref
+        if not held:
+            return {}
+        contexts = await self.load_many(session, {ref[0] for ref in held.values()})
+        found = {}
+        for message_id, (verification_id, purpose, key) in held.items():
+            ctx = contexts.get(verification_id)
+            if ctx is not None:
+                until = await self.wait_for_window(session, ctx, purpose, key)
+                if until is not None:
+                    found[message_id] = until
+        return found
 
     async def send_failed(
         self, session: AsyncSession, message: Message, code: str, permanent: bool
@@ -407,18 +434,41 @@ class Verifier:
 
     async def _opted_out(self, session: AsyncSession, ctx: Context) -> frozenset[str]:
         """The channels the order's phone opted out of at the shop, as the send gate sees it:
-        on a channel carried by a platform account, a keyword on its shared number counts."""
-        shop_id, phone = ctx.shop.id, ctx.order.phone
-        accounts = await shop_accounts(session, shop_id)
-        found = set()
-        for channel in sorted(set(CHANNELS.values())):
-            account = selected(ctx.shop, accounts, channel)
-            line = (
-                line_of(account.provider, None) if account and account.owner == PLATFORM else None
-            )
-            if await opted_out(session, shop_id, phone, channel, line):
-                found.add(channel)
-        return frozenset(found)
+        on a channel carried by a platform account, a keyword on its shared number counts.
+        In a batch of starts, read for the whole batch when the first one asks."""
+        key = (ctx.shop.id, ctx.order.phone)
+        starting = session.info.get(_STARTING)
+        if starting is None:
+            return (await self._read_opted_out(session, [ctx]))[key]
+        known = session.info.setdefault(_OPTED_OUT, {})
+        if key not in known:
+            known.update(await self._read_opted_out(session, [ctx, *starting]))
+        return known[key]
+
+    async def _read_opted_out(
+        self, session: AsyncSession, contexts: list[Context]
+    ) -> dict[tuple[int, str], frozenset[str]]:
+        """`_opted_out` of each context's (shop, phone): each shop's accounts read once, the
+        consents in two queries."""
+        accounts = {}
+        for ctx in contexts:
+            if ctx.shop.id not in accounts:
+                accounts[ctx.shop.id] = await shop_accounts(session, ctx.shop.id)
+        asks = set()
+        for ctx in contexts:
+            for channel in set(CHANNELS.values()):
+                account = selected(ctx.shop, accounts[ctx.shop.id], channel)
+                line = None
+                if account is not None and account.owner == PLATFORM:
+                    line = line_of(account.provider, None)
+                asks.add(Ask(ctx.shop.id, ctx.order.phone, channel, line))
+        out = await opted_out_of(session, asks)
+        found: dict[tuple[int, str], set[str]] = {}
+        for ask in asks:
+            channels = found.setdefault((ask.shop_id, ask.phone), set())
+            if ask in out:
+                channels.add(ask.channel)
+        return {key: frozenset(channels) for key, channels in found.items()}
 
     def link(self, verification_id: int, now: datetime, hours: int) -> str:
         token = self.keys.link_token(verification_id, now + timedelta(hours=hours))
@@ -453,7 +503,10 @@ class Verifier:
             return
         await session.flush()
         previous = await _previous_orders(session, [order for _, _, order, _ in begun])
-        for row, shop, order, settings in begun:
+        contexts = [Context(row, order, shop, settings) for row, shop, order, settings in begun]
+        session.info[_STARTING] = contexts
+        for ctx in contexts:
+            order, settings = ctx.order, ctx.settings
             facts = OrderFacts(
                 amount=Decimal(order.total_amount),
                 gateways=tuple(order.gateways),
@@ -467,8 +520,10 @@ class Verifier:
             )
             otp = None
             if methods(settings)[0] == "otp":
-                otp = self.keys.new_otp(row.id, settings.otp.code_length)
-            await self.apply(session, Context(row, order, shop, settings), Start(facts, otp))
+                otp = self.keys.new_otp(ctx.row.id, settings.otp.code_length)
+            await self.apply(session, ctx, Start(facts, otp))
+        del session.info[_STARTING]
+        session.info.pop(_OPTED_OUT, None)
 
     # Effects ---------------------------------------------------------------------------
 
@@ -587,10 +642,7 @@ class Verifier:
             if effect.otp_nonce:
                 details["otp"] = {"nonce": effect.otp_nonce, "length": settings.otp.code_length}
         details["mode"] = _MODES.get(effect.purpose, effect.purpose)
-        await queue_message(
-            session,
-            self.queue,
-            now,
+        item = Outbound(
             shop_id=ctx.shop.id,
             channel=channel,
             to=order.phone,
@@ -602,6 +654,12 @@ class Verifier:
             template=template,
             details=details,
         )
+        # A batch of starts queues its messages together, as it enqueues its jobs.
+        gathered = session.info.get(_MESSAGES)
+        if gathered is None:
+            await queue_messages(session, self.queue, now, [item])
+        else:
+            gathered.append(item)
 
     async def _template_params(
         self, session: AsyncSession, ctx: Context, fields: list[str]
