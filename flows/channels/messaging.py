@@ -16,7 +16,8 @@ conversation told, as for a permanent failure). Only a compliance keyword's own 
 
 Send jobs come in floods on a sale day: they run a batch at a time, in three transactions per
 batch (prepare; the send gate and `sending`; record) whatever its size, the messages whose
-account has a slot now sent together; the others are deferred to their slots.
+account has a slot now sent together; the others are deferred to their slots. The
+conversations are asked about their calling windows once per batch (`MessageOwner.send_after`).
 """
 
 from __future__ import annotations
@@ -363,11 +364,12 @@ class MessageSender:
         outcomes = dict(zip(going, results, strict=True))
         rejected: dict[int, str] = {}
         async with self.db.transaction() as session:
-            loaded = await _messages(session, [jobs[i] for i in going])
+            # The rows marked `sending` a moment ago, not read again: only their outcome is
+            # written (a status callback finds a message by the provider id written here).
+            session.add_all(messages.values())
             for i in going:
-                message = loaded[jobs[i].payload["message_id"]]
                 errors[i] = await self._record(
-                    session, jobs[i], message, routes[i], outcomes[i], rejected
+                    session, jobs[i], messages[i], routes[i], outcomes[i], rejected
                 )
         for account_id, reason in rejected.items():
             await self.on_rejected(account_id, reason)
