@@ -122,14 +122,15 @@ async def space_send(
     """The last check before the provider is called (after `wait_for_slot`, and after the
     database work that precedes the request, which may have held jobs up together): raise
     Deferred when the send would come too soon after the last ones, unless its turn comes
-    within `patience` seconds (it then waits for it)."""
+    within `patience` seconds (it then waits for it; asked again after each wait, as the
+    sends of other batches take turns too)."""
     burst = max(SENT_BURST, int(per_second * SENT_BURST_SECONDS))
-    wait = await limiter.try_acquire(key + SENT, per_second, burst)
-    if 0 < wait <= patience:
+    waited = 0.0
+    while (wait := await limiter.try_acquire(key + SENT, per_second, burst)) > 0:
+        if waited + wait > patience:
+            raise Deferred(wait, f"sends spaced: {key} in {wait:.3f}s")
         await asyncio.sleep(wait)
-        wait = await limiter.try_acquire(key + SENT, per_second, burst)
-    if wait > 0:
-        raise Deferred(wait, f"sends spaced: {key} in {wait:.3f}s")
+        waited += wait
 
 
 async def send_spaced(

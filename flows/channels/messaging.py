@@ -16,7 +16,8 @@ conversation told, as for a permanent failure). Only a compliance keyword's own 
 
 Send jobs come in floods on a sale day: they run a batch at a time, in three transactions per
 batch (prepare; the send gate and `sending`; record) whatever its size, the messages whose
-account has a slot now sent together; the others are deferred to their slots.
+account has a slot now sent together; the others are deferred to their slots. The
+conversations are asked about their calling windows once per batch (`MessageOwner.send_after`).
 """
 
 from __future__ import annotations
@@ -96,11 +97,14 @@ class NoRoute(Exception):
 
 class MessageOwner(Protocol):
     """The conversation messages belong to (a verification), asked before each send and told
-    about the ones that could not be sent, in the send job's transaction. It answers None
+    about the ones that could not be sent, in the send job's transaction. It leaves out
     and ignores messages that are not its own."""
 
-    async def send_after(self, session: AsyncSession, message: Message) -> datetime | None:
-        """When `message` may go if not now (its calling window is closed); None: now."""
+    async def send_after(
+        self, session: AsyncSession, messages: list[Message]
+    ) -> dict[int, datetime]:
+        """When each of `messages` that may not go now may go (its calling window is
+        closed), by message id; the others may go now."""
         ...
 
     async def send_failed(
@@ -117,12 +121,13 @@ class Owners:
 
     members: tuple[MessageOwner, ...]
 
-    async def send_after(self, session: AsyncSession, message: Message) -> datetime | None:
+    async def send_after(
+        self, session: AsyncSession, messages: list[Message]
+    ) -> dict[int, datetime]:
+        found: dict[int, datetime] = {}
         for owner in self.members:
-            until = await owner.send_after(session, message)
-            if until is not None:
-                return until
-        return None
+            found = await owner.send_after(session, messages) | found
+        return found
 
     async def send_failed(
         self, session: AsyncSession, message: Message, code: str, permanent: bool
@@ -189,6 +194,8 @@ async def queue_messages(
 ) -> list[Message]:
     """Record outbound messages and enqueue their sends, with one query for the keys already
     known (their first messages are returned), one flush and one insert of the jobs."""
+    if not outbound:
+        return []
     keys = [item.idempotency_key for item in outbound]
     known = {
         message.idempotency_key: message
@@ -290,24 +297,30 @@ class MessageSender:
         routes: dict[int, Route] = {}
         async with self.db.transaction() as session:
             loaded = await _messages(session, jobs)
+            ready: dict[int, Message] = {}
+            for i in order:
+                message = loaded.get(jobs[i].payload["message_id"])
+                if self._unsettled(session, message, _details(jobs[i]).get("mode", "")):
+                    ready[i] = message
+            held: dict[int, datetime] = {}
+            if self.owner is not None and ready:
+                held = await self.owner.send_after(session, list(ready.values()))
             # One route per shop, channel and provider asked for in the batch.
             known: dict[tuple[int, str, str], Route | Exception] = {}
-            for i in order:
+            for i, message in ready.items():
+                if (until := held.get(message.id)) is not None:
+                    wait = (until - self.clock.now()).total_seconds()
+                    errors[i] = Deferred(wait, "outside the calling window")
+                    continue
+                details = _details(jobs[i])
                 try:
-                    details = _details(jobs[i])
-                    found = await self._prepare(
-                        session,
-                        loaded.get(jobs[i].payload["message_id"]),
-                        details.get("mode", ""),
-                        details.get(VIA, ""),
-                        known,
+                    found = await self._route(
+                        session, message, details.get("mode", ""), details.get(VIA, ""), known
                     )
                 except Deferred as exc:
                     errors[i] = exc
                     continue
-                if isinstance(found, Deferred):
-                    errors[i] = found
-                elif found is not None:
+                if found is not None:
                     routes[i] = found
         keys = {i: (route.rate_key, route.per_second) for i, route in routes.items()}
         slotted, slots = await batch_slots(self.limiter, self.clock, jobs, keys, errors)
@@ -351,11 +364,12 @@ class MessageSender:
         outcomes = dict(zip(going, results, strict=True))
         rejected: dict[int, str] = {}
         async with self.db.transaction() as session:
-            loaded = await _messages(session, [jobs[i] for i in going])
+            # The rows marked `sending` a moment ago, not read again: only their outcome is
+            # written (a status callback finds a message by the provider id written here).
+            session.add_all(messages.values())
             for i in going:
-                message = loaded[jobs[i].payload["message_id"]]
                 errors[i] = await self._record(
-                    session, jobs[i], message, routes[i], outcomes[i], rejected
+                    session, jobs[i], messages[i], routes[i], outcomes[i], rejected
                 )
         for account_id, reason in rejected.items():
             await self.on_rejected(account_id, reason)
@@ -408,29 +422,28 @@ class MessageSender:
         self._settle(session, message, "sent", "", "", mode)
         return None
 
-    async def _prepare(
-        self,
-        session: AsyncSession,
-        message: Message | None,
-        mode: str,
-        via: str,
-        known: dict[tuple[int, str, str], Route | Exception],
-    ) -> Route | Deferred | None:
-        """The message's route when it may go now; a deferral until its conversation's
-        calling window opens; or None when it is settled (now or earlier). Raises Deferred
-        while the account waits for its owner. `known`: the batch's routes so far."""
+    def _unsettled(self, session: AsyncSession, message: Message | None, mode: str) -> bool:
+        """Whether `message` is still to be sent; settled by an earlier run (or now) if not."""
         if message is None or message.status not in ("queued", "sending"):
-            return None  # already sent or settled by an earlier run
+            return False  # already sent or settled by an earlier run
         if message.status == "sending":
             # An earlier run died while the provider had the request: it may have gone
             # out. Never risk a second copy to the customer.
             self._settle(session, message, "unconfirmed", "", "worker lost during send", mode)
-            return None
-        if self.owner is not None:
-            until = await self.owner.send_after(session, message)
-            if until is not None:
-                wait = (until - self.clock.now()).total_seconds()
-                return Deferred(wait, "outside the calling window")
+            return False
+        return True
+
+    async def _route(
+        self,
+        session: AsyncSession,
+        message: Message,
+        mode: str,
+        via: str,
+        known: dict[tuple[int, str, str], Route | Exception],
+    ) -> Route | None:
+        """The message's route; None when there is none (the message is then settled).
+        Raises Deferred while the account waits for its owner. `known`: the batch's routes
+        so far."""
         key = (message.shop_id, message.channel, via)
         if key not in known:
             shop = await session.get(Shop, message.shop_id)

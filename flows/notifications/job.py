@@ -177,8 +177,10 @@ class Notifier:
 
     # MessageOwner --------------------------------------------------------------------------
 
-    async def send_after(self, session: AsyncSession, message: Message) -> datetime | None:
-        return None  # quiet hours were waited for before the message was queued
+    async def send_after(
+        self, session: AsyncSession, messages: list[Message]
+    ) -> dict[int, datetime]:
+        return {}  # quiet hours were waited for before the message was queued
 
     async def send_failed(
         self, session: AsyncSession, message: Message, code: str, permanent: bool

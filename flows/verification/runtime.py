@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
 from flows.channels.accounts import PLATFORM, selected, shop_accounts
-from flows.channels.messaging import queue_message
-from flows.conversations.consent import line_of, opted_out
+from flows.channels.messaging import Outbound, queue_messages
+from flows.conversations.consent import Ask, line_of, opted_out_of
 from flows.conversations.router import Option
 from flows.notifications.events import ORDER_CONFIRMED, JourneyEvent
 from flows.notifications.job import notify_job
@@ -76,6 +76,9 @@ MISSED_CALL_WINDOW = timedelta(days=30)
 SETTINGS_KEPT = 1024
 # Where a batch of starts gathers what it writes together (in the session's info).
 _GATHERED = "verification_batch"
+# A batch of starts: its contexts, and the channels each (shop, phone) opted out of, read
+# for the whole batch the first time one of them is asked.
+_STARTING, _OPTED_OUT = "verification_starting", "verification_opted_out"
 # The timeline's mode of each message a verification sends.
 _MODES = {"missed_call_confirmation": "missed_call"}
 
@@ -138,9 +141,11 @@ def message_ref(key: str | None) -> tuple[int, str, str] | None:
 
 @dataclass
 class _Gathered:
-    """The timer and call jobs and the timeline lines a batch of starts writes at its end."""
+    """The timer and call jobs, the messages and the timeline lines a batch of starts writes
+    at its end."""
 
     jobs: list[NewJob] = field(default_factory=list)
+    messages: list[Outbound] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -251,6 +256,7 @@ class Verifier:
             await self._start(session, starts)
         finally:
             del session.info[_GATHERED]
+        await queue_messages(session, self.queue, self.clock.now(), gathered.messages)
         await self.queue.enqueue(session, *gathered.jobs)
         if gathered.lines:
             await session.execute(insert(Activity.__table__), gathered.lines)
@@ -414,14 +420,34 @@ class Verifier:
             await self.apply(session, ctx, WindowClosed(purpose, key, until))
         return until
 
-    async def send_after(self, session: AsyncSession, message: Message) -> datetime | None:
-        """The calling window start a verification message must wait for, if any."""
-        ref = message_ref(message.idempotency_key)
-        if ref is None:
-            return None
-        verification_id, purpose, key = ref
-        ctx = await self.load(session, verification_id)
-        return None if ctx is None else await self.wait_for_window(session, ctx, purpose, key)
+    async def send_after(
+        self, session: AsyncSession, messages: list[Message]
+    ) -> dict[int, datetime]:
+        """The calling window start each verification message that must wait for it waits
+        for, by message id: the shops read together, the verifications of those only."""
+        refs = {m.id: ref for m in messages if (ref := message_ref(m.idempotency_key))}
+        if not refs:
+            return {}
+        shops = await _by_id(session, Shop, {m.shop_id for m in messages if m.id in refs})
+        now = self.clock.now()
+        held = {}
+        for message in messages:
+            ref, shop = refs.get(message.id), shops.get(message.shop_id)
+            if ref is None or shop is None or shop.status == "uninstalled":
+                continue
+            if held_until(ref[1], ref[2], self.settings_of(shop), now) is not None:
+                held[message.id] = ref
+        if not held:
+            return {}
+        contexts = await self.load_many(session, {ref[0] for ref in held.values()})
+        found = {}
+        for message_id, (verification_id, purpose, key) in held.items():
+            ctx = contexts.get(verification_id)
+            if ctx is not None:
+                until = await self.wait_for_window(session, ctx, purpose, key)
+                if until is not None:
+                    found[message_id] = until
+        return found
 
     async def send_failed(
         self, session: AsyncSession, message: Message, code: str, permanent: bool
@@ -437,18 +463,41 @@ class Verifier:
 
     async def _opted_out(self, session: AsyncSession, ctx: Context) -> frozenset[str]:
         """The channels the order's phone opted out of at the shop, as the send gate sees it:
-        on a channel carried by a platform account, a keyword on its shared number counts."""
-        shop_id, phone = ctx.shop.id, ctx.order.phone
-        accounts = await shop_accounts(session, shop_id)
-        found = set()
-        for channel in sorted(set(CHANNELS.values())):
-            account = selected(ctx.shop, accounts, channel)
-            line = (
-                line_of(account.provider, None) if account and account.owner == PLATFORM else None
-            )
-            if await opted_out(session, shop_id, phone, channel, line):
-                found.add(channel)
-        return frozenset(found)
+        on a channel carried by a platform account, a keyword on its shared number counts.
+        In a batch of starts, read for the whole batch when the first one asks."""
+        key = (ctx.shop.id, ctx.order.phone)
+        starting = session.info.get(_STARTING)
+        if starting is None:
+            return (await self._read_opted_out(session, [ctx]))[key]
+        known = session.info.setdefault(_OPTED_OUT, {})
+        if key not in known:
+            known.update(await self._read_opted_out(session, [ctx, *starting]))
+        return known[key]
+
+    async def _read_opted_out(
+        self, session: AsyncSession, contexts: list[Context]
+    ) -> dict[tuple[int, str], frozenset[str]]:
+        """`_opted_out` of each context's (shop, phone): each shop's accounts read once, the
+        consents in two queries."""
+        accounts = {}
+        for ctx in contexts:
+            if ctx.shop.id not in accounts:
+                accounts[ctx.shop.id] = await shop_accounts(session, ctx.shop.id)
+        asks = set()
+        for ctx in contexts:
+            for channel in set(CHANNELS.values()):
+                account = selected(ctx.shop, accounts[ctx.shop.id], channel)
+                line = None
+                if account is not None and account.owner == PLATFORM:
+                    line = line_of(account.provider, None)
+                asks.add(Ask(ctx.shop.id, ctx.order.phone, channel, line))
+        out = await opted_out_of(session, asks)
+        found: dict[tuple[int, str], set[str]] = {}
+        for ask in asks:
+            channels = found.setdefault((ask.shop_id, ask.phone), set())
+            if ask in out:
+                channels.add(ask.channel)
+        return {key: frozenset(channels) for key, channels in found.items()}
 
     def link(self, verification_id: int, now: datetime, hours: int) -> str:
         token = self.keys.link_token(verification_id, now + timedelta(hours=hours))
@@ -484,10 +533,19 @@ class Verifier:
         )
         ids = dict(inserted.all())
         previous = await _previous_orders(session, [order for _, order, _ in begun])
-        rows = []
-        for shop, order, settings in begun:
-            # Not in the session: the states are written below, all in one statement.
-            row = Verification(id=ids[order.id], shop_id=shop.id, order_id=order.id, **fresh)
+        # Not in the session: the states are written below, all in one statement.
+        contexts = [
+            Context(
+                Verification(id=ids[order.id], shop_id=shop.id, order_id=order.id, **fresh),
+                order,
+                shop,
+                settings,
+            )
+            for shop, order, settings in begun
+        ]
+        session.info[_STARTING] = contexts
+        for ctx in contexts:
+            order, settings = ctx.order, ctx.settings
             facts = OrderFacts(
                 amount=Decimal(order.total_amount),
                 gateways=tuple(order.gateways),
@@ -501,9 +559,10 @@ class Verifier:
             )
             otp = None
             if methods(settings)[0] == "otp":
-                otp = self.keys.new_otp(row.id, settings.otp.code_length)
-            await self.apply(session, Context(row, order, shop, settings), Start(facts, otp))
-            rows.append(row)
+                otp = self.keys.new_otp(ctx.row.id, settings.otp.code_length)
+            await self.apply(session, ctx, Start(facts, otp))
+        del session.info[_STARTING]
+        session.info.pop(_OPTED_OUT, None)
         # The orders too: the webhook batch's new ones are not in the session.
         await session.execute(
             update(Order.__table__)
@@ -520,7 +579,7 @@ class Verifier:
                     "b_reason": order.skip_reason,
                     "b_updated": order.updated_at,
                 }
-                for _, order, _ in begun
+                for order in (ctx.order for ctx in contexts)
             ],
         )
         await session.execute(
@@ -546,7 +605,7 @@ class Verifier:
                     "b_version": row.version,
                     "b_updated": row.updated_at,
                 }
-                for row in rows
+                for row in (ctx.row for ctx in contexts)
             ],
         )
 
@@ -665,10 +724,7 @@ class Verifier:
             if effect.otp_nonce:
                 details["otp"] = {"nonce": effect.otp_nonce, "length": settings.otp.code_length}
         details["mode"] = _MODES.get(effect.purpose, effect.purpose)
-        await queue_message(
-            session,
-            self.queue,
-            now,
+        item = Outbound(
             shop_id=ctx.shop.id,
             channel=channel,
             to=order.phone,
@@ -680,6 +736,12 @@ class Verifier:
             template=template,
             details=details,
         )
+        # A batch of starts queues its messages together, as it enqueues its jobs.
+        gathered = session.info.get(_GATHERED)
+        if gathered is None:
+            await queue_messages(session, self.queue, now, [item])
+        else:
+            gathered.messages.append(item)
 
     async def _template_params(
         self, session: AsyncSession, ctx: Context, fields: list[str]

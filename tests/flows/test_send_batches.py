@@ -2,16 +2,21 @@
 against the fake Twilio, with a manual clock, on SQLite and PostgreSQL: a flood of SMS for one
 account at its rate goes out one slot apart, none before its slot, none twice; and a STOP
 accepted while a batch is under way (after the batch was prepared, before its send gate)
-suppresses the customer's message in that batch."""
+suppresses the customer's message in that batch; and a send whose turn a send of another
+batch took while it waited waits for the next turn instead of going back to the queue."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from sqlalchemy import select
 
 from flows.channels.messaging import SEND_JOB, MessageSender, queue_message
-from flows.jobs import SLOT
+from flows.jobs import SENT, SLOT, SPACE_WAIT_SECONDS, space_send
 from main import make_worker
 from storage.models import Job, Message
+from storage.ratelimit import LocalRateLimiter
 from tests.web import test_messaging as messaging
 from tests.web.inbound.test_stop_at_acceptance import texted
 from tests.web.test_messaging import CUSTOMER
@@ -41,6 +46,23 @@ class StopDuringTheBatch:
 
     def __getattr__(self, name: str):
         return getattr(self.limiter, name)
+
+
+class AnotherBatch:
+    """The sender's rate limiter; a send told to wait finds its turn taken by another batch's
+    send (once), and the clock moves on by each wait."""
+
+    def __init__(self, limiter, clock) -> None:
+        self.limiter, self.clock = limiter, clock
+        self.took = False
+
+    async def try_acquire(self, key: str, per_second: float, burst: int = 1) -> float:
+        wait = await self.limiter.try_acquire(key, per_second, burst)
+        if wait > 0:
+            self.clock.advance(timedelta(seconds=wait))
+            if not self.took:
+                self.took = await self.limiter.try_acquire(key, per_second, burst) == 0
+        return wait
 
 
 async def never_refused(account_id: int, reason: str) -> None:
@@ -99,3 +121,13 @@ async def test_a_flood_of_sends_keeps_its_slots_and_the_send_gate(
         if row.status == "sent" and held is not None:
             assert row.updated_at.timestamp() >= held["at"] - EPSILON, "sent before its slot"
     assert all(job.status == "done" for job in jobs.values())
+
+
+async def test_a_send_whose_turn_another_batch_took_waits_for_the_next(clock):
+    limiter, key, rate = AnotherBatch(LocalRateLimiter(clock), clock), "exotel:shop:1:", 100.0
+    while not await limiter.limiter.try_acquire(key + SENT, rate, 5):
+        pass  # the burst a send may go in is spent: the next send waits
+    start = clock.now()
+    await space_send(limiter, key, rate, SPACE_WAIT_SECONDS)
+    assert limiter.took
+    assert (clock.now() - start).total_seconds() == pytest.approx(2 / rate)
