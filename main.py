@@ -458,8 +458,11 @@ def make_worker(resources: Resources) -> Worker:
             NOTIFY_JOB: resources.notifier().handle_batch,
             **contact_handlers(resources),
         },
-        # So do customers' messages: a STOP among them is in force from its acceptance.
-        paced=(EVENT_JOB,),
+        # Floods give way to the webhook intake while it works (storage.jobs.pace): Shopify's
+        # events, the verifications and notifications they start, and customers' messages (a
+        # STOP among them is in force from its acceptance). Not the contacts: their pace is
+        # the provider's rate, and a slot left unused while they wait is not made up later.
+        paced=(WEBHOOK_JOB, VERIFY_ORDER_JOB, NOTIFY_JOB, EVENT_JOB),
         lanes=JOB_LANES,
     )
 

@@ -93,8 +93,8 @@ class Worker:
         self.queue = queue
         self.handlers = dict(handlers)
         self.batch_handlers = dict(batch_handlers or {})
-        # Kinds of single jobs that come in floods too (the webhook intake's): they take turns
-        # with the intake as the batches do.
+        # Kinds that come in floods (webhooks turned into orders): while the webhook intake
+        # works they give way to it, taking turns a batch (or a job) at a time.
         self.paced = frozenset(paced)
         # Kind -> lane: due jobs of higher lanes are claimed first and their batches take the
         # flood's turns first (other kinds are lane 0).
@@ -241,21 +241,21 @@ class Worker:
 
     async def _run(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
         kind = jobs[0].kind
+        if kind not in self.paced:
+            return await self._call(jobs)
+        waited = (self.clock.now() - min(job.due_at for job in jobs)).total_seconds()
+        async with self.queue.pace.turn(waited, self.lanes.get(kind, 0)):
+            return await self._call(jobs)
+
+    async def _call(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        kind = jobs[0].kind
         try:
             if self._batched(kind):
-                # Batches are floods (webhooks turned into orders): they give way to the intake.
-                waited = (self.clock.now() - min(job.due_at for job in jobs)).total_seconds()
-                async with self.queue.pace.turn(waited, self.lanes.get(kind, 0)):
-                    return await self.batch_handlers[kind](jobs)
+                return await self.batch_handlers[kind](jobs)
             handler = self.handlers.get(kind)
             if handler is None:
                 raise PermanentJobError(f"no handler for job kind {kind!r}")
-            if kind in self.paced:
-                waited = (self.clock.now() - jobs[0].due_at).total_seconds()
-                async with self.queue.pace.turn(waited, self.lanes.get(kind, 0)):
-                    await handler(jobs[0])
-            else:
-                await handler(jobs[0])
+            await handler(jobs[0])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
