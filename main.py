@@ -433,6 +433,11 @@ def contact_handlers(res: Resources) -> dict[str, BatchHandler]:
     return {SEND_JOB: sender.handle_batch, CALL_JOB: placer.handle_batch}
 
 
+# A burst's later stages go first: the customer's first contact, then the verification that
+# leads to it, ahead of the webhooks still waiting to become orders (every other kind: lane 0).
+JOB_LANES = {CALL_JOB: 2, SEND_JOB: 2, VERIFY_ORDER_JOB: 1}
+
+
 def make_worker(resources: Resources) -> Worker:
     verifier = resources.verifier()
     return Worker(
@@ -453,8 +458,12 @@ def make_worker(resources: Resources) -> Worker:
             NOTIFY_JOB: resources.notifier().handle_batch,
             **contact_handlers(resources),
         },
-        # So do customers' messages: a STOP among them is in force from its acceptance.
-        paced=(EVENT_JOB,),
+        # Floods give way to the webhook intake while it works (storage.jobs.pace): Shopify's
+        # events, the verifications and notifications they start, and customers' messages (a
+        # STOP among them is in force from its acceptance). Not the contacts: their pace is
+        # the provider's rate, and a slot left unused while they wait is not made up later.
+        paced=(WEBHOOK_JOB, VERIFY_ORDER_JOB, NOTIFY_JOB, EVENT_JOB),
+        lanes=JOB_LANES,
     )
 
 

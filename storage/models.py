@@ -532,9 +532,16 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        # The claim query reads only queued rows in due order.
+        # The claim query reads only queued rows in due order: all of them, and each kind's.
         Index(
             "ix_jobs_queued_due",
+            "due_at",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index(
+            "ix_jobs_queued_kind_due",
+            "kind",
             "due_at",
             postgresql_where=text("status = 'queued'"),
             sqlite_where=text("status = 'queued'"),

@@ -6,7 +6,7 @@ Delivery is at least once: a handler must use the job's idempotency key so that 
 execution after a crash records no second effect.
 """
 
-from storage.jobs.queue import ClaimedJob, JobQueue, NewJob, Outcome
+from storage.jobs.queue import ClaimedJob, Exchange, JobQueue, NewJob, Outcome
 from storage.jobs.retention import PRUNE_JOB, Retention, prune_job
 from storage.jobs.worker import (
     BatchHandler,
@@ -23,6 +23,7 @@ __all__ = [
     "BatchHandler",
     "ClaimedJob",
     "Deferred",
+    "Exchange",
     "Handler",
     "JobQueue",
     "NewJob",

@@ -7,12 +7,16 @@ itself active (`foreground`); while it has been active lately, batch jobs take t
 `share` of the time. Acknowledged webhooks are durable, so the backlog waits safely and
 drains at full speed once the intake is quiet. A batch whose jobs have waited longer than
 `max_delay_seconds` is not paced, so a flood that does not end still gets processed (the
-intake then slows down instead). A process without an intake is never paced.
+intake then slows down instead). A process without an intake is never paced. Batches of a
+higher lane (see `storage.jobs.queue`) waiting for a turn go before those of lower lanes;
+within a lane they go in the order they came.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,7 +45,10 @@ class Pace:
         self._sleep = sleep
         self._last_foreground = -math.inf
         self._next_turn = -math.inf
-        self._lock = asyncio.Lock()
+        self._taken = False  # a batch has the turn
+        # Batches waiting for the turn: (-lane, arrival, future), the next one first.
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
 
     def foreground(self) -> None:
         """The intake is working now."""
@@ -51,17 +58,16 @@ class Pace:
         return self.share < 1 and self._monotonic() - self._last_foreground < QUIET_SECONDS
 
     @asynccontextmanager
-    async def turn(self, waited_seconds: float) -> AsyncIterator[None]:
-        """Run one background batch whose oldest job has waited `waited_seconds`: at once
-        while the intake is quiet or the batch is overdue, else in turn."""
-        # Not past batches still waiting their turn: a later batch would overtake them (a
-        # journey's "shipped" decided before its order's "created").
-        if (
-            not self.busy() and not self._lock.locked()
-        ) or waited_seconds > self.max_delay_seconds:
+    async def turn(self, waited_seconds: float, lane: int = 0) -> AsyncIterator[None]:
+        """Run one background batch of `lane` whose oldest job has waited `waited_seconds`:
+        at once while the intake is quiet or the batch is overdue, else in turn."""
+        # Not past batches still waiting their turn: a later batch of their lane would
+        # overtake them (a journey's "shipped" decided before its order's "created").
+        if (not self.busy() and not self._taken) or waited_seconds > self.max_delay_seconds:
             yield
             return
-        async with self._lock:
+        await self._take(lane)
+        try:
             if self.busy() and (wait := self._next_turn - self._monotonic()) > 0:
                 await self._sleep(wait)
             began = self._monotonic()
@@ -71,3 +77,26 @@ class Pace:
                 spent = self._monotonic() - began
                 rest = min(spent * (1 - self.share) / self.share, MAX_REST_SECONDS)
                 self._next_turn = self._monotonic() + rest
+        finally:
+            self._hand_over()
+
+    async def _take(self, lane: int) -> None:
+        if not self._taken:
+            self._taken = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (-lane, next(self._arrivals), turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._hand_over()  # the turn was handed over just before the cancel
+            raise
+
+    def _hand_over(self) -> None:
+        while self._waiting:
+            _, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._taken = False

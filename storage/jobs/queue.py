@@ -2,12 +2,15 @@
 
 Every operation is one statement or one short transaction, shared by as many jobs as it
 can take: a claim takes up to `limit` jobs (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so any
-number of workers share the table), and results are written back in one batch.
+number of workers share the table), results are written back in one batch, and a worker's
+turn (`exchange`) does both in one transaction. A claim takes the due jobs of higher lanes
+first (a kind's lane is the caller's: the later stages of a burst, its contacts, before its
+intake), so they never wait behind a backlog of lower lanes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +38,7 @@ def _in_state(state: str) -> Any:
 
 QUEUED, RUNNING, DONE = _in_state("queued"), _in_state("running"), _in_state("done")
 DEAD = _in_state("dead")
+NEXT_DUE = select(func.min(jobs.c.due_at)).where(QUEUED)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,15 @@ class Outcome:
     retry_at: datetime | None = None
     deferred: bool = False  # not a failure: the attempt is not counted
     payload: dict[str, Any] | None = None  # the payload of the next run; None: unchanged
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What a worker's turn claimed."""
+
+    claimed: list[ClaimedJob]
+    full: bool  # the claim took as many as asked: more may be due
+    next_due: datetime | None  # a short claim: when the earliest queued job falls due
 
 
 class JobQueue:
@@ -112,32 +125,74 @@ class JobQueue:
         session.info["jobs_enqueued"] = True
         return added
 
-    async def claim(self, worker_id: str, limit: int) -> list[ClaimedJob]:
-        """Take up to `limit` due jobs, leased to `worker_id`: shops take turns (each shop's
-        oldest due job, then each one's second, ...), so one shop's backlog does not queue
-        another's first job behind it.
+    async def claim(
+        self, worker_id: str, limit: int, lanes: Mapping[str, int] | None = None
+    ) -> list[ClaimedJob]:
+        """Take up to `limit` due jobs, leased to `worker_id`: the due jobs of the highest
+        lane first (`lanes` maps a kind to its lane; any other kind is lane 0), and within a
+        lane shops take turns (each shop's oldest due job, then each one's second, ...), so
+        one shop's backlog does not queue another's first job behind it. While lower lanes
+        have due jobs, a lane takes at most three quarters of what is left of the claim.
 
         The turns are dealt among the oldest and the newest due jobs only (FAIR_WINDOW times
-        `limit` of each, two short index scans): ranking a whole backlog would cost a claim
-        as much as the backlog is long. A new job of a quiet shop is among the newest, the
-        backlog's head among the oldest.
+        `limit` of each, of every kind above lane 0 and of all kinds together: short index
+        scans): ranking a whole backlog would cost a claim as much as the backlog is long.
+        A new job of a quiet shop is among the newest, the backlog's head among the oldest.
         """
+        async with self.db.transaction() as session:
+            return await self._claim(session, worker_id, limit, lanes or {})
+
+    async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> None:
+        """Record results; a job whose lease was taken over by another worker is left alone."""
+        async with self.db.transaction() as session:
+            await self._finish(session, worker_id, outcomes)
+
+    async def exchange(
+        self,
+        worker_id: str,
+        outcomes: Sequence[Outcome],
+        limit: int,
+        lanes: Mapping[str, int] | None = None,
+    ) -> Exchange:
+        """A worker's turn in one transaction: record `outcomes` (as `finish`), then claim
+        up to `limit` jobs (as `claim`; none if `limit` is 0). A claim that comes back short
+        also answers when the earliest queued job falls due (None if none is queued): the
+        worker can sleep until then.
+        """
+        async with self.db.transaction() as session:
+            if outcomes:
+                await self._finish(session, worker_id, outcomes)
+            if limit <= 0:
+                return Exchange([], full=False, next_due=None)
+            claimed = await self._claim(session, worker_id, limit, lanes or {})
+            if len(claimed) == limit:
+                return Exchange(claimed, full=True, next_due=None)
+            next_due = await session.scalar(NEXT_DUE)
+            return Exchange(claimed, full=False, next_due=next_due)
+
+    async def _claim(
+        self, session: AsyncSession, worker_id: str, limit: int, lanes: Mapping[str, int]
+    ) -> list[ClaimedJob]:
         now = self.clock.now()
         window = limit * FAIR_WINDOW
+        scans = [(), *((jobs.c.kind == kind,) for kind in sorted(lanes) if lanes[kind] > 0)]
         ends = [
-            select(jobs.c.id, jobs.c.shop_id, jobs.c.due_at)
-            .where(QUEUED, jobs.c.due_at <= now)
-            .order_by(*order)
+            select(jobs.c.id, jobs.c.kind, jobs.c.shop_id, jobs.c.due_at)
+            .where(QUEUED, jobs.c.due_at <= now, *where)
+            .order_by(order)
             .limit(window)
             .subquery()
+            for where in scans
             # By due time alone, as the index reads: ties (one instant) come in any order.
-            for order in ((jobs.c.due_at,), (jobs.c.due_at.desc(),))
+            for order in (jobs.c.due_at, jobs.c.due_at.desc())
         ]
-        candidates = union_all(*(select(end.c.id, end.c.shop_id, end.c.due_at) for end in ends))
-        async with self.db.transaction() as session:
-            dealt = _take_turns((await session.execute(candidates)).all())
-            if not dealt:
-                return []
+        candidates = union_all(
+            *(select(end.c.id, end.c.kind, end.c.shop_id, end.c.due_at) for end in ends)
+        )
+        dealt = _deal((await session.execute(candidates)).all(), lanes, limit)
+        if not dealt:
+            return []
+        if self.db.dialect == "postgresql":
             # Twice as many as wanted are locked: some may be held by another worker's claim.
             # The status is read, not filtered on: the planner then finds the rows by their key.
             free = await session.execute(
@@ -147,34 +202,38 @@ class JobQueue:
             )
             lockable = {job_id for job_id, status in free if status == "queued"}
             chosen = [job_id for job_id in dealt if job_id in lockable][:limit]
-            stmt = (
-                update(jobs)
-                .where(jobs.c.id.in_(chosen))
-                .values(
-                    status="running",
-                    locked_by=worker_id,
-                    locked_until=now + timedelta(seconds=self.settings.lease_seconds),
-                    attempts=jobs.c.attempts + 1,
-                    started_at=now,
-                )
-                .returning(
-                    jobs.c.id,
-                    jobs.c.kind,
-                    jobs.c.payload,
-                    jobs.c.attempts,
-                    jobs.c.max_attempts,
-                    jobs.c.idempotency_key,
-                    jobs.c.shop_id,
-                    jobs.c.due_at,
-                )
+        else:
+            # SQLite's transaction began IMMEDIATE, holding the file's write lock: the queued
+            # jobs just read are still queued and no other claim can take them meanwhile.
+            chosen = dealt[:limit]
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id.in_(chosen))
+            .values(
+                status="running",
+                locked_by=worker_id,
+                locked_until=now + timedelta(seconds=self.settings.lease_seconds),
+                attempts=jobs.c.attempts + 1,
+                started_at=now,
             )
-            rows = (await session.execute(stmt)).all()
-        claimed = [ClaimedJob(*row) for row in rows]
-        claimed.sort(key=lambda job: (job.due_at, job.id))
+            .returning(
+                jobs.c.id,
+                jobs.c.kind,
+                jobs.c.payload,
+                jobs.c.attempts,
+                jobs.c.max_attempts,
+                jobs.c.idempotency_key,
+                jobs.c.shop_id,
+                jobs.c.due_at,
+            )
+        )
+        claimed = [ClaimedJob(*row) for row in await session.execute(stmt)]
+        claimed.sort(key=lambda job: (-lanes.get(job.kind, 0), job.due_at, job.id))
         return claimed
 
-    async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> None:
-        """Record results; a job whose lease was taken over by another worker is left alone."""
+    async def _finish(
+        self, session: AsyncSession, worker_id: str, outcomes: Sequence[Outcome]
+    ) -> None:
         now = self.clock.now()
         done = [o.job_id for o in outcomes if o.status == "done"]
         others = [
@@ -189,43 +248,42 @@ class JobQueue:
             for o in outcomes
             if o.status != "done"
         ]
-        async with self.db.transaction() as session:
-            if done:
-                await session.execute(
-                    update(jobs)
-                    .where(jobs.c.id.in_(done), *self._held_by(worker_id))
-                    .values(status="done", finished_at=now, locked_by=None, locked_until=None)
-                )
-            repayload = [
-                {"b_id": o.job_id, "b_payload": o.payload}
-                for o in outcomes
-                if o.payload is not None and o.status != "done"
-            ]
-            if repayload:
-                # Before the status changes below: still held by this worker.
-                await session.execute(
-                    update(jobs)
-                    .where(jobs.c.id == bindparam("b_id"), *self._held_by(worker_id))
-                    .values(payload=bindparam("b_payload", type_=jobs.c.payload.type)),
-                    repayload,
-                )
-            if others:
-                await session.execute(
-                    update(jobs)
-                    .where(jobs.c.id == bindparam("b_id"), *self._held_by(worker_id))
-                    .values(
-                        status=bindparam("b_status"),
-                        last_error=bindparam("b_error"),
-                        due_at=bindparam("b_due"),
-                        finished_at=bindparam("b_finished"),
-                        attempts=jobs.c.attempts - bindparam("b_refund"),
-                        locked_by=None,
-                        locked_until=None,
-                    ),
-                    others,
-                )
-                if any(o.status == "queued" for o in outcomes):
-                    session.info["jobs_enqueued"] = True
+        if done:
+            await session.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(done), *self._held_by(worker_id))
+                .values(status="done", finished_at=now, locked_by=None, locked_until=None)
+            )
+        repayload = [
+            {"b_id": o.job_id, "b_payload": o.payload}
+            for o in outcomes
+            if o.payload is not None and o.status != "done"
+        ]
+        if repayload:
+            # Before the status changes below: still held by this worker.
+            await session.execute(
+                update(jobs)
+                .where(jobs.c.id == bindparam("b_id"), *self._held_by(worker_id))
+                .values(payload=bindparam("b_payload", type_=jobs.c.payload.type)),
+                repayload,
+            )
+        if others:
+            await session.execute(
+                update(jobs)
+                .where(jobs.c.id == bindparam("b_id"), *self._held_by(worker_id))
+                .values(
+                    status=bindparam("b_status"),
+                    last_error=bindparam("b_error"),
+                    due_at=bindparam("b_due"),
+                    finished_at=bindparam("b_finished"),
+                    attempts=jobs.c.attempts - bindparam("b_refund"),
+                    locked_by=None,
+                    locked_until=None,
+                ),
+                others,
+            )
+            if any(o.status == "queued" for o in outcomes):
+                session.info["jobs_enqueued"] = True
 
     async def extend(self, worker_id: str, job_ids: Iterable[int]) -> None:
         """Renew the lease of jobs this worker still holds."""
@@ -326,7 +384,7 @@ class JobQueue:
     async def next_due(self) -> datetime | None:
         """When the earliest queued job falls due (None: no job is queued)."""
         async with self.db.sessions() as session:
-            return await session.scalar(select(func.min(jobs.c.due_at)).where(QUEUED))
+            return await session.scalar(NEXT_DUE)
 
     async def oldest_due_lag(self) -> float:
         """Seconds the oldest due, queued job has been waiting (0 if none)."""
@@ -342,14 +400,37 @@ class JobQueue:
         return (RUNNING, jobs.c.locked_by == worker_id)
 
 
-def _take_turns(candidates: Iterable[tuple[int, int | None, datetime]]) -> list[int]:
+def _deal(
+    candidates: Iterable[tuple[int, str, int | None, datetime]],
+    lanes: Mapping[str, int],
+    limit: int,
+) -> list[int]:
+    """Job ids in claim order: lane by lane from the highest, shops taking turns within a
+    lane; a lane's jobs beyond its share of the `limit` come after the lower lanes' jobs."""
+    by_lane: dict[int, dict[int, tuple[int | None, datetime]]] = {}
+    for job_id, kind, shop_id, due_at in candidates:
+        by_lane.setdefault(lanes.get(kind, 0), {})[job_id] = (shop_id, due_at)
+    first: list[int] = []
+    beyond: list[int] = []
+    left = limit
+    for n, lane in enumerate(sorted(by_lane, reverse=True)):
+        dealt = _take_turns(by_lane[lane])
+        # Lower lanes waiting keep a quarter of what is left: none starves behind this one.
+        share = left if n == len(by_lane) - 1 else left - left // 4
+        first += dealt[:share]
+        beyond += dealt[share:]
+        left -= min(share, len(dealt))
+    return first + beyond
+
+
+def _take_turns(lane: Mapping[int, tuple[int | None, datetime]]) -> list[int]:
     """Job ids in turns: every shop's oldest due, then every shop's second, ..."""
-    lanes: dict[int | None, dict[int, datetime]] = {}
-    for job_id, shop_id, due_at in candidates:
-        lanes.setdefault(shop_id, {})[job_id] = due_at
+    shops: dict[int | None, list[tuple[datetime, int]]] = {}
+    for job_id, (shop_id, due_at) in lane.items():
+        shops.setdefault(shop_id, []).append((due_at, job_id))
     turns: list[list[int]] = []
-    for lane in lanes.values():
-        for turn, job_id in enumerate(sorted(lane, key=lambda i: (lane[i], i))):
+    for shop_jobs in sorted(sorted(queue) for queue in shops.values()):
+        for turn, (_, job_id) in enumerate(shop_jobs):
             if turn == len(turns):
                 turns.append([])
             turns[turn].append(job_id)

@@ -1,7 +1,9 @@
 """The job worker: claims due jobs in batches, runs their handlers, writes results in batches.
 
-A worker holds at most `concurrency` claimed jobs. Handlers run concurrently; finished
-results are written back in one transaction per loop turn. Held jobs have their lease
+A worker holds at most `concurrency` claimed jobs. Handlers run concurrently; each loop turn
+writes the finished results back and claims into the free slots in one transaction, which
+also tells when the next job falls due if the claim came back short (the worker sleeps till
+then, or till new work or a finished job wakes it). Held jobs have their lease
 renewed while they run; jobs of a dead worker are taken back once their lease expires.
 A failing job retries with exponential backoff and jitter, and is `dead` after its last
 attempt. On stop, running handlers get a grace period; what is still running is cancelled
@@ -19,13 +21,13 @@ import random
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from clock import Clock
 from metrics import Metrics
 from settings import JobsSettings
-from storage.jobs.queue import ClaimedJob, JobQueue, Outcome
+from storage.jobs.queue import ClaimedJob, Exchange, JobQueue, Outcome
 from storage.wakeup import Wakeup
 
 _LOGGER = logging.getLogger(__name__)
@@ -86,13 +88,17 @@ class Worker:
         rng: random.Random | None = None,
         batch_handlers: Mapping[str, BatchHandler] | None = None,
         paced: Collection[str] = (),
+        lanes: Mapping[str, int] | None = None,
     ) -> None:
         self.queue = queue
         self.handlers = dict(handlers)
         self.batch_handlers = dict(batch_handlers or {})
-        # Kinds of single jobs that come in floods too (the webhook intake's): they take turns
-        # with the intake as the batches do.
+        # Kinds that come in floods (webhooks turned into orders): while the webhook intake
+        # works they give way to it, taking turns a batch (or a job) at a time.
         self.paced = frozenset(paced)
+        # Kind -> lane: due jobs of higher lanes are claimed first and their batches take the
+        # flood's turns first (other kinds are lane 0).
+        self.lanes = dict(lanes or {})
         self.clock = clock
         self.settings = settings
         self.wakeup = wakeup
@@ -120,19 +126,21 @@ class Worker:
         _LOGGER.info("worker %s started", self.id)
         try:
             while not self._stopping:
+                next_due = None
                 try:
-                    await self._flush()
                     if loop.time() >= next_upkeep:
                         await self._upkeep()
                         next_upkeep = loop.time() + self.settings.lease_seconds / 3
                     if loop.time() >= next_prune:
                         await self.queue.prune_done()
                         next_prune = loop.time() + 600
-                    if await self._fill():
+                    turn = await self._turn()
+                    if turn.full:
                         continue
+                    next_due = turn.next_due
                 except Exception:
                     _LOGGER.exception("worker %s: database step failed; retrying", self.id)
-                await self._idle(events)
+                await self._idle(events, next_due)
         finally:
             self.wakeup.unsubscribe(events)
             await self._shutdown()
@@ -144,23 +152,17 @@ class Worker:
         For tests and the sandbox's time control, which move the clock themselves.
         """
         total = 0
-        while True:
-            claimed = await self.queue.claim(self.id, self.settings.concurrency)
-            if not claimed:
-                return total
+        while claimed := (await self._turn()).claimed:
             total += len(claimed)
-            self._dispatch(claimed)
             await asyncio.gather(*self._running.values())
-            await self._flush()
+        return total
 
-    async def _idle(self, events: asyncio.Event) -> None:
+    async def _idle(self, events: asyncio.Event, next_due: datetime | None) -> None:
         timeout = self.settings.poll_seconds
-        if self._free() > 0:
-            with contextlib.suppress(Exception):  # the poll is the safety net
-                # Paced jobs come due one slot apart: wake for the next, not a poll later.
-                if (due := await self.queue.next_due()) is not None:
-                    wait = (due - self.clock.now()).total_seconds()
-                    timeout = min(timeout, max(MIN_WAKE_SECONDS, wait))
+        if next_due is not None:
+            # Paced jobs come due one slot apart: wake for the next, not a poll later.
+            wait = (next_due - self.clock.now()).total_seconds()
+            timeout = min(timeout, max(MIN_WAKE_SECONDS, wait))
         waiters = [asyncio.ensure_future(e.wait()) for e in (events, self._nudge)]
         self.idle.set()
         try:
@@ -172,17 +174,27 @@ class Worker:
         events.clear()
         self._nudge.clear()
 
-    async def _fill(self) -> bool:
-        """Claim into the free slots; True if the claim came back full (more may be due)."""
-        free = self._free()
-        if free <= 0 or (self._held and free < max(1, self.settings.concurrency // 4)):
-            return False
-        claimed = await self.queue.claim(self.id, free)
-        self._dispatch(claimed)
-        return len(claimed) == free
+    async def _turn(self) -> Exchange:
+        """Write the finished results and claim into the free slots, in one transaction.
 
-    def _free(self) -> int:
-        return self.settings.concurrency - len(self._held)
+        While jobs run, a claim waits for a quarter of the slots to be free: a few jobs
+        at a time would cost a transaction each.
+        """
+        results, self._results = self._results, []
+        held = len(self._held) - len(results)
+        free = self.settings.concurrency - held
+        limit = free if held == 0 or free >= max(1, self.settings.concurrency // 4) else 0
+        if not results and not limit:
+            return Exchange([], full=False, next_due=None)
+        try:
+            turn = await self.queue.exchange(self.id, results, limit, self.lanes)
+        except BaseException:
+            self._results[:0] = results
+            raise
+        for outcome in results:
+            self._held.pop(outcome.job_id, None)
+        self._dispatch(turn.claimed)
+        return turn
 
     def _dispatch(self, claimed: list[ClaimedJob]) -> None:
         """One task per job, or per kind for kinds with a batch handler."""
@@ -229,21 +241,21 @@ class Worker:
 
     async def _run(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
         kind = jobs[0].kind
+        if kind not in self.paced:
+            return await self._call(jobs)
+        waited = (self.clock.now() - min(job.due_at for job in jobs)).total_seconds()
+        async with self.queue.pace.turn(waited, self.lanes.get(kind, 0)):
+            return await self._call(jobs)
+
+    async def _call(self, jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        kind = jobs[0].kind
         try:
             if self._batched(kind):
-                # Batches are floods (webhooks turned into orders): they give way to the intake.
-                waited = (self.clock.now() - min(job.due_at for job in jobs)).total_seconds()
-                async with self.queue.pace.turn(waited):
-                    return await self.batch_handlers[kind](jobs)
+                return await self.batch_handlers[kind](jobs)
             handler = self.handlers.get(kind)
             if handler is None:
                 raise PermanentJobError(f"no handler for job kind {kind!r}")
-            if kind in self.paced:
-                waited = (self.clock.now() - jobs[0].due_at).total_seconds()
-                async with self.queue.pace.turn(waited):
-                    await handler(jobs[0])
-            else:
-                await handler(jobs[0])
+            await handler(jobs[0])
         except asyncio.CancelledError:
             raise
         except Exception as exc:

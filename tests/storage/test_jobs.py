@@ -472,7 +472,7 @@ async def test_batches_take_turns_while_the_intake_is_busy_and_overdue_ones_do_n
         async with db.transaction() as session:
             await queue.enqueue(session, *[NewJob("flood", {"n": n}) for n in range(count)])
 
-    worker = make_worker(queue, {}, batch_handlers={"flood": together})
+    worker = make_worker(queue, {}, batch_handlers={"flood": together}, paced=("flood",))
     await flood(60)  # three batches of BATCH_SIZE at most
     assert await worker.run_until_idle() == 60
     assert most > 1  # nothing to give way to: batches overlap

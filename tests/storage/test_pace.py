@@ -113,6 +113,28 @@ async def test_while_the_intake_works_batches_take_turns():
     assert most == 1
 
 
+async def test_a_higher_lane_waiting_for_its_turn_goes_first():
+    pace, _ = make_pace()
+    pace.foreground()
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def batch(name: str, lane: int) -> None:
+        async with pace.turn(0.0, lane):
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(batch("running", 0))
+    await asyncio.sleep(0)
+    waiting = [("intake 1", 0), ("contact", 2), ("intake 2", 0), ("start", 1), ("contact 2", 2)]
+    tasks = [asyncio.create_task(batch(name, lane)) for name, lane in waiting]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, *tasks)
+    # Lane by lane from the highest; within a lane, in the order they came.
+    assert order == ["running", "contact", "contact 2", "start", "intake 1", "intake 2"]
+
+
 async def test_share_must_be_a_fraction():
     with pytest.raises(ValueError, match="share"):
         Pace(0, 60)
