@@ -31,7 +31,7 @@ from storage.jobs.queue import ClaimedJob, Exchange, JobQueue, Outcome
 from storage.wakeup import Wakeup
 
 _LOGGER = logging.getLogger(__name__)
-BATCH_SIZE = 25  # jobs per call of a batch handler
+BATCH_SIZE = 50  # jobs per call of a batch handler
 # A job due now but not claimable (another worker's claim is committing): look again soon.
 MIN_WAKE_SECONDS = 0.002
 

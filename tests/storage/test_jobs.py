@@ -25,6 +25,7 @@ from storage.jobs import (
     Worker,
     backoff_seconds,
 )
+from storage.jobs.worker import BATCH_SIZE
 from storage.models import Job, Message, Shop
 from storage.wakeup import PostgresWakeup, RedisWakeup, Wakeup
 from tests.conftest import asyncpg_dsn
@@ -473,21 +474,22 @@ async def test_batches_take_turns_while_the_intake_is_busy_and_overdue_ones_do_n
             await queue.enqueue(session, *[NewJob("flood", {"n": n}) for n in range(count)])
 
     worker = make_worker(queue, {}, batch_handlers={"flood": together}, paced=("flood",))
-    await flood(60)  # three batches of BATCH_SIZE at most
-    assert await worker.run_until_idle() == 60
+    count = 3 * BATCH_SIZE  # at least three batches
+    await flood(count)
+    assert await worker.run_until_idle() == count
     assert most > 1  # nothing to give way to: batches overlap
 
     most = 0
     queue.pace.foreground()
-    await flood(60)
-    assert await worker.run_until_idle() == 60
+    await flood(count)
+    assert await worker.run_until_idle() == count
     assert most == 1
 
     most = 0
-    await flood(60)
+    await flood(count)
     clock.advance(timedelta(seconds=queue.settings.flood_max_delay_seconds + 1))
     queue.pace.foreground()
-    assert await worker.run_until_idle() == 60
+    assert await worker.run_until_idle() == count
     assert most > 1  # overdue: processed at full speed though the intake is busy
 
 
