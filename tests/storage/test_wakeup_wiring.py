@@ -45,14 +45,19 @@ async def test_a_process_that_does_not_listen_still_wakes_those_that_do(shared_s
             assert not other.is_set()
 
 
+@pytest.fixture
+def waking_settings(database_url, redis_url) -> Settings:
+    """A deployment whose processes wake each other: NOTIFY on PostgreSQL, Redis with SQLite."""
+    redis = {} if database_url.startswith("postgresql") else {"url": redis_url}
+    return Settings(database={"url": database_url}, redis=redis, security=SECURITY)
+
+
 async def test_jobs_a_non_listening_process_enqueues_start_at_once_elsewhere(
-    shared_settings, clock
+    waking_settings, clock
 ):
     """Each of several commits starts its job in the worker's process at once: with a poll
     of a minute, only the wake-up can have started it within seconds."""
-    if not across_processes(shared_settings):
-        pytest.skip("SQLite alone has no other process to wake")
-    settings = shared_settings.model_copy(
+    settings = waking_settings.model_copy(
         update={"jobs": JobsSettings(poll_seconds=60, run_in_serve=False)}
     )
     started: asyncio.Queue[str] = asyncio.Queue()
