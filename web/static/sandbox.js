@@ -1800,6 +1800,9 @@
 
   let notifyRead = 0;
   let notifySaving = false;
+  // Bumped by every read and every save: a read that comes back after a later read or a
+  // click is stale and must not undo the box the merchant just ticked.
+  let notifyTurn = 0;
 
   function notifyFollowState() {
     const key = (state.shop || {}).api_key || "";
@@ -1814,7 +1817,9 @@
   async function loadNotify() {
     if (!(state && state.shop && state.shop.api_key) || notifySaving) return;
     notifyRead = Date.now();
+    const turn = ++notifyTurn;
     const read = await admin("GET", "shop/settings");
+    if (turn !== notifyTurn) return;
     if (!read.ok) {
       showError("notify-error", `The notification settings were not read: ${problemOf(read).message}`);
       return;
@@ -1838,6 +1843,7 @@
     const input = event.target;
     if (notifySaving) return;
     notifySaving = true;
+    notifyTurn += 1;
     showError("notify-error", "");
     const wanted = input.checked;
     for (const box of [$("notify-sms"), $("notify-whatsapp")]) box.disabled = true;
