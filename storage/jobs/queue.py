@@ -5,7 +5,8 @@ can take: a claim takes up to `limit` jobs (`FOR UPDATE SKIP LOCKED` on PostgreS
 number of workers share the table), results are written back in one batch, and a worker's
 turn (`exchange`) does both in one transaction. A claim takes the due jobs of higher lanes
 first (a kind's lane is the caller's: the later stages of a burst, its contacts, before its
-intake), so they never wait behind a backlog of lower lanes.
+intake), so they never wait behind a backlog of lower lanes; a claim may also say how many
+jobs of each lane it has room for (a worker's free slots per lane).
 """
 
 from __future__ import annotations
@@ -126,13 +127,18 @@ class JobQueue:
         return added
 
     async def claim(
-        self, worker_id: str, limit: int, lanes: Mapping[str, int] | None = None
+        self,
+        worker_id: str,
+        limit: int,
+        lanes: Mapping[str, int] | None = None,
+        room: Mapping[int, int] | None = None,
     ) -> list[ClaimedJob]:
         """Take up to `limit` due jobs, leased to `worker_id`: the due jobs of the highest
         lane first (`lanes` maps a kind to its lane; any other kind is lane 0), and within a
         lane shops take turns (each shop's oldest due job, then each one's second, ...), so
         one shop's backlog does not queue another's first job behind it. While lower lanes
         have due jobs, a lane takes at most three quarters of what is left of the claim.
+        `room` caps the jobs taken of each lane it names (lane -> count).
 
         The turns are dealt among the oldest and the newest due jobs only (FAIR_WINDOW times
         `limit` of each, of every kind above lane 0 and of all kinds together: short index
@@ -140,7 +146,8 @@ class JobQueue:
         A new job of a quiet shop is among the newest, the backlog's head among the oldest.
         """
         async with self.db.transaction() as session:
-            return await self._claim(session, worker_id, limit, lanes or {})
+            claimed, _ = await self._claim(session, worker_id, limit, lanes or {}, room or {})
+            return claimed
 
     async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> None:
         """Record results; a job whose lease was taken over by another worker is left alone."""
@@ -153,26 +160,38 @@ class JobQueue:
         outcomes: Sequence[Outcome],
         limit: int,
         lanes: Mapping[str, int] | None = None,
+        room: Mapping[int, int] | None = None,
     ) -> Exchange:
         """A worker's turn in one transaction: record `outcomes` (as `finish`), then claim
         up to `limit` jobs (as `claim`; none if `limit` is 0). A claim that comes back short
-        also answers when the earliest queued job falls due (None if none is queued): the
-        worker can sleep until then.
+        also answers when the earliest queued job falls due (None if none is queued, or if
+        due jobs were left for want of `room`: the worker waits for its jobs to finish), so
+        the worker can sleep until then.
         """
         async with self.db.transaction() as session:
             if outcomes:
                 await self._finish(session, worker_id, outcomes)
             if limit <= 0:
                 return Exchange([], full=False, next_due=None)
-            claimed = await self._claim(session, worker_id, limit, lanes or {})
+            claimed, crowded = await self._claim(
+                session, worker_id, limit, lanes or {}, room or {}
+            )
             if len(claimed) == limit:
                 return Exchange(claimed, full=True, next_due=None)
+            if crowded:
+                return Exchange(claimed, full=False, next_due=None)
             next_due = await session.scalar(NEXT_DUE)
             return Exchange(claimed, full=False, next_due=next_due)
 
     async def _claim(
-        self, session: AsyncSession, worker_id: str, limit: int, lanes: Mapping[str, int]
-    ) -> list[ClaimedJob]:
+        self,
+        session: AsyncSession,
+        worker_id: str,
+        limit: int,
+        lanes: Mapping[str, int],
+        room: Mapping[int, int],
+    ) -> tuple[list[ClaimedJob], bool]:
+        """The jobs claimed, and whether due jobs were left for want of `room`."""
         now = self.clock.now()
         window = limit * FAIR_WINDOW
         scans = [(), *((jobs.c.kind == kind,) for kind in sorted(lanes) if lanes[kind] > 0)]
@@ -189,9 +208,9 @@ class JobQueue:
         candidates = union_all(
             *(select(end.c.id, end.c.kind, end.c.shop_id, end.c.due_at) for end in ends)
         )
-        dealt = _deal((await session.execute(candidates)).all(), lanes, limit)
+        dealt, crowded = _deal((await session.execute(candidates)).all(), lanes, limit, room)
         if not dealt:
-            return []
+            return [], crowded
         if self.db.dialect == "postgresql":
             # Twice as many as wanted are locked: some may be held by another worker's claim.
             # The status is read, not filtered on: the planner then finds the rows by their key.
@@ -229,7 +248,7 @@ class JobQueue:
         )
         claimed = [ClaimedJob(*row) for row in await session.execute(stmt)]
         claimed.sort(key=lambda job: (-lanes.get(job.kind, 0), job.due_at, job.id))
-        return claimed
+        return claimed, crowded
 
     async def _finish(
         self, session: AsyncSession, worker_id: str, outcomes: Sequence[Outcome]
@@ -404,23 +423,28 @@ def _deal(
     candidates: Iterable[tuple[int, str, int | None, datetime]],
     lanes: Mapping[str, int],
     limit: int,
-) -> list[int]:
+    room: Mapping[int, int],
+) -> tuple[list[int], bool]:
     """Job ids in claim order: lane by lane from the highest, shops taking turns within a
-    lane; a lane's jobs beyond its share of the `limit` come after the lower lanes' jobs."""
+    lane; a lane's jobs beyond its share of the `limit` come after the lower lanes' jobs,
+    and those beyond its `room` are left (then the answer's flag is set)."""
     by_lane: dict[int, dict[int, tuple[int | None, datetime]]] = {}
     for job_id, kind, shop_id, due_at in candidates:
         by_lane.setdefault(lanes.get(kind, 0), {})[job_id] = (shop_id, due_at)
     first: list[int] = []
     beyond: list[int] = []
     left = limit
+    crowded = False
     for n, lane in enumerate(sorted(by_lane, reverse=True)):
         dealt = _take_turns(by_lane[lane])
+        if lane in room and len(dealt) > room[lane]:
+            dealt, crowded = dealt[: room[lane]], True
         # Lower lanes waiting keep a quarter of what is left: none starves behind this one.
         share = left if n == len(by_lane) - 1 else left - left // 4
         first += dealt[:share]
         beyond += dealt[share:]
         left -= min(share, len(dealt))
-    return first + beyond
+    return first + beyond, crowded
 
 
 def _take_turns(lane: Mapping[int, tuple[int | None, datetime]]) -> list[int]:

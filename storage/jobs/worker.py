@@ -1,10 +1,11 @@
 """The job worker: claims due jobs in batches, runs their handlers, writes results in batches.
 
-A worker holds at most `concurrency` claimed jobs. Handlers run concurrently; each loop turn
-writes the finished results back and claims into the free slots in one transaction, which
-also tells when the next job falls due if the claim came back short (the worker sleeps till
-then, or till new work or a finished job wakes it). Held jobs have their lease
-renewed while they run; jobs of a dead worker are taken back once their lease expires.
+A worker holds at most `concurrency` claimed jobs of each lane (contacts waiting for their
+provider's slots never keep the intake from being claimed). Handlers run concurrently; each
+loop turn writes the finished results back and claims into the free slots in one
+transaction, which also tells when the next job falls due if the claim came back short (the
+worker sleeps till then, or till new work or a finished job wakes it). Held jobs have their
+lease renewed while they run; jobs of a dead worker are taken back once their lease expires.
 A failing job retries with exponential backoff and jitter, and is `dead` after its last
 attempt. On stop, running handlers get a grace period; what is still running is cancelled
 and handed back untouched. A database outage never ends the loop: it waits and tries again.
@@ -13,6 +14,7 @@ and handed back untouched. A database outage never ends the loop: it waits and t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -177,17 +179,27 @@ class Worker:
     async def _turn(self) -> Exchange:
         """Write the finished results and claim into the free slots, in one transaction.
 
-        While jobs run, a claim waits for a quarter of the slots to be free: a few jobs
-        at a time would cost a transaction each.
+        Each lane has `concurrency` slots. While a lane's jobs run, it is claimed for again
+        once a quarter of its slots are free: a few jobs at a time would cost a transaction
+        each.
         """
         results, self._results = self._results, []
-        held = len(self._held) - len(results)
-        free = self.settings.concurrency - held
-        limit = free if held == 0 or free >= max(1, self.settings.concurrency // 4) else 0
+        finished = {outcome.job_id for outcome in results}
+        held = collections.Counter(
+            self.lanes.get(job.kind, 0)
+            for job_id, job in self._held.items()
+            if job_id not in finished
+        )
+        concurrency = self.settings.concurrency
+        room = {}
+        for lane in {0, *self.lanes.values()}:
+            free = concurrency - held[lane]
+            room[lane] = free if not held[lane] or free >= max(1, concurrency // 4) else 0
+        limit = min(concurrency, sum(room.values()))
         if not results and not limit:
             return Exchange([], full=False, next_due=None)
         try:
-            turn = await self.queue.exchange(self.id, results, limit, self.lanes)
+            turn = await self.queue.exchange(self.id, results, limit, self.lanes, room)
         except BaseException:
             self._results[:0] = results
             raise

@@ -1,12 +1,15 @@
 """Lanes in the claim, on SQLite and PostgreSQL, with a manual clock: due jobs of a higher lane
 (a burst's contacts) are claimed ahead of older due jobs of lower lanes (its intake), a job
 not yet due blocks nobody, shops take turns inside a lane, and a lane keeps a quarter of every
-claim for the lanes below it, so none starves. A worker's turn records and claims in one
-transaction, and a skip-locked claim on PostgreSQL fills in from the next jobs in lane order.
+claim for the lanes below it, so none starves. Each lane has the worker's concurrency: contacts
+waiting for their slots never keep the intake from being claimed. A worker's turn records and
+claims in one transaction, and a skip-locked claim on PostgreSQL fills in from the next jobs in
+lane order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import random
 from datetime import timedelta
@@ -101,6 +104,71 @@ async def test_a_lane_keeps_a_quarter_of_the_claim_for_the_lanes_below(db, queue
     await finish("contact")
     await burst(2)
     assert kinds(await queue.claim("w", 20, LANES)) == {"contact": 2, "start": 14, "webhook": 4}
+
+
+async def test_a_claim_takes_no_more_of_a_lane_than_its_room(db, queue, clock):
+    await add(db, queue, "webhook", 10)
+    clock.advance(timedelta(seconds=1))
+    await add(db, queue, "contact", 10)
+
+    # Room for 2 more contacts: the rest of the claim goes to the intake.
+    turn = await queue.exchange("w", [], 8, LANES, room={2: 2})
+    assert kinds(turn.claimed) == {"contact": 2, "webhook": 6}
+    # Contacts were left for want of room: no time to wake for, the worker waits for its own
+    # jobs to finish.
+    turn = await queue.exchange("w", [], 8, LANES, room={2: 0})
+    assert kinds(turn.claimed) == {"webhook": 4}
+    assert (turn.full, turn.next_due) == (False, None)
+
+
+async def test_contacts_waiting_for_their_slots_do_not_hold_the_intake_back(db, queue, clock):
+    """A worker of concurrency 4 whose contacts all wait (as for their provider's slots):
+    the intake is still claimed and run beside them, and no more than 4 contacts are held."""
+    slots_come = asyncio.Event()
+    intake_done = asyncio.Event()
+    contacts_done = asyncio.Event()
+    ran: list[str] = []
+    waiting = most_waiting = 0
+
+    async def contact(job: ClaimedJob) -> None:
+        nonlocal waiting, most_waiting
+        waiting += 1
+        most_waiting = max(most_waiting, waiting)
+        await slots_come.wait()
+        waiting -= 1
+        ran.append(job.kind)
+        if ran.count("contact") == 6:
+            contacts_done.set()
+
+    async def webhook(job: ClaimedJob) -> None:
+        ran.append(job.kind)
+        if ran.count("webhook") == 9:
+            intake_done.set()
+
+    await add(db, queue, "webhook", 9)
+    clock.advance(timedelta(seconds=1))
+    await add(db, queue, "contact", 6)
+    worker = Worker(
+        queue,
+        {"webhook": webhook, "contact": contact},
+        clock=clock,
+        settings=queue.settings.model_copy(update={"concurrency": 4}),
+        wakeup=db.wakeup,
+        rng=random.Random(5),
+        lanes=LANES,
+    )
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(intake_done.wait(), 30)
+        assert ran == ["webhook"] * 9
+        assert most_waiting == 4
+        slots_come.set()
+        await asyncio.wait_for(contacts_done.wait(), 30)
+    finally:
+        worker.stop()
+        await running
+    assert most_waiting == 4
+    assert (await queue.counts())["queued"] == 0
 
 
 async def test_the_worker_runs_higher_lanes_first(db, queue, clock):
