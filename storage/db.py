@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import bindparam, event, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -114,6 +114,20 @@ class Database:
         await self.engine.dispose()
         if self._priority_engine is not None:
             await self._priority_engine.dispose()
+
+
+async def write_back(session: AsyncSession, rows: list[Any], *columns: str) -> None:
+    """Write `columns` of ORM `rows` of one table (not tracked by `session`) back with one
+    UPDATE by id for all of them."""
+    if not rows:
+        return
+    table = type(rows[0]).__table__
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({c: bindparam(f"b_{c}", type_=table.c[c].type) for c in columns}),
+        [{"b_id": row.id, **{f"b_{c}": getattr(row, c) for c in columns}} for row in rows],
+    )
 
 
 def dialect_insert(dialect: str, table: Any) -> Any:

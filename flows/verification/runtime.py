@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from babel.numbers import format_currency, get_currency_symbol
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -60,7 +60,7 @@ from flows.verification.flow import (
 )
 from flows.verification.ivr import language_of
 from providers.sms import is_gsm7, to_gsm7
-from storage.db import Database
+from storage.db import Database, write_back
 from storage.jobs import ClaimedJob, JobQueue, NewJob
 from storage.models import Activity, Customer, Message, Order, Shop, Verification
 from storage.types import json_text
@@ -564,49 +564,23 @@ class Verifier:
         del session.info[_STARTING]
         session.info.pop(_OPTED_OUT, None)
         # The orders too: the webhook batch's new ones are not in the session.
-        await session.execute(
-            update(Order.__table__)
-            .where(Order.__table__.c.id == bindparam("b_id"))
-            .values(
-                verification_status=bindparam("b_status"),
-                skip_reason=bindparam("b_reason"),
-                updated_at=bindparam("b_updated", type_=table.c.updated_at.type),
-            ),
-            [
-                {
-                    "b_id": order.id,
-                    "b_status": order.verification_status,
-                    "b_reason": order.skip_reason,
-                    "b_updated": order.updated_at,
-                }
-                for order in (ctx.order for ctx in contexts)
-            ],
+        await write_back(
+            session,
+            [ctx.order for ctx in contexts],
+            "verification_status",
+            "skip_reason",
+            "updated_at",
         )
-        await session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                method=bindparam("b_method"),
-                state=bindparam("b_state"),
-                attempts=bindparam("b_attempts"),
-                data=bindparam("b_data", type_=table.c.data.type),
-                next_action_at=bindparam("b_next", type_=table.c.next_action_at.type),
-                version=bindparam("b_version"),
-                updated_at=bindparam("b_updated", type_=table.c.updated_at.type),
-            ),
-            [
-                {
-                    "b_id": row.id,
-                    "b_method": row.method,
-                    "b_state": row.state,
-                    "b_attempts": row.attempts,
-                    "b_data": row.data,
-                    "b_next": row.next_action_at,
-                    "b_version": row.version,
-                    "b_updated": row.updated_at,
-                }
-                for row in (ctx.row for ctx in contexts)
-            ],
+        await write_back(
+            session,
+            [ctx.row for ctx in contexts],
+            "method",
+            "state",
+            "attempts",
+            "data",
+            "next_action_at",
+            "version",
+            "updated_at",
         )
 
     # Effects ---------------------------------------------------------------------------

@@ -231,9 +231,9 @@ async def test_a_callback_request_reaches_the_shops_chats_and_the_button_bridges
     assert telegram.chat(OTHER).callback_answers[-1].startswith("That callback request")
 
 
-async def test_click_to_call_through_the_shops_exotel_account_connects_the_two_numbers(
-    res, webhook, telegram, fakes, worker
-):
+async def exotel_callback_requested(res, webhook, telegram, fakes, worker) -> int:
+    """Acme's calls go through its own Exotel account, a customer asked for a callback and
+    the owner gave their phone for click-to-call: the account's id."""
     document = {**WHATSAPP_FIRST, "ivr": {"caller_id": CALLER_ID, "flow_id": "214512"}}
     acme, _ = await two_shops(res, telegram, worker, document)
     for number in EXOTEL_ACCOUNT["numbers"]:
@@ -244,6 +244,13 @@ async def test_click_to_call_through_the_shops_exotel_account_connects_the_two_n
     await configure(res, acme.shop_id, document)
     await callback_requested(res, webhook, fakes, worker, acme)
     assert await telegram.type(OWNER, f"/myphone {AGENT_PHONE}") == 200
+    return account["id"]
+
+
+async def test_click_to_call_through_the_shops_exotel_account_connects_the_two_numbers(
+    res, webhook, telegram, fakes, worker
+):
+    await exotel_callback_requested(res, webhook, telegram, fakes, worker)
     assert telegram.chat(OWNER).texts[-1] == f"From now on I ring you on {AGENT_PHONE}."
 
     alert = telegram.chat(OWNER).from_bot[-2]
@@ -258,16 +265,7 @@ async def test_click_to_call_through_the_shops_exotel_account_connects_the_two_n
 async def test_click_to_call_refused_credentials_mark_the_account_and_tell_the_agent(
     res, webhook, telegram, fakes, worker
 ):
-    document = {**WHATSAPP_FIRST, "ivr": {"caller_id": CALLER_ID, "flow_id": "214512"}}
-    acme, _ = await two_shops(res, telegram, worker, document)
-    for number in EXOTEL_ACCOUNT["numbers"]:
-        fakes["exotel"].add_exophone(number)
-    desk = res.account_desk()
-    account = await desk.connect(acme.shop_id, EXOTEL_ACCOUNT)
-    await desk.choose(acme.shop_id, {"voice": account["id"]})
-    await configure(res, acme.shop_id, document)
-    await callback_requested(res, webhook, fakes, worker, acme)
-    assert await telegram.type(OWNER, f"/myphone {AGENT_PHONE}") == 200
+    account_id = await exotel_callback_requested(res, webhook, telegram, fakes, worker)
 
     fakes["exotel"].api_token = "rotated-by-the-merchant"  # the stored token no longer works
     alert = telegram.chat(OWNER).from_bot[-2]
@@ -279,7 +277,7 @@ async def test_click_to_call_refused_credentials_mark_the_account_and_tell_the_a
         "by its provider (/status)"
     )
     async with res.db.sessions() as session:
-        stored = await session.get(ProviderAccount, account["id"])
+        stored = await session.get(ProviderAccount, account_id)
     assert stored.status == "rejected" and "401" in stored.status_reason
 
 
