@@ -71,25 +71,8 @@ async def wait_for_slot(
     """None when `job` may send through `key` now. Else its slot, as the Deferred that holds
     it: returned when the slot comes within `patience` seconds (a batch then waits for it in
     `send_spaced` instead of running the job again), else raised."""
-    held = job.payload.get(SLOT)
-    at = now.timestamp()
-    if held and held["key"] == key and at - held["at"] < SLOT_GRACE_SECONDS:
-        shift = await limiter.shift(key)
-        slot_at, why = held["at"], "rate limit"
-        if shift > held["shift"]:
-            slot_at, why = (
-                held["at"] + shift - held["shift"],
-                "the provider throttled: slots moved",
-            )
-    else:
-        slot = await limiter.reserve(key, per_second)
-        slot_at, shift, why = slot.at, slot.shift, "rate limit"
-    if slot_at <= at + TIME_RESOLUTION:
-        return None
-    hold = _hold(job, key, slot_at, shift, at, why, patience)
-    if slot_at - at > patience:
-        raise hold
-    return hold
+    [(slot_at, shift, why)] = await _slot_times(limiter, [job], key, per_second, now.timestamp())
+    return _decide(job, key, slot_at, shift, why, now.timestamp(), patience)
 
 
 async def batch_slots(
@@ -99,21 +82,67 @@ async def batch_slots(
     keys: dict[int, tuple[str, float]],
     errors: list[BaseException | None],
 ) -> tuple[list[int], dict[int, Deferred | None]]:
-    """The slots of a batch's jobs (`keys`: job index -> rate key and rate): the indexes that
-    may go, in order, with each one's slot (None: now; else within `SPACE_WAIT_SECONDS`, for
-    `send_spaced`); a job whose slot is further is deferred, its Deferred put in `errors`."""
+    """The slots of a batch's jobs (`keys`: job index -> rate key and rate), asked once per
+    key: the indexes that may go, in order, with each one's slot (None: now; else within
+    `SPACE_WAIT_SECONDS`, for `send_spaced`); a job whose slot is further is deferred, its
+    Deferred put in `errors`."""
+    at = clock.now().timestamp()
+    by_key: dict[str, list[int]] = {}
+    for i, (key, _) in keys.items():
+        by_key.setdefault(key, []).append(i)
+    times: dict[int, tuple[float, float, str]] = {}
+    for key, members in by_key.items():
+        found = await _slot_times(
+            limiter, [jobs[i] for i in members], key, keys[members[0]][1], at
+        )
+        times.update(zip(members, found, strict=True))
     going: list[int] = []
     slots: dict[int, Deferred | None] = {}
-    for i, (key, per_second) in keys.items():
+    for i, (key, _) in keys.items():
         try:
-            slots[i] = await wait_for_slot(
-                limiter, jobs[i], key, per_second, clock.now(), SPACE_WAIT_SECONDS
-            )
+            slots[i] = _decide(jobs[i], key, *times[i], at, SPACE_WAIT_SECONDS)
         except Deferred as exc:
             errors[i] = exc
             continue
         going.append(i)
     return going, slots
+
+
+async def _slot_times(
+    limiter: RateLimiter, jobs: list[ClaimedJob], key: str, per_second: float, at: float
+) -> list[tuple[float, float, str]]:
+    """Each job's slot through `key` (time, the key's shift, why it waits): a job keeps the
+    slot it holds, moved by as much as the provider moved the key's slots since, and the
+    others take the key's next free slots, in order. One ask of each kind at most."""
+    held = [job.payload.get(SLOT) for job in jobs]
+    keeps = [h is not None and h["key"] == key and at - h["at"] < SLOT_GRACE_SECONDS for h in held]
+    shift = await limiter.shift(key) if any(keeps) else 0.0
+    fresh = iter(
+        await limiter.reserve(key, per_second, keeps.count(False)) if not all(keeps) else []
+    )
+    times = []
+    for slot, keep in zip(held, keeps, strict=True):
+        if not keep:
+            new = next(fresh)
+            times.append((new.at, new.shift, "rate limit"))
+        elif shift > slot["shift"]:
+            moved = slot["at"] + shift - slot["shift"]
+            times.append((moved, shift, "the provider throttled: slots moved"))
+        else:
+            times.append((slot["at"], shift, "rate limit"))
+    return times
+
+
+def _decide(
+    job: ClaimedJob, key: str, slot_at: float, shift: float, why: str, at: float, patience: float
+) -> Deferred | None:
+    """None when the slot is now; its Deferred when it comes within `patience`; else raised."""
+    if slot_at <= at + TIME_RESOLUTION:
+        return None
+    hold = _hold(job, key, slot_at, shift, at, why, patience)
+    if slot_at - at > patience:
+        raise hold
+    return hold
 
 
 async def space_send(
@@ -198,7 +227,7 @@ async def throttled(
     """The provider refused the send for a while (HTTP 429): every slot of `key` moves past
     its Retry-After, and this job takes the next free one (the attempt is not counted)."""
     await limiter.throttled(key, exc.retry_after or THROTTLED_SECONDS)
-    slot = await limiter.reserve(key, per_second)
+    [slot] = await limiter.reserve(key, per_second)
     return _hold(job, key, slot.at, slot.shift, now.timestamp(), f"{exc.code}: {exc}")
 
 

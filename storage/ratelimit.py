@@ -5,12 +5,13 @@ allowed when that time is within the burst tolerance of now. Two ways to ask:
 
 - `try_acquire` takes the slot now and answers 0, or takes nothing and answers how long to
   wait (for callers that refuse rather than wait: the OTP API answers 429).
-- `reserve` always takes a slot, the next free one, and answers how long until it: a job
-  that must wait knows its own slot, so N waiting jobs come back one slot apart instead of
-  all at once. A provider that throttles anyway (`throttled`, from its Retry-After) moves
-  the key's next free time and every slot already given out: each key keeps a `shift`, the
-  seconds its schedule has been moved so far; a holder compares the shift it was given
-  with the current one (`shift`) before using its slot.
+- `reserve` always takes slots, the next free ones (as many as a batch asks for, in one
+  call), and answers when each is: a job that must wait knows its own slot, so N waiting
+  jobs come back one slot apart instead of all at once. A provider that throttles anyway
+  (`throttled`, from its Retry-After) moves the key's next free time and every slot
+  already given out: each key keeps a `shift`, the seconds its schedule has been moved so
+  far; a holder compares the shift it was given with the current one (`shift`) before
+  using its slot.
 
 Time comes from the clock. Redis runs each decision as one Lua script, so any number of
 processes share a key exactly.
@@ -39,8 +40,8 @@ class RateLimiter(Protocol):
         """Take one slot of `key` now (0.0) or say how long to wait (seconds, nothing taken)."""
         ...
 
-    async def reserve(self, key: str, per_second: float, burst: int = 1) -> Slot:
-        """Take the next free slot of `key`, now or later."""
+    async def reserve(self, key: str, per_second: float, count: int = 1) -> list[Slot]:
+        """Take the next `count` free slots of `key`, now or later, in order."""
         ...
 
     async def shift(self, key: str) -> float:
@@ -67,12 +68,11 @@ def _decide(tat: float, now: float, per_second: float, burst: int) -> tuple[floa
     return (wait, tat) if wait > 0 else (0.0, tat + interval)
 
 
-def _reserve(key: _Key, now: float, per_second: float, burst: int) -> float:
-    """Take the next slot of `key` (mutated); its wait from now."""
-    interval = 1.0 / per_second
+def _reserve(key: _Key, now: float, per_second: float) -> float:
+    """Take the next slot of `key` (mutated); its time."""
     tat = max(key.tat, now)
-    key.tat = tat + interval
-    return max(0.0, tat - (burst - 1) * interval - now)
+    key.tat = tat + 1.0 / per_second
+    return tat
 
 
 def _throttle(key: _Key, now: float, seconds: float) -> None:
@@ -98,11 +98,11 @@ class LocalRateLimiter:
         wait, self._tat[key] = _decide(self._tat.get(key, now), now, per_second, burst)
         return wait
 
-    async def reserve(self, key: str, per_second: float, burst: int = 1) -> Slot:
+    async def reserve(self, key: str, per_second: float, count: int = 1) -> list[Slot]:
         now = self.clock.now().timestamp()
         state = self._keys.setdefault(key, _Key(now))
-        wait = _reserve(state, now, per_second, burst)
-        return Slot(now + wait, wait, state.shift)
+        times = [_reserve(state, now, per_second) for _ in range(count)]
+        return [Slot(at, at - now, state.shift) for at in times]
 
     async def shift(self, key: str) -> float:
         state = self._keys.get(key)
@@ -141,16 +141,18 @@ _RESERVE = (
     + """
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
+local count = tonumber(ARGV[3])
 local state = redis.call('HMGET', KEYS[1], 'tat', 'shift', 'held')
 local tat = tonumber(state[1] or ARGV[1])
-local shift = state[2] or '0'
 if tat < now then tat = now end
-redis.call('HSET', KEYS[1], 'tat', tostring(tat + interval))
-keep(KEYS[1], now, tat + interval, tonumber(state[3] or '0'))
-local wait = tat - tolerance - now
-if wait < 0 then wait = 0 end
-return {tostring(now + wait), tostring(wait), shift}
+local answer = {state[2] or '0'}
+for i = 1, count do
+  answer[i + 1] = tostring(tat)
+  tat = tat + interval
+end
+redis.call('HSET', KEYS[1], 'tat', tostring(tat))
+keep(KEYS[1], now, tat, tonumber(state[3] or '0'))
+return answer
 """
 )
 
@@ -199,16 +201,12 @@ class RedisRateLimiter:
         )
         return float(answer)
 
-    async def reserve(self, key: str, per_second: float, burst: int = 1) -> Slot:
-        interval = 1.0 / per_second
-        at, wait, shift = await self._script_call(
-            self._reserve,
-            key,
-            repr(self.clock.now().timestamp()),
-            repr(interval),
-            repr((burst - 1) * interval),
+    async def reserve(self, key: str, per_second: float, count: int = 1) -> list[Slot]:
+        now = self.clock.now().timestamp()
+        shift, *times = await self._script_call(
+            self._reserve, key, repr(now), repr(1.0 / per_second), str(count)
         )
-        return Slot(float(at), float(wait), float(shift))
+        return [Slot(float(at), float(at) - now, float(shift)) for at in times]
 
     async def shift(self, key: str) -> float:
         return float(await self.redis.hget(self._slots(key), "shift") or 0)

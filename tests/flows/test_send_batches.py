@@ -38,11 +38,11 @@ class StopDuringTheBatch:
         self.limiter, self.fakes, self.server = limiter, fakes, server
         self.stopped = False
 
-    async def reserve(self, key: str, per_second: float):
+    async def reserve(self, key: str, per_second: float, count: int = 1):
         if not self.stopped:
             self.stopped = True
             await texted(self.fakes, self.server, "STOP")
-        return await self.limiter.reserve(key, per_second)
+        return await self.limiter.reserve(key, per_second, count)
 
     def __getattr__(self, name: str):
         return getattr(self.limiter, name)

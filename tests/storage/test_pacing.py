@@ -147,11 +147,12 @@ async def test_a_throttled_send_moves_every_slot_of_the_account(db, queue, limit
 
 
 async def test_several_sends_throttled_together_move_the_slots_once(limiter, clock):
-    for _ in range(3):
-        assert (await limiter.reserve(KEY, RATE)).wait >= 0
+    # A batch's three slots, asked at once: one interval apart from now.
+    first = await limiter.reserve(KEY, RATE, 3)
+    assert [slot.wait for slot in first] == pytest.approx([0, 1 / RATE, 2 / RATE], abs=MS)
     for _ in range(3):
         await limiter.throttled(KEY, 1.0)
-    slot = await limiter.reserve(KEY, RATE)
+    [slot] = await limiter.reserve(KEY, RATE)
     # The slots resume 1 s from now, not 3 s: three refusals name the same moment.
     assert slot.wait == pytest.approx(1.0 + 3 / RATE, abs=MS)
     assert slot.shift == await limiter.shift(KEY) == pytest.approx(1.0, abs=MS)

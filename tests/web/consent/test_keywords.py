@@ -222,7 +222,7 @@ async def test_a_message_leased_by_a_worker_when_stop_arrives_is_not_sent(
         """The sender's rate limiter, asked after the message was leased and routed: the
         customer's STOP commits at that moment."""
 
-        async def reserve(self, key: str, per_second: float) -> Slot:
+        async def reserve(self, key: str, per_second: float, count: int = 1) -> list[Slot]:
             async with res.db.transaction() as session:
                 await consent.record(
                     session,
@@ -233,7 +233,7 @@ async def test_a_message_leased_by_a_worker_when_stop_arrives_is_not_sent(
                     state=consent.OPTED_OUT,
                     source="keyword",
                 )
-            return await res.limiter.reserve(key, per_second)
+            return await res.limiter.reserve(key, per_second, count)
 
     async def never_refused(account_id: int, reason: str) -> None:
         raise AssertionError(f"account {account_id} refused: {reason}")
