@@ -8,6 +8,7 @@ never retried; an event older than what we already hold (a stale retry) changes 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -145,6 +146,9 @@ class ShopifyEvents:
             except ValueError as exc:
                 data = exc
             parsed.append((shop, data, triggered_at))
+            # A batch's loops do not otherwise yield: calls and sends due meanwhile (in the
+            # same event loop) go at their slots, not after the batch.
+            await asyncio.sleep(0)
         book = OrderBook(session, self.verifier.settings_of)
         for shop in {id(shop): shop for shop, _, _ in parsed}.values():
             mine = [d for s, d, _ in parsed if s is shop and isinstance(d, OrderData)]
@@ -154,6 +158,7 @@ class ShopifyEvents:
                 _reject(session, shop, data, now)
             else:
                 await apply_order_data(session, shop, data, now, "webhook", triggered_at, book)
+            await asyncio.sleep(0)
         await book.write(now)
         await self.verifier.orders_changed(session, [(shop, o) for shop, o, _ in book.verify])
         await self.queue.enqueue(session, *book.notification_jobs)

@@ -10,6 +10,7 @@ the send job of the verification's messages (a message that could not be sent).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -561,6 +562,7 @@ class Verifier:
             if methods(settings)[0] == "otp":
                 otp = self.keys.new_otp(ctx.row.id, settings.otp.code_length)
             await self.apply(session, ctx, Start(facts, otp))
+            await asyncio.sleep(0)  # calls and sends due meanwhile go on time
         del session.info[_STARTING]
         session.info.pop(_OPTED_OUT, None)
         # The orders too: the webhook batch's new ones are not in the session.
