@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -38,6 +39,30 @@ async def add_shops(db: Database, clock: ManualClock, count: int) -> list[int]:
         session.add_all(shops)
         await session.flush()
         return [shop.id for shop in shops]
+
+
+async def intake_then_contacts(
+    db: Database,
+    queue: JobQueue,
+    clock: ManualClock,
+    webhooks: int,
+    contacts: int,
+    on_webhook: Callable[[ClaimedJob], Awaitable[None]],
+    on_contact: Callable[[ClaimedJob], Awaitable[None]],
+) -> Worker:
+    """Due intake, due contacts a second younger, and a worker of concurrency 4 in lanes."""
+    await add(db, queue, "webhook", webhooks)
+    clock.advance(timedelta(seconds=1))
+    await add(db, queue, "contact", contacts)
+    return Worker(
+        queue,
+        {"webhook": on_webhook, "contact": on_contact},
+        clock=clock,
+        settings=queue.settings.model_copy(update={"concurrency": 4}),
+        wakeup=db.wakeup,
+        rng=random.Random(5),
+        lanes=LANES,
+    )
 
 
 def kinds(claimed: list[ClaimedJob]) -> collections.Counter[str]:
@@ -145,18 +170,7 @@ async def test_contacts_waiting_for_their_slots_do_not_hold_the_intake_back(db, 
         if ran.count("webhook") == 9:
             intake_done.set()
 
-    await add(db, queue, "webhook", 9)
-    clock.advance(timedelta(seconds=1))
-    await add(db, queue, "contact", 6)
-    worker = Worker(
-        queue,
-        {"webhook": webhook, "contact": contact},
-        clock=clock,
-        settings=queue.settings.model_copy(update={"concurrency": 4}),
-        wakeup=db.wakeup,
-        rng=random.Random(5),
-        lanes=LANES,
-    )
+    worker = await intake_then_contacts(db, queue, clock, 9, 6, webhook, contact)
     running = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(intake_done.wait(), 30)
@@ -177,18 +191,7 @@ async def test_the_worker_runs_higher_lanes_first(db, queue, clock):
     async def record(job: ClaimedJob) -> None:
         started.append(job.kind)
 
-    await add(db, queue, "webhook", 12)
-    clock.advance(timedelta(seconds=1))
-    await add(db, queue, "contact", 3)
-    worker = Worker(
-        queue,
-        {"webhook": record, "contact": record},
-        clock=clock,
-        settings=queue.settings.model_copy(update={"concurrency": 4}),
-        wakeup=db.wakeup,
-        rng=random.Random(5),
-        lanes=LANES,
-    )
+    worker = await intake_then_contacts(db, queue, clock, 12, 3, record, record)
 
     assert await worker.run_until_idle() == 15
     assert started[:3] == ["contact"] * 3
