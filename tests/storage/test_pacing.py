@@ -1,24 +1,27 @@
 """Pacing under a rate limit, one process, on SQLite and PostgreSQL, in-process and Redis
 limits (manual clock, no sleeps): jobs that must wait reserve their slots and start at them,
-none early, none lost, none twice; a provider's throttling moves every slot of its key; and
-shops take turns in the claim, so one shop's backlog does not hold back another's jobs.
+none early, none lost, none twice, also shared by two workers on PostgreSQL + Redis; a
+provider's throttling moves every slot of its key; and shops take turns in the claim, so one
+shop's backlog does not hold back another's jobs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import random
 import uuid
 from datetime import timedelta
 
 import pytest
+from redis.asyncio import Redis
 
 from clock import ManualClock
 from flows.jobs import space_send, throttled, wait_for_slot
 from providers.base import ProviderError
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, Worker
-from storage.models import Shop
+from storage.models import Job, Shop
 from storage.ratelimit import LocalRateLimiter, RedisRateLimiter
 
 KEY = "exotel:shop:7:+911140000000"
@@ -80,12 +83,18 @@ async def enqueue_sends(db: Database, queue: JobQueue, count: int, shop_id=None)
         )
 
 
-async def drain(queue: JobQueue, worker: Worker, clock: ManualClock) -> int:
-    """Run every job, moving the clock to each next due time; the number of runs."""
-    runs = await worker.run_until_idle()
+async def drain(queue: JobQueue, workers: Worker | list[Worker], clock: ManualClock) -> int:
+    """Run every job (the workers together), moving the clock to each next due time; the
+    number of runs."""
+    together = workers if isinstance(workers, list) else [workers]
+
+    async def run() -> int:
+        return sum(await asyncio.gather(*(worker.run_until_idle() for worker in together)))
+
+    runs = await run()
     while (due := await queue.next_due()) is not None:
         clock.set(max(due, clock.now()))
-        runs += await worker.run_until_idle()
+        runs += await run()
     return runs
 
 
@@ -109,6 +118,40 @@ async def test_jobs_for_one_account_start_at_their_slots(db, queue, limiter, clo
     # Each waiting job came back once, at its slot: no job asked again and again.
     assert runs == 20 + 19
     assert await queue.counts() == {"queued": 0, "running": 0, "done": 20, "dead": 0}
+
+
+async def test_two_workers_on_postgresql_and_redis_share_one_accounts_slots(
+    pg_migrated_url, redis_url, clock, jobs_settings
+):
+    """Two workers, each with its own database connections and its own Redis client, run
+    one account's sends (manual clock): together they send one slot apart, none early, none
+    lost, none twice, each waiting job back once."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    dbs = [Database(pg_migrated_url) for _ in range(2)]
+    clients = [Redis.from_url(redis_url) for _ in range(2)]
+    try:
+        async with dbs[0].transaction() as session:
+            await session.execute(Job.__table__.delete())
+        settings = jobs_settings.model_copy(update={"concurrency": 10})
+        queues = [JobQueue(db, clock, settings) for db in dbs]
+        senders = [
+            Sender(RedisRateLimiter(client, clock, prefix=prefix), clock, {}) for client in clients
+        ]
+        workers = [make_worker(q, s.handle) for q, s in zip(queues, senders, strict=True)]
+        start = clock.now().timestamp()
+        await enqueue_sends(dbs[0], queues[0], 30)
+
+        runs = await drain(queues[0], workers, clock)
+
+        assert_one_slot_apart(senders[0].sent + senders[1].sent, start, 30)
+        assert senders[0].sent and senders[1].sent, "one worker did everything"
+        assert runs == 30 + 29
+        assert await queues[0].counts() == {"queued": 0, "running": 0, "done": 30, "dead": 0}
+    finally:
+        for client in clients:
+            await client.aclose()
+        for db in dbs:
+            await db.close()
 
 
 async def test_a_late_batch_takes_the_slots_after_the_first(db, queue, limiter, clock):
