@@ -68,9 +68,9 @@ async def wait_for_slot(
     now: datetime,
     patience: float = 0.0,
 ) -> Deferred | None:
-    """None when `job` may send through `key` now. Else its slot, as the Deferred that holds
-    it: returned when the slot comes within `patience` seconds (a batch then waits for it in
-    `send_spaced` instead of running the job again), else raised."""
+    """`batch_slots` for one job sending through `key`, with its own `patience`: None when it
+    may send now; else its slot, as the Deferred that holds it, returned when the slot comes
+    within `patience` seconds, else raised."""
     [(slot_at, shift, why)] = await _slot_times(limiter, [job], key, per_second, now.timestamp())
     return _decide(job, key, slot_at, shift, why, now.timestamp(), patience)
 
@@ -148,7 +148,7 @@ def _decide(
 async def space_send(
     limiter: RateLimiter, key: str, per_second: float, patience: float = 0.0
 ) -> None:
-    """The last check before the provider is called (after `wait_for_slot`, and after the
+    """The last check before the provider is called (after `batch_slots`, and after the
     database work that precedes the request, which may have held jobs up together): raise
     Deferred when the send would come too soon after the last ones, unless its turn comes
     within `patience` seconds (it then waits for it; asked again after each wait, as the
@@ -167,7 +167,7 @@ async def send_spaced(
     clock: Clock,
     sends: list[tuple[str, float, Deferred | None, Callable[[], Awaitable[T]]]],
 ) -> list[T | BaseException]:
-    """A batch's requests (rate key, rate, slot from `wait_for_slot`, request), each answer
+    """A batch's requests (rate key, rate, slot from `batch_slots`, request), each answer
     or exception in order. The requests of one key start one after another: each at its
     slot (one whose slot the clock has not reached after SPACE_WAIT_SECONDS answers the
     Deferred holding it), then as `space_send` lets it (waiting for its turn up to

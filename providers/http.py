@@ -19,9 +19,8 @@ from providers.base import ProviderError
 _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL)
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORM = "application/x-www-form-urlencoded"
-# Form values escaped and kept: most repeat from request to request (callback URLs, caller
-# ids, field names); longer ones (message texts) are escaped each time.
-_KEPT_ESCAPES, _KEPT_LENGTH = 1024, 200
+# Form field names escaped and kept: they repeat from request to request.
+_KEPT_ESCAPES = 256
 
 
 @dataclass(frozen=True)
@@ -71,13 +70,13 @@ def form_body(form: Mapping[str, Any]) -> bytes:
 
 
 def _escape(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    return _kept_escape(text) if len(text) <= _KEPT_LENGTH else quote_plus(text)
+    # Values are not cached: they carry phone numbers, codes and URLs with tokens.
+    return quote_plus(value if isinstance(value, str) else str(value))
 
 
 @functools.lru_cache(maxsize=_KEPT_ESCAPES)
-def _kept_escape(text: str) -> str:
-    return quote_plus(text)
+def _kept_escape(name: str) -> str:
+    return quote_plus(name)
 
 
 @functools.lru_cache(maxsize=64)

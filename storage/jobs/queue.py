@@ -11,12 +11,23 @@ jobs of each lane it has room for (a worker's free slots per lane).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal_column, select, text, union_all, update
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clock import Clock
@@ -40,6 +51,25 @@ def _in_state(state: str) -> Any:
 QUEUED, RUNNING, DONE = _in_state("queued"), _in_state("running"), _in_state("done")
 DEAD = _in_state("dead")
 NEXT_DUE = select(func.min(jobs.c.due_at)).where(QUEUED)
+
+
+@functools.cache
+def _candidates(upper_kinds: tuple[str, ...]) -> Any:
+    """The claim's candidates, due at :now: the :window oldest and newest due jobs of all
+    kinds and of each of `upper_kinds` (built once: a claim is the hottest statement)."""
+    due = jobs.c.due_at <= bindparam("now", type_=jobs.c.due_at.type)
+    window = bindparam("window", type_=Integer)
+    ends = [
+        select(jobs.c.id, jobs.c.kind, jobs.c.shop_id, jobs.c.due_at)
+        .where(QUEUED, due, *where)
+        .order_by(order)
+        .limit(window)
+        .subquery()
+        for where in [(), *((jobs.c.kind == kind,) for kind in upper_kinds)]
+        # By due time alone, as the index reads: ties (one instant) come in any order.
+        for order in (jobs.c.due_at, jobs.c.due_at.desc())
+    ]
+    return union_all(*(select(end.c.id, end.c.kind, end.c.shop_id, end.c.due_at) for end in ends))
 
 
 @dataclass(frozen=True)
@@ -193,22 +223,11 @@ class JobQueue:
     ) -> tuple[list[ClaimedJob], bool]:
         """The jobs claimed, and whether due jobs were left for want of `room`."""
         now = self.clock.now()
-        window = limit * FAIR_WINDOW
-        scans = [(), *((jobs.c.kind == kind,) for kind in sorted(lanes) if lanes[kind] > 0)]
-        ends = [
-            select(jobs.c.id, jobs.c.kind, jobs.c.shop_id, jobs.c.due_at)
-            .where(QUEUED, jobs.c.due_at <= now, *where)
-            .order_by(order)
-            .limit(window)
-            .subquery()
-            for where in scans
-            # By due time alone, as the index reads: ties (one instant) come in any order.
-            for order in (jobs.c.due_at, jobs.c.due_at.desc())
-        ]
-        candidates = union_all(
-            *(select(end.c.id, end.c.kind, end.c.shop_id, end.c.due_at) for end in ends)
-        )
-        dealt, crowded = _deal((await session.execute(candidates)).all(), lanes, limit, room)
+        upper = tuple(sorted(kind for kind, lane in lanes.items() if lane > 0))
+        found = (
+            await session.execute(_candidates(upper), {"now": now, "window": limit * FAIR_WINDOW})
+        ).all()
+        dealt, crowded = _deal(found, lanes, limit, room)
         if not dealt:
             return [], crowded
         if self.db.dialect == "postgresql":
@@ -438,7 +457,9 @@ def _deal(
     for n, lane in enumerate(sorted(by_lane, reverse=True)):
         dealt = _take_turns(by_lane[lane])
         if lane in room and len(dealt) > room[lane]:
-            dealt, crowded = dealt[: room[lane]], True
+            # Crowded only if the room, not the claim's size, kept jobs of this lane out.
+            crowded = crowded or room[lane] < left
+            dealt = dealt[: room[lane]]
         # Lower lanes waiting keep a quarter of what is left: none starves behind this one.
         share = left if n == len(by_lane) - 1 else left - left // 4
         first += dealt[:share]
