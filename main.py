@@ -433,8 +433,9 @@ def contact_handlers(res: Resources) -> dict[str, BatchHandler]:
     return {SEND_JOB: sender.handle_batch, CALL_JOB: placer.handle_batch}
 
 
-# A burst's later stages go first: the customer's first contact, then the verification that
-# leads to it, ahead of the webhooks still waiting to become orders (every other kind: lane 0).
+# A burst's later stages go first: the customer's first contact, then the verification starts
+# of reconciled orders (a webhook's start in its own batch), ahead of the webhooks still
+# waiting to become orders (every other kind: lane 0).
 JOB_LANES = {CALL_JOB: 2, SEND_JOB: 2, VERIFY_ORDER_JOB: 1}
 
 

@@ -96,9 +96,9 @@ class NoRoute(Exception):
 
 
 class MessageOwner(Protocol):
-    """The conversation messages belong to (a verification), asked before each send and told
-    about the ones that could not be sent, in the send job's transaction. It leaves out
-    and ignores messages that are not its own."""
+    """The conversation messages belong to (a verification), asked once per batch of sends
+    which may go now and told about the ones that could not be sent, in the send job's
+    transactions. It leaves out and ignores messages that are not its own."""
 
     async def send_after(
         self, session: AsyncSession, messages: list[Message]

@@ -396,8 +396,8 @@ async def apply_order_data(
     triggered_at: datetime | None,
     book: OrderBook,
 ) -> Order | None:
-    """`apply_order` for a payload already parsed, its order and customer preloaded in
-    `book`; a new order is written by `book.write`."""
+    """`apply_order` for a payload already parsed, its order preloaded in `book`; a new
+    order, and the customer, are written by `book.write`."""
     order = book.orders[(shop.id, data.shopify_order_id)]
     version = data.updated_at or triggered_at
     if order is not None and _is_stale(version, order.shopify_updated_at):

@@ -38,6 +38,12 @@ def fsm_keys(telegram: FakeTelegram) -> str:
     return f"{FSM_PREFIX}:{telegram.bot_id}:*"
 
 
+async def clear_fsm(redis: Any, telegram: FakeTelegram) -> None:
+    """Delete this test's bot conversations from Redis."""
+    async for key in redis.scan_iter(fsm_keys(telegram)):
+        await redis.delete(key)
+
+
 @pytest.fixture
 def port() -> int:
     return free_port()

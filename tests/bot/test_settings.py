@@ -16,7 +16,7 @@ from main import open_resources
 from providers.sandbox.exotel import FakeExotel
 from providers.sandbox.telegram import ChatMessage
 from storage.models import BotState, ProviderAccount, Shop
-from tests.bot.conftest import NewShop, Webhook, bot_settings, fsm_keys
+from tests.bot.conftest import NewShop, Webhook, bot_settings, clear_fsm, fsm_keys
 from tests.fakes.ringcentral import FakeRingCentral
 
 OWNER, AGENT = 7001, 7002
@@ -59,11 +59,6 @@ def fakes_at(exotel, ringcentral) -> dict[str, dict[str, str]]:
 @pytest.fixture
 def settings(database_url, telegram, port, exotel, ringcentral):
     return bot_settings(database_url, telegram, port, providers=fakes_at(exotel, ringcentral))
-
-
-async def clear_fsm(redis, telegram) -> None:
-    async for key in redis.scan_iter(fsm_keys(telegram)):
-        await redis.delete(key)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from bot.app import WEBHOOK_PATH, webhook_secret
 from bot.handlers import errors, fallback, link
 from main import open_resources
-from tests.bot.conftest import Webhook, bot_settings, fsm_keys, new_shop
+from tests.bot.conftest import Webhook, bot_settings, clear_fsm, fsm_keys, new_shop
 from tests.conftest import SECRET_KEY
 from web.telegram import SECRET_HEADER
 
@@ -75,13 +75,11 @@ async def test_a_restart_in_the_middle_of_linking_resumes_it_from_the_database(
 
 @pytest.fixture
 async def redis_res(database_url, telegram, port, clock, redis, redis_url):
-    async for key in redis.scan_iter(fsm_keys(telegram)):
-        await redis.delete(key)
+    await clear_fsm(redis, telegram)
     settings = bot_settings(database_url, telegram, port, redis={"url": redis_url})
     async with open_resources(settings, clock) as resources:
         yield resources
-    async for key in redis.scan_iter(fsm_keys(telegram)):
-        await redis.delete(key)
+    await clear_fsm(redis, telegram)
 
 
 async def test_a_restart_in_the_middle_of_linking_resumes_it_from_redis(
