@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import random
 import uuid
 from datetime import timedelta
@@ -84,12 +85,15 @@ async def enqueue_sends(db: Database, queue: JobQueue, count: int, shop_id=None)
 
 
 async def drain(queue: JobQueue, workers: Worker | list[Worker], clock: ManualClock) -> int:
-    """Run every job (the workers together), moving the clock to each next due time; the
-    number of runs."""
+    """Run every job (the workers together, each round started by the next one: it claims
+    first), moving the clock to each next due time; the number of runs."""
     together = workers if isinstance(workers, list) else [workers]
+    rounds = itertools.count()
 
     async def run() -> int:
-        return sum(await asyncio.gather(*(worker.run_until_idle() for worker in together)))
+        first = next(rounds) % len(together)
+        turn = together[first:] + together[:first]
+        return sum(await asyncio.gather(*(worker.run_until_idle() for worker in turn)))
 
     runs = await run()
     while (due := await queue.next_due()) is not None:
