@@ -20,7 +20,8 @@ from sqlalchemy import select
 from clock import ManualClock
 from storage.db import Database
 from storage.jobs import ClaimedJob, JobQueue, NewJob, Outcome, Worker
-from storage.models import Job, Shop
+from storage.models import Job
+from tests.storage.test_pacing import add_shops
 
 LANES = {"contact": 2, "start": 1}
 
@@ -28,17 +29,6 @@ LANES = {"contact": 2, "start": 1}
 async def add(db: Database, queue: JobQueue, kind: str, count: int, **fields) -> None:
     async with db.transaction() as session:
         await queue.enqueue(session, *[NewJob(kind, {"n": n}, **fields) for n in range(count)])
-
-
-async def add_shops(db: Database, clock: ManualClock, count: int) -> list[int]:
-    async with db.transaction() as session:
-        shops = [
-            Shop(domain=f"l{n}.myshopify.com", created_at=clock.now(), updated_at=clock.now())
-            for n in range(count)
-        ]
-        session.add_all(shops)
-        await session.flush()
-        return [shop.id for shop in shops]
 
 
 async def intake_then_contacts(
