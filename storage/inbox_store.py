@@ -2,11 +2,13 @@
 
 The intake's hot path, so it speaks to the driver directly with hand-written SQL instead of
 going through an ORM session (whose per-statement and per-row work cost more than the
-database's). PostgreSQL: one statement, so one round trip and one implicit transaction,
-expands the batch from arrays, inserts the receipts, queues a job for each receipt that
-was new, upserts the keyword consents those new receipts carry and sends the workers'
-NOTIFY. SQLite: one transaction on the shared connection, the receipts expanded from one
-JSON parameter, the jobs and the consents each inserted by one `executemany`, and committed
+database's). Each new job is placed in the queue by its shop's turn (`storage.jobs.places`),
+from one read of the queue's head and of the batch's shops' latest due jobs. PostgreSQL: that
+read, then one statement, so one round trip and one implicit transaction, that expands the
+batch from arrays, inserts the receipts, queues a job for each receipt that was new, upserts
+the keyword consents those new receipts carry and sends the workers' NOTIFY. SQLite: one
+transaction on the shared connection, the receipts expanded from one JSON parameter, the
+places read, the jobs and the consents each inserted by one `executemany`, and committed
 with `synchronous=FULL`: the deliveries are acknowledged once it returns, so it must survive
 a power loss (PostgreSQL's commits always do).
 Values are encoded by SQLAlchemy's own column types, so rows read back like any other.
@@ -14,11 +16,13 @@ Values are encoded by SQLAlchemy's own column types, so rows read back like any 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from storage.db import JOBS_CHANNEL, SQLITE_SYNCHRONOUS, Database
+from storage.jobs.places import Key, place
 from storage.types import Json, UTCDateTime, json_text
 
 
@@ -77,9 +81,10 @@ _PG_STORE = f"""
 WITH batch AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                          $6::timestamptz[], $7::text[], $8::jsonb[], $11::text[], $12::text[],
-                         $13::text[], $14::text[], $15::text[]) WITH ORDINALITY
+                         $13::text[], $14::text[], $15::text[], $16::timestamptz[])
+        WITH ORDINALITY
         AS b(provider, shop_id, delivery_id, event_id, topic, triggered_at, kind, payload,
-             line, phone, channel, state, reference, ord)
+             line, phone, channel, state, reference, due_at, ord)
 ), stored AS (
     INSERT INTO webhook_receipts
         (provider, shop_id, delivery_id, event_id, topic, triggered_at, received_at)
@@ -88,7 +93,7 @@ WITH batch AS (
     RETURNING provider, delivery_id
 ), queued AS (
     INSERT INTO jobs (kind, payload, shop_id, idempotency_key, due_at, max_attempts, created_at)
-    SELECT b.kind, b.payload, b.shop_id, b.provider || ':' || b.delivery_id, $9, $10, $9
+    SELECT b.kind, b.payload, b.shop_id, b.provider || ':' || b.delivery_id, b.due_at, $10, $9
     FROM batch b JOIN stored s USING (provider, delivery_id)
     ON CONFLICT (idempotency_key) DO NOTHING
 ), consented AS (
@@ -104,6 +109,32 @@ WITH batch AS (
     WHERE line_consents.updated_at <= EXCLUDED.updated_at
 )
 SELECT provider, delivery_id, pg_notify('{JOBS_CHANNEL}', '') FROM stored
+"""
+
+# The queue's head and, for each (shop, kind), its latest job due by now (see places). On
+# PostgreSQL as row comparisons, which only ix_jobs_queued_shop_kind_due can answer: with
+# plain equalities the planner may walk the due-time index backwards, through the whole
+# backlog when the shop has nothing queued.
+_PG_PLACES = """
+SELECT NULL::bigint, NULL::text, min(due_at) FROM jobs WHERE status = 'queued'
+UNION ALL
+SELECT p.shop_id, p.kind,
+       (SELECT j.due_at FROM jobs j
+        WHERE j.status = 'queued'
+          AND (j.shop_id, j.kind, j.due_at) <= (p.shop_id, p.kind, $3)
+          AND (j.shop_id, j.kind) >= (p.shop_id, p.kind)
+        ORDER BY j.shop_id DESC, j.kind DESC, j.due_at DESC
+        LIMIT 1)
+FROM unnest($1::bigint[], $2::text[]) AS p(shop_id, kind)
+"""
+_SQLITE_PLACES = """
+SELECT NULL, NULL, min(due_at) FROM jobs WHERE status = 'queued'
+UNION ALL
+SELECT json_extract(p.value, '$[0]'), json_extract(p.value, '$[1]'),
+       (SELECT max(j.due_at) FROM jobs j
+        WHERE j.status = 'queued' AND j.shop_id = json_extract(p.value, '$[0]')
+          AND j.kind = json_extract(p.value, '$[1]') AND j.due_at <= ?)
+FROM json_each(?) AS p
 """
 
 # `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not a join.
@@ -137,7 +168,9 @@ class BatchStore:
         self.db = db
         self.max_attempts = max_attempts
         dialect = db.engine.dialect
-        self._encode_time = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+        time_type = UTCDateTime().dialect_impl(dialect)
+        self._encode_time = time_type.bind_processor(dialect)
+        self._decode_time = time_type.result_processor(dialect, None) or (lambda value: value)
         self._encode_json = Json.dialect_impl(dialect).bind_processor(dialect) or json_text
 
     async def write(self, deliveries: list[ShopDelivery], now: datetime) -> set[tuple[str, str]]:
@@ -152,6 +185,11 @@ class BatchStore:
     async def _write_postgres(
         self, conn: Any, deliveries: list[ShopDelivery], now: datetime
     ) -> set[tuple[str, str]]:
+        keys = _keys(deliveries)
+        pairs = sorted({key for key in keys if key is not None})
+        found = await conn.fetch(
+            _PG_PLACES, [shop for shop, _ in pairs], [kind for _, kind in pairs], now
+        )
         rows = await conn.fetch(
             _PG_STORE,
             [d.delivery.provider for d in deliveries],
@@ -165,6 +203,7 @@ class BatchStore:
             now,
             self.max_attempts,
             *_consent_columns(deliveries),
+            self._places(keys, now, found),
         )
         return {(provider, delivery_id) for provider, delivery_id, _ in rows}
 
@@ -192,18 +231,21 @@ class BatchStore:
         await conn.execute("BEGIN IMMEDIATE")
         found = await conn.execute_fetchall(_SQLITE_RECEIPTS, (stamp, receipts))
         stored = {(provider, delivery_id) for provider, delivery_id in found}
+        new = [d for d in deliveries if d.delivery.key in stored]
+        keys = _keys(new)
+        pairs = json_text(sorted({key for key in keys if key is not None}))
+        heads = await conn.execute_fetchall(_SQLITE_PLACES, (stamp, pairs))
         jobs = [
             (
                 d.delivery.job_kind,
                 self._encode_json(d.job_payload),
                 d.shop_id,
                 f"{d.delivery.provider}:{d.delivery.delivery_id}",
-                stamp,
+                encode_time(due_at),
                 self.max_attempts,
                 stamp,
             )
-            for d in deliveries
-            if d.delivery.key in stored
+            for d, due_at in zip(new, self._places(keys, now, heads), strict=True)
         ]
         if jobs:
             await conn.executemany(_SQLITE_JOBS, jobs)
@@ -218,6 +260,23 @@ class BatchStore:
         await conn.execute("COMMIT")
         await conn.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         return stored
+
+    def _places(
+        self, keys: list[Key | None], now: datetime, found: Iterable[Sequence[Any]]
+    ) -> list[datetime]:
+        """The new jobs' due times, from the rows of the places query."""
+        head = None
+        last: dict[Key, datetime | None] = {}
+        for shop_id, kind, due_at in found:
+            if shop_id is None:
+                head = self._decode_time(due_at)
+            else:
+                last[(shop_id, kind)] = self._decode_time(due_at)
+        return place(keys, now, head, last)
+
+
+def _keys(deliveries: list[ShopDelivery]) -> list[Key | None]:
+    return [None if d.shop_id is None else (d.shop_id, d.delivery.job_kind) for d in deliveries]
 
 
 def _consent_columns(deliveries: list[ShopDelivery]) -> list[list[str | None]]:

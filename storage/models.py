@@ -546,6 +546,15 @@ class Job(Base):
             postgresql_where=text("status = 'queued'"),
             sqlite_where=text("status = 'queued'"),
         ),
+        # The intake places a shop's new job after its latest due one (storage.jobs.places).
+        Index(
+            "ix_jobs_queued_shop_kind_due",
+            "shop_id",
+            "kind",
+            "due_at",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
         Index(
             "ix_jobs_running_lease",
             "locked_until",

@@ -92,6 +92,13 @@ class ClaimedJob:
     idempotency_key: str | None
     shop_id: int | None
     due_at: datetime
+    created_at: datetime
+
+    @property
+    def ready_at(self) -> datetime:
+        """Since when the job has been waiting: its due time, or its arrival if the intake
+        placed it earlier in the queue (see storage.jobs.places)."""
+        return max(self.due_at, self.created_at)
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,7 @@ class JobQueue:
                 jobs.c.idempotency_key,
                 jobs.c.shop_id,
                 jobs.c.due_at,
+                jobs.c.created_at,
             )
         )
         claimed = [ClaimedJob(*row) for row in await session.execute(stmt)]

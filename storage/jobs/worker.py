@@ -214,7 +214,7 @@ class Worker:
         for job in claimed:
             self._held[job.id] = job
             if self.metrics:
-                lag = (self.clock.now() - job.due_at).total_seconds()
+                lag = (self.clock.now() - job.ready_at).total_seconds()
                 self.metrics.job_start_lag.labels(job.kind).observe(max(lag, 0.0))
             if self._batched(job.kind):
                 batches.setdefault(job.kind, []).append(job)
@@ -255,7 +255,7 @@ class Worker:
         kind = jobs[0].kind
         if kind not in self.paced:
             return await self._call(jobs)
-        waited = (self.clock.now() - min(job.due_at for job in jobs)).total_seconds()
+        waited = (self.clock.now() - min(job.ready_at for job in jobs)).total_seconds()
         async with self.queue.pace.turn(waited, self.lanes.get(kind, 0)):
             return await self._call(jobs)
 

@@ -34,7 +34,7 @@ def limiter(request, clock):
 
 
 def job(n: int) -> ClaimedJob:
-    return ClaimedJob(n, "send", {"n": n}, 1, 8, None, None, START)
+    return ClaimedJob(n, "send", {"n": n}, 1, 8, None, None, START, START)
 
 
 async def slots_of(limiter, clock, count: int, rate: float) -> list[Deferred | None]:

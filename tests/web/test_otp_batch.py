@@ -88,6 +88,7 @@ async def test_a_batch_of_otp_starts_queues_each_code_once_and_none_to_an_opt_ou
             None,
             None,
             now,
+            now,
         )
         for n, order in enumerate(orders)
     ]
