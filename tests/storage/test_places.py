@@ -7,7 +7,6 @@ and two floods share the claims from the moment the second begins.
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -53,9 +52,7 @@ async def deliver(inbox: Inbox, shop: int, numbers: range) -> None:
     assert set(answers) == {Accepted.NEW}
 
 
-async def test_a_quiet_shops_webhook_behind_a_flood_is_claimed_next(
-    db, queue, inbox, clock
-):
+async def test_a_quiet_shops_webhook_behind_a_flood_is_claimed_next(db, queue, inbox, clock):
     big, small = await add_shops(db, clock, 2)
     start = clock.now()
     # The big shop's flood, 1,000 webhooks at 3,000 a second, the quiet shop's one in its

@@ -117,7 +117,9 @@ async def place_order(
         )
         session.add(order)
     payload = {"shop_id": order.shop_id, "shopify_order_id": order.shopify_order_id}
-    await verifier.handle_order(ClaimedJob(0, VERIFY_ORDER_JOB, payload, 1, 1, None, None, now, now))
+    await verifier.handle_order(
+        ClaimedJob(0, VERIFY_ORDER_JOB, payload, 1, 1, None, None, now, now)
+    )
     return order
 
 
