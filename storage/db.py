@@ -11,8 +11,6 @@ PostgreSQL uses asyncpg.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.turns import Turns
 from storage.types import json_text, json_value
 from storage.wakeup import Wakeup
 
@@ -47,8 +46,8 @@ class Database:
         self.engine = _create_engine(url, self.dialect)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Webhook intake must not queue behind background jobs: on PostgreSQL it has its own
-        # small pool; on SQLite's single connection it goes first (see _Gate).
-        self._gate = _Gate() if self.dialect == "sqlite" else None
+        # small pool; on SQLite's single connection it goes first (see storage.turns).
+        self._gate = Turns() if self.dialect == "sqlite" else None
         self._priority_engine = (
             None
             if self._gate
@@ -95,7 +94,7 @@ class Database:
         if self._gate is None:
             yield
             return
-        await self._gate.acquire(priority)
+        await self._gate.acquire(0 if priority else 1)
         try:
             yield
         finally:
@@ -133,39 +132,6 @@ async def write_back(session: AsyncSession, rows: list[Any], *columns: str) -> N
 def dialect_insert(dialect: str, table: Any) -> Any:
     """An INSERT construct of the named dialect (for ON CONFLICT clauses)."""
     return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-
-
-class _Gate:
-    """One writer at a time on SQLite's single connection, waiting priority writers first."""
-
-    def __init__(self) -> None:
-        self._busy = False
-        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
-            deque(),
-            deque(),
-        )
-
-    async def acquire(self, priority: bool) -> None:
-        if not self._busy:
-            self._busy = True
-            return
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting[0 if priority else 1].append(turn)
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self.release()  # the turn was handed over just before the cancel
-            raise
-
-    def release(self) -> None:
-        for queue in self._waiting:
-            while queue:
-                turn = queue.popleft()
-                if not turn.done():
-                    turn.set_result(None)
-                    return
-        self._busy = False
 
 
 def _create_engine(url: str, dialect: str) -> AsyncEngine:

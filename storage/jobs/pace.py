@@ -15,12 +15,12 @@ within a lane they go in the order they came.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+
+from storage.turns import Turns
 
 # The intake counts as active this long after its last batch.
 QUIET_SECONDS = 0.5
@@ -45,10 +45,7 @@ class Pace:
         self._sleep = sleep
         self._last_foreground = -math.inf
         self._next_turn = -math.inf
-        self._taken = False  # a batch has the turn
-        # Batches waiting for the turn: (-lane, arrival, future), the next one first.
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._arrivals = itertools.count()
+        self._turns = Turns()  # one batch at a time, higher lanes first
 
     def foreground(self) -> None:
         """The intake is working now."""
@@ -63,10 +60,10 @@ class Pace:
         at once while the intake is quiet or the batch is overdue, else in turn."""
         # Not past batches still waiting their turn: a later batch of their lane would
         # overtake them (a journey's "shipped" decided before its order's "created").
-        if (not self.busy() and not self._taken) or waited_seconds > self.max_delay_seconds:
+        if (not self.busy() and not self._turns.taken) or waited_seconds > self.max_delay_seconds:
             yield
             return
-        await self._take(lane)
+        await self._turns.acquire(-lane)
         try:
             if self.busy() and (wait := self._next_turn - self._monotonic()) > 0:
                 await self._sleep(wait)
@@ -78,25 +75,4 @@ class Pace:
                 rest = min(spent * (1 - self.share) / self.share, MAX_REST_SECONDS)
                 self._next_turn = self._monotonic() + rest
         finally:
-            self._hand_over()
-
-    async def _take(self, lane: int) -> None:
-        if not self._taken:
-            self._taken = True
-            return
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (-lane, next(self._arrivals), turn))
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self._hand_over()  # the turn was handed over just before the cancel
-            raise
-
-    def _hand_over(self) -> None:
-        while self._waiting:
-            _, _, turn = heapq.heappop(self._waiting)
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self._taken = False
+            self._turns.release()
