@@ -34,6 +34,8 @@ from storage.wakeup import Wakeup
 
 _LOGGER = logging.getLogger(__name__)
 BATCH_SIZE = 50  # jobs per call of a batch handler
+# A shop with more jobs than this in one claim of a kind is flooding: its batches are apart.
+FLOOD_JOBS = BATCH_SIZE // 5
 # A job due now but not claimable (another worker's claim is committing): look again soon.
 MIN_WAKE_SECONDS = 0.002
 
@@ -223,9 +225,7 @@ class Worker:
                     self._execute([job]), name=f"job-{job.id}"
                 )
         for kind, jobs in batches.items():
-            # Short batches: a long transaction would keep others (webhook intake) waiting.
-            for start in range(0, len(jobs), BATCH_SIZE):
-                chunk = jobs[start : start + BATCH_SIZE]
+            for chunk in _chunks(jobs):
                 task = asyncio.create_task(self._execute(chunk), name=f"jobs-{kind}")
                 for job in chunk:
                     self._running[job.id] = task
@@ -326,6 +326,21 @@ class Worker:
         except Exception:
             _LOGGER.exception("worker %s could not hand back %d jobs", self.id, len(unfinished))
         self._held.clear()
+
+
+def _chunks(jobs: list[ClaimedJob]) -> list[list[ClaimedJob]]:
+    """A claim's jobs of one kind in batches: short ones, as a long transaction would keep
+    others (the webhook intake) waiting, and the jobs of flooding shops apart from the
+    others', which would otherwise wait for a flood's batch to commit; each in claim order."""
+    counts = collections.Counter(job.shop_id for job in jobs)
+    groups: tuple[list[ClaimedJob], list[ClaimedJob]] = ([], [])
+    for job in jobs:
+        groups[counts[job.shop_id] > FLOOD_JOBS].append(job)
+    return [
+        group[start : start + BATCH_SIZE]
+        for group in groups
+        for start in range(0, len(group), BATCH_SIZE)
+    ]
 
 
 def _metric_outcome(outcome: Outcome) -> str:

@@ -1,7 +1,8 @@
 """Fairness between shops at the scheduler level, on SQLite and PostgreSQL with a manual clock:
 the intake places each shop's new job after its own last one (storage.jobs.places), so a
 quiet shop's webhook that arrives behind another shop's flood is claimed by the next claim,
-and two floods share the claims from the moment the second begins.
+and two floods share the claims from the moment the second begins. A worker batches a
+flooding shop's jobs apart from the other shops', which then do not wait for a flood's batch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from storage.db import Database
 from storage.inbox import Accepted, Delivery, Inbox
-from storage.jobs import JobQueue
+from storage.jobs import ClaimedJob, JobQueue, Worker
 from storage.jobs.places import TICK, TURN, place
 from tests.storage.test_pacing import add_shops
 
@@ -131,3 +132,32 @@ def test_places_follow_each_shops_last_job_and_never_pass_now():
     # An empty queue, or one whose jobs are all due later: now, a run packed a tick apart.
     assert place([(1, "webhook")], T0, None, {}) == [T0]
     assert place([(1, "webhook")] * 3, T0, T0 + SECOND, {}) == [T0 - 2 * TICK, T0 - TICK, T0]
+
+
+async def test_a_quiet_shops_job_is_not_batched_with_a_flood(db, queue, inbox, clock):
+    big, small, other = await add_shops(db, clock, 3)
+    await deliver(inbox, 0, range(120))
+    await deliver(inbox, 1, range(1))
+    await deliver(inbox, 2, range(2))
+    batches: list[list[int]] = []
+
+    async def together(jobs: list[ClaimedJob]) -> list[BaseException | None]:
+        batches.append([job.shop_id for job in jobs])
+        return [None] * len(jobs)
+
+    worker = Worker(
+        queue,
+        {},
+        clock=clock,
+        settings=queue.settings.model_copy(update={"concurrency": 200}),
+        wakeup=db.wakeup,
+        batch_handlers={"webhook": together},
+    )
+    assert await worker.run_until_idle() == 123
+
+    # The quiet shops' jobs in one short batch, which does not wait for the flood's to commit;
+    # the flood's in batches of at most BATCH_SIZE.
+    quiet = [batch for batch in batches if big not in batch]
+    assert [sorted(batch) for batch in quiet] == [[small, other, other]]
+    assert sorted(len(batch) for batch in batches if big in batch) == [20, 50, 50]
+    assert all(set(batch) == {big} for batch in batches if big in batch)
