@@ -330,17 +330,21 @@ class Worker:
 
 def _chunks(jobs: list[ClaimedJob]) -> list[list[ClaimedJob]]:
     """A claim's jobs of one kind in batches: short ones, as a long transaction would keep
-    others (the webhook intake) waiting, and the jobs of flooding shops apart from the
-    others', which would otherwise wait for a flood's batch to commit; each in claim order."""
+    others (the webhook intake) waiting; the jobs of flooding shops apart from the others',
+    which would otherwise wait for a flood's batch to commit; and the oldest in a shorter
+    first batch, so a burst's first orders (their first contacts) do not wait for a full
+    batch. Each in claim order."""
     counts = collections.Counter(job.shop_id for job in jobs)
     groups: tuple[list[ClaimedJob], list[ClaimedJob]] = ([], [])
     for job in jobs:
         groups[counts[job.shop_id] > FLOOD_JOBS].append(job)
-    return [
-        group[start : start + BATCH_SIZE]
-        for group in groups
-        for start in range(0, len(group), BATCH_SIZE)
-    ]
+    chunks = []
+    for group in groups:
+        start, size = 0, FLOOD_JOBS
+        while start < len(group):
+            chunks.append(group[start : start + size])
+            start, size = start + size, BATCH_SIZE
+    return chunks
 
 
 def _metric_outcome(outcome: Outcome) -> str:
