@@ -1,7 +1,9 @@
 """The job worker: claims due jobs in batches, runs their handlers, writes results in batches.
 
 A worker holds at most `concurrency` claimed jobs of each lane (contacts waiting for their
-provider's slots never keep the intake from being claimed). Handlers run concurrently; each
+provider's slots never keep the intake from being claimed). Handlers run concurrently, but a
+flooding shop's batches of a kind that comes in floods run one at a time, apart from the
+other shops' jobs (see `_chunks`), so those do not share the process with a whole flood. Each
 loop turn writes the finished results back and claims into the free slots in one
 transaction, which also tells when the next job falls due if the claim came back short (the
 worker sleeps till then, or till new work or a finished job wakes it). Held jobs have their
@@ -30,6 +32,7 @@ from clock import Clock
 from metrics import Metrics
 from settings import JobsSettings
 from storage.jobs.queue import ClaimedJob, Exchange, JobQueue, Outcome
+from storage.turns import Turns
 from storage.wakeup import Wakeup
 
 _LOGGER = logging.getLogger(__name__)
@@ -114,6 +117,8 @@ class Worker:
         self._results: list[Outcome] = []
         self._stopping = False
         self._nudge = asyncio.Event()
+        # A flooding shop's batches of a kind that comes in floods run one at a time.
+        self._floods = Turns()
         # Set while the worker waits for work (lets callers know it has caught up).
         self.idle = asyncio.Event()
 
@@ -225,15 +230,25 @@ class Worker:
                     self._execute([job]), name=f"job-{job.id}"
                 )
         for kind, jobs in batches.items():
-            for chunk in _chunks(jobs):
-                task = asyncio.create_task(self._execute(chunk), name=f"jobs-{kind}")
+            for chunk, flood in _chunks(jobs):
+                task = asyncio.create_task(
+                    self._execute(chunk, flood and kind in self.paced), name=f"jobs-{kind}"
+                )
                 for job in chunk:
                     self._running[job.id] = task
 
-    async def _execute(self, jobs: list[ClaimedJob]) -> None:
-        """Run one job, or one batch of a kind; record each job's outcome."""
+    async def _execute(self, jobs: list[ClaimedJob], flood: bool = False) -> None:
+        """Run one job, or one batch of a kind (`flood`: in turn with the other floods'
+        batches); record each job's outcome."""
         try:
-            errors = await self._run(jobs)
+            if flood:
+                await self._floods.acquire(-self.lanes.get(jobs[0].kind, 0))
+                try:
+                    errors = await self._run(jobs)
+                finally:
+                    self._floods.release()
+            else:
+                errors = await self._run(jobs)
         except asyncio.CancelledError:
             # Shutdown ran out of grace: the jobs go back untouched.
             for job in jobs:
@@ -328,21 +343,22 @@ class Worker:
         self._held.clear()
 
 
-def _chunks(jobs: list[ClaimedJob]) -> list[list[ClaimedJob]]:
-    """A claim's jobs of one kind in batches: short ones, as a long transaction would keep
-    others (the webhook intake) waiting; the jobs of flooding shops apart from the others',
-    which would otherwise wait for a flood's batch to commit; and the oldest in a shorter
-    first batch, so a burst's first orders (their first contacts) do not wait for a full
-    batch. Each in claim order."""
+def _chunks(jobs: list[ClaimedJob]) -> list[tuple[list[ClaimedJob], bool]]:
+    """A claim's jobs of one kind in batches, each marked whether it is a flood's: short
+    ones, as a long transaction would keep others (the webhook intake) waiting; the jobs of
+    flooding shops (not the platform's, which name none) apart from the others', which would
+    otherwise wait for a flood's batch to commit; and the oldest in a shorter first batch,
+    so a burst's first orders (their first contacts) do not wait for a full batch. Each in
+    claim order."""
     counts = collections.Counter(job.shop_id for job in jobs)
     groups: tuple[list[ClaimedJob], list[ClaimedJob]] = ([], [])
     for job in jobs:
-        groups[counts[job.shop_id] > FLOOD_JOBS].append(job)
+        groups[job.shop_id is not None and counts[job.shop_id] > FLOOD_JOBS].append(job)
     chunks = []
-    for group in groups:
+    for flood, group in enumerate(groups):
         start, size = 0, FLOOD_JOBS
         while start < len(group):
-            chunks.append(group[start : start + size])
+            chunks.append((group[start : start + size], bool(flood)))
             start, size = start + size, BATCH_SIZE
     return chunks
 

@@ -2,7 +2,8 @@
 the intake places each shop's new job after its own last one (storage.jobs.places), so a
 quiet shop's webhook that arrives behind another shop's flood is claimed by the next claim,
 and two floods share the claims from the moment the second begins. A worker batches a
-flooding shop's jobs apart from the other shops', which then do not wait for a flood's batch.
+flooding shop's jobs apart from the other shops', which then do not wait for a flood's batch,
+and runs a flood's batches one at a time.
 """
 
 from __future__ import annotations
@@ -140,24 +141,37 @@ async def test_a_quiet_shops_job_is_not_batched_with_a_flood(db, queue, inbox, c
     await deliver(inbox, 1, range(1))
     await deliver(inbox, 2, range(2))
     batches: list[list[int]] = []
+    running: list[list[int]] = []
+    beside: list[list[list[int]]] = []  # the batches running as each one ends
 
     async def together(jobs: list[ClaimedJob]) -> list[BaseException | None]:
-        batches.append([job.shop_id for job in jobs])
+        shops = [job.shop_id for job in jobs]
+        batches.append(shops)
+        running.append(shops)
+        for _ in range(3):
+            await asyncio.sleep(0)  # let any other batch start, if it may
+        beside.append(list(running))
+        running.remove(shops)
         return [None] * len(jobs)
 
+    # A worker process of its own: no intake beside it to give way to.
     worker = Worker(
-        queue,
+        JobQueue(db, clock, queue.settings),
         {},
         clock=clock,
         settings=queue.settings.model_copy(update={"concurrency": 200}),
         wakeup=db.wakeup,
         batch_handlers={"webhook": together},
+        paced=("webhook",),
     )
     assert await worker.run_until_idle() == 123
 
     # The quiet shops' jobs in one short batch, which does not wait for the flood's to commit;
-    # the flood's in batches of at most BATCH_SIZE, the oldest in a shorter first one.
+    # the flood's in batches of at most BATCH_SIZE, the oldest in a shorter first one, run one
+    # at a time, with the quiet one beside the first.
     quiet = [batch for batch in batches if big not in batch]
     assert [sorted(batch) for batch in quiet] == [[small, other, other]]
     assert [len(batch) for batch in batches if big in batch] == [10, 50, 50, 10]
     assert all(set(batch) == {big} for batch in batches if big in batch)
+    assert max(sum(big in batch for batch in together) for together in beside) == 1
+    assert any(len(together) == 2 and big not in together[0] for together in beside)
