@@ -230,9 +230,10 @@ class Worker:
                     self._execute([job]), name=f"job-{job.id}"
                 )
         for kind, jobs in batches.items():
-            for chunk, flood in _chunks(jobs):
+            paced = kind in self.paced
+            for chunk, flood in _chunks(jobs, FLOOD_JOBS if paced else BATCH_SIZE):
                 task = asyncio.create_task(
-                    self._execute(chunk, flood and kind in self.paced), name=f"jobs-{kind}"
+                    self._execute(chunk, flood and paced), name=f"jobs-{kind}"
                 )
                 for job in chunk:
                     self._running[job.id] = task
@@ -343,20 +344,20 @@ class Worker:
         self._held.clear()
 
 
-def _chunks(jobs: list[ClaimedJob]) -> list[tuple[list[ClaimedJob], bool]]:
+def _chunks(jobs: list[ClaimedJob], first: int) -> list[tuple[list[ClaimedJob], bool]]:
     """A claim's jobs of one kind in batches, each marked whether it is a flood's: short
     ones, as a long transaction would keep others (the webhook intake) waiting; the jobs of
     flooding shops (not the platform's, which name none) apart from the others', which would
-    otherwise wait for a flood's batch to commit; and the oldest in a shorter first batch,
-    so a burst's first orders (their first contacts) do not wait for a full batch. Each in
-    claim order."""
+    otherwise wait for a flood's batch to commit; and the oldest in a first batch of `first`
+    (shorter for the kinds that come in floods, so a burst's first orders reach their first
+    contacts without waiting for a full batch). Each in claim order."""
     counts = collections.Counter(job.shop_id for job in jobs)
     groups: tuple[list[ClaimedJob], list[ClaimedJob]] = ([], [])
     for job in jobs:
         groups[job.shop_id is not None and counts[job.shop_id] > FLOOD_JOBS].append(job)
     chunks = []
     for flood, group in enumerate(groups):
-        start, size = 0, FLOOD_JOBS
+        start, size = 0, first
         while start < len(group):
             chunks.append((group[start : start + size], bool(flood)))
             start, size = start + size, BATCH_SIZE
