@@ -94,11 +94,8 @@ class Database:
         if self._gate is None:
             yield
             return
-        await self._gate.acquire(0 if priority else 1)
-        try:
+        async with self._gate.hold(0 if priority else 1):
             yield
-        finally:
-            self._gate.release()
 
     def insert(self, table: Any) -> Any:
         """An INSERT construct of this database's dialect (for ON CONFLICT clauses)."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 
 class Turns:
@@ -15,7 +17,16 @@ class Turns:
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
 
-    async def acquire(self, rank: int = 0) -> None:
+    @asynccontextmanager
+    async def hold(self, rank: int = 0) -> AsyncIterator[None]:
+        """The turn for the block's length."""
+        await self._acquire(rank)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, rank: int) -> None:
         """Wait for the turn; a lower rank goes first."""
         if not self.taken:
             self.taken = True
@@ -26,10 +37,10 @@ class Turns:
             await turn
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
-                self.release()  # the turn was handed over just before the cancel
+                self._release()  # the turn was handed over just before the cancel
             raise
 
-    def release(self) -> None:
+    def _release(self) -> None:
         while self._waiting:
             _, _, turn = heapq.heappop(self._waiting)
             if not turn.done():

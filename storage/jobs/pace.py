@@ -63,8 +63,7 @@ class Pace:
         if (not self.busy() and not self._turns.taken) or waited_seconds > self.max_delay_seconds:
             yield
             return
-        await self._turns.acquire(-lane)
-        try:
+        async with self._turns.hold(-lane):
             if self.busy() and (wait := self._next_turn - self._monotonic()) > 0:
                 await self._sleep(wait)
             began = self._monotonic()
@@ -74,5 +73,3 @@ class Pace:
                 spent = self._monotonic() - began
                 rest = min(spent * (1 - self.share) / self.share, MAX_REST_SECONDS)
                 self._next_turn = self._monotonic() + rest
-        finally:
-            self._turns.release()

@@ -44,10 +44,10 @@ def place(
         behind[key] -= 1
         latest = now - behind[key] * TICK  # leaves the rest of the run a tick each
         before = placed.get(key) or last.get(key)
-        if before is None:
-            at = min(start, latest)
-        else:
-            at = min(max(min(max(start, before + TURN), latest), before + TICK), now)
+        turn = start if before is None else max(start, before + TURN)
+        at = min(turn, latest)
+        if before is not None:
+            at = min(max(at, before + TICK), now)  # after its last job, even at now
         placed[key] = at
         times.append(at)
     return times

@@ -243,11 +243,8 @@ class Worker:
         batches); record each job's outcome."""
         try:
             if flood:
-                await self._floods.acquire(-self.lanes.get(jobs[0].kind, 0))
-                try:
+                async with self._floods.hold(-self.lanes.get(jobs[0].kind, 0)):
                     errors = await self._run(jobs)
-                finally:
-                    self._floods.release()
             else:
                 errors = await self._run(jobs)
         except asyncio.CancelledError:
